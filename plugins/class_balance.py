@@ -1,0 +1,159 @@
+"""``class-balance``: label counts per split, imbalance, classes missing from a split, label shift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+
+FIX_IMBALANCE = ("Weight the loss by inverse class frequency (CrossEntropyLoss(weight=...)), resample with a "
+                 "WeightedRandomSampler, or collect more of the rare classes; judge with per-class metrics "
+                 "(balanced accuracy, macro F1), not plain accuracy.")
+FIX_SPLIT = "Re-split with stratification (sklearn.model_selection.train_test_split(..., stratify=labels))."
+
+
+class Settings(CheckSettings):
+    warn_ratio: float = Field(10.0, gt=1, description="Warn when the largest class outnumbers the smallest this many times.")
+    info_ratio: float = Field(3.0, gt=1, description="Report (info) imbalance from this ratio up.")
+    alpha: float = Field(0.001, gt=0, lt=1, description="Significance level of the chi-square test for label shift.")
+    min_shift: float = Field(0.05, gt=0, lt=1, description="Smallest total variation distance reported as a shift.")
+    min_expected_val: float = Field(5.0, gt=0, description="Warn of a class missing from val only if >= this many were expected.")
+
+
+CODES = (
+    CodeDoc(
+        code="SC501", title="Classes missing from the training split", severity="error",
+        what="Counts labels per split; reported when a class that appears in validation (or below num_classes) "
+        "has no training sample. The validation samples of those classes are listed.",
+        why="The model can never predict a class it never saw; validation scores on it are 0 by construction.",
+        example="A split by file order where the last class landed entirely in the validation folder.",
+        fix=FIX_SPLIT + " Check that num_classes matches the data.",
+    ),
+    CodeDoc(
+        code="SC502", title="Classes missing from the validation split", severity="warning",
+        what="Reported when a training class has no validation sample although the class frequency predicts at "
+        "least 5 of them (fewer expected is reported as info).",
+        why="Validation says nothing about those classes: a model that never predicts them scores the same.",
+        example="A small validation set cut from the start of a class-sorted file.",
+        fix=FIX_SPLIT,
+    ),
+    CodeDoc(
+        code="SC503", title="Class imbalance", severity="warning",
+        what="The imbalance ratio is the largest training class count divided by the smallest. Decision rule: "
+        "warning at 10x or more, info from 3x.",
+        why="With skewed classes a model can score high accuracy by predicting the majority class, and the rare "
+        "classes get few gradient updates.",
+        example="Fraud detection with 1% positives; a digits set with 30 samples of '3' and 180 of every other digit.",
+        fix=FIX_IMBALANCE,
+    ),
+    CodeDoc(
+        code="SC504", title="Label distribution shift between train and validation", severity="warning",
+        what="Chi-square test of homogeneity on the 2 x C table of label counts (train vs val). Decision rule: "
+        "warning when p < 0.001 and the total variation distance between the two label distributions is at "
+        "least 0.05 (so tiny shifts in huge datasets are not reported).",
+        why="Validation then measures a different problem than the one trained on: its accuracy misleads, and "
+        "class priors learned in training are wrong at evaluation.",
+        example="Train resampled to balance classes while validation keeps the natural skew; a split by date "
+        "where the label mix changed.",
+        fix=FIX_SPLIT + " If the shift is deliberate, evaluate with per-class metrics.",
+    ),
+)
+
+
+class ClassBalance(Check):
+    name = "class-balance"
+    summary = "class imbalance, classes missing from a split, label distribution shift between splits (chi-square)"
+    cost = "instant: counts the labels from the cached data pass"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        if ctx.task != "classification":
+            self.skip("regression task: no classes to count")
+        train = _labels(ctx.train.data_pass().targets)
+        val = _labels(ctx.val.data_pass().targets) if ctx.val is not None else None
+        if train is None or (ctx.val is not None and val is None):
+            self.skip("labels are not integer class ids (data-integrity reports why)")
+        classes = max(ctx.num_classes or 0, int(train.max()) + 1, int(val.max()) + 1 if val is not None and len(val) else 0)
+        counts_train = np.bincount(train[train >= 0], minlength=classes)
+        evidence: dict[str, Any] = {"num_classes": classes, "train_counts": counts_train.tolist()}
+        if val is not None:
+            counts_val = np.bincount(val[val >= 0], minlength=classes)
+            evidence["val_counts"] = counts_val.tolist()
+
+        missing_train = [c for c in range(classes) if counts_train[c] == 0]
+        if missing_train:
+            in_val = np.flatnonzero(np.isin(val, missing_train)).tolist() if val is not None else []
+            yield self.finding(
+                "SC501", f"Class(es) {missing_train} have no training sample"
+                + (f"; {len(in_val)} validation sample(s) carry them." if in_val else "."),
+                samples={"val": in_val}, evidence={**evidence, "missing": missing_train, "val_samples": len(in_val)},
+            )
+
+        present = counts_train[counts_train > 0]
+        ratio = float(present.max() / present.min()) if len(present) else 1.0
+        if ratio >= settings.info_ratio:
+            smallest = int(np.argmin(np.where(counts_train > 0, counts_train, np.iinfo(np.int64).max)))
+            largest = int(np.argmax(counts_train))
+            yield self.finding(
+                "SC503", f"The largest training class ({largest}: {counts_train[largest]} samples) outnumbers the "
+                f"smallest ({smallest}: {counts_train[smallest]}) {ratio:.1f} to 1.",
+                severity="warning" if ratio >= settings.warn_ratio else "info",
+                evidence={**evidence, "imbalance_ratio": round(ratio, 3), "warn_ratio": settings.warn_ratio},
+            )
+
+        if val is None:
+            return
+        expected_val = counts_train / counts_train.sum() * len(val)
+        missing_val = [c for c in range(classes) if counts_val[c] == 0 and counts_train[c] > 0]
+        if missing_val:
+            worth = [c for c in missing_val if expected_val[c] >= settings.min_expected_val]
+            yield self.finding(
+                "SC502", f"Class(es) {missing_val} appear in training but not in validation "
+                f"(about {', '.join(f'{expected_val[c]:.1f}' for c in missing_val)} expected).",
+                severity="warning" if worth else "info", evidence={**evidence, "missing": missing_val},
+            )
+        yield from self._shift(counts_train, counts_val, evidence, settings)
+
+    def _shift(self, counts_train: np.ndarray, counts_val: np.ndarray, evidence: dict, settings: Settings):
+        from scipy.stats import chi2_contingency
+
+        keep = (counts_train + counts_val) > 0
+        table = np.stack([counts_train[keep], counts_val[keep]])
+        if table.shape[1] < 2 or counts_val.sum() == 0:
+            return
+        chi2, p, dof, _ = chi2_contingency(table)
+        p_train, p_val = counts_train / counts_train.sum(), counts_val / counts_val.sum()
+        tvd = float(0.5 * np.abs(p_train - p_val).sum())
+        if p < settings.alpha and tvd >= settings.min_shift:
+            moved = np.argsort(-np.abs(p_train - p_val))[:3]
+            detail = ", ".join(f"class {c}: {p_train[c]:.1%} of train vs {p_val[c]:.1%} of val" for c in moved)
+            yield self.finding(
+                "SC504", f"The label distributions of train and validation differ (chi-square {chi2:.1f}, dof {dof}, "
+                f"p = {p:.2g}; total variation {tvd:.3f}). Largest differences: {detail}.",
+                evidence={**evidence, "chi2": round(float(chi2), 3), "dof": int(dof), "p_value": float(f"{p:.4g}"),
+                          "total_variation": round(tvd, 4), "alpha": settings.alpha, "min_shift": settings.min_shift},
+            )
+
+
+def _labels(targets: np.ndarray | None) -> np.ndarray | None:
+    """Integer class ids from the cached targets: scalar labels, or one-hot rows; ``None`` otherwise."""
+    if targets is None or not np.issubdtype(targets.dtype, np.number) or len(targets) == 0:
+        return None
+    t = targets.astype(np.float64)
+    if t.ndim == 2 and np.allclose(t.sum(1), 1) and ((t == 0) | (t == 1)).all():
+        return t.argmax(1).astype(np.int64)
+    if t.ndim == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim != 1 or not np.isfinite(t).all() or not np.all(t == np.round(t)) or t.min() < 0:
+        return None
+    return t.astype(np.int64)
+
+
+@hookimpl
+def sanitycheck_checks():
+    return [ClassBalance()]

@@ -1,0 +1,232 @@
+"""``data-integrity``: NaN/Inf, empty or constant inputs, inconsistent shapes or dtypes, bad labels, scale.
+
+Reads only the cached data pass (per-sample statistics of every sample), so it costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck.losses import loss_kind
+
+
+class Settings(CheckSettings):
+    max_abs: float = Field(10.0, gt=0, description="Warn when the median over samples of max|x| is above this.")
+    min_abs: float = Field(0.01, gt=0, description="Warn when the median over samples of max|x| is below this.")
+    constant_error_fraction: float = Field(0.5, gt=0, le=1, description="Constant inputs become an error from this fraction up.")
+
+
+CODES = (
+    CodeDoc(
+        code="SC801", title="NaN or Inf in inputs", severity="error",
+        what="Counts NaN and infinite values in every input of both splits during the one data pass; every "
+        "sample that has one is listed.",
+        why="One NaN input makes the loss NaN, and the NaN spreads into every weight at the next step.",
+        example="Missing values in a CSV read as NaN; a division by a zero standard deviation in normalization.",
+        fix="Impute or drop those samples; guard normalization against zero std (x / (std + eps)).",
+    ),
+    CodeDoc(
+        code="SC802", title="NaN or Inf in targets", severity="error",
+        what="Reported when a target (label or regression value) is NaN or infinite; the samples are listed.",
+        why="A NaN target makes the loss NaN: training silently produces a NaN model.",
+        example="Regression targets with missing measurements.",
+        fix="Drop or impute the samples with missing targets before building the dataset.",
+    ),
+    CodeDoc(
+        code="SC803", title="Empty inputs", severity="error",
+        what="Reported when an input has zero elements.",
+        why="An empty tensor breaks collation or makes the model see nothing for that sample.",
+        example="A crop whose box falls outside the image; an empty text after filtering.",
+        fix="Filter empty samples out of the dataset, or fix the transform that empties them.",
+    ),
+    CodeDoc(
+        code="SC804", title="Constant inputs", severity="warning",
+        what="Reported when an input of more than one element has the same value everywhere (std 0). Decision "
+        "rule: warning when any sample is constant; error when half or more of a split is.",
+        why="A constant input carries no information: if many are constant, a decode or normalization step "
+        "is broken (all-black images, a feature column overwritten).",
+        example="Images decoded as all zeros after a failed read; x = (x - x.mean()) / x.std() applied to a batch of one.",
+        fix="Look at the listed samples; fix the loading or transform that blanks them.",
+    ),
+    CodeDoc(
+        code="SC805", title="Inconsistent input shapes", severity="warning",
+        what="Reported when inputs within a split, or between train and validation, have different shapes.",
+        why="Batches cannot be stacked without padding or resizing; a validation set of another shape means the "
+        "model is evaluated on differently prepared data.",
+        example="A few grayscale images (1 x H x W) among RGB ones (3 x H x W); validation resized to 224, train to 256.",
+        fix="Resize/convert every input the same way in both splits (or pad in a collate_fn on purpose).",
+    ),
+    CodeDoc(
+        code="SC806", title="Inconsistent input dtypes", severity="warning",
+        what="Reported when inputs within a split, or between train and validation, have different dtypes.",
+        why="Mixed dtypes usually mean two code paths prepare the data differently (uint8 0-255 vs float 0-1).",
+        example="Train images converted with ToTensor (float32 in [0,1]) while validation stays uint8.",
+        fix="Apply the same conversion in both splits.",
+    ),
+    CodeDoc(
+        code="SC807", title="Labels outside [0, C)", severity="error",
+        what="For classification, reported when a label is negative or not below the number of classes the "
+        "model outputs (its output width for cross-entropy/NLL).",
+        why="CrossEntropyLoss with an out-of-range label crashes on a GPU with a device-side assert, or on "
+        "some paths silently trains the wrong class.",
+        example="Labels 1..10 (one-based) with a 10-output model; -1 used as 'unknown' label.",
+        fix="Map labels to 0..C-1 (e.g. subtract 1 from one-based labels) and drop or re-label unknowns.",
+    ),
+    CodeDoc(
+        code="SC808", title="Classification labels are not integer class ids", severity="error",
+        what="For task: classification, reported when a label is not a whole number (e.g. 0.5) or has a shape "
+        "the engine cannot read as a class.",
+        why="A classification loss cannot use fractional labels as class ids: this is usually the wrong target "
+        "column, or the task should be regression.",
+        example="A dataset returning the normalized regression target while the config says classification.",
+        fix="Return integer class ids (torch.long) as targets, or set task: regression.",
+    ),
+    CodeDoc(
+        code="SC809", title="Inputs far from a normalized scale", severity="warning",
+        what="Decision rule: the median over samples of each input's largest absolute value must lie between "
+        "0.01 and 10; mean and std of the inputs are in the evidence.",
+        why="Networks are initialized for inputs of roughly unit scale: raw pixel values (0-255) or raw sensor "
+        "units saturate activations, blow up the initial loss and slow or stall training.",
+        example="Images fed as uint8 0-255 without ToTensor/Normalize; sklearn digits (0-16) fed unscaled.",
+        fix="Normalize inputs: divide by 255 for images, or standardize with the training set's mean and std "
+        "(transforms.Normalize, sklearn StandardScaler fitted on train only).",
+    ),
+)
+
+
+class DataIntegrity(Check):
+    name = "data-integrity"
+    summary = ("NaN/Inf, constant or empty inputs, inconsistent shapes/dtypes, labels outside [0, C), "
+               "inputs far from normalized scale")
+    cost = "instant: reads the per-sample statistics of the cached data pass"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        passes = {split.name: split.data_pass() for split in ctx.splits()}
+        yield from self._non_finite(passes)
+        yield from self._empty_and_constant(passes, settings)
+        yield from self._consistency(passes)
+        if ctx.task == "classification":
+            yield from self._labels(ctx, passes)
+        yield from self._scale(passes, settings)
+
+    def _non_finite(self, passes: dict[str, Any]):
+        bad_x = {n: np.flatnonzero((p.nan_count > 0) | (p.inf_count > 0)).tolist() for n, p in passes.items()}
+        if any(bad_x.values()):
+            counts = {n: int(p.nan_count.sum()) for n, p in passes.items()}
+            infs = {n: int(p.inf_count.sum()) for n, p in passes.items()}
+            yield self.finding(
+                "SC801", "NaN/Inf inputs in " + _per_split(bad_x, passes) + ".",
+                samples=bad_x, evidence={"samples": {n: len(v) for n, v in bad_x.items()}, "nan_values": counts,
+                                         "inf_values": infs},
+            )
+        bad_y = {n: np.flatnonzero(p.target_nonfinite).tolist() for n, p in passes.items()}
+        if any(bad_y.values()):
+            yield self.finding("SC802", "NaN/Inf targets in " + _per_split(bad_y, passes) + ".", samples=bad_y,
+                               evidence={"samples": {n: len(v) for n, v in bad_y.items()}})
+
+    def _empty_and_constant(self, passes: dict[str, Any], settings: Settings):
+        empty = {n: np.flatnonzero(p.numel == 0).tolist() for n, p in passes.items()}
+        if any(empty.values()):
+            yield self.finding("SC803", "Empty inputs in " + _per_split(empty, passes) + ".", samples=empty,
+                               evidence={"samples": {n: len(v) for n, v in empty.items()}})
+        constant = {n: np.flatnonzero((p.numel > 1) & (p.std == 0)).tolist() for n, p in passes.items()}
+        if any(constant.values()):
+            fractions = {n: len(v) / passes[n].n for n, v in constant.items()}
+            severe = max(fractions.values()) >= settings.constant_error_fraction
+            yield self.finding(
+                "SC804", "Inputs with one value everywhere in " + _per_split(constant, passes)
+                + (": the inputs carry no signal." if severe else "."),
+                severity="error" if severe else "warning", samples=constant,
+                evidence={"samples": {n: len(v) for n, v in constant.items()},
+                          "fraction": {n: round(f, 4) for n, f in fractions.items()}},
+            )
+
+    def _consistency(self, passes: dict[str, Any]):
+        for code, attr in (("SC805", "input_shapes"), ("SC806", "input_dtypes")):
+            per_split = {n: Counter(getattr(p, attr)) for n, p in passes.items()}
+            overall = Counter()
+            for counter in per_split.values():
+                overall.update(counter)
+            if len(overall) <= 1:
+                continue
+            usual = overall.most_common(1)[0][0]
+            odd = {n: [i for i, v in enumerate(getattr(p, attr)) if v != usual] for n, p in passes.items()}
+            kinds = {n: {str(k): v for k, v in c.items()} for n, c in per_split.items()}
+            what = "shapes" if code == "SC805" else "dtypes"
+            yield self.finding(
+                code, f"Inputs have {len(overall)} different {what}; the most common is {usual}. "
+                + "; ".join(f"{n}: {', '.join(f'{k} x{v}' for k, v in c.items())}" for n, c in kinds.items()) + ".",
+                samples=odd, evidence={what: kinds, "most_common": str(usual),
+                                       "other": {n: len(v) for n, v in odd.items()}},
+            )
+
+    def _labels(self, ctx: Any, passes: dict[str, Any]):
+        width = None
+        if loss_kind(ctx.loss_fn) in ("cross_entropy", "nll") and ctx.output_shape:
+            width = ctx.output_shape[0]
+        limit = width or ctx.num_classes
+        not_int, outside = {}, {}
+        for n, p in passes.items():
+            t = p.targets
+            if t is None or not np.issubdtype(t.dtype, np.number):
+                not_int[n] = list(range(p.n))
+                continue
+            t = t.astype(np.float64)
+            if t.ndim == 2 and t.shape[1] == 1:
+                t = t[:, 0]
+            if t.ndim != 1:
+                continue  # one-hot, multi-label or dense targets: not class ids
+            finite = np.isfinite(t)
+            not_int[n] = np.flatnonzero(finite & (t != np.round(t))).tolist()
+            bad = finite & ((t < 0) | ((t >= limit) if limit else False))
+            outside[n] = np.flatnonzero(bad & (t == np.round(t))).tolist()
+        if any(not_int.values()):
+            examples = {n: passes[n].targets[v[:3]].tolist() if passes[n].targets is not None else "unreadable"
+                        for n, v in not_int.items() if v}
+            yield self.finding("SC808", "Targets that are not whole-number class ids in " + _per_split(not_int, passes)
+                               + f" (e.g. {examples}).", samples=not_int,
+                               evidence={"samples": {n: len(v) for n, v in not_int.items()}})
+        if any(outside.values()):
+            values = sorted({int(passes[n].targets.reshape(len(passes[n].targets), -1)[i, 0])
+                             for n, v in outside.items() for i in v[:1000]})
+            source = f"the model's {width} outputs" if width else f"num_classes={limit}"
+            yield self.finding(
+                "SC807", f"Labels {values[:10]} fall outside [0, {limit}) ({source}) in " + _per_split(outside, passes) + ".",
+                samples=outside, evidence={"labels_outside": values[:50], "num_classes": limit,
+                                           "samples": {n: len(v) for n, v in outside.items()}},
+            )
+
+    def _scale(self, passes: dict[str, Any], settings: Settings):
+        scales = {n: p.input_scale() for n, p in passes.items()}
+        for n, s in scales.items():
+            level = s["median_abs_max"]
+            if not np.isfinite(level) or settings.min_abs <= level <= settings.max_abs:
+                continue
+            p = passes[n]
+            too = "large" if level > settings.max_abs else "small"
+            yield self.finding(
+                "SC809", f"{n} inputs are far from a normalized scale: a typical sample's largest |value| is {level:.4g} "
+                f"(mean {s['mean']:.4g}, std {s['std']:.4g}, range {np.nanmin(p.minimum):.4g} to {np.nanmax(p.maximum):.4g}); "
+                f"too {too} for a network initialized for unit-scale inputs.",
+                evidence={"split": n, **{k: float(f"{v:.6g}") for k, v in s.items()},
+                          "min": float(np.nanmin(p.minimum)), "max": float(np.nanmax(p.maximum)),
+                          "rule": f"{settings.min_abs} <= median max|x| <= {settings.max_abs}"},
+            )
+            break  # one finding: the fix is the same for both splits
+
+
+def _per_split(indices: dict[str, list[int]], passes: dict[str, Any]) -> str:
+    return ", ".join(f"{len(v)} of {passes[n].n} {n} samples" for n, v in indices.items() if v)
+
+
+@hookimpl
+def sanitycheck_checks():
+    return [DataIntegrity()]

@@ -1,0 +1,204 @@
+"""``init-loss``: the loss of a fresh model against the value an untrained model should have.
+
+Karpathy's "verify loss @ init": with C classes and near-uniform outputs, cross-entropy starts at ln C;
+MSE starts near the targets' variance when the outputs start near their mean. Far off means the output
+scale or initialization is wrong, or the outputs are not what the loss expects.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck.losses import ELEMENTWISE, loss_kind, reduction
+
+
+class Settings(CheckSettings):
+    samples: int = Field(256, ge=8, description="Training samples the initial loss is averaged over (scaled by the profile).")
+    high_ratio: float = Field(1.5, gt=1, description="Warn when loss > high_ratio x expected (classification losses).")
+    high_ratio_regression: float = Field(
+        2.0, gt=1, description="Warn when loss > this x the target variance (MSE) or mean absolute deviation (L1)."
+    )
+    low_ratio: float = Field(0.5, gt=0, lt=1, description="Warn when loss < low_ratio x the lowest plausible value.")
+
+
+CODES = (
+    CodeDoc(
+        code="SC901", title="Loss at initialization far from its expected value", severity="warning",
+        what="Averages the loss of a fresh model (train mode, no update) over 256 training samples and compares "
+        "it with what an untrained model should score: ln C for cross-entropy/NLL on C outputs (the label-prior "
+        "entropy H(p) is the lowest a constant prediction reaches when classes are skewed), ln 2 for binary "
+        "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
+        "warning when the loss is above 1.5x (classification) or 2x (regression) the expected value, or below "
+        "0.5x the lowest plausible value.",
+        why="A model that starts far from the expected loss spends its first epochs undoing a bad start (the "
+        "'hockey stick' loss curve), or its outputs are not on the scale the loss assumes.",
+        example="A final layer whose weights are scaled up (confident random predictions, loss 10+ instead of "
+        "2.3); regression targets around 150 with the model's outputs starting at 0 (MSE 25000 vs variance 6000); "
+        "reduction='sum' (loss times the batch size).",
+        fix="Initialize the last layer small and set its bias to the log class priors (classification) or the "
+        "target mean (regression); standardize regression targets; use reduction='mean'.",
+    ),
+    CodeDoc(
+        code="SC902", title="Outputs are not what the loss expects", severity="warning",
+        what="Looks at a fresh model's outputs: probabilities (every row in [0,1] summing to 1) fed to "
+        "CrossEntropyLoss, probabilities in [0,1] fed to BCEWithLogitsLoss, or raw scores (not log-probabilities) "
+        "fed to NLLLoss.",
+        why="CrossEntropyLoss applies log_softmax itself: a softmax before it squashes the gradients and caps how "
+        "low the loss can go (about 1.46 on 10 classes), so the model learns slowly and never becomes confident.",
+        example="model = nn.Sequential(..., nn.Linear(64, 10), nn.Softmax(dim=1)) with nn.CrossEntropyLoss().",
+        fix="Return raw logits from the model (drop the final Softmax/Sigmoid) and let the loss apply it; with "
+        "NLLLoss, end the model with log_softmax.",
+    ),
+    CodeDoc(
+        code="SC903", title="Outputs and targets have different shapes: the loss broadcasts", severity="error",
+        what="For element-wise losses (MSE, L1, Huber, BCE) compares the shape of the outputs with the targets'.",
+        why="MSELoss on outputs (N, 1) and targets (N,) broadcasts to an (N, N) matrix: every prediction is "
+        "compared with every target, the loss is wrong and the model learns to predict the mean.",
+        example="nn.Linear(d, 1) with nn.MSELoss() and a target tensor of shape (batch,).",
+        fix="Make the shapes match: outputs.squeeze(-1), or targets.unsqueeze(-1) (view(-1, 1)) in the dataset.",
+    ),
+    CodeDoc(
+        code="SC904", title="Loss at initialization is NaN or Inf", severity="error",
+        what="Reported when the loss of a fresh, untrained model is not finite on some training batch.",
+        why="Training cannot start from a non-finite loss; every update would be NaN.",
+        example="log() of a probability that is exactly 0; BCELoss on outputs outside [0, 1]; NaN inputs.",
+        fix="Use numerically stable losses on logits (CrossEntropyLoss, BCEWithLogitsLoss) and clean the inputs.",
+    ),
+)
+
+
+class InitLoss(Check):
+    name = "init-loss"
+    summary = ("the loss at initialization far from its expected value (ln C for C classes, the target variance "
+               "for MSE); a softmax fed to CrossEntropyLoss; outputs and targets that broadcast")
+    cost = "well under 1 s: forward passes of a fresh model on 256 samples"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        import torch
+
+        kind = loss_kind(ctx.loss_fn)
+        indices = ctx.sample_indices(ctx.train, ctx.budget(settings.samples, minimum=8), "init-loss")
+        model = ctx.make_model("init-loss")
+        model.train()  # what the first training step sees (BatchNorm normalizes with batch statistics)
+        losses, outputs, targets = [], [], []
+        with torch.no_grad():
+            for start in range(0, len(indices), ctx.config.batch_size):
+                chunk = indices[start:start + ctx.config.batch_size]
+                x, y = ctx.train.unpack(ctx.batch(ctx.train, chunk))
+                out = model(x)
+                losses.append((float(ctx.loss_fn(out, y)), len(chunk)))
+                if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
+                    outputs.append(out.detach().float().cpu())
+                    targets.append(y.detach().cpu())
+        measured = sum(v * n for v, n in losses) / sum(n for _, n in losses)
+        base = {"loss": kind if kind != "unknown" else type(ctx.loss_fn).__name__,
+                "reduction": reduction(ctx.loss_fn), "measured": _r(measured), "samples": len(indices)}
+
+        if not math.isfinite(measured):
+            yield self.finding("SC904", f"The loss of a fresh model is {measured} on training samples.",
+                               evidence=base, samples={"train": [int(i) for i in indices]})
+            return
+        if not outputs:
+            self.skip("the model's outputs or the targets are not tensors; no expectation to compare with")
+        out, tgt = torch.cat(outputs), torch.cat(targets)
+        mismatch = kind in ELEMENTWISE and tuple(out.shape) != tuple(tgt.shape)
+        if mismatch:
+            yield self.finding(
+                "SC903", f"{base['loss']} gets outputs of shape {tuple(out.shape[1:])} per sample and targets of shape "
+                f"{tuple(tgt.shape[1:])}: PyTorch broadcasts them and the loss compares the wrong pairs.",
+                evidence={**base, "output_shape": list(out.shape[1:]), "target_shape": list(tgt.shape[1:])},
+            )
+        wrong = self._outputs_mismatch(kind, out)
+        if wrong:
+            yield self.finding("SC902", wrong, evidence={**base, "output_min": _r(float(out.min())),
+                                                          "output_max": _r(float(out.max()))})
+        if mismatch:
+            return
+        expected = self._expected(kind, out, tgt, settings)
+        if expected is None:
+            return
+        low, high, label, ratio = expected
+        evidence = {**base, "expected": _r(high), "lowest_plausible": _r(low), "ratio": _r(measured / high) if high else None}
+        if measured > ratio * high or measured < settings.low_ratio * low:
+            direction = "above" if measured > high else "below"
+            causes = ("the output scale or initialization (a large final layer, unnormalized inputs), "
+                      "reduction='sum', or regression targets far from zero" if direction == "above" else
+                      "a loss that is not the one training optimizes (NLLLoss on raw scores?), or labels that leak "
+                      "into the inputs")
+            if reduction(ctx.loss_fn) == "sum":
+                causes = "reduction='sum' (the loss grows with the batch size)"
+            yield self.finding(
+                "SC901", f"The loss of a fresh model is {measured:.4g}, {direction} {label}. Likely cause: {causes}.",
+                evidence=evidence,
+            )
+
+    @staticmethod
+    def _expected(kind: str, out: Any, tgt: Any, settings: Settings) -> tuple[float, float, str, float] | None:
+        """(lowest plausible, expected, how it was derived, allowed ratio) for a fresh model, or None if unknown."""
+        high_c, high_r = settings.high_ratio, settings.high_ratio_regression
+        if kind in ("cross_entropy", "nll") and out.ndim >= 2:
+            classes = out.shape[1]
+            labels = tgt.long().reshape(-1).numpy() if tgt.ndim == out.ndim - 1 else None
+            prior = _entropy(labels, classes) if labels is not None else math.log(classes)
+            return prior, math.log(classes), f"the expected ln {classes} = {math.log(classes):.4g} for {classes} outputs " \
+                f"(label-prior entropy {prior:.4g})", high_c
+        if kind in ("bce_logits", "bce"):
+            t = tgt.float().numpy().reshape(-1)
+            p = float(np.clip(t.mean(), 1e-6, 1 - 1e-6))
+            prior = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+            return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", high_c
+        if kind == "mse":
+            var = float(tgt.float().var(unbiased=False))
+            if var <= 0:
+                return None
+            return var, var, f"the targets' variance {var:.4g}", high_r
+        if kind == "l1":
+            t = tgt.float().numpy()
+            mad = float(np.abs(t - np.median(t, axis=0)).mean())
+            if mad <= 0:
+                return None
+            return mad, mad, f"the targets' mean absolute deviation {mad:.4g}", high_r
+        return None
+
+    @staticmethod
+    def _outputs_mismatch(kind: str, out: Any) -> str | None:
+        import torch
+
+        if out.numel() < 8:
+            return None
+        in_unit = bool(((out >= 0) & (out <= 1)).all())
+        if kind == "cross_entropy" and out.ndim >= 2 and in_unit and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3):
+            return ("The model's outputs are probabilities (every row sums to 1) but CrossEntropyLoss expects raw "
+                    "logits: a softmax is applied twice, squashing gradients and capping how low the loss can go.")
+        if kind == "bce_logits" and in_unit:
+            return ("Every output lies in [0, 1], as after a sigmoid, but BCEWithLogitsLoss applies the sigmoid "
+                    "itself: the model's confidence is squashed and the loss cannot approach 0.")
+        if kind == "nll" and out.ndim >= 2:
+            lse = torch.logsumexp(out, dim=1)
+            if float(lse.abs().max()) > 1e-3:
+                return ("NLLLoss expects log-probabilities (rows whose exp sums to 1), but the model's outputs are raw "
+                        f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss can go below 0 without learning.")
+        return None
+
+
+def _entropy(labels: np.ndarray, classes: int) -> float:
+    counts = np.bincount(labels[(labels >= 0) & (labels < classes)], minlength=classes).astype(float)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _r(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(f"{value:.6g}")
+
+
+@hookimpl
+def sanitycheck_checks():
+    return [InitLoss()]

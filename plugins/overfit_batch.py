@@ -1,0 +1,154 @@
+"""``overfit-batch``: the model, loss, optimizer and the user's step must drive one batch's loss to its floor.
+
+Karpathy's "overfit one batch": a fresh model trained on one small fixed batch with the configured
+optimizer (and the user's ``train_step`` when given) must fit it. If it cannot, nothing downstream matters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import Field
+
+from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+
+
+class Settings(CheckSettings):
+    steps: int = Field(200, ge=1, description="Training steps on the batch (scaled by the profile, at least 50).")
+    batch_size: int = Field(16, ge=2, description="Samples in the fixed batch.")
+    target_ratio: float = Field(
+        0.1, gt=0, lt=1, description="Pass when the lowest loss reaches floor + target_ratio x (initial - floor)."
+    )
+    floor: float = Field(0.0, description="The loss's minimum (0 for cross-entropy, MSE, L1 ...).")
+
+
+CODES = (
+    CodeDoc(
+        code="SC301", title="Loss does not approach its minimum on one batch", severity="error",
+        what="Trains a fresh model on one fixed batch (16 samples, 200 steps at the default profile) with the "
+        "configured optimizer and your train_step. Decision rule: the lowest loss must reach "
+        "floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor (0).",
+        why="A model that cannot memorize 16 samples cannot learn the dataset: the loss, the output layer, the "
+        "optimizer or the step is broken, and a long training run would only hide it.",
+        example="A softmax as the model's last layer fed to CrossEntropyLoss: the loss plateaus near 1.46 on 10 "
+        "classes instead of reaching 0. Or a learning rate so small that nothing moves in 200 steps.",
+        fix="Feed raw logits to CrossEntropyLoss (no softmax), check the output layer's size and the targets, "
+        "raise the learning rate, and make sure train_step calls zero_grad, backward and step.",
+    ),
+    CodeDoc(
+        code="SC302", title="Loss became NaN or Inf while fitting one batch", severity="error",
+        what="Reported when a step of the one-batch fit returns a NaN or infinite loss (the step is named).",
+        why="A non-finite loss poisons every weight it touches; training runs on, producing garbage.",
+        example="A learning rate of 10 with SGD; log(0) in a hand-written loss; a division by a zero std.",
+        fix="Lower the learning rate, clip gradients, and guard logs and divisions (use log_softmax, add eps).",
+    ),
+    CodeDoc(
+        code="SC303", title="Loss diverges on one batch", severity="error",
+        what="Reported when the loss ends higher than it started (mean of the last 10 steps above the initial "
+        "loss) or jumps above 100x the initial loss.",
+        why="On one fixed batch the loss should only go down; rising loss means steps overshoot.",
+        example="Adam with lr=1.0 on a small MLP.",
+        fix="Lower the learning rate (try 10x smaller), add warm-up or gradient clipping, check the loss sign.",
+    ),
+    CodeDoc(
+        code="SC304", title="No parameter changes during training", severity="error",
+        what="Compares every parameter before and after the one-batch fit; reported when none changed.",
+        why="If the step never updates the weights, training does nothing while looking like it runs.",
+        example="A train_step that forgets optimizer.step(); every parameter with requires_grad=False; lr=0.",
+        fix="Call optimizer.step() after loss.backward(), pass model.parameters() to the optimizer, and unfreeze "
+        "the layers you mean to train.",
+    ),
+)
+
+
+class OverfitBatch(Check):
+    name = "overfit-batch"
+    summary = ("the model + loss + optimizer (+ your train_step) cannot drive the loss on one small batch "
+               "towards its minimum; NaN/Inf or diverging loss; a step that never updates the weights")
+    cost = "about 1 s for a small model: up to 200 training steps on 16 samples"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        import torch
+
+        steps = max(ctx.budget(settings.steps), 50)
+        indices = ctx.sample_indices(ctx.train, settings.batch_size, "overfit-batch")
+        batch = ctx.batch(ctx.train, indices)
+        model = ctx.make_model("overfit-batch")
+        optimizer = ctx.make_optimizer(model)
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        trainable = sum(p.requires_grad for p in model.parameters())
+
+        losses: list[float] = []
+        for step in range(steps):
+            loss = ctx.step(model, optimizer, batch)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                break
+            target = settings.floor + settings.target_ratio * (losses[0] - settings.floor)
+            if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10:
+                break  # well past the target: no need to spend the rest of the budget
+
+        changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+        initial, final = losses[0], losses[-1]
+        finite = [v for v in losses if math.isfinite(v)]
+        lowest = min(finite) if finite else math.nan
+        target = settings.floor + settings.target_ratio * (initial - settings.floor)
+        evidence = {
+            "initial_loss": _r(initial), "min_loss": _r(lowest), "final_loss": _r(final), "target_loss": _r(target),
+            "floor": settings.floor, "steps": len(losses), "max_steps": steps, "learning_rate": ctx.learning_rate,
+            "optimizer": type(optimizer).__name__, "batch_size": len(indices),
+            "user_train_step": ctx.has_user_step, "curve": _curve(losses),
+        }
+        batch_ids = {"train": [int(i) for i in indices]}
+
+        if not math.isfinite(final):
+            yield self.finding(
+                "SC302", f"The loss became {final} at step {len(losses)} of the one-batch fit "
+                f"(initial {initial:.4g}, learning rate {ctx.learning_rate:g}).",
+                samples=batch_ids, evidence=evidence,
+            )
+            return
+        if not changed:
+            cause = ("no parameter has requires_grad=True" if trainable == 0 else
+                     "the step never updates them (is optimizer.step() called? is the learning rate 0?)")
+            yield self.finding(
+                "SC304", f"After {len(losses)} training steps not one of the model's parameters changed: {cause}.",
+                evidence={**evidence, "trainable_parameters": trainable}, samples=batch_ids,
+            )
+            return
+        tail = sum(losses[-10:]) / len(losses[-10:])
+        if tail > initial or max(finite) > 100 * abs(initial):
+            yield self.finding(
+                "SC303", f"The loss on one fixed batch went from {initial:.4g} to {final:.4g} (peak {max(finite):.4g}) "
+                f"in {len(losses)} steps at learning rate {ctx.learning_rate:g}: it diverges instead of falling.",
+                evidence=evidence, samples=batch_ids,
+            )
+            return
+        if lowest > target:
+            yield self.finding(
+                "SC301", f"In {len(losses)} steps the loss on one batch of {len(indices)} samples only fell from "
+                f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to {settings.floor:g}).",
+                evidence=evidence, samples=batch_ids,
+            )
+
+
+def _r(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(f"{value:.6g}")
+
+
+def _curve(losses: list[float], points: int = 100) -> list[float | None]:
+    """The loss curve, thinned to at most ``points`` values (always keeping the last)."""
+    stride = max(1, math.ceil(len(losses) / points))
+    kept = losses[::stride]
+    if (len(losses) - 1) % stride:
+        kept.append(losses[-1])
+    return [_r(v) for v in kept]
+
+
+@hookimpl
+def sanitycheck_checks():
+    return [OverfitBatch()]

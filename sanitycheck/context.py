@@ -1,0 +1,306 @@
+"""The pipeline context: the user's pipeline, materialized once, handed to every check.
+
+Checks ask the context for data, models, optimizers and training steps; none re-reads the dataset or
+re-imports the user's code. :meth:`PipelineContext.open` resolves the config, reads both splits once and
+runs a preflight (one forward pass, the loss, one backward pass, the optimizer) so that a pipeline that
+cannot run at all is a clear usage error (exit 2), not a crash inside some check.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import random
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sanitycheck.config import PROFILES, Config, resolve
+from sanitycheck.data import DataPass, Split, materialize, to_device
+from sanitycheck.errors import ConfigError, UsageError
+
+
+def describe(value: Any) -> str:
+    """Shape and dtype of a tensor (or of each tensor in a tuple/dict), for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    return type(value).__name__
+
+
+def loss_value(loss: Any) -> float:
+    """A loss returned by a step (tensor or number) as a float."""
+    if isinstance(loss, torch.Tensor):
+        return float(loss.detach().float().mean().cpu())
+    return float(loss)
+
+
+@dataclass
+class PipelineContext:
+    """Everything a check needs about the user's pipeline."""
+
+    config: Config
+    device: torch.device
+    train: Split
+    val: Split | None
+    loss_fn: Any
+    _model_source: Any = field(repr=False)
+    _optimizer_cls: Any = field(repr=False)
+    _train_step: Any = field(default=None, repr=False)
+    augment: Any = None
+    num_classes: int | None = None
+    #: Shape of one sample's model output, seen in the preflight (``None`` when the output is not a tensor).
+    output_shape: tuple[int, ...] | None = None
+
+    # ------------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(cls, config: Config) -> PipelineContext:
+        """Resolve every reference in ``config``, materialize the splits and run the preflight."""
+        base = config.base_dir
+        device = _resolve_device(config.device)
+        model_source = resolve(config.model, "model", base)
+        if not (isinstance(model_source, nn.Module) or callable(model_source)):
+            raise ConfigError(f"model: {config.model!r} is a {type(model_source).__name__}, not an nn.Module or a callable")
+        loss_fn = resolve(config.loss, "loss", base)
+        if inspect.isclass(loss_fn):
+            try:
+                loss_fn = loss_fn()
+            except Exception as exc:
+                raise ConfigError(f"loss: {loss_fn.__name__}() raised {type(exc).__name__}: {exc}") from exc
+        if not callable(loss_fn):
+            raise ConfigError(f"loss: {config.loss!r} is a {type(loss_fn).__name__}, not callable")
+        optimizer_cls = resolve(config.optimizer.target, "optimizer.target", base)
+        if not callable(optimizer_cls):
+            raise ConfigError(f"optimizer.target: {config.optimizer.target!r} is not callable")
+        train_step = resolve(config.train_step, "train_step", base) if config.train_step is not None else None
+        if train_step is not None and not callable(train_step):
+            raise ConfigError(f"train_step: {config.train_step!r} is not callable")
+        augment = resolve(config.data.augment, "data.augment", base) if config.data.augment is not None else None
+        if augment is not None and not callable(augment):
+            raise ConfigError(f"data.augment: {config.data.augment!r} is not callable")
+
+        splits = {}
+        for name in ("train", "val"):
+            ref = getattr(config.data, name)
+            if ref is None:
+                splits[name] = None
+                continue
+            splits[name] = materialize(
+                resolve(ref, f"data.{name}", base), name,
+                max_samples=config.data.max_samples, memory_mb=config.data.memory_mb,
+                input_key=config.data.input_key, target_key=config.data.target_key,
+            )
+        ctx = cls(
+            config=config, device=device, train=splits["train"], val=splits["val"], loss_fn=loss_fn,
+            _model_source=model_source, _optimizer_cls=optimizer_cls, _train_step=train_step, augment=augment,
+        )
+        ctx._preflight()
+        return ctx
+
+    def _preflight(self) -> None:
+        if self.task == "classification":
+            self.num_classes = self._infer_num_classes()
+        try:
+            model = self.make_model("preflight")
+        except UsageError:
+            raise
+        batch = self.batch(self.train, range(min(8, len(self.train))))
+        inputs, targets = self.train.unpack(batch)
+        try:
+            outputs = model(inputs)
+        except Exception as exc:
+            raise UsageError(
+                f"model: forward pass failed on a train batch of inputs {describe(inputs)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            loss = self.loss_fn(outputs, targets)
+        except Exception as exc:
+            raise UsageError(
+                f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(outputs, torch.Tensor):
+            self.output_shape = tuple(outputs.shape[1:])
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise UsageError(
+                f"loss: expected a scalar tensor, got {describe(loss)} for outputs {describe(outputs)} and targets "
+                f"{describe(targets)} (reduction='none'?)"
+            )
+        if loss.requires_grad:
+            try:
+                loss.backward()
+            except Exception as exc:
+                raise UsageError(
+                    f"loss: backward failed for outputs {describe(outputs)} and targets {describe(targets)}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        self.make_optimizer(model)
+
+    def _infer_num_classes(self) -> int | None:
+        """``num_classes`` from the config, checked against the labels; else inferred from them."""
+        labels = [s for s in (self.train, self.val) if s is not None]
+        found_max, where = -1, None
+        for split in labels:
+            targets = split.data_pass().targets
+            if targets is None or targets.ndim != 1 or not np.issubdtype(targets.dtype, np.number):
+                return self.config.num_classes  # not integer class labels: data-integrity reports it
+            finite = np.isfinite(targets)
+            if not finite.any() or not np.all(targets[finite] == np.round(targets[finite])):
+                return self.config.num_classes
+            top = int(np.argmax(np.where(finite, targets, -np.inf)))
+            if targets[top] > found_max:
+                found_max, where = int(targets[top]), (split.name, top)
+        declared = self.config.num_classes
+        if declared is not None and where is not None and found_max >= declared:
+            raise ConfigError(
+                f"num_classes: {declared} disagrees with the labels: {where[0]} sample {where[1]} has label {found_max} "
+                f"(labels must be in [0, {declared}))"
+            )
+        return declared if declared is not None else (found_max + 1 if found_max >= 1 else None)
+
+    # ------------------------------------------------------------------------------------------ basics
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def scale(self) -> float:
+        """The profile's budget factor (fast 0.25, default 1, thorough 4)."""
+        return PROFILES[self.config.profile]
+
+    def budget(self, default: float, minimum: int = 1) -> int:
+        """A check's default budget (steps, samples) scaled by the profile."""
+        return max(minimum, int(round(default * self.scale)))
+
+    def splits(self) -> list[Split]:
+        return [s for s in (self.train, self.val) if s is not None]
+
+    def data_pass(self, split: Split) -> DataPass:
+        return split.data_pass()
+
+    # ---------------------------------------------------------------------------------------- seeding
+
+    def derived_seed(self, tag: str) -> int:
+        """A seed for one probe: the config's seed combined with a stable tag, so probes do not share streams."""
+        return (self.seed * 1_000_003 + zlib.crc32(tag.encode())) % 2**31
+
+    def seed_everything(self, tag: str) -> int:
+        s = self.derived_seed(tag)
+        torch.manual_seed(s)
+        np.random.seed(s)
+        random.seed(s)
+        return s
+
+    def rng(self, tag: str) -> np.random.Generator:
+        return np.random.default_rng(self.derived_seed(tag))
+
+    # ------------------------------------------------------------------------------- models and steps
+
+    def make_model(self, tag: str = "model") -> nn.Module:
+        """A fresh model on the context's device, seeded by ``tag`` (a deep copy when the config gave an instance)."""
+        self.seed_everything(tag)
+        source = self._model_source
+        if isinstance(source, nn.Module):
+            model = copy.deepcopy(source)
+        else:
+            try:
+                model = source()
+            except Exception as exc:
+                raise UsageError(f"model: {self.config.model!r} raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(model, nn.Module):
+                raise UsageError(f"model: {self.config.model!r} returned a {type(model).__name__}, not an nn.Module")
+        return model.to(self.device)
+
+    def make_optimizer(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
+        """The configured optimizer over ``model``'s trainable parameters (``overrides`` replace config keys)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        kwargs = {**self.config.optimizer.kwargs, **overrides}
+        if not params:  # an optimizer refuses an empty list; keep a dummy so a frozen model is a finding, not a crash
+            params = [nn.Parameter(torch.zeros(1, device=self.device))]
+        try:
+            return self._optimizer_cls(params, **kwargs)
+        except Exception as exc:
+            raise UsageError(f"optimizer: {self.config.optimizer.target!r}({kwargs}) raised {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def learning_rate(self) -> float:
+        return self.config.optimizer.lr
+
+    @property
+    def has_user_step(self) -> bool:
+        return self._train_step is not None
+
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> float:
+        """One training step with the user's ``train_step`` (or the default one); returns the loss as a float."""
+        fn = self._train_step or self.default_train_step
+        return loss_value(fn(model, batch, self.loss_fn, optimizer))
+
+    def default_train_step(self, model: nn.Module, batch: Any, loss_fn: Any, optimizer: torch.optim.Optimizer) -> Any:
+        """What a plain PyTorch loop does: zero_grad, forward, loss, backward, step."""
+        inputs, targets = self.train.unpack(batch)
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    # -------------------------------------------------------------------------------------- batches
+
+    def batch(self, split: Split, indices: Sequence[int]) -> Any:
+        """The samples at ``indices`` of ``split`` as one batch, in the user's format, on the device."""
+        return to_device(split.collate(list(indices)), self.device)
+
+    def finite_indices(self, split: Split) -> np.ndarray:
+        """Indices of samples with no NaN/Inf (data-integrity reports the others)."""
+        bad = set(split.data_pass().nonfinite.tolist())
+        return np.array([i for i in range(len(split)) if i not in bad], dtype=np.int64)
+
+    def sample_indices(self, split: Split, n: int, tag: str, finite_only: bool = True) -> np.ndarray:
+        """A seeded random subset of ``n`` indices (all of them when the split is smaller)."""
+        pool = self.finite_indices(split) if finite_only else np.arange(len(split))
+        if len(pool) == 0:
+            pool = np.arange(len(split))
+        if len(pool) <= n:
+            return pool
+        return np.sort(self.rng(tag).choice(pool, size=n, replace=False))
+
+    @torch.no_grad()
+    def evaluate_loss(self, model: nn.Module, split: Split, indices: Sequence[int], batch_size: int | None = None) -> float:
+        """Mean loss of ``model`` (in its current mode) over ``indices``, batched."""
+        size = batch_size or self.config.batch_size
+        total, count = 0.0, 0
+        for start in range(0, len(indices), size):
+            chunk = list(indices[start:start + size])
+            inputs, targets = split.unpack(self.batch(split, chunk))
+            total += loss_value(self.loss_fn(model(inputs), targets)) * len(chunk)
+            count += len(chunk)
+        return total / count if count else math.nan
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} requested but CUDA is not available here (torch.cuda.is_available() is False)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("device: 'mps' requested but MPS is not available here")
+    return torch.device(name)

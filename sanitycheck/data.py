@@ -1,0 +1,330 @@
+"""The user's data, materialized once: index-addressable splits and one cached pass over each.
+
+A split wraps whatever the config names (a Dataset, a DataLoader, or a zero-arg callable returning one)
+behind one interface: ``len(split)``, ``split.sample(i) -> (input, target)`` by dataset index,
+``split.collate(indices)`` for a batch in the user's own format, and ``split.data_pass()``, the cached
+pass that every data check reads instead of re-reading the dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import default_collate
+
+from sanitycheck.errors import UsageError
+
+#: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
+ITERABLE_CAP = 10_000
+#: Samples are converted and summarized in chunks of this many (vectorized statistics per chunk).
+CHUNK = 1024
+
+
+class _ListDataset(Dataset):
+    """The first samples of an IterableDataset, kept so they can be addressed by index."""
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index]
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A sample's input or target as a NumPy array (tensors, arrays, PIL images, numbers, lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def dtype_name(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(value.dtype).replace("torch.", "")
+    if isinstance(value, np.ndarray):
+        return str(value.dtype)
+    return type(value).__name__
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(moved) if isinstance(batch, list) else tuple(moved)
+    return batch
+
+
+@dataclass
+class DataPass:
+    """One pass over a split: per-sample statistics of every sample, inputs as float32 when they fit.
+
+    Arrays are indexed like the dataset (row ``i`` is sample ``i``).
+    """
+
+    n: int
+    #: Inputs as a float32 array ``(n, *shape)``; ``None`` when shapes differ or they exceed the memory budget.
+    inputs: np.ndarray | None
+    inputs_note: str
+    #: Targets as an array ``(n,)`` (scalar targets) or ``(n, *shape)``; ``None`` when their shapes differ.
+    targets: np.ndarray | None
+    input_shapes: list[tuple[int, ...]]
+    input_dtypes: list[str]
+    target_shapes: list[tuple[int, ...]]
+    target_dtypes: list[str]
+    numel: np.ndarray
+    nan_count: np.ndarray
+    inf_count: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    target_nonfinite: np.ndarray
+    seconds: float = 0.0
+
+    @property
+    def nonfinite(self) -> np.ndarray:
+        """Indices of samples whose input or target has a NaN or Inf."""
+        return np.flatnonzero((self.nan_count > 0) | (self.inf_count > 0) | self.target_nonfinite)
+
+    def input_scale(self) -> dict[str, float]:
+        """Global mean/std of the inputs over finite values, from the per-sample statistics."""
+        ok = (self.numel > 0) & np.isfinite(self.mean)
+        if not ok.any():
+            return {"mean": math.nan, "std": math.nan, "median_abs_max": math.nan}
+        weights = self.numel[ok].astype(np.float64)
+        mean = float(np.average(self.mean[ok], weights=weights))
+        second = float(np.average(self.std[ok] ** 2 + self.mean[ok] ** 2, weights=weights))
+        abs_max = np.maximum(np.abs(self.minimum[ok]), np.abs(self.maximum[ok]))
+        return {
+            "mean": mean,
+            "std": math.sqrt(max(second - mean**2, 0.0)),
+            "median_abs_max": float(np.median(abs_max)),
+        }
+
+
+@dataclass
+class Split:
+    """One split of the user's data (``train`` or ``val``), addressable by dataset index."""
+
+    name: str
+    source: Any  # what the config named, after calling a factory: a Dataset or a DataLoader
+    dataset: Any
+    loader: DataLoader | None
+    n: int
+    input_key: str | None
+    target_key: str | None
+    collate_fn: Callable[[list[Any]], Any] = default_collate
+    memory_mb: int = 1024
+    _pass: DataPass | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def raw(self, index: int) -> Any:
+        """Sample ``index`` exactly as the dataset returns it."""
+        return self.dataset[int(index)]
+
+    def sample(self, index: int) -> tuple[Any, Any]:
+        """Sample ``index`` as ``(input, target)``."""
+        return self.unpack(self.raw(index), index)
+
+    def unpack(self, item: Any, index: int | None = None) -> tuple[Any, Any]:
+        """Split a sample (or a collated batch) into ``(input, target)``, or say clearly why it cannot."""
+        where = f"{self.name} sample {index}" if index is not None else f"a {self.name} batch"
+        if isinstance(item, dict):
+            if self.input_key is None or self.target_key is None:
+                raise UsageError(
+                    f"data.{self.name}: {where} is a dict with keys {sorted(map(str, item))}; "
+                    "name the input and target with data.input_key and data.target_key"
+                )
+            missing = [k for k in (self.input_key, self.target_key) if k not in item]
+            if missing:
+                raise UsageError(f"data.{self.name}: {where} has no key {missing[0]!r} (keys: {sorted(map(str, item))})")
+            return item[self.input_key], item[self.target_key]
+        if isinstance(item, (tuple, list)) and len(item) >= 2:
+            return item[0], item[1]
+        raise UsageError(
+            f"data.{self.name}: {where} is a {type(item).__name__}"
+            f"{' of length ' + str(len(item)) if isinstance(item, (tuple, list)) else ''}; "
+            "expected an (input, target) pair, or a dict with data.input_key / data.target_key set"
+        )
+
+    def collate(self, indices: Sequence[int]) -> Any:
+        """The samples at ``indices`` collated into one batch in the user's own format (their collate_fn)."""
+        return self.collate_fn([self.raw(i) for i in indices])
+
+    def data_pass(self) -> DataPass:
+        """The cached pass over every sample (computed on first use)."""
+        if self._pass is None:
+            self._pass = _read_pass(self)
+        return self._pass
+
+
+def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
+                input_key: str | None, target_key: str | None) -> Split:
+    """Turn what ``data.<name>`` resolved to into a :class:`Split`, or raise a :class:`UsageError` saying why not."""
+    key = f"data.{name}"
+    if not isinstance(obj, (Dataset, DataLoader)) and callable(obj) and not hasattr(obj, "__getitem__"):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise UsageError(f"{key}: calling {getattr(obj, '__name__', obj)!r} raised {type(exc).__name__}: {exc}") from exc
+    loader = obj if isinstance(obj, DataLoader) else None
+    dataset = obj.dataset if loader is not None else obj
+    if not isinstance(dataset, (Dataset, IterableDataset)) and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise UsageError(
+            f"{key}: got a {type(obj).__name__}; expected a torch Dataset, a DataLoader, or a zero-arg callable returning one"
+        )
+    if isinstance(dataset, IterableDataset):
+        cap = max_samples or ITERABLE_CAP
+        items = []
+        for item in dataset:
+            items.append(item)
+            if len(items) >= cap:
+                break
+        dataset = _ListDataset(items)
+    try:
+        n = len(dataset)
+    except TypeError as exc:
+        raise UsageError(f"{key}: the dataset has no length (implement __len__ or use an IterableDataset)") from exc
+    if n == 0:
+        raise UsageError(f"{key}: the dataset is empty")
+    if max_samples is not None:
+        n = min(n, max_samples)
+    collate = loader.collate_fn if loader is not None and loader.collate_fn is not None else default_collate
+    split = Split(name=name, source=obj, dataset=dataset, loader=loader, n=n,
+                  input_key=input_key, target_key=target_key, collate_fn=collate, memory_mb=memory_mb)
+    try:
+        split.sample(0)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{key}: reading sample 0 raised {type(exc).__name__}: {exc}") from exc
+    return split
+
+
+# ---------------------------------------------------------------------------------------------- data pass
+
+
+def _read_pass(split: Split) -> DataPass:
+    start = time.perf_counter()
+    n = split.n
+    stats = {k: np.zeros(n, dtype=np.float64) for k in ("numel", "nan", "inf", "min", "max", "mean", "std")}
+    target_nonfinite = np.zeros(n, dtype=bool)
+    input_shapes: list[tuple[int, ...]] = []
+    input_dtypes: list[str] = []
+    target_shapes: list[tuple[int, ...]] = []
+    target_dtypes: list[str] = []
+    targets: list[np.ndarray] = []
+    inputs: np.ndarray | None = None
+    inputs_note = "cached"
+    budget = split.memory_mb * 2**20
+
+    chunk_idx: list[int] = []
+    chunk_x: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal inputs, inputs_note
+        shapes = {x.shape for x in chunk_x}
+        groups = [(chunk_idx, chunk_x)] if len(shapes) == 1 else [([i], [x]) for i, x in zip(chunk_idx, chunk_x)]
+        for idx, xs in groups:
+            flat = np.stack([x.reshape(-1) for x in xs]).astype(np.float32, copy=False) if xs[0].size else None
+            _chunk_stats(stats, np.asarray(idx), flat, xs[0].size)
+        if inputs is not None:
+            if len(shapes) == 1 and next(iter(shapes)) == inputs.shape[1:]:
+                inputs[chunk_idx] = np.stack(chunk_x)
+            else:
+                inputs, inputs_note = None, "not cached: inputs have different shapes"
+        chunk_idx.clear()
+        chunk_x.clear()
+
+    for i in range(n):
+        try:
+            x, y = split.sample(i)
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"data.{split.name}: reading sample {i} raised {type(exc).__name__}: {exc}") from exc
+        xa, ya = to_numpy(x), to_numpy(y)
+        input_dtypes.append(dtype_name(x))
+        target_dtypes.append(dtype_name(y))
+        input_shapes.append(tuple(xa.shape))
+        target_shapes.append(tuple(ya.shape))
+        if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
+            raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} ({type(x).__name__})")
+        if i == 0:
+            need = n * max(xa.size, 1) * 4
+            if need <= budget:
+                inputs = np.zeros((n, *xa.shape), dtype=np.float32)
+            else:
+                inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={budget // 2**20}"
+        if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
+            target_nonfinite[i] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
+        targets.append(ya)
+        chunk_idx.append(i)
+        chunk_x.append(xa)
+        if len(chunk_idx) >= CHUNK:
+            flush()
+    if chunk_idx:
+        flush()
+
+    target_array = None
+    if len(set(target_shapes)) == 1:
+        try:
+            target_array = np.stack(targets)
+        except (TypeError, ValueError):
+            target_array = None
+    return DataPass(
+        n=n, inputs=inputs, inputs_note=inputs_note, targets=target_array,
+        input_shapes=input_shapes, input_dtypes=input_dtypes,
+        target_shapes=target_shapes, target_dtypes=target_dtypes,
+        numel=stats["numel"].astype(np.int64), nan_count=stats["nan"].astype(np.int64),
+        inf_count=stats["inf"].astype(np.int64), minimum=stats["min"], maximum=stats["max"],
+        mean=stats["mean"], std=stats["std"], target_nonfinite=target_nonfinite,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _chunk_stats(stats: dict[str, np.ndarray], idx: np.ndarray, flat: np.ndarray | None, numel: int) -> None:
+    """Per-sample statistics for a chunk of equally shaped samples (rows of ``flat``), over finite values."""
+    stats["numel"][idx] = numel
+    if flat is None:  # empty inputs
+        for k in ("min", "max", "mean", "std"):
+            stats[k][idx] = math.nan
+        return
+    finite = np.isfinite(flat)
+    if finite.all():
+        stats["min"][idx] = flat.min(1)
+        stats["max"][idx] = flat.max(1)
+        stats["mean"][idx] = flat.mean(1, dtype=np.float64)
+        stats["std"][idx] = flat.std(1, dtype=np.float64)
+        return
+    stats["nan"][idx] = np.isnan(flat).sum(1)
+    stats["inf"][idx] = np.isinf(flat).sum(1)
+    masked = np.where(finite, flat, np.nan)
+    with warnings.catch_warnings():  # all-NaN rows are expected here: their statistics are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats["min"][idx] = np.nanmin(masked, 1)
+        stats["max"][idx] = np.nanmax(masked, 1)
+        stats["mean"][idx] = np.nanmean(masked, 1, dtype=np.float64)
+        stats["std"][idx] = np.nanstd(masked, 1, dtype=np.float64)
+
+
+def most_common(values: list[Any]) -> tuple[Any, int]:
+    """The most common value and how many times it occurs."""
+    return Counter(values).most_common(1)[0]

@@ -1,0 +1,18 @@
+"""Output formats, each rendered from the one :class:`~sanitycheck.models.Report` model.
+
+``FORMATS`` maps a ``--format`` name to a function ``Report -> str``; a format module registers itself here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sanitycheck.models import Report
+from sanitycheck.report import json_report, text
+
+FORMATS: dict[str, Callable[[Report], str]] = {
+    "text": text.render,
+    "json": json_report.render,
+}
+
+__all__ = ["FORMATS"]

@@ -1,0 +1,36 @@
+"""The commented config `sanitycheck init` writes (every key of contract §1; tests load it)."""
+
+TEMPLATE = """\
+# sanitycheck.yaml: describes your training pipeline to sanitycheck.
+# Run it with: sanitycheck run sanitycheck.yaml     (sanitycheck explain CODE explains a finding)
+# "module:attr" paths are imported with this file's folder first on sys.path.
+
+task: classification            # classification | regression
+# num_classes: 10               # optional for classification: inferred from the labels when absent
+
+data:
+  train: pipeline:train         # a torch Dataset, a DataLoader, or a zero-arg callable returning one
+  val: pipeline:val             # same; the held-out split
+  # augment: pipeline:augment   # optional: callable(input) -> input, the augmentation of ONE training input
+  # input_key: image            # for dict samples: the key of the input ...
+  # target_key: label           # ... and of the target
+  # max_samples: 50000          # read at most this many samples per split
+  # memory_mb: 1024             # budget for caching inputs as float32 during the one data pass
+
+model: pipeline:make_model      # an nn.Module, or a zero-arg callable returning a fresh one (preferred)
+loss: torch.nn:CrossEntropyLoss # callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments
+
+optimizer:                      # optional; default Adam, lr 1e-3
+  target: torch.optim:Adam
+  lr: 0.001                     # every other key is passed to the optimizer, e.g. weight_decay: 0.0001
+
+# train_step: pipeline:train_step  # optional: your own step, callable(model, batch, loss_fn, optimizer) -> loss
+batch_size: 32                  # used when data entries are Datasets
+device: cpu                     # cpu | cuda | cuda:N | auto
+seed: 0                         # every probe is seeded from this
+fail_on: error                  # error | warning | never: what makes `sanitycheck run` exit 1
+profile: default                # fast | default | thorough: scales every probe's budget
+
+checks:                         # optional per-check settings; every check accepts `enabled: false`
+  overfit-batch: {steps: 200}
+"""
