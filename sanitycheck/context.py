@@ -60,6 +60,8 @@ class PipelineContext:
     num_classes: int | None = None
     #: Shape of one sample's model output, seen in the preflight (``None`` when the output is not a tensor).
     output_shape: tuple[int, ...] | None = None
+    #: Results shared between checks (embeddings, trained reference models ...), keyed by whoever computes them.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------------------------ construction
 
@@ -144,6 +146,14 @@ class PipelineContext:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
         self.make_optimizer(model)
+
+    # ------------------------------------------------------------------------------ shared components
+
+    def shared(self, key: str, compute: Any) -> Any:
+        """``compute()`` once per run under ``key``; later calls (from any check) get the cached result."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def _infer_num_classes(self) -> int | None:
         """``num_classes`` from the config, checked against the labels; else inferred from them."""
@@ -265,14 +275,34 @@ class PipelineContext:
         """The samples at ``indices`` of ``split`` as one batch, in the user's format, on the device."""
         return to_device(split.collate(list(indices)), self.device)
 
-    def finite_indices(self, split: Split) -> np.ndarray:
-        """Indices of samples with no NaN/Inf (data-integrity reports the others)."""
-        bad = set(split.data_pass().nonfinite.tolist())
-        return np.array([i for i in range(len(split)) if i not in bad], dtype=np.int64)
+    @property
+    def class_limit(self) -> int | None:
+        """Labels must lie in ``[0, class_limit)``: the model's output width for cross-entropy/NLL, else num_classes."""
+        from sanitycheck.losses import loss_kind
 
-    def sample_indices(self, split: Split, n: int, tag: str, finite_only: bool = True) -> np.ndarray:
+        if self.task != "classification":
+            return None
+        if loss_kind(self.loss_fn) in ("cross_entropy", "nll") and self.output_shape:
+            return self.output_shape[0]
+        return self.num_classes
+
+    def usable_indices(self, split: Split) -> np.ndarray:
+        """Indices of samples a training probe can use: no NaN/Inf, and (classification) labels in range.
+
+        data-integrity reports the others; leaving them out keeps one bad sample from crashing every probe.
+        """
+        data = split.data_pass()
+        bad = np.zeros(len(split), dtype=bool)
+        bad[data.nonfinite] = True
+        limit = self.class_limit
+        if limit is not None and data.targets is not None and data.targets.ndim == 1 \
+                and np.issubdtype(data.targets.dtype, np.number):
+            bad |= (data.targets < 0) | (data.targets >= limit)
+        return np.flatnonzero(~bad)
+
+    def sample_indices(self, split: Split, n: int, tag: str, usable_only: bool = True) -> np.ndarray:
         """A seeded random subset of ``n`` indices (all of them when the split is smaller)."""
-        pool = self.finite_indices(split) if finite_only else np.arange(len(split))
+        pool = self.usable_indices(split) if usable_only else np.arange(len(split))
         if len(pool) == 0:
             pool = np.arange(len(split))
         if len(pool) <= n:

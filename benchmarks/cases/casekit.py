@@ -1,0 +1,87 @@
+"""Building blocks for planted-bug pipelines, shared by benchmark cases and tests.
+
+Real data that ships with scikit-learn (no download): digits (10 classes, 8x8), breast cancer (binary),
+diabetes (regression). Each case's `pipeline.py` imports this module (see `use_casekit` below) and plants
+exactly one bug on top of a clean pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def digits(seed: int = 0, val_fraction: float = 0.2, scale: bool = True, image: bool = False):
+    """Stratified digits splits as float32 tensors: ((x_train, y_train), (x_val, y_val)); x in [0, 1] when scaled."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = data.data.astype(np.float32) / (16.0 if scale else 1.0)
+    if image:
+        x = x.reshape(-1, 1, 8, 8)
+    return _split(x, data.target.astype(np.int64), seed, val_fraction, stratify=True)
+
+
+def breast_cancer(seed: int = 0, val_fraction: float = 0.2):
+    """Binary classification, standardized with the training split's statistics; labels are int64 0/1."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    (xt, yt), (xv, yv) = _split(data.data.astype(np.float32), data.target.astype(np.int64), seed, val_fraction, True)
+    mean, std = xt.mean(0), xt.std(0)
+    return ((xt - mean) / std, yt), ((xv - mean) / std, yv)
+
+
+def diabetes(seed: int = 0, val_fraction: float = 0.2, standardize_targets: bool = True):
+    """Regression with inputs standardized; targets (float32, shape (N, 1)) standardized unless asked not to."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    x = data.data.astype(np.float32)
+    y = data.target.astype(np.float32).reshape(-1, 1)
+    (xt, yt), (xv, yv) = _split(x, y, seed, val_fraction, False)
+    mean, std = xt.mean(0), xt.std(0)
+    xt, xv = (xt - mean) / std, (xv - mean) / std
+    if standardize_targets:
+        ym, ys = yt.mean(), yt.std()
+        yt, yv = (yt - ym) / ys, (yv - ym) / ys
+    return (xt, yt), (xv, yv)
+
+
+def _split(x, y, seed, val_fraction, stratify):
+    idx = np.arange(len(y))
+    it, iv = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=y if stratify else None)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    return (t(x[it]), t(y[it])), (t(x[iv]), t(y[iv]))
+
+
+def dataset(x, y) -> TensorDataset:
+    return TensorDataset(x, y)
+
+
+def mlp(inputs: int, outputs: int, hidden: int = 64, last: nn.Module | None = None) -> nn.Module:
+    layers = [nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs)]
+    return nn.Sequential(*layers, *([last] if last is not None else []))
+
+
+def cnn(outputs: int = 10, channels: int = 16) -> nn.Module:
+    """A small CNN for 1x8x8 digits (with BatchNorm, as real CNNs have)."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(channels * 16, outputs),
+    )
+
+
+def default_step(model, batch, loss_fn, optimizer):
+    """A correct training step (what a user's own step looks like)."""
+    inputs, targets = batch
+    model.train()
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss

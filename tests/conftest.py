@@ -1,0 +1,47 @@
+"""Shared fixtures: the case kit (real sklearn data + small models) and a helper to run checks on objects."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "benchmarks" / "cases"
+sys.path.insert(0, str(CASES))  # casekit: the same building blocks the benchmark cases use
+
+
+@pytest.fixture(scope="session")
+def host():
+    """The plugin host with every installed check (loaded once: entry points are scanned only here)."""
+    from sanitycheck.host import load_host
+
+    return load_host()
+
+
+@pytest.fixture
+def run_pipeline(host):
+    """Run checks on a pipeline given as Python objects: run_pipeline(only=[...], train=..., val=..., model=..., loss=...)."""
+    from sanitycheck.runner import run
+
+    def _run(only=None, skip=None, train=None, val=None, augment=None, **config):
+        data = {"train": train, "val": val}
+        if augment is not None:
+            data["augment"] = augment
+        data.update(config.pop("data", {}))
+        return run({"data": data, **config}, only=only, skip=skip, host=host)
+
+    return _run
+
+
+def codes(report, check: str | None = None, at_least: str = "info") -> set[str]:
+    """The codes a report found (optionally of one check, at or above a severity)."""
+    from sanitycheck.models import at_or_above
+
+    return {f.code for f in report.findings if (check is None or f.check == check) and at_or_above(f.severity, at_least)}
+
+
+def loud(report, check: str) -> list:
+    """Warnings and errors of one check (a clean pipeline must have none)."""
+    return [f for f in report.findings if f.check == check and f.severity in ("error", "warning")]
