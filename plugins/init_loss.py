@@ -20,7 +20,9 @@ from sanitycheck.losses import ELEMENTWISE, loss_kind, reduction
 
 class Settings(CheckSettings):
     samples: int = Field(256, ge=8, description="Training samples the initial loss is averaged over (scaled by the profile).")
-    high_ratio: float = Field(1.5, gt=1, description="Warn when loss > high_ratio x expected (classification losses).")
+    high_ratio: float = Field(
+        1.5, gt=1, description="Warn when loss > max(high_ratio x expected, expected + 0.5) (classification losses)."
+    )
     high_ratio_regression: float = Field(
         2.0, gt=1, description="Warn when loss > this x the target variance (MSE) or mean absolute deviation (L1)."
     )
@@ -34,8 +36,8 @@ CODES = (
         "it with what an untrained model should score: ln C for cross-entropy/NLL on C outputs (the label-prior "
         "entropy H(p) is the lowest a constant prediction reaches when classes are skewed), ln 2 for binary "
         "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
-        "warning when the loss is above 1.5x (classification) or 2x (regression) the expected value, or below "
-        "0.5x the lowest plausible value.",
+        "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
+        "expected value for regression, or below 0.5x the lowest plausible value.",
         why="A model that starts far from the expected loss spends its first epochs undoing a bad start (the "
         "'hockey stick' loss curve), or its outputs are not on the scale the loss assumes.",
         example="A final layer whose weights are scaled up (confident random predictions, loss 10+ instead of "
@@ -125,9 +127,10 @@ class InitLoss(Check):
         expected = self._expected(kind, out, tgt, settings)
         if expected is None:
             return
-        low, high, label, ratio = expected
-        evidence = {**base, "expected": _r(high), "lowest_plausible": _r(low), "ratio": _r(measured / high) if high else None}
-        if measured > ratio * high or measured < settings.low_ratio * low:
+        low, high, label, ceiling = expected
+        evidence = {**base, "expected": _r(high), "lowest_plausible": _r(low), "warn_above": _r(ceiling),
+                    "warn_below": _r(settings.low_ratio * low), "ratio": _r(measured / high) if high else None}
+        if measured > ceiling or measured < settings.low_ratio * low:
             direction = "above" if measured > high else "below"
             causes = ("the output scale or initialization (a large final layer, unnormalized inputs), "
                       "reduction='sum', or regression targets far from zero" if direction == "above" else
@@ -142,30 +145,34 @@ class InitLoss(Check):
 
     @staticmethod
     def _expected(kind: str, out: Any, tgt: Any, settings: Settings) -> tuple[float, float, str, float] | None:
-        """(lowest plausible, expected, how it was derived, allowed ratio) for a fresh model, or None if unknown."""
-        high_c, high_r = settings.high_ratio, settings.high_ratio_regression
+        """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown."""
+
+        def ceiling_c(expected: float) -> float:  # an absolute allowance keeps small ln C (binary) from flagging noise
+            return max(settings.high_ratio * expected, expected + 0.5)
+
+        high_r = settings.high_ratio_regression
         if kind in ("cross_entropy", "nll") and out.ndim >= 2:
             classes = out.shape[1]
             labels = tgt.long().reshape(-1).numpy() if tgt.ndim == out.ndim - 1 else None
             prior = _entropy(labels, classes) if labels is not None else math.log(classes)
             return prior, math.log(classes), f"the expected ln {classes} = {math.log(classes):.4g} for {classes} outputs " \
-                f"(label-prior entropy {prior:.4g})", high_c
+                f"(label-prior entropy {prior:.4g})", ceiling_c(math.log(classes))
         if kind in ("bce_logits", "bce"):
             t = tgt.float().numpy().reshape(-1)
             p = float(np.clip(t.mean(), 1e-6, 1 - 1e-6))
             prior = -(p * math.log(p) + (1 - p) * math.log(1 - p))
-            return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", high_c
+            return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", ceiling_c(math.log(2))
         if kind == "mse":
             var = float(tgt.float().var(unbiased=False))
             if var <= 0:
                 return None
-            return var, var, f"the targets' variance {var:.4g}", high_r
+            return var, var, f"the targets' variance {var:.4g}", high_r * var
         if kind == "l1":
             t = tgt.float().numpy()
             mad = float(np.abs(t - np.median(t, axis=0)).mean())
             if mad <= 0:
                 return None
-            return mad, mad, f"the targets' mean absolute deviation {mad:.4g}", high_r
+            return mad, mad, f"the targets' mean absolute deviation {mad:.4g}", high_r * mad
         return None
 
     @staticmethod

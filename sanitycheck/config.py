@@ -161,9 +161,10 @@ def _describe(exc: ValidationError, source: str) -> str:
             messages.append(f"unknown key '{key}'{hint}")
         elif error["type"] == "missing":
             messages.append(f"missing required key '{key}'")
+        elif error["type"] == "value_error":  # our own validators already quote the value
+            messages.append(f"key '{key}': {error['msg'].removeprefix('Value error, ')}")
         else:
-            got = error.get("input")
-            messages.append(f"key '{key}': {error['msg']} (got {got!r})")
+            messages.append(f"key '{key}': {error['msg']} (got {error.get('input')!r})")
     shown = "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
     return f"{source}: {shown}"
 

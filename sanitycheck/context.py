@@ -13,6 +13,7 @@ import inspect
 import math
 import random
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -287,13 +288,15 @@ class PipelineContext:
         return self.num_classes
 
     def usable_indices(self, split: Split) -> np.ndarray:
-        """Indices of samples a training probe can use: no NaN/Inf, and (classification) labels in range.
+        """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range.
 
         data-integrity reports the others; leaving them out keeps one bad sample from crashing every probe.
         """
         data = split.data_pass()
         bad = np.zeros(len(split), dtype=bool)
         bad[data.nonfinite] = True
+        usual_shape = Counter(data.input_shapes).most_common(1)[0][0]
+        bad |= np.array([shape != usual_shape for shape in data.input_shapes])  # would not collate with the rest
         limit = self.class_limit
         if limit is not None and data.targets is not None and data.targets.ndim == 1 \
                 and np.issubdtype(data.targets.dtype, np.number):

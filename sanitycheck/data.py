@@ -188,7 +188,8 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
     dataset = obj.dataset if loader is not None else obj
     if not isinstance(dataset, (Dataset, IterableDataset)) and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise UsageError(
-            f"{key}: got a {type(obj).__name__}; expected a torch Dataset, a DataLoader, or a zero-arg callable returning one"
+            f"{key}: got an object of type {type(obj).__name__}; expected a torch Dataset, a DataLoader, "
+            "or a zero-arg callable returning one"
         )
     if isinstance(dataset, IterableDataset):
         cap = max_samples or ITERABLE_CAP

@@ -15,9 +15,10 @@ from sanitycheck.check import Check, CheckSettings
 from sanitycheck.config import Config, load_config
 from sanitycheck.errors import ConfigError, SkipCheck, UsageError
 from sanitycheck.host import ENGINE_CODES, PluginHost, load_host
-from sanitycheck.models import CheckResult, Finding, Report
+from sanitycheck.models import CheckResult, Finding, Report, SplitSummary
 
-#: Called with (check name, event) where event is "start" or the finished CheckResult; for progress display.
+#: Called with (check name, event) for progress display. Events: "queued" (once per selected check, before the
+#: pipeline is opened), "start", then the finished CheckResult.
 Progress = Callable[[str, Any], None]
 
 
@@ -45,6 +46,9 @@ def run(
 
     findings = [_plugin_error(name, error) for name, error in host.load_errors]
     results: list[CheckResult] = []
+    if progress:
+        for name in selected:
+            progress(name, "queued")
     from sanitycheck.context import PipelineContext  # torch is imported only when a run starts
 
     ctx = PipelineContext.open(cfg)
@@ -61,6 +65,7 @@ def run(
         if progress:
             progress(name, result)
     report = Report.assemble(cfg.source, findings, results, time.perf_counter() - started)
+    report.splits = split_summaries(ctx)
     host.hook.sanitycheck_report(report=report)
     return report
 
@@ -71,6 +76,7 @@ def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings) 
     status, reason, found = "passed", None, []
     try:
         found = list(host.hook.sanitycheck_run_check(check=check, context=ctx, settings=settings) or [])
+        found = [f for f in found if f.code not in settings.ignore]  # checks: {NAME: {ignore: [CODE]}}
         if any(f.severity in ("error", "warning") for f in found):
             status = "failed"
     except SkipCheck as exc:
@@ -100,16 +106,39 @@ def check_settings(check: Check, cfg: Config) -> CheckSettings:
     """Validate ``checks.<name>`` against the check's settings model, naming the key at fault."""
     raw = cfg.checks.get(check.name, {})
     try:
-        return check.Settings.model_validate(raw)
+        settings = check.Settings.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(["checks", check.name, *map(str, error["loc"])])
         if error["type"] == "extra_forbidden":
             valid = list(check.Settings.model_fields)
             close = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
+            hint = f" (did you mean 'checks.{check.name}.{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
             raise ConfigError(f"{cfg.source or 'config'}: unknown key '{key}'{hint}") from exc
         raise ConfigError(f"{cfg.source or 'config'}: key '{key}': {error['msg']} (got {error.get('input')!r})") from exc
+    own = [doc.code for doc in check.codes]
+    for code in settings.ignore:
+        if code not in own:  # a typo would silently suppress nothing
+            raise ConfigError(f"{cfg.source or 'config'}: key 'checks.{check.name}.ignore': {code!r} is not a code of "
+                              f"{check.name} (its codes: {', '.join(own)})")
+    return settings
+
+
+def split_summaries(ctx: Any) -> dict[str, SplitSummary]:
+    """Each split's size and, for classification, its class counts (from the data pass the preflight already did)."""
+    import numpy as np
+
+    out = {}
+    for split in ctx.splits():
+        counts = None
+        if ctx.task == "classification" and ctx.num_classes:
+            targets = split.data_pass().targets
+            if targets is not None and targets.ndim == 1 and np.issubdtype(targets.dtype, np.number):
+                finite = targets[np.isfinite(targets)]
+                labels = finite[(finite == np.round(finite)) & (finite >= 0)].astype(np.int64)
+                counts = np.bincount(labels, minlength=ctx.num_classes).tolist()
+        out[split.name] = SplitSummary(samples=len(split), class_counts=counts)
+    return out
 
 
 def _plugin_error(name: str, error: str) -> Finding:

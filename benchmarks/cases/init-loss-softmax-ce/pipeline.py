@@ -1,0 +1,16 @@
+"""Bug: the model ends with a softmax and feeds probabilities to CrossEntropyLoss."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+(_xt, _yt), (_xv, _yv) = casekit.digits()
+train, val = casekit.dataset(_xt, _yt), casekit.dataset(_xv, _yv)
+
+
+def make_model():
+    return casekit.mlp(64, 10, last=nn.Softmax(dim=1))

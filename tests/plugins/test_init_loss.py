@@ -1,0 +1,91 @@
+"""init-loss: plant each wrong start and find it; clean multi-class, binary and regression pipelines stay quiet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import casekit
+from conftest import codes, loud
+
+CE = "torch.nn:CrossEntropyLoss"
+
+
+def digits_run(run_pipeline, make_model, loss=CE, seed=0, **kw):
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+    return run_pipeline(only=["init-loss"], train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
+                        model=make_model, loss=loss, seed=seed, **kw)
+
+
+def test_softmax_fed_to_cross_entropy(run_pipeline):
+    report = digits_run(run_pipeline, lambda: casekit.mlp(64, 10, last=nn.Softmax(dim=1)))
+    assert "SC902" in codes(report, at_least="warning")
+
+
+def test_overconfident_last_layer(run_pipeline):
+    def make_model():
+        model = casekit.mlp(64, 10)
+        with torch.no_grad():
+            model[-1].weight.mul_(40)  # large random logits: confidently wrong from step 0
+        return model
+
+    report = digits_run(run_pipeline, make_model)
+    finding = next(f for f in report.findings if f.code == "SC901")
+    assert finding.evidence["measured"] > 1.5 * finding.evidence["expected"]
+    assert abs(finding.evidence["expected"] - 2.302585) < 1e-3  # ln 10
+
+
+def test_reduction_sum_is_named(run_pipeline):
+    report = digits_run(run_pipeline, lambda: casekit.mlp(64, 10), loss=nn.CrossEntropyLoss(reduction="sum"))
+    finding = next(f for f in report.findings if f.code == "SC901")
+    assert "reduction='sum'" in finding.message
+
+
+def test_nll_loss_on_raw_scores(run_pipeline):
+    report = digits_run(run_pipeline, lambda: casekit.mlp(64, 10), loss="torch.nn:NLLLoss")
+    assert "SC902" in codes(report)
+
+
+def test_sigmoid_before_bce_with_logits(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.breast_cancer()
+    report = run_pipeline(only=["init-loss"], train=casekit.dataset(xt, yt.float()[:, None]),
+                          val=casekit.dataset(xv, yv.float()[:, None]),
+                          model=lambda: casekit.mlp(30, 1, last=nn.Sigmoid()), loss="torch.nn:BCEWithLogitsLoss")
+    assert "SC902" in codes(report)
+
+
+def test_regression_outputs_broadcast_against_targets(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.diabetes()
+    report = run_pipeline(only=["init-loss"], task="regression", train=casekit.dataset(xt, yt[:, 0]),
+                          val=casekit.dataset(xv, yv[:, 0]), model=lambda: casekit.mlp(10, 1), loss="torch.nn:MSELoss")
+    assert "SC903" in codes(report, at_least="error")
+
+
+def test_unstandardized_regression_targets(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.diabetes(standardize_targets=False)  # targets 25..346, outputs start near 0
+    report = run_pipeline(only=["init-loss"], task="regression", train=casekit.dataset(xt, yt),
+                          val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1), loss="torch.nn:MSELoss")
+    finding = next(f for f in report.findings if f.code == "SC901")
+    assert finding.evidence["measured"] > 2 * finding.evidence["expected"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clean_pipelines_are_quiet(run_pipeline, seed):
+    mlp = digits_run(run_pipeline, lambda: casekit.mlp(64, 10), seed=seed)
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed, image=True)
+    cnn = run_pipeline(only=["init-loss"], train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
+                       model=casekit.cnn, loss=CE, seed=seed)
+    (xt, yt), (xv, yv) = casekit.breast_cancer(seed=seed)
+    binary = run_pipeline(only=["init-loss"], train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
+                          model=lambda: casekit.mlp(30, 2), loss=CE, seed=seed)
+    logits = run_pipeline(only=["init-loss"], train=casekit.dataset(xt, yt.float()[:, None]),
+                          val=casekit.dataset(xv, yv.float()[:, None]), model=lambda: casekit.mlp(30, 1),
+                          loss="torch.nn:BCEWithLogitsLoss", seed=seed)
+    (xt, yt), (xv, yv) = casekit.diabetes(seed=seed)
+    regression = run_pipeline(only=["init-loss"], task="regression", train=casekit.dataset(xt, yt),
+                              val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1),
+                              loss="torch.nn:MSELoss", seed=seed)
+    for report in (mlp, cnn, binary, logits, regression):
+        assert report.checks[0].status == "passed"
+        assert not loud(report, "init-loss"), [f.message for f in report.findings]
