@@ -117,7 +117,8 @@ class PipelineContext:
             model = self.make_model("preflight")
         except UsageError:
             raise
-        batch = self.batch(self.train, range(min(8, len(self.train))))
+        usable = self.usable_indices(self.train)  # a NaN or odd-shaped sample is data-integrity's finding, not exit 2
+        batch = self.batch(self.train, usable[:8] if len(usable) else range(min(8, len(self.train))))
         inputs, targets = self.train.unpack(batch)
         try:
             outputs = model(inputs)
