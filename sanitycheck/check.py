@@ -37,6 +37,10 @@ class CheckSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Set false to never run this check.")
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Codes of this check to suppress (e.g. [SC503]): their findings are dropped from the report.",
+    )
 
 
 class Check:

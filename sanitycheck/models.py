@@ -68,6 +68,15 @@ class Summary(BaseModel):
     duration_s: float = 0.0
 
 
+class SplitSummary(BaseModel):
+    """What the runner saw of one split: its size and, for classification, the samples per class."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int
+    class_counts: list[int] | None = Field(None, description="Samples per class id (classification only).")
+
+
 class Report(BaseModel):
     """Everything one `sanitycheck run` found. Every output format is rendered from this model."""
 
@@ -78,6 +87,10 @@ class Report(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     summary: Summary = Field(default_factory=Summary)
+    splits: dict[str, SplitSummary] = Field(
+        default_factory=dict,
+        description="Per split: size and class counts, from the shared data pass (reports draw histograms from it).",
+    )
 
     @classmethod
     def assemble(

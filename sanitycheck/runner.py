@@ -135,7 +135,7 @@ def split_summaries(ctx: Any) -> dict[str, SplitSummary]:
             targets = split.data_pass().targets
             if targets is not None and targets.ndim == 1 and np.issubdtype(targets.dtype, np.number):
                 finite = targets[np.isfinite(targets)]
-                labels = finite[(finite == np.round(finite)) & (finite >= 0)].astype(np.int64)
+                labels = finite[(finite == np.round(finite)) & (finite >= 0) & (finite < ctx.num_classes)].astype(np.int64)
                 counts = np.bincount(labels, minlength=ctx.num_classes).tolist()
         out[split.name] = SplitSummary(samples=len(split), class_counts=counts)
     return out
