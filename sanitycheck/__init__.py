@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from sanitycheck.models import Report
 
 
-def run(config: Any, **overrides: Any) -> Report:
-    """Run sanitycheck on a config (a path to a YAML file, a dict, or a :class:`~sanitycheck.config.Config`).
+def run(config: Any = None, **overrides: Any) -> Report:
+    """Run sanitycheck and return the :class:`~sanitycheck.models.Report` (``Report.ok``, ``raise_for_findings()``).
 
-    ``overrides`` set top-level config keys and runner options (``only``, ``skip``, ``profile``);
-    see :func:`sanitycheck.runner.run`.
+    ``config`` is a path to a ``sanitycheck.yaml``, a dict, a :class:`~sanitycheck.config.Config`, or omitted
+    when the pipeline is given as objects: ``sanitycheck.run(model=..., train=..., val=..., loss=...)``.
+    ``overrides`` set config keys and runner options (``only``, ``skip``, ``profile``, ``baseline`` ...);
+    see :func:`sanitycheck.api.run`.
     """
-    from sanitycheck.runner import run as _run
+    from sanitycheck.api import run as _run
 
     return _run(config, **overrides)
 

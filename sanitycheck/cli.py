@@ -1,4 +1,6 @@
-"""The command line (contract §2): ``run``, ``list``, ``explain``, ``init``. Thin: the runner does the work.
+"""The command line (contract §2): ``run``, ``list``, ``explain``, ``init``, and ``pre-commit`` (the hook's entry).
+
+Thin: the runner does the work.
 
 torch is imported only by ``run``; ``--help``, ``list``, ``explain`` and ``init`` stay quick.
 """
@@ -62,7 +64,11 @@ def run(
     profile: Optional[Profile] = typer.Option(None, help="Budget of every probe [config: default]."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto [config: cpu]."),
     seed: Optional[int] = typer.Option(None, help="Seed for every probe [config: 0]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (it is also off when stderr is not a terminal)."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", metavar="FILE", help="Accept the findings recorded in FILE (by --write-baseline): fail only on new ones."),
+    write_baseline: Optional[Path] = typer.Option(
+        None, "--write-baseline", metavar="FILE", help="Record every finding of this run in FILE as accepted; exit 0 unless a check crashed."),
     debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
 ) -> None:
     """Run the checks on the pipeline CONFIG describes. Exit 0 clean, 1 findings, 2 bad input, 3 a check crashed."""
@@ -71,14 +77,22 @@ def run(
     with _usage_errors(debug):
         if format.value not in FORMATS:
             raise UsageError(f"--format: '{format.value}' is not available in this version (available: {', '.join(FORMATS)})")
+        from sanitycheck.baseline import apply_baseline, load_baseline, write_baseline as save_baseline
         from sanitycheck.config import load_config
         from sanitycheck.runner import run as run_checks
 
         overrides = {"fail_on": fail_on and fail_on.value, "profile": profile and profile.value,
                      "device": device, "seed": seed}
         cfg = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
-        progress = None if quiet or not err.is_terminal else _progress
-        report = run_checks(cfg, only=_names(only), skip=_names(skip), progress=progress)
+        accepted = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the probes
+        report = _run_with_progress(run_checks, cfg, _names(only), _names(skip), show=not quiet and err.is_terminal)
+    if write_baseline is not None:
+        count = save_baseline(report, write_baseline)
+        err.print(f"sanitycheck: {count} finding(s) recorded as accepted in {write_baseline}", markup=False)
+    if accepted is not None:
+        report, known = apply_baseline(report, accepted)
+        if known:
+            err.print(f"sanitycheck: {len(known)} known finding(s) accepted by baseline {baseline}", markup=False)
     rendered = FORMATS[format.value](report)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -88,12 +102,43 @@ def run(
         sys.stdout.write(text.render(report, color=sys.stdout.isatty()))
     else:
         sys.stdout.write(rendered)
+    if write_baseline is not None:  # the run's findings are now accepted: only a crash fails
+        raise typer.Exit(3 if report.crashed else 0)
     raise typer.Exit(report.exit_code(cfg.fail_on))
 
 
-def _progress(name: str, event: object) -> None:
-    if event == "start":
-        err.print(f"[dim]running {name} ...[/dim]")
+def _run_with_progress(run_checks, cfg, only, skip, show: bool):
+    """Run the checks, with the live progress display on stderr when ``show``."""
+    if not show:
+        return run_checks(cfg, only=only, skip=skip)
+    from sanitycheck.progress import ProgressDisplay
+
+    with ProgressDisplay(err) as display:
+        return run_checks(cfg, only=only, skip=skip, progress=display)
+
+
+@app.command("pre-commit")
+def pre_commit(
+    files: Optional[list[Path]] = typer.Argument(None, help="Changed files (pre-commit passes them)."),
+    config: Path = typer.Option(Path("sanitycheck.yaml"), "--config", "-c", help="The sanitycheck.yaml to run."),
+    profile: Profile = typer.Option(Profile.fast, help="Budget of every probe."),
+    debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
+) -> None:
+    """The pre-commit hook: run CONFIG (profile fast) when it or a file it names is among FILES."""
+    from sanitycheck.report import text
+
+    with _usage_errors(debug):
+        from sanitycheck.config import load_config
+        from sanitycheck.precommit import touched, watched
+        from sanitycheck.runner import run as run_checks
+
+        cfg = load_config(config, profile=profile.value)
+        if files and not touched(files, watched(cfg, config)):
+            typer.echo(f"sanitycheck: nothing {config} depends on changed; skipped")
+            raise typer.Exit(0)
+        report = run_checks(cfg)
+    sys.stdout.write(text.render(report, color=sys.stdout.isatty()))
+    raise typer.Exit(report.exit_code(cfg.fail_on))
 
 
 @app.command("list")
@@ -137,7 +182,8 @@ def explain(code_or_name: str = typer.Argument(..., metavar="CODE|NAME", help="A
         if fields:
             out.print("\n[bold]Settings[/bold] (checks: {" + check.name + ": {...}})")
             for fname, info in fields.items():
-                out.print(f"  {fname} (default {info.default!r}): {info.description or ''}", markup=False)
+                default = info.get_default(call_default_factory=True)
+                out.print(f"  {fname} (default {default!r}): {info.description or ''}", markup=False)
         for doc in check.codes:
             out.print()
             _print_doc(out, doc, check.name)

@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sanitycheck.models import Report
-from sanitycheck.report import json_report, text
+from sanitycheck.report import html, json_report, junit, markdown, sarif, text
 
 FORMATS: dict[str, Callable[[Report], str]] = {
     "text": text.render,
     "json": json_report.render,
+    "sarif": sarif.render,
+    "junit": junit.render,
+    "markdown": markdown.render,
+    "html": html.render,
 }
 
 __all__ = ["FORMATS"]
