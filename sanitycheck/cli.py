@@ -1,4 +1,5 @@
-"""The command line (contract §2): ``run``, ``list``, ``explain``, ``init``, and ``pre-commit`` (the hook's entry).
+"""The command line (contract §2): ``run``, ``list``, ``explain``, ``init``; ``render`` (a saved JSON report in
+another format) and ``pre-commit`` (the hook's entry).
 
 Thin: the runner does the work.
 
@@ -115,6 +116,35 @@ def _run_with_progress(run_checks, cfg, only, skip, show: bool):
 
     with ProgressDisplay(err) as display:
         return run_checks(cfg, only=only, skip=skip, progress=display)
+
+
+@app.command()
+def render(
+    report_json: Path = typer.Argument(..., metavar="REPORT.json", help="A report written by `run --format json`."),
+    format: Format = typer.Option(Format.html, "--format", help="Output format."),
+    output: Optional[Path] = typer.Option(None, help="Write here instead of stdout."),
+) -> None:
+    """Render a saved JSON report in another format, without running the probes again (CI: one run, every format)."""
+    from pydantic import ValidationError
+
+    from sanitycheck.models import Report
+    from sanitycheck.report import FORMATS
+
+    with _usage_errors(False):
+        if not report_json.is_file():
+            raise UsageError(f"report not found: {report_json}")
+        try:
+            report = Report.model_validate_json(report_json.read_text())
+        except ValidationError as exc:
+            raise UsageError(f"{report_json}: not a sanitycheck JSON report ({exc.error_count()} error(s), first: "
+                             f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))})") from exc
+    rendered = FORMATS[format.value](report)
+    if output is None:
+        sys.stdout.write(rendered)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(rendered)
+    typer.echo(f"{format.value} report written to {output}")
 
 
 @app.command("pre-commit")

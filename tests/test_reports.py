@@ -119,3 +119,19 @@ def test_every_format_from_the_cli(tmp_path):
         assert result.exit_code == 1, result.output
         assert f"{name} report written to" in result.stdout and out.stat().st_size > 200
     validate_sarif(json.loads((tmp_path / "report.sarif").read_text()))
+
+
+def test_render_a_saved_json_report(tmp_path):
+    """`sanitycheck render` gives the same output as rendering the run's report directly (no probes rerun)."""
+    from sanitycheck.models import Report
+
+    saved = tmp_path / "report.json"
+    saved.write_text(FORMATS["json"](sample_report()))
+    cli = CliRunner()
+    for name in ("html", "markdown", "junit"):
+        result = cli.invoke(app, ["render", str(saved), "--format", name])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == FORMATS[name](Report.model_validate_json(saved.read_text()))
+    (tmp_path / "bad.json").write_text('{"findings": 3}')
+    bad = cli.invoke(app, ["render", str(tmp_path / "bad.json")])
+    assert bad.exit_code == 2 and "not a sanitycheck JSON report" in bad.output
