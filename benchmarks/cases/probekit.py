@@ -1,0 +1,114 @@
+"""Pipelines for the training probes (label-shuffle, overfit-batch, gradients, batch-independence): the clean
+MLP / CNN / binary / regression pipelines that must stay quiet, and the pieces that plant each bug.
+
+Shared by the benchmark cases (`<probe>-*/pipeline.py`) and the tests (`tests/plugins/test_<probe>.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+import casekit
+
+CE = "torch.nn:CrossEntropyLoss"
+
+
+def clean(kind: str, seed: int = 0) -> dict:
+    """Keyword arguments of a clean pipeline (for `run_pipeline` / `sanitycheck.run`): data, model, loss, task."""
+    if kind == "mlp":
+        (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+        model, loss, task = (lambda: casekit.mlp(64, 10)), CE, "classification"
+    elif kind == "cnn":
+        (xt, yt), (xv, yv) = casekit.digits(seed=seed, image=True)
+        model, loss, task = casekit.cnn, CE, "classification"
+    elif kind == "binary":  # one logit per sample, float 0/1 targets of shape (N, 1)
+        (xt, yt), (xv, yv) = casekit.breast_cancer(seed=seed)
+        yt, yv = yt.float()[:, None], yv.float()[:, None]
+        model, loss, task = (lambda: casekit.mlp(30, 1)), "torch.nn:BCEWithLogitsLoss", "classification"
+    elif kind == "regression":
+        (xt, yt), (xv, yv) = casekit.diabetes(seed=seed)
+        model, loss, task = (lambda: casekit.mlp(10, 1)), "torch.nn:MSELoss", "regression"
+    else:
+        raise ValueError(kind)
+    return {"train": casekit.dataset(xt, yt), "val": casekit.dataset(xv, yv), "model": model, "loss": loss,
+            "task": task, "seed": seed}
+
+
+KINDS = ("mlp", "cnn", "binary", "regression")
+
+
+# ------------------------------------------------------------------------------------------ planted bugs
+
+
+def permuted(targets: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The labels in a random order: each input now carries another sample's label."""
+    return targets[torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))]
+
+
+def step_without_optimizer_step(model, batch, loss_fn, optimizer):
+    """A train_step that computes gradients but never applies them."""
+    inputs, targets = batch
+    model.train()
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    return loss  # BUG: optimizer.step() is missing
+
+
+def frozen_mlp() -> nn.Module:
+    model = casekit.mlp(64, 10)
+    for p in model.parameters():
+        p.requires_grad = False  # BUG: meant to freeze a backbone, froze everything
+    return model
+
+
+def softmax_mlp() -> nn.Module:
+    return casekit.mlp(64, 10, last=nn.Softmax(dim=1))  # BUG: CrossEntropyLoss applies log_softmax itself
+
+
+class MixBatch(nn.Module):
+    """`x.t().reshape(batch, -1)`: a transpose then reshape that moves features across samples."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.t().reshape(x.shape[0], -1)
+
+
+def mixing_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), MixBatch(), nn.Linear(64, 10))
+
+
+class TrainModeCentering(nn.Module):
+    """Subtracts the batch mean in training only: samples mix in train mode, and it is not BatchNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(0, keepdim=True) if self.training else x
+
+
+def train_mode_mixing_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 64), TrainModeCentering(), nn.ReLU(), nn.Linear(64, 10))
+
+
+class WithTrueLabels(Dataset):
+    """(input, label, true label): lets a train_step read labels from outside the batch's target slot."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.data = TensorDataset(x, y, y.clone())
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        return self.data[i]
+
+
+def step_reading_side_labels(model, batch, loss_fn, optimizer):
+    """A train_step that trains on the third field instead of the batch's targets (a label side channel)."""
+    inputs, _targets, side = batch
+    model.train()
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), side)  # BUG: not the targets of the batch
+    loss.backward()
+    optimizer.step()
+    return loss
