@@ -1,10 +1,382 @@
-"""``leakage``: not built yet (its issue is open). Registers no check until it is."""
+"""``leakage``: validation samples that copy training samples, the same split twice, duplicates inside a split,
+and duplicates whose labels disagree.
+
+Reads the shared representation (``sanitycheck.embedding``: exact content hashes and a compact embedding, both
+from the one data pass) and the shared neighbour search (``sanitycheck.neighbors``). Exact copies are a hash
+join. Near copies use a rule that adapts to the data: a pair is a near duplicate when its distance is small
+compared with the neighbourhoods of *both* its samples (their distance to their k-th nearest neighbour), so a
+plain-background image that sits close to hundreds of others is not a duplicate of any of them, while a
+re-encoded or shifted copy of a distinctive image is.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
 from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+
+
+class Settings(CheckSettings):
+    k: int = Field(10, ge=2, le=10, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
+    alpha: float = Field(0.001, gt=0, lt=0.5, description="The cutoff is this quantile of the training split's own pair scores (the false-alarm rate on clean data).")
+    ratio: float = Field(0.5, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
+    p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
+    error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
+    near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
+    thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
+
+
+RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance between embeddings, r_k(x) the "
+        "distance from x to its k-th ({k}) nearest distinct training sample; near duplicate when score <= {cutoff:.3g} "
+        "= min({ratio}, the {alpha} quantile of the scores of training samples with their own nearest neighbour)")
+
+
+CODES = (
+    CodeDoc(
+        code="SC101", title="Validation samples duplicated in train", severity="error",
+        what="Finds validation samples that are exact copies (same content hash, whatever the dtype) or near copies "
+        "of training samples. Near copies are judged against each sample's own neighbourhood, not one global distance: "
+        "with d the Euclidean distance between the shared embeddings (8x8 per-channel thumbnails, centred and scaled "
+        "to unit length, for images; standardized features otherwise) and r_k(x) the distance from x to its 10th "
+        "nearest distinct training sample, a validation sample v and its nearest training sample t score "
+        "d(v, t) / min(r_k(v), r_k(t)). Plain backgrounds and centred digits, close to many others, have a small r_k "
+        "and score high; a re-encoded, shifted, brightened or resized copy of an image scores near 0. Decision rule: "
+        "a near duplicate scores at most the cutoff, the 0.1% quantile (alpha) of the same score computed for every "
+        "training sample with its own nearest training neighbour (so about 0.1% of clean validation samples pass it "
+        "by chance), capped at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
+        "to inflate validation metrics materially), else warning; info when there are only near matches and their "
+        "count is not above the chance count (binomial test, p >= 0.001). Every pair, with its distance and score, "
+        "and the cutoff are in the evidence.",
+        why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
+        "will do on new data, and model selection rewards memorization.",
+        example="Augmented copies of the same photo saved as separate files and split at random; a dataset scraped "
+        "twice and concatenated before the train/validation split.",
+        fix="Deduplicate before splitting (drop the validation samples listed), and split by group or source "
+        "(sklearn GroupShuffleSplit) so copies of one original stay on one side.",
+    ),
+    CodeDoc(
+        code="SC102", title="Validation split is the training split", severity="error",
+        what="Reported when data.train and data.val are the same object (dataset or loader), Subsets of one dataset "
+        "with the same indices, or hold exactly the same inputs.",
+        why="Validation then measures memorization of the training data: every number it reports is meaningless.",
+        example="val = train left over from debugging; DataLoader(train_ds) passed for both splits.",
+        fix="Pass a held-out split as data.val (e.g. torch.utils.data.random_split before building the loaders).",
+    ),
+    CodeDoc(
+        code="SC103", title="Duplicates inside a split", severity="warning",
+        what="Groups samples of the same split that are exact copies (content hash) or near copies (the score of "
+        "SC101 between a sample and its nearest neighbour in the same split at most half the SC101 cutoff: the cutoff "
+        "is a quantile of these very scores, so the full cutoff would always flag a fraction of every split). "
+        "Decision rule: warning when there are exact copies or the duplicated samples are at least 1% of the split; "
+        "info for a few near copies.",
+        why="Duplicated training samples are seen several times per epoch (an unintended weighting); duplicated "
+        "validation samples count twice in the metric.",
+        example="The same image stored under two file names; a CSV concatenated with itself.",
+        fix="Drop the listed duplicates (keep one per group), or weight them on purpose.",
+    ),
+    CodeDoc(
+        code="SC104", title="Duplicates with conflicting labels", severity="warning",
+        what="Among the duplicate groups of SC101 and SC103 (classification), reports those whose samples carry "
+        "different labels. Decision rule: warning; error when the samples involved are at least 1% of a split.",
+        why="The same input with two labels is label noise the model cannot fit; across splits it is a validation "
+        "error no model can avoid.",
+        example="One image annotated twice by different people; a sample copied into two class folders.",
+        fix="Review the listed groups and keep one correct label per input.",
+    ),
+)
+
+
+class Leakage(Check):
+    name = "leakage"
+    summary = ("validation samples that are exact or near duplicates of training samples; the same split twice; "
+               "duplicates inside a split; duplicates with conflicting labels")
+    cost = "seconds: hashes and embeddings from the one data pass, then a chunked k-NN search (about 10 s for 60k images)"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        from sanitycheck.embedding import EmbeddingUnavailable
+
+        train, val = ctx.train, ctx.val
+        labels = {s.name: _labels(ctx, s) for s in ctx.splits()}
+        groups: list[tuple[str, list[int], list[int]]] = []  # (kind, train indices, val indices) for SC104
+        same = _same_split(train, val) if val is not None else None
+        if same:
+            yield self.finding(
+                "SC102", f"data.val is data.train: {same}. Validation measures memorization.",
+                samples={"val": list(range(len(val)))}, evidence={"reason": same, "val_samples": len(val)},
+            )
+        calib, note = None, None
+        if settings.near:
+            try:
+                calib = _calibrate(ctx, settings)
+            except EmbeddingUnavailable as exc:
+                note = f"near duplicates not searched: {exc}"
+        for split in ctx.splits():
+            found = _in_split(ctx, split, calib)
+            if found is not None:
+                yield self._in_split_finding(ctx, split, found, calib, settings)
+                groups += [("in-split", g, []) if split.name == "train" else ("in-split", [], g)
+                           for g in found["groups"]]
+        if val is not None and not same:
+            try:
+                cross = _cross(ctx, settings, calib)
+            except EmbeddingUnavailable as exc:
+                cross, note = _cross(ctx, settings, None), f"near duplicates not searched: {exc}"
+            if cross["pairs"]:
+                yield self._cross_finding(ctx, cross, calib, settings, note)
+                groups += [("cross", [p["train"]], [p["val"]]) for p in cross["pairs"]]
+        if labels.get("train") is not None and groups:
+            conflict = self._conflicts(ctx, groups, labels, settings)
+            if conflict is not None:
+                yield conflict
+
+    # ----------------------------------------------------------------------------------------- findings
+
+    def _cross_finding(self, ctx: Any, cross: dict, calib: dict | None, settings: Settings, note: str | None):
+        from scipy.stats import binom
+
+        pairs, n_val = cross["pairs"], len(ctx.val)
+        exact = sum(p["kind"] == "exact" for p in pairs)
+        near = len(pairs) - exact
+        fraction = len(pairs) / n_val
+        severity = "error" if fraction >= settings.error_fraction else "warning"
+        evidence: dict[str, Any] = {"exact": exact, "near": near, "val_samples": n_val, "fraction": round(fraction, 5),
+                                    "error_fraction": settings.error_fraction}
+        message = (f"{len(pairs)} of {n_val} validation samples ({fraction:.1%}) are exact or near duplicates of "
+                   f"training samples ({exact} exact, {near} near).")
+        if calib is not None:
+            # near matches alone, no more than the training split's own rate (alpha) predicts: chance, not leakage
+            searched = cross["searched"]
+            chance = settings.alpha * searched
+            p = float(binom.sf(near - 1, searched, settings.alpha)) if near else 1.0
+            evidence.update({"threshold": _r(calib["cutoff"]), **_rule(calib), "expected_by_chance": round(chance, 2),
+                             "p_value": float(f"{p:.3g}")})
+            if exact == 0 and p >= settings.p_value:
+                severity = "info"
+                message += (f" That is no more than the {chance:.1f} pairs this close expected by chance at the "
+                            f"training split's own rate (p = {p:.2g}); look at the pairs, but it need not be leakage.")
+        if note:
+            evidence["note"] = note
+        evidence["pairs"] = pairs[:1000]
+        evidence["seconds"] = round(cross["seconds"], 3)
+        thumbs = _pair_thumbnails(ctx, [(p["val"], p["train"], p["kind"]) for p in pairs], settings.thumbnails,
+                                  ("val", "train"))
+        if thumbs:
+            evidence["thumbnails"] = thumbs
+        return self.finding(
+            "SC101", message, severity=severity, evidence=evidence,
+            samples={"val": [p["val"] for p in pairs], "train": _dedupe(p["train"] for p in pairs)},
+        )
+
+    def _in_split_finding(self, ctx: Any, split: Any, found: dict, calib: dict | None, settings: Settings):
+        n = len(split)
+        flagged = sorted({i for g in found["groups"] for i in g[1:]})  # every copy beyond the first of a group
+        members = [i for g in found["groups"] for i in g]
+        fraction = len(flagged) / n
+        severity = "warning" if found["exact"] or fraction >= settings.error_fraction else "info"
+        evidence: dict[str, Any] = {
+            "groups": len(found["groups"]), "duplicates": len(flagged), "exact_groups": found["exact"],
+            "near_pairs": found["near"], "split_samples": n, "fraction": round(fraction, 5),
+            "largest_groups": [g[:20] for g in found["groups"][:10]],
+        }
+        if calib is not None:
+            evidence.update({"near_threshold": _r(calib["cutoff"] * IN_SPLIT_FACTOR), **_rule(calib)})
+        thumbs = _pair_thumbnails(ctx, [(g[0], g[1], "") for g in found["groups"]], settings.thumbnails,
+                                  (split.name, split.name))
+        if thumbs:
+            evidence["thumbnails"] = thumbs
+        return self.finding(
+            "SC103", f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
+            f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).",
+            severity=severity, samples={split.name: members}, evidence=evidence,
+        )
+
+    def _conflicts(self, ctx: Any, groups: list, labels: dict, settings: Settings):
+        bad = []
+        for kind, t_idx, v_idx in groups:
+            tags = {int(labels["train"][i]) for i in t_idx}
+            if v_idx and labels.get("val") is not None:
+                tags |= {int(labels["val"][i]) for i in v_idx}
+            if len(tags) > 1:
+                bad.append({"kind": kind, "train": t_idx[:50], "val": v_idx[:50], "labels": sorted(tags)})
+        if not bad:
+            return None
+        per_split = {"train": _dedupe(i for b in bad for i in b["train"]), "val": _dedupe(i for b in bad for i in b["val"])}
+        worst = max(len(per_split[s.name]) / len(s) for s in ctx.splits())
+        severity = "error" if worst >= settings.error_fraction else "warning"
+        return self.finding(
+            "SC104", f"{len(bad)} duplicate group(s) carry conflicting labels "
+            f"({len(per_split['train'])} train and {len(per_split['val'])} validation samples).",
+            severity=severity, samples=per_split,
+            evidence={"groups": bad[:200], "conflicting_groups": len(bad), "error_fraction": settings.error_fraction},
+        )
+
+
+# --------------------------------------------------------------------------------------------- the probes
+
+#: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is a quantile of
+#: the in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
+IN_SPLIT_FACTOR = 0.5
+
+
+def _same_split(train: Any, val: Any) -> str | None:
+    """Why val is train (same object, same Subset indices, identical content), or None."""
+    from torch.utils.data import Subset
+
+    if val.source is train.source or val.dataset is train.dataset:
+        return "both name the same dataset object"
+    if isinstance(train.dataset, Subset) and isinstance(val.dataset, Subset) \
+            and train.dataset.dataset is val.dataset.dataset \
+            and set(map(int, train.dataset.indices)) == set(map(int, val.dataset.indices)):
+        return "both are Subsets of one dataset with the same indices"
+    th, vh = train.data_pass().hashes, val.data_pass().hashes
+    if len(th) == len(vh) and np.array_equal(np.sort(th), np.sort(vh)):
+        return "both hold exactly the same inputs"
+    return None
+
+
+def _calibrate(ctx: Any, settings: Settings) -> dict:
+    """The near-duplicate cutoff for this data: the alpha quantile of the training samples' own pair scores.
+
+    Each distinct training sample is scored with its nearest training neighbour exactly as a validation sample
+    is scored with its nearest training sample, so on clean data about a fraction alpha of validation samples
+    scores below the cutoff; planted copies score far below it. It is capped at ``ratio``.
+    """
+    from sanitycheck.neighbors import split_neighbors
+
+    nb = split_neighbors(ctx, ctx.train)
+    radius = nb.radius(settings.k)
+    ok = nb.idx[:, 0] >= 0
+    scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], radius[nb.idx[ok, 0]]))
+    quantile = float(np.quantile(scores, settings.alpha)) if len(scores) else settings.ratio
+    return {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": settings.alpha,
+            "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb}
+
+
+def _rule(calib: dict) -> dict:
+    return {"k": calib["k"], "alpha": calib["alpha"], "train_score_quantile": _r(calib["quantile"]),
+            "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"], alpha=calib["alpha"])}
+
+
+def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
+    """Validation samples that copy training samples: exact (hash join), then near (neighbourhood rule)."""
+    import time
+
+    from sanitycheck.embedding import embedding
+    from sanitycheck.neighbors import knn, knn_device
+
+    start = time.perf_counter()
+    th, vh = ctx.train.data_pass().hashes, ctx.val.data_pass().hashes
+    first_train: dict[int, int] = {}
+    for i, h in enumerate(th.tolist()):
+        first_train.setdefault(h, i)
+    pairs = [{"val": i, "train": first_train[h], "kind": "exact", "distance": 0.0, "score": 0.0}
+             for i, h in enumerate(vh.tolist()) if h in first_train]
+    exact_val = {p["val"] for p in pairs}
+    rest = np.array([i for i in range(len(ctx.val)) if i not in exact_val], dtype=np.int64)
+    if calib is not None and len(rest):
+        nb = calib["neighbors"]
+        train_emb = embedding(ctx, ctx.train)
+        val_emb = embedding(ctx, ctx.val)
+        dist, idx = knn(val_emb[rest], train_emb[nb.unique], settings.k, seed=ctx.derived_seed("leakage"),
+                        device=knn_device(ctx))
+        d1, u1 = dist[:, 0], idx[:, 0]
+        score = _score(d1, np.minimum(_kth(dist, settings.k), calib["radius"][u1]))
+        hit = np.flatnonzero(score <= calib["cutoff"])
+        pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
+                   "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
+    return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
+
+
+def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
+    """Duplicate groups inside one split: exact copies by hash, near pairs by the (stricter) neighbourhood rule."""
+    from sanitycheck.neighbors import split_neighbors, unique_inputs
+
+    unique, inverse = unique_inputs(split.data_pass().hashes)
+    parent = np.arange(len(unique))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    near_pairs = 0
+    if calib is not None and len(unique) > 2:
+        nb = split_neighbors(ctx, split)
+        radius = nb.radius(calib["k"])
+        d1, u1 = nb.dist[:, 0], nb.idx[:, 0]
+        ok = np.flatnonzero(u1 >= 0)
+        score = _score(d1[ok], np.minimum(radius[ok], radius[u1[ok]]))
+        for a in ok[score <= calib["cutoff"] * IN_SPLIT_FACTOR]:
+            ra, rb = find(int(a)), find(int(u1[a]))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+                near_pairs += 1
+    roots = np.array([find(u) for u in range(len(unique))])
+    member_root = roots[inverse]
+    order = np.argsort(member_root, kind="stable")
+    bounds = np.flatnonzero(np.diff(member_root[order])) + 1
+    groups = [g.tolist() for g in np.split(order, bounds) if len(g) > 1]
+    if not groups:
+        return None
+    exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
+    groups.sort(key=lambda g: (-len(g), g[0]))
+    return {"groups": groups, "exact": exact, "near": near_pairs}
+
+
+def _kth(dist: np.ndarray, k: int) -> np.ndarray:
+    """Distance to the k-th neighbour per row (the farthest found when fewer than k exist)."""
+    d = dist[:, : min(k, dist.shape[1])]
+    m = np.where(np.isfinite(d), d, -np.inf).max(1)
+    return np.where(np.isfinite(m), m, np.inf)
+
+
+def _score(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """d / scale, where identical embeddings score 0 and a zero scale (a crowded spot) scores inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(scale > 0, d / scale, np.inf)
+    return np.where(d <= 1e-6, 0.0, s)
+
+
+def _labels(ctx: Any, split: Any) -> np.ndarray | None:
+    if ctx.task != "classification":
+        return None
+    t = split.data_pass().targets
+    if t is None or t.ndim != 1 or not np.issubdtype(t.dtype, np.number) or not np.isfinite(t).all():
+        return None
+    return t.astype(np.int64)
+
+
+def _dedupe(values: Any) -> list[int]:
+    seen: dict[int, None] = {}
+    for v in values:
+        seen.setdefault(int(v), None)
+    return list(seen)
+
+
+def _r(v: float) -> float:
+    return float(f"{float(v):.4g}")
+
+
+def _pair_thumbnails(ctx: Any, pairs: list[tuple[int, int, str]], limit: int, splits: tuple[str, str]) -> list[dict]:
+    from sanitycheck.thumbnails import thumbnail
+
+    out = []
+    for g, (a, b, kind) in enumerate(pairs[:limit]):
+        for split, index in zip(splits, (a, b)):
+            item = thumbnail(ctx, split, index, caption=f"{split} {index}" + (f" ({kind})" if kind else ""), group=g)
+            if item is None:
+                return []
+            out.append(item)
+    return out
 
 
 @hookimpl
 def sanitycheck_checks():
-    return []
+    return [Leakage()]

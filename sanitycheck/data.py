@@ -95,6 +95,13 @@ class DataPass:
     std: np.ndarray
     target_nonfinite: np.ndarray
     seconds: float = 0.0
+    #: Exact content hash of every input (uint64; see :mod:`sanitycheck.embedding`): equal inputs, equal hashes.
+    hashes: np.ndarray | None = None
+    #: Raw embedding features ``(n, d)`` float32, computed chunk by chunk; use ``sanitycheck.embedding.embedding``.
+    features: np.ndarray | None = None
+    #: ``'image'`` or ``'vector'`` (how :mod:`sanitycheck.embedding` made the features).
+    features_kind: str | None = None
+    features_note: str = "embedded"
 
     @property
     def nonfinite(self) -> np.ndarray:
@@ -223,34 +230,75 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
 
 
 def _read_pass(split: Split) -> DataPass:
-    start = time.perf_counter()
-    n = split.n
-    stats = {k: np.zeros(n, dtype=np.float64) for k in ("numel", "nan", "inf", "min", "max", "mean", "std")}
-    target_nonfinite = np.zeros(n, dtype=bool)
-    input_shapes: list[tuple[int, ...]] = []
-    input_dtypes: list[str] = []
-    target_shapes: list[tuple[int, ...]] = []
-    target_dtypes: list[str] = []
-    targets: list[np.ndarray] = []
-    inputs: np.ndarray | None = None
-    inputs_note = "cached"
-    budget = split.memory_mb * 2**20
+    """One streaming pass: statistics, hashes, embedding features and (within budget) the inputs, chunk by chunk.
 
+    Memory is bounded whatever the dataset size: per sample only a few numbers, an 8-byte hash and at most
+    ``embedding.MAX_DIM`` float32 features are kept; the inputs themselves only when they fit in
+    ``data.memory_mb``.
+    """
+    start = time.perf_counter()
+    acc = _Accumulator(split)
+    if not _tensor_fast_path(split, acc):
+        _sample_loop(split, acc)
+    return acc.finish(time.perf_counter() - start)
+
+
+def _tensor_source(split: Split) -> tuple[Any, Any] | None:
+    """``(inputs, targets)`` tensors when the split is a plain TensorDataset (or a Subset of one), else None.
+
+    Only the exact class: a subclass may transform samples in ``__getitem__``, so it is read sample by sample.
+    """
+    from torch.utils.data import Subset, TensorDataset
+
+    ds, index = split.dataset, None
+    if type(ds) is Subset and type(ds.dataset) is TensorDataset:
+        index = torch.as_tensor(list(ds.indices[: split.n]), dtype=torch.long)
+        ds = ds.dataset
+    if type(ds) is not TensorDataset or len(ds.tensors) < 2 or split.input_key is not None:
+        return None
+    x, y = ds.tensors[0], ds.tensors[1]
+    if index is not None:
+        return x[index], y[index]
+    return x[: split.n], y[: split.n]
+
+
+def _tensor_fast_path(split: Split, acc: _Accumulator) -> bool:
+    """Read a TensorDataset by slices instead of sample by sample (the same values, much faster)."""
+    source = _tensor_source(split)
+    if source is None:
+        return False
+    x, y = source
+    n = split.n
+    ya = to_numpy(y)
+    acc.input_shapes = [tuple(x.shape[1:])] * n
+    acc.input_dtypes = [dtype_name(x[:1])] * n
+    acc.target_shapes = [tuple(ya.shape[1:])] * n
+    acc.target_dtypes = [dtype_name(y[:1])] * n
+    acc.targets = ya
+    if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
+        acc.target_nonfinite[:] = ~np.isfinite(ya.reshape(n, -1).astype(np.float64, copy=False)).all(1) \
+            if ya.size else False
+    acc.start_inputs(tuple(x.shape[1:]))
+    for lo in range(0, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        acc.add(np.arange(lo, hi), to_numpy(x[lo:hi]))
+    return True
+
+
+def _sample_loop(split: Split, acc: _Accumulator) -> None:
+    """The general path: read every sample through the dataset's ``__getitem__``, in chunks."""
+    n = split.n
+    targets: list[np.ndarray] = []
     chunk_idx: list[int] = []
     chunk_x: list[np.ndarray] = []
 
     def flush() -> None:
-        nonlocal inputs, inputs_note
         shapes = {x.shape for x in chunk_x}
-        groups = [(chunk_idx, chunk_x)] if len(shapes) == 1 else [([i], [x]) for i, x in zip(chunk_idx, chunk_x)]
-        for idx, xs in groups:
-            flat = np.stack([x.reshape(-1) for x in xs]).astype(np.float32, copy=False) if xs[0].size else None
-            _chunk_stats(stats, np.asarray(idx), flat, xs[0].size)
-        if inputs is not None:
-            if len(shapes) == 1 and next(iter(shapes)) == inputs.shape[1:]:
-                inputs[chunk_idx] = np.stack(chunk_x)
-            else:
-                inputs, inputs_note = None, "not cached: inputs have different shapes"
+        if len(shapes) == 1:
+            acc.add(np.asarray(chunk_idx), np.stack(chunk_x))
+        else:  # mixed shapes: one sample at a time (rare, and reported by data-integrity)
+            for i, x in zip(chunk_idx, chunk_x):
+                acc.add(np.asarray([i]), x[None])
         chunk_idx.clear()
         chunk_x.clear()
 
@@ -262,20 +310,16 @@ def _read_pass(split: Split) -> DataPass:
         except Exception as exc:
             raise UsageError(f"data.{split.name}: reading sample {i} raised {type(exc).__name__}: {exc}") from exc
         xa, ya = to_numpy(x), to_numpy(y)
-        input_dtypes.append(dtype_name(x))
-        target_dtypes.append(dtype_name(y))
-        input_shapes.append(tuple(xa.shape))
-        target_shapes.append(tuple(ya.shape))
+        acc.input_dtypes.append(dtype_name(x))
+        acc.target_dtypes.append(dtype_name(y))
+        acc.input_shapes.append(tuple(xa.shape))
+        acc.target_shapes.append(tuple(ya.shape))
         if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
             raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} ({type(x).__name__})")
         if i == 0:
-            need = n * max(xa.size, 1) * 4
-            if need <= budget:
-                inputs = np.zeros((n, *xa.shape), dtype=np.float32)
-            else:
-                inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={budget // 2**20}"
+            acc.start_inputs(tuple(xa.shape))
         if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
-            target_nonfinite[i] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
+            acc.target_nonfinite[i] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
         targets.append(ya)
         chunk_idx.append(i)
         chunk_x.append(xa)
@@ -283,22 +327,79 @@ def _read_pass(split: Split) -> DataPass:
             flush()
     if chunk_idx:
         flush()
-
-    target_array = None
-    if len(set(target_shapes)) == 1:
+    if len(set(acc.target_shapes)) == 1:
         try:
-            target_array = np.stack(targets)
+            acc.targets = np.stack(targets)
         except (TypeError, ValueError):
-            target_array = None
-    return DataPass(
-        n=n, inputs=inputs, inputs_note=inputs_note, targets=target_array,
-        input_shapes=input_shapes, input_dtypes=input_dtypes,
-        target_shapes=target_shapes, target_dtypes=target_dtypes,
-        numel=stats["numel"].astype(np.int64), nan_count=stats["nan"].astype(np.int64),
-        inf_count=stats["inf"].astype(np.int64), minimum=stats["min"], maximum=stats["max"],
-        mean=stats["mean"], std=stats["std"], target_nonfinite=target_nonfinite,
-        seconds=time.perf_counter() - start,
-    )
+            acc.targets = None
+
+
+class _Accumulator:
+    """What the pass keeps while streaming: per-sample statistics, hashes, features, maybe the inputs."""
+
+    def __init__(self, split: Split):
+        n = self.n = split.n
+        self.budget = split.memory_mb * 2**20
+        self.stats = {k: np.zeros(n, dtype=np.float64) for k in ("numel", "nan", "inf", "min", "max", "mean", "std")}
+        self.target_nonfinite = np.zeros(n, dtype=bool)
+        self.input_shapes: list[tuple[int, ...]] = []
+        self.input_dtypes: list[str] = []
+        self.target_shapes: list[tuple[int, ...]] = []
+        self.target_dtypes: list[str] = []
+        self.targets: np.ndarray | None = None
+        self.inputs: np.ndarray | None = None
+        self.inputs_note = "cached"
+        self.hashes = np.zeros(n, dtype=np.uint64)
+        self.features: np.ndarray | None = None
+        self.features_kind: str | None = None
+        self.features_note = "embedded"
+
+    def start_inputs(self, shape: tuple[int, ...]) -> None:
+        need = self.n * max(int(np.prod(shape)), 1) * 4
+        if need <= self.budget:
+            self.inputs = np.zeros((self.n, *shape), dtype=np.float32)
+        else:
+            self.inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={self.budget // 2**20}"
+
+    def add(self, idx: np.ndarray, xs: np.ndarray) -> None:
+        """A chunk of equally shaped inputs ``xs`` (rows are the samples at ``idx``)."""
+        from sanitycheck.embedding import content_hashes, raw_features
+
+        size = int(np.prod(xs.shape[1:]))
+        flat = xs.reshape(len(idx), -1).astype(np.float32, copy=False) if size else None
+        _chunk_stats(self.stats, idx, flat, size)
+        if self.inputs is not None:
+            if xs.shape[1:] == self.inputs.shape[1:]:
+                self.inputs[idx] = xs
+            else:
+                self.inputs, self.inputs_note = None, "not cached: inputs have different shapes"
+        self.hashes[idx] = content_hashes(xs)
+        if self.features_note != "embedded":
+            return
+        if not size:
+            self.features, self.features_note = None, "not embedded: empty inputs"
+            return
+        feats, kind = raw_features(xs)
+        if self.features is None:
+            self.features = np.zeros((self.n, feats.shape[1]), dtype=np.float32)
+            self.features_kind = kind
+        if feats.shape[1] != self.features.shape[1] or kind != self.features_kind:
+            self.features, self.features_note = None, "not embedded: inputs have different shapes"
+            return
+        self.features[idx] = feats
+
+    def finish(self, seconds: float) -> DataPass:
+        s = self.stats
+        return DataPass(
+            n=self.n, inputs=self.inputs, inputs_note=self.inputs_note, targets=self.targets,
+            input_shapes=self.input_shapes, input_dtypes=self.input_dtypes,
+            target_shapes=self.target_shapes, target_dtypes=self.target_dtypes,
+            numel=s["numel"].astype(np.int64), nan_count=s["nan"].astype(np.int64),
+            inf_count=s["inf"].astype(np.int64), minimum=s["min"], maximum=s["max"],
+            mean=s["mean"], std=s["std"], target_nonfinite=self.target_nonfinite,
+            seconds=seconds, hashes=self.hashes, features=self.features, features_kind=self.features_kind,
+            features_note=self.features_note,
+        )
 
 
 def _chunk_stats(stats: dict[str, np.ndarray], idx: np.ndarray, flat: np.ndarray | None, numel: int) -> None:

@@ -1,0 +1,94 @@
+"""Realistic near-duplicate transforms for leakage benchmarks: what real copies of an image look like.
+
+Each takes a float image batch ``(m, C, H, W)`` in [0, 1] and a seeded generator and returns a batch of
+the same shape: JPEG-like re-encoding (8x8 block DCT quantization), 1-2 pixel shifts, 1-2 pixel crops
+resized back, brightness/contrast changes, and down-then-up resizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def jpeg_like(x: torch.Tensor, rng: np.random.Generator, quality_step: float = 0.06) -> torch.Tensor:
+    """Quantize the 8x8 block DCT coefficients (coarser for high frequencies), like JPEG at medium quality."""
+    from scipy.fft import dctn, idctn
+
+    a = x.numpy().astype(np.float64)
+    m, c, h, w = a.shape
+    ph, pw = (-h) % 8, (-w) % 8
+    a = np.pad(a, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+    blocks = a.reshape(m, c, a.shape[2] // 8, 8, a.shape[3] // 8, 8).transpose(0, 1, 2, 4, 3, 5)
+    coef = dctn(blocks, axes=(-2, -1), norm="ortho")
+    u = np.arange(8)
+    step = quality_step * (1 + (u[:, None] + u[None, :]) / 2.0)
+    coef = np.round(coef / step) * step
+    back = idctn(coef, axes=(-2, -1), norm="ortho").transpose(0, 1, 2, 4, 3, 5).reshape(a.shape)
+    back = np.round(np.clip(back, 0, 1) * 255) / 255  # stored as 8-bit again
+    return torch.from_numpy(back[:, :, :h, :w].astype(np.float32))
+
+
+def shift(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Translate by 1-2 pixels in a random direction (edges replicated)."""
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        dy, dx = rng.integers(-2, 3, size=2)
+        if dy == 0 and dx == 0:
+            dx = 1
+        p = F.pad(x[i:i + 1], (2, 2, 2, 2), mode="replicate")
+        h, w = x.shape[2:]
+        out[i] = p[0, :, 2 + dy:2 + dy + h, 2 + dx:2 + dx + w]
+    return out
+
+
+def crop_resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Crop 1-2 pixels off each side (random amounts) and resize back to the original size."""
+    h, w = x.shape[2:]
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        t, b, l, r = rng.integers(1, 3, size=4)
+        crop = x[i:i + 1, :, t:h - b, l:w - r]
+        out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out
+
+
+def brightness_contrast(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Scale contrast by 0.7-1.3 and shift brightness by -0.15..0.15 (clipped to [0, 1])."""
+    m = len(x)
+    gain = torch.from_numpy(rng.uniform(0.7, 1.3, size=(m, 1, 1, 1)).astype(np.float32))
+    bias = torch.from_numpy(rng.uniform(-0.15, 0.15, size=(m, 1, 1, 1)).astype(np.float32))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * gain + mean + bias).clamp(0, 1)
+
+
+def resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Down-scale to 60-85% and back up (bilinear), as a re-published thumbnail."""
+    h, w = x.shape[2:]
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        f = rng.uniform(0.6, 0.85)
+        small = F.interpolate(x[i:i + 1], size=(max(4, int(h * f)), max(4, int(w * f))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        out[i] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out
+
+
+TRANSFORMS = {"jpeg": jpeg_like, "shift": shift, "crop": crop_resize, "brightness": brightness_contrast,
+              "resize": resize}
+
+
+def near_copies(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
+    """Each image gets one transform (cycling through all), plus JPEG re-encoding on top for half of them."""
+    names = list(TRANSFORMS)
+    out, used = torch.empty_like(x), []
+    for j, name in enumerate(names):
+        sel = np.arange(j, len(x), len(names))
+        if len(sel):
+            out[sel] = TRANSFORMS[name](x[sel], rng)
+    again = np.flatnonzero(rng.random(len(x)) < 0.5)
+    if len(again):
+        out[again] = jpeg_like(out[again], rng)
+    used = [names[i % len(names)] + ("+jpeg" if i in set(again.tolist()) else "") for i in range(len(x))]
+    return out, used

@@ -1,0 +1,215 @@
+"""Chunked k-nearest-neighbour search on embeddings, with memory bounded whatever the dataset size.
+
+``knn(queries, base, k)`` returns the Euclidean distances and indices of each query's ``k`` nearest rows
+of ``base``. Small problems are solved exactly by brute force (torch matmul + top-k over row chunks).
+Large ones (more than :data:`BRUTE_PAIRS` query-base pairs) use an inverted-file index (IVF, as in FAISS):
+the base is clustered by k-means into about sqrt(n) cells, and each query is compared only with the members
+of its :data:`NPROBE` nearest cells. That cuts the work from ``m * n`` to about ``m * NPROBE * sqrt(n)``
+distances; what it gives up is exactness far from the query, which is where no near duplicate lives: a copy
+of a sample is in the same or a neighbouring cell. Every step is seeded, so results are reproducible.
+
+Measured (benchmarks/leakage_scale.py): a 10k x 50k brute-force join on 2 CPU cores spends most of its
+time writing the distance matrix, which is why the index exists.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+#: Above this many query-base pairs, search through the IVF index instead of brute force.
+BRUTE_PAIRS = 1.2e8
+#: Cells each query visits in the IVF index.
+NPROBE = 8
+#: Distance-matrix entries computed at once (bounds the working memory: 4 bytes each).
+BLOCK = 2**23
+
+
+def knn(queries: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False, seed: int = 0,
+        device: Any = None, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``base`` for every row of ``queries``: ``(distances (m, k), indices (m, k))``.
+
+    Distances are Euclidean, ascending. ``exclude_self``: queries are the rows of base themselves (same
+    order), and row ``i`` is not its own neighbour. When base has fewer than ``k`` rows the missing
+    columns are ``inf`` / ``-1``. ``exact`` forces (True) or forbids (False) brute force; by default brute
+    force is used up to :data:`BRUTE_PAIRS` pairs.
+    """
+    import torch
+
+    q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
+    b = torch.as_tensor(np.ascontiguousarray(base, dtype=np.float32), device=device)
+    m, n = q.shape[0], b.shape[0]
+    dist = torch.full((m, k), math.inf, device=q.device)
+    idx = torch.full((m, k), -1, dtype=torch.long, device=q.device)
+    if m == 0 or n == 0 or k == 0:
+        return dist.cpu().numpy(), idx.cpu().numpy()
+    brute = exact if exact is not None else m * n <= BRUTE_PAIRS
+    with torch.no_grad():
+        if brute:
+            _brute(q, b, k, exclude_self, dist, idx)
+        else:
+            _ivf(q, b, k, exclude_self, dist, idx, seed)
+    return dist.sqrt().cpu().numpy(), idx.cpu().numpy()
+
+
+def _sqdist(q: Any, b: Any, qn: Any, bn: Any) -> Any:
+    """Squared Euclidean distances between rows, from norms and one matmul (clamped at 0)."""
+    return (qn[:, None] + bn[None, :] - 2.0 * (q @ b.T)).clamp_min_(0.0)
+
+
+def _brute(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any) -> None:
+    import torch
+
+    qn, bn = (q * q).sum(1), (b * b).sum(1)
+    rows = max(1, BLOCK // b.shape[0])
+    kk = min(k, b.shape[0])
+    for lo in range(0, q.shape[0], rows):
+        hi = min(q.shape[0], lo + rows)
+        d = _sqdist(q[lo:hi], b, qn[lo:hi], bn)
+        if exclude_self:
+            r = torch.arange(lo, hi, device=q.device)
+            d[r - lo, r] = math.inf
+        v, i = d.topk(kk, dim=1, largest=False)
+        dist[lo:hi, :kk], idx[lo:hi, :kk] = v, i
+
+
+def kmeans(x: Any, cells: int, seed: int, iterations: int = 10) -> Any:
+    """Lloyd's k-means on (a seeded sample of) the rows of ``x``: the ``(cells, d)`` centroids."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    sample = x[torch.randperm(n, generator=g)[: min(n, 40 * cells)].to(x.device)]
+    centroids = sample[torch.randperm(sample.shape[0], generator=g)[:cells].to(x.device)].clone()
+    sn = (sample * sample).sum(1)
+    for _ in range(iterations):
+        assign = _nearest(sample, centroids, sn)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, sample)
+        counts = torch.bincount(assign, minlength=cells).to(sample.dtype)
+        filled = counts > 0  # an empty cell keeps its centroid
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids
+
+
+def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1) -> Any:
+    """Index of the nearest centroid of each row (or the ``probes`` nearest, shape (n, probes))."""
+    import torch
+
+    xn = (x * x).sum(1) if xn is None else xn
+    cn = (centroids * centroids).sum(1)
+    rows = max(1, BLOCK // centroids.shape[0])
+    out = []
+    for lo in range(0, x.shape[0], rows):
+        d = _sqdist(x[lo:lo + rows], centroids, xn[lo:lo + rows], cn)
+        out.append(d.argmin(1) if probes == 1 else d.topk(probes, dim=1, largest=False).indices)
+    return torch.cat(out)
+
+
+def _ivf(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any, seed: int) -> None:
+    import torch
+
+    m, n = q.shape[0], b.shape[0]
+    cells = int(min(4096, max(8, round(math.sqrt(n)))))
+    probes = min(NPROBE, cells)
+    centroids = kmeans(b, cells, seed)
+    bn, qn = (b * b).sum(1), (q * q).sum(1)
+    member_cell = _nearest(b, centroids, bn)
+    probe_cell = _nearest(q, centroids, qn, probes)  # (m, probes)
+
+    members_order = torch.argsort(member_cell)
+    member_bounds = torch.searchsorted(member_cell[members_order], torch.arange(cells + 1, device=b.device))
+    flat_cell = probe_cell.reshape(-1)
+    pair_order = torch.argsort(flat_cell)
+    pair_bounds = torch.searchsorted(flat_cell[pair_order], torch.arange(cells + 1, device=q.device))
+
+    cand_d = torch.full((m, probes, k), math.inf, device=q.device)
+    cand_i = torch.full((m, probes, k), -1, dtype=torch.long, device=q.device)
+    for c in range(cells):
+        members = members_order[member_bounds[c]:member_bounds[c + 1]]
+        pairs = pair_order[pair_bounds[c]:pair_bounds[c + 1]]
+        if len(members) == 0 or len(pairs) == 0:
+            continue
+        kk = min(k, len(members))
+        bc, bcn = b[members], bn[members]
+        rows = max(1, BLOCK // len(members))
+        for lo in range(0, len(pairs), rows):
+            p = pairs[lo:lo + rows]
+            qi, slot = p // probes, p % probes
+            d = _sqdist(q[qi], bc, qn[qi], bcn)
+            if exclude_self:
+                d[qi[:, None] == members[None, :]] = math.inf
+            v, i = d.topk(kk, dim=1, largest=False)
+            cand_d[qi, slot, :kk] = v
+            cand_i[qi, slot, :kk] = members[i]
+    v, i = cand_d.reshape(m, -1).topk(k, dim=1, largest=False)
+    dist.copy_(v)
+    idx.copy_(torch.where(torch.isfinite(v), cand_i.reshape(m, -1).gather(1, i), torch.full_like(i, -1)))
+
+
+
+
+class SplitNeighbors:
+    """Each distinct input of a split and its ``k`` nearest distinct neighbours in the same split.
+
+    Exact duplicates (equal content hash) are collapsed first, so a sample copied ten times does not
+    hide its real neighbourhood behind its own copies. ``unique[u]`` is the first dataset index of distinct
+    input ``u``, ``inverse[i]`` the distinct input of dataset index ``i``; ``dist[u]`` / ``idx[u]`` its
+    neighbours (distinct-input ids), nearest first.
+    """
+
+    def __init__(self, unique: np.ndarray, inverse: np.ndarray, dist: np.ndarray, idx: np.ndarray, seconds: float):
+        self.unique, self.inverse, self.dist, self.idx, self.seconds = unique, inverse, dist, idx, seconds
+
+    def radius(self, k: int) -> np.ndarray:
+        """Distance of every distinct input to its ``k``-th nearest distinct neighbour (its neighbourhood scale).
+
+        With fewer than ``k`` neighbours available the farthest one is used.
+        """
+        d = self.dist[:, : max(1, min(k, self.dist.shape[1]))]
+        finite = np.where(np.isfinite(d), d, -np.inf).max(1)
+        return np.where(np.isfinite(finite), finite, np.inf)
+
+
+#: Neighbours computed per distinct input by :func:`split_neighbors` (checks use up to this many).
+K_SHARED = 10
+
+
+def split_neighbors(ctx: Any, split: Any) -> SplitNeighbors:
+    """The :class:`SplitNeighbors` of ``split`` on the shared embedding, computed once per run (``ctx.shared``).
+
+    Used by ``leakage`` (in-split near duplicates, each training sample's neighbourhood scale) and
+    ``outliers`` (k-NN distance score).
+    """
+    import time
+
+    from sanitycheck.embedding import embedding, hashes
+
+    def compute() -> SplitNeighbors:
+        start = time.perf_counter()
+        emb = embedding(ctx, split)
+        unique, inverse = unique_inputs(hashes(ctx, split))
+        dist, idx = knn(emb[unique], emb[unique], K_SHARED, exclude_self=True, seed=ctx.derived_seed("neighbors"),
+                        device=knn_device(ctx))
+        return SplitNeighbors(unique, inverse, dist, idx, time.perf_counter() - start)
+
+    return ctx.shared(f"neighbors:{split.name}", compute)
+
+
+def unique_inputs(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unique, inverse)`` for content hashes: the first index of each distinct hash, and each index's group."""
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct inputs in dataset order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def knn_device(ctx: Any) -> Any:
+    """Search on the run's device when it is a GPU (much faster there), else on the CPU."""
+    device = getattr(ctx, "device", None)
+    return device if device is not None and getattr(device, "type", "cpu") == "cuda" else None
+
+
+__all__ = ["knn", "kmeans", "split_neighbors", "SplitNeighbors", "unique_inputs", "knn_device", "BRUTE_PAIRS", "NPROBE", "K_SHARED"]
