@@ -1,0 +1,108 @@
+"""label-shuffle: plant misaligned labels, inputs without signal and a label side channel; clean pipelines quiet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import casekit
+import probekit
+from conftest import codes, loud
+
+CHECK = ["label-shuffle"]
+
+
+def run_kind(run_pipeline, kind, seed=0, profile="default", **changes):
+    spec = {**probekit.clean(kind, seed), **changes}
+    return run_pipeline(only=CHECK, profile=profile, **spec)
+
+
+def by_code(report, code):
+    return next(f for f in report.findings if f.code == code)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "binary", "regression"])
+def test_labels_permuted_apart_from_their_inputs(run_pipeline, kind):
+    spec = probekit.clean(kind)
+    x, y = spec["train"].tensors
+    report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y)))
+    assert "SC201" in codes(report, at_least="error")
+    finding = by_code(report, "SC201")
+    assert finding.evidence["p_value"] >= 0.01 or finding.evidence["p_value_vs_chance"] >= 0.01
+    assert "SC202" not in codes(report)
+
+
+def test_constant_inputs_carry_no_signal(run_pipeline):
+    spec = probekit.clean("mlp")
+    (xt, yt), (xv, yv) = spec["train"].tensors, spec["val"].tensors
+    flat = lambda x: torch.full_like(x, 0.5)  # noqa: E731
+    report = run_kind(run_pipeline, "mlp", train=casekit.dataset(flat(xt), yt), val=casekit.dataset(flat(xv), yv))
+    assert {"SC201", "SC204"} <= codes(report, at_least="error")
+    assert by_code(report, "SC204").evidence["scores"]["zeroed_inputs"] is not None
+
+
+def test_zeroed_inputs_learned_as_well_when_the_model_ignores_them(run_pipeline):
+    class IgnoresInput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(10))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 10)  # BUG: never looks at x
+
+    report = run_kind(run_pipeline, "mlp", model=IgnoresInput)
+    assert "SC204" in codes(report, at_least="error")
+
+
+def test_train_step_reading_labels_from_a_side_channel(run_pipeline):
+    spec = probekit.clean("mlp")
+    x, y = spec["train"].tensors
+    report = run_kind(run_pipeline, "mlp", train=probekit.WithTrueLabels(x, y),
+                      train_step=probekit.step_reading_side_labels)
+    assert "SC202" in codes(report, at_least="warning")
+    finding = by_code(report, "SC202")
+    assert finding.evidence["scores"]["shuffled"] > 0.5  # shuffling the batch targets changed nothing
+    assert "SC201" not in codes(report)
+
+
+def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
+    report = run_kind(run_pipeline, "mlp")
+    finding = by_code(report, "SC203")
+    evidence = finding.evidence
+    assert evidence["steps_real"] < (evidence["steps_random"] or evidence["max_steps"])
+    assert evidence["ratio"] > 1
+    spec = probekit.clean("mlp")
+    x, y = spec["train"].tensors
+    # With misaligned labels the "real" labels are noise too: they are memorized no faster than random ones.
+    noisy = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y)))
+    assert by_code(noisy, "SC203").evidence["ratio"] < evidence["ratio"]
+
+
+def test_results_are_reproducible(run_pipeline):
+    a = run_kind(run_pipeline, "binary", profile="fast")
+    b = run_kind(run_pipeline, "binary", profile="fast")
+    assert [f.evidence for f in a.findings] == [f.evidence for f in b.findings]
+
+
+@pytest.mark.parametrize("kind", probekit.KINDS)
+def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
+    # The fast profile keeps the sweep cheap; benchmarks/training_probes.py sweeps the default profile.
+    for seed in range(5):
+        report = run_kind(run_pipeline, kind, seed=seed, profile="fast")
+        assert not report.crashed
+        assert not loud(report, "label-shuffle"), (kind, seed, [(f.code, f.message) for f in loud(report, "label-shuffle")])
+
+
+def test_statistics_are_calibrated_on_clustered_random_predictions():
+    from sanitycheck_plugins.label_shuffle import relabel_test, sign_flip
+
+    rng = np.random.default_rng(0)
+    # Ten clusters of 50 samples, each predicted as one random class: independent of the labels by design.
+    truth = np.repeat(np.arange(10), 50)
+    pvalues = [relabel_test(np.repeat(rng.integers(0, 10, 10), 50), truth, 10, rng, 999) for _ in range(200)]
+    assert np.mean(np.array(pvalues) < 0.05) < 0.1  # near its nominal 5% false-positive rate
+    assert relabel_test(truth, truth, 10, rng, 999) < 0.01  # perfect predictions are significant
+    assert sign_flip(rng.normal(1.0, 1.0, 100), rng, 999) < 0.01
+    draws = [sign_flip(rng.normal(0.0, 1.0, 50), rng, 199) for _ in range(100)]
+    assert np.mean(np.array(draws) < 0.05) < 0.12
