@@ -1,10 +1,307 @@
-"""``gradients``: not built yet (its issue is open). Registers no check until it is."""
+"""``gradients``: does every parameter get a finite, reasonably scaled gradient, and does training move it?
+
+A fresh model, one fixed batch: a diagnostic backward pass at initialization, a few training steps with the
+configured optimizer and the user's ``train_step``, and a second diagnostic pass after them. Each finding
+names the parameters or modules concerned.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from pydantic import Field
+
 from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck.trainer import rounded
+
+#: Activation modules whose units can die (output exactly 0 for every input).
+RELU_TYPES = ("ReLU", "ReLU6")
+
+
+class Settings(CheckSettings):
+    batch_size: int = Field(64, ge=2, description="Samples in the probe batch.")
+    steps: int = Field(10, ge=1, description="Training steps between the two diagnostic passes (scaled by the "
+                       "profile, at least 3).")
+    vanishing_ratio: float = Field(1e-4, gt=0, lt=1, description="Warn when a weight's gradient RMS is below this "
+                                   "fraction of the largest weight gradient RMS in the model.")
+    exploding_growth: float = Field(100.0, gt=1, description="Warn when the total gradient norm grows by this "
+                                    "factor over the training steps.")
+    dead_fraction: float = Field(0.5, gt=0, le=1, description="Warn when at least this fraction of a ReLU's units "
+                                 "is never active on the batch.")
+
+
+CODES = (
+    CodeDoc(
+        code="SC1001", title="Parameters get no gradient", severity="warning",
+        what="One forward and backward pass of a fresh model on a batch of 64 training samples; lists every "
+        "parameter with requires_grad=True whose .grad is still None. Decision rule: warning for some, error "
+        "when none of the trainable parameters gets a gradient.",
+        why="A parameter without a gradient never learns: it is unused in forward(), or its input was "
+        "detached (.detach(), .data, .item(), numpy round trips, torch.no_grad()) so the graph is cut above it.",
+        example="features = self.backbone(x).detach(); a layer defined in __init__ but never called; "
+        "torch.tensor(other_tensor) inside forward().",
+        fix="Remove the .detach()/.data/no_grad on the path to the loss, call every layer you define (or delete "
+        "it), and keep computations in torch.",
+    ),
+    CodeDoc(
+        code="SC1002", title="Frozen parameters", severity="error",
+        what="Counts parameters with requires_grad=False. Decision rule: error when every parameter is frozen "
+        "(nothing can train), info when some are (fine-tuning a frozen backbone is legitimate).",
+        why="A model whose parameters are all frozen does not train: the loss stays where it starts.",
+        example="for p in model.parameters(): p.requires_grad = False, meant for the backbone only.",
+        fix="Unfreeze the layers you mean to train (requires_grad_(True)), at least the head.",
+    ),
+    CodeDoc(
+        code="SC1003", title="NaN or Inf gradients", severity="error",
+        what="Checks every gradient of the diagnostic passes (at initialization and after the training steps) "
+        "and the loss of each step for NaN/Inf; names the parameters whose gradient is not finite.",
+        why="One non-finite gradient turns the weights it updates into NaN, and the whole model follows.",
+        example="torch.sqrt(x) or x.norm() at exactly 0 in forward(); log of a probability that underflows; "
+        "a learning rate so high that activations overflow.",
+        fix="Guard the operation (sqrt(x + eps), log_softmax instead of log(softmax)), lower the learning rate "
+        "and clip gradients (torch.nn.utils.clip_grad_norm_).",
+    ),
+    CodeDoc(
+        code="SC1004", title="Vanishing gradients", severity="warning",
+        what="Per weight tensor (2 or more dimensions) the root-mean-square of its gradient at initialization. "
+        "Decision rule: warning when a weight's gradient RMS is below 1e-4 times the largest one in the model "
+        "(or exactly zero while others are not); the smallest are named.",
+        why="Layers whose gradients are 10 000x smaller than others barely learn: deep stacks of saturating "
+        "activations (sigmoid, tanh), a bad initialization or an activation that is zero everywhere.",
+        example="20 nn.Linear + nn.Sigmoid layers; a layer initialized to all zeros between two ReLUs.",
+        fix="Use ReLU-family activations with He/Kaiming initialization, normalization layers (BatchNorm, "
+        "LayerNorm) or residual connections.",
+    ),
+    CodeDoc(
+        code="SC1005", title="Exploding gradients", severity="warning",
+        what="Compares the total gradient norm of the diagnostic pass after the training steps (10 at the "
+        "default profile, your optimizer and train_step on the same batch) with the one at initialization. "
+        "Decision rule: warning when it grew by 100x or more.",
+        why="Growing gradients on a fixed batch mean the steps overshoot: the loss will oscillate or diverge, "
+        "and often ends in NaN.",
+        example="SGD with lr=10; Adam with lr=1 on a small MLP; a recurrent model without gradient clipping.",
+        fix="Lower the learning rate (10x), add warm-up, clip gradients (clip_grad_norm_), normalize inputs.",
+    ),
+    CodeDoc(
+        code="SC1006", title="Dead ReLU units", severity="warning",
+        what="Forward hooks on every nn.ReLU/nn.ReLU6 record which units (features, or channels of "
+        "convolutional maps) are active (> 0) for at least one sample of the 64-sample batch, in both "
+        "diagnostic passes. Decision rule: warning when at least 50% of a module's units are never active in "
+        "either pass (the module is named).",
+        why="A ReLU unit that is zero for every input gets no gradient and never recovers: the layer has "
+        "fewer units than it seems, and past a point the model cannot learn.",
+        example="A learning rate so high that one step pushes biases far negative; inputs that are all "
+        "negative with a positive-only initialization; a large negative bias initialization.",
+        fix="Lower the learning rate, normalize inputs, initialize biases at 0 (or slightly positive), or use "
+        "LeakyReLU/GELU.",
+    ),
+    CodeDoc(
+        code="SC1007", title="Parameters unchanged by training steps", severity="error",
+        what="Compares every trainable parameter that had a non-zero gradient before and after the training "
+        "steps (your train_step and optimizer). Decision rule: error when none of them changed, warning when "
+        "some did not (they are named).",
+        why="If the step never updates the weights, training does nothing while looking like it runs.",
+        example="A train_step that forgets optimizer.step(); an optimizer built over a different model's "
+        "parameters; learning rate 0.",
+        fix="Call optimizer.step() after loss.backward(), and build the optimizer over model.parameters() "
+        "after the model is final.",
+    ),
+)
+
+
+class Gradients(Check):
+    name = "gradients"
+    summary = ("parameters that get no gradient, frozen, unchanged by training or with NaN/Inf gradients; "
+               "vanishing or exploding gradients; dead ReLU units")
+    cost = "well under 1 s for a small model: 2 diagnostic passes and 10 training steps on 64 samples"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        import torch
+
+        from sanitycheck.trainer import flush_denormal
+
+        indices = ctx.sample_indices(ctx.train, settings.batch_size, "gradients")
+        batch = ctx.batch(ctx.train, indices)
+        model = ctx.make_model("gradients")
+        params = dict(model.named_parameters())
+        frozen = [n for n, p in params.items() if not p.requires_grad]
+        kinds = _module_kinds(model)
+        base = {"batch_size": len(indices), "parameters": len(params)}
+        if params and len(frozen) == len(params):
+            yield self.finding("SC1002", f"All {len(params)} parameter tensors of the model have "
+                               "requires_grad=False: nothing can train.", evidence={**base, "frozen": frozen[:50]})
+            return
+        if frozen:
+            yield self.finding(
+                "SC1002", f"{len(frozen)} of {len(params)} parameter tensors are frozen (requires_grad=False), "
+                f"e.g. {_names(frozen, kinds)}; fine if you froze them on purpose.", severity="info",
+                evidence={**base, "frozen": frozen[:50]})
+
+        with flush_denormal():
+            init = _diagnose(ctx, model, batch)
+            before = {n: p.detach().clone() for n, p in params.items()}
+            optimizer = ctx.make_optimizer(model)
+            steps = max(ctx.budget(settings.steps), 3)
+            losses = []
+            for _ in range(steps):
+                losses.append(ctx.step(model, optimizer, batch))
+                if not math.isfinite(losses[-1]):
+                    break
+            after = _diagnose(ctx, model, batch)
+        trainable = [n for n, p in params.items() if p.requires_grad]
+        base["steps"] = len(losses)
+        base["losses"] = [rounded(v) for v in losses]
+
+        # No gradient at all (graph cut or parameter unused).
+        missing = [n for n in trainable if init.grads.get(n) is None]
+        if missing:
+            every = len(missing) == len(trainable)
+            yield self.finding(
+                "SC1001", f"{len(missing)} of {len(trainable)} trainable parameter tensors get no gradient from the "
+                f"loss: {_names(missing, kinds)}." + (" Nothing in the model can learn." if every else ""),
+                severity="error" if every else "warning", evidence={**base, "no_gradient": missing[:100]})
+
+        # Non-finite gradients or losses.
+        for label, diag in (("at initialization", init), (f"after {len(losses)} training steps", after)):
+            bad = [n for n, g in diag.grads.items() if g is not None and not g["finite"]]
+            if bad or not math.isfinite(diag.loss):
+                yield self.finding(
+                    "SC1003", f"Gradients {label} are NaN/Inf for {len(bad)} parameter tensors "
+                    f"({_names(bad, kinds) if bad else 'none named'}); the loss is {diag.loss:.4g}.",
+                    evidence={**base, "when": label, "nonfinite": bad[:100], "loss": rounded(diag.loss)})
+                break
+        else:
+            if any(not math.isfinite(v) for v in losses):
+                yield self.finding(
+                    "SC1003", f"The loss became {losses[-1]} at training step {len(losses)} (learning rate "
+                    f"{ctx.learning_rate:g}).", evidence=base)
+
+        # Vanishing: weight gradients far below the largest one.
+        rms = {n: g["rms"] for n, g in init.grads.items()
+               if g is not None and g["finite"] and params[n].ndim >= 2}
+        top = max(rms.values(), default=0.0)
+        if top > 0 and len(rms) >= 2:
+            small = sorted((n for n, v in rms.items() if v < settings.vanishing_ratio * top), key=rms.get)
+            if small:
+                yield self.finding(
+                    "SC1004", f"{len(small)} weight tensors get gradients more than "
+                    f"{1 / settings.vanishing_ratio:.0f}x smaller than the largest ({top:.3g}): "
+                    + ", ".join(f"{n} ({kinds.get(_module_of(n), '?')}, {rms[n]:.3g})" for n in small[:5]) + ".",
+                    evidence={**base, "gradient_rms": {n: rounded(v) for n, v in rms.items()},
+                              "vanishing": small[:100], "ratio": settings.vanishing_ratio})
+
+        # Exploding: the total gradient norm grows over the steps.
+        if math.isfinite(init.norm) and init.norm > 0 and after.norm >= settings.exploding_growth * init.norm \
+                and math.isfinite(after.norm):
+            yield self.finding(
+                "SC1005", f"The total gradient norm grew from {init.norm:.3g} to {after.norm:.3g} "
+                f"({after.norm / init.norm:.3g}x) in {len(losses)} training steps on one batch at learning rate "
+                f"{ctx.learning_rate:g}; the loss went from {losses[0]:.4g} to {losses[-1]:.4g}.",
+                evidence={**base, "norm_initial": rounded(init.norm), "norm_after": rounded(after.norm),
+                          "growth": settings.exploding_growth})
+
+        # Dead ReLU units.
+        dead = []
+        for module, (total, dead_init) in init.relus.items():
+            dead_after = after.relus.get(module, (total, 0))[1]
+            worst = max(dead_init, dead_after)
+            if total and worst / total >= settings.dead_fraction:
+                dead.append((module, worst, total, "after training steps" if dead_after >= dead_init else "at init"))
+        if dead:
+            yield self.finding(
+                "SC1006", "ReLU units never active on a batch of {} samples: {}.".format(
+                    len(indices), ", ".join(f"{m} {d}/{t} ({when})" for m, d, t, when in dead[:5])),
+                evidence={**base, "dead_units": {m: {"dead": d, "units": t, "when": w} for m, d, t, w in dead}},
+            )
+
+        # Parameters that had a gradient but did not move.
+        moving = [n for n in trainable if init.grads.get(n) is not None and init.grads[n]["nonzero"]]
+        unchanged = [n for n in moving if torch.equal(params[n].detach(), before[n])]
+        if moving and unchanged:
+            every = len(unchanged) == len(moving)
+            yield self.finding(
+                "SC1007", (f"After {len(losses)} training steps none of the {len(moving)} parameter tensors that "
+                           "get a gradient changed: the step never updates them (is optimizer.step() called? is "
+                           "the learning rate 0?)." if every else
+                           f"After {len(losses)} training steps {len(unchanged)} of {len(moving)} parameter tensors "
+                           f"with a non-zero gradient did not change: {_names(unchanged, kinds)} (are they in the "
+                           "optimizer?)."),
+                severity="error" if every else "warning", evidence={**base, "unchanged": unchanged[:100]})
+
+
+class _Diagnosis:
+    """One forward/backward pass: per-parameter gradient summaries, the loss, the total norm, dead ReLUs."""
+
+    def __init__(self, grads: dict, loss: float, norm: float, relus: dict):
+        self.grads, self.loss, self.norm, self.relus = grads, loss, norm, relus
+
+
+def _diagnose(ctx: Any, model: Any, batch: Any) -> _Diagnosis:
+    import torch
+
+    inputs, targets = ctx.train.unpack(batch)
+    relus: dict[str, tuple[int, int]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if type(module).__name__ in RELU_TYPES:
+            hooks.append(module.register_forward_hook(_relu_hook(name or type(module).__name__, relus)))
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    try:
+        loss = ctx.loss_fn(model(inputs), targets)
+        if loss.requires_grad:  # else the graph is cut above every parameter: SC1001 reports it
+            loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    grads, squares = {}, 0.0
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            grads[name] = None
+            continue
+        g = p.grad.detach().float()
+        finite = bool(torch.isfinite(g).all())
+        norm = float(g.norm()) if finite else math.inf
+        squares += norm**2
+        grads[name] = {"finite": finite, "rms": norm / math.sqrt(max(g.numel(), 1)), "nonzero": bool(g.abs().sum() > 0)}
+        p.grad = None
+    return _Diagnosis(grads, float(loss.detach()), math.sqrt(squares), relus)
+
+
+def _relu_hook(name: str, store: dict):
+    """Records (units, units never active on the batch) per call; a module called twice gets two entries."""
+    calls = [0]
+
+    def hook(module, args, output):
+        import torch
+
+        if not isinstance(output, torch.Tensor) or output.ndim < 2:
+            return
+        calls[0] += 1
+        active = (output.detach() > 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)
+        key = name if calls[0] == 1 else f"{name} (call {calls[0]})"
+        store[key] = (int(active.numel()), int((~active).sum()))
+    return hook
+
+
+def _module_of(param: str) -> str:
+    return param.rsplit(".", 1)[0] if "." in param else ""
+
+
+def _module_kinds(model: Any) -> dict[str, str]:
+    return {name: type(m).__name__ for name, m in model.named_modules()}
+
+
+def _names(params: list[str], kinds: dict[str, str], limit: int = 5) -> str:
+    shown = ", ".join(f"{p} ({kinds.get(_module_of(p), '?')})" for p in params[:limit])
+    return shown + (f" and {len(params) - limit} more" if len(params) > limit else "")
 
 
 @hookimpl
 def sanitycheck_checks():
-    return []
+    return [Gradients()]
