@@ -1,0 +1,70 @@
+"""batch-independence: a reshape that mixes samples is an error naming the module; BatchNorm in train mode is
+info; a non-BatchNorm layer that mixes only in training is a warning; clean pipelines stay quiet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import casekit
+import probekit
+from conftest import codes, loud
+
+CHECK = ["batch-independence"]
+
+
+def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
+    return run_pipeline(only=CHECK, **{**probekit.clean(kind, seed), **changes})
+
+
+def by_code(report, code):
+    return next(f for f in report.findings if f.code == code)
+
+
+def test_reshape_that_mixes_samples_is_found_and_located(run_pipeline):
+    finding = by_code(run_kind(run_pipeline, model=probekit.mixing_mlp), "SC1101")
+    assert finding.severity == "error"
+    assert finding.evidence["first_mixing_module"] == "2 (MixBatch)"
+    assert finding.samples["train"]  # the probed sample
+
+
+def test_reduction_over_the_batch_in_eval_mode(run_pipeline):
+    class Centered(nn.Module):
+        def forward(self, x):
+            return x - x.mean(0)  # BUG: the batch mean, at inference too
+
+    model = lambda: nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), Centered(), nn.Linear(32, 10))  # noqa: E731
+    finding = by_code(run_kind(run_pipeline, model=model), "SC1101")
+    assert finding.evidence["first_mixing_module"] == "3 (Centered)" and 0 < finding.evidence["ratio"] < 1
+
+
+def test_batchnorm_in_train_mode_is_info(run_pipeline):
+    report = run_kind(run_pipeline, "cnn")
+    finding = by_code(report, "SC1102")
+    assert finding.severity == "info" and finding.evidence["module_type"] == "BatchNorm2d"
+    assert not loud(report, "batch-independence")
+
+
+def test_other_train_mode_mixing_is_a_warning(run_pipeline):
+    finding = by_code(run_kind(run_pipeline, model=probekit.train_mode_mixing_mlp), "SC1102")
+    assert finding.severity == "warning" and finding.evidence["module_type"] == "TrainModeCentering"
+
+
+def test_integer_inputs_are_skipped_with_a_reason(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.digits()
+    as_ids = lambda x: (x * 16).long()  # noqa: E731
+    report = run_pipeline(only=CHECK, train=casekit.dataset(as_ids(xt), yt), val=casekit.dataset(as_ids(xv), yv),
+                          model=lambda: nn.Sequential(nn.Embedding(17, 4), nn.Flatten(), nn.Linear(256, 10)),
+                          loss=probekit.CE)
+    status = report.checks[0]
+    assert status.status == "skipped" and "floating-point" in status.reason
+
+
+@pytest.mark.parametrize("kind", probekit.KINDS)
+def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
+    for seed in range(5):
+        report = run_kind(run_pipeline, kind, seed=seed)
+        assert not report.crashed
+        assert not loud(report, "batch-independence")
+        assert "SC1101" not in codes(report)
