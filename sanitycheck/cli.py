@@ -152,12 +152,16 @@ def pre_commit(
     files: Optional[list[Path]] = typer.Argument(None, help="Changed files (pre-commit passes them)."),
     config: Path = typer.Option(Path("sanitycheck.yaml"), "--config", "-c", help="The sanitycheck.yaml to run."),
     profile: Profile = typer.Option(Profile.fast, help="Budget of every probe."),
+    only: Optional[str] = typer.Option(None, help="Run only these checks (comma-separated names)."),
+    skip: Optional[str] = typer.Option(None, help="Skip these checks (comma-separated names)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE", help="Fail only on findings not in FILE."),
     debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
 ) -> None:
     """The pre-commit hook: run CONFIG (profile fast) when it or a file it names is among FILES."""
     from sanitycheck.report import text
 
     with _usage_errors(debug):
+        from sanitycheck.baseline import apply_baseline, load_baseline
         from sanitycheck.config import load_config
         from sanitycheck.precommit import touched, watched
         from sanitycheck.runner import run as run_checks
@@ -166,7 +170,10 @@ def pre_commit(
         if files and not touched(files, watched(cfg, config)):
             typer.echo(f"sanitycheck: nothing {config} depends on changed; skipped")
             raise typer.Exit(0)
-        report = run_checks(cfg)
+        accepted = load_baseline(baseline) if baseline is not None else None
+        report = run_checks(cfg, only=_names(only), skip=_names(skip))
+    if accepted is not None:
+        report, _known = apply_baseline(report, accepted)
     sys.stdout.write(text.render(report, color=sys.stdout.isatty()))
     raise typer.Exit(report.exit_code(cfg.fail_on))
 

@@ -72,3 +72,14 @@ def test_cli_bad_baseline_file_is_a_usage_error(tmp_path):
     (tmp_path / "b.json").write_text("{}")
     result = CliRunner().invoke(app, ["run", str(config), "--only", "data-integrity", "--baseline", str(tmp_path / "b.json")])
     assert result.exit_code == 2 and "not a sanitycheck baseline" in result.output
+
+
+def test_api_baseline(tmp_path):
+    import sanitycheck
+    from sanitycheck.baseline import write_baseline
+
+    config = write_pipeline(tmp_path / "p", nan=[8])
+    first = sanitycheck.run(config, only=["data-integrity"])
+    assert not first.ok
+    write_baseline(first, tmp_path / "b.json")
+    assert sanitycheck.run(config, only=["data-integrity"], baseline=tmp_path / "b.json").ok
