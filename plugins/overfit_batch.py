@@ -13,6 +13,8 @@ from pydantic import Field
 
 from sanitycheck import hookimpl
 from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck.trainer import rounded as _r
+from sanitycheck.trainer import thin_curve as _curve
 
 
 class Settings(CheckSettings):
@@ -29,7 +31,10 @@ CODES = (
         code="SC301", title="Loss does not approach its minimum on one batch", severity="error",
         what="Trains a fresh model on one fixed batch (16 samples, 200 steps at the default profile) with the "
         "configured optimizer and your train_step. Decision rule: the lowest loss must reach "
-        "floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor (0).",
+        "floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor (0). "
+        "The finding says when the loss plateaus (the last quarter of the steps lowered it by less than 2% of "
+        "initial - floor) and, for CrossEntropyLoss fed probabilities (rows in [0, 1] summing to 1), the floor "
+        "that softmax imposes: ln(1 + (C-1)/e), 1.46 for 10 classes.",
         why="A model that cannot memorize 16 samples cannot learn the dataset: the loss, the output layer, the "
         "optimizer or the step is broken, and a long training run would only hide it.",
         example="A softmax as the model's last layer fed to CrossEntropyLoss: the loss plateaus near 1.46 on 10 "
@@ -74,6 +79,8 @@ class OverfitBatch(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
+        from sanitycheck.trainer import flush_denormal
+
         steps = max(ctx.budget(settings.steps), 50)
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "overfit-batch")
         batch = ctx.batch(ctx.train, indices)
@@ -82,15 +89,23 @@ class OverfitBatch(Check):
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         trainable = sum(p.requires_grad for p in model.parameters())
 
+        if trainable == 0:  # nothing can train, and a backward pass would raise: say so directly
+            yield self.finding(
+                "SC304", "Every parameter of the model has requires_grad=False: no training step can change it.",
+                evidence={"trainable_parameters": 0, "parameters": len(before), "batch_size": len(indices)},
+                samples={"train": [int(i) for i in indices]},
+            )
+            return
         losses: list[float] = []
-        for step in range(steps):
-            loss = ctx.step(model, optimizer, batch)
-            losses.append(loss)
-            if not math.isfinite(loss):
-                break
-            target = settings.floor + settings.target_ratio * (losses[0] - settings.floor)
-            if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10:
-                break  # well past the target: no need to spend the rest of the budget
+        with flush_denormal():
+            for step in range(steps):
+                loss = ctx.step(model, optimizer, batch)
+                losses.append(loss)
+                if not math.isfinite(loss):
+                    break
+                target = settings.floor + settings.target_ratio * (losses[0] - settings.floor)
+                if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10:
+                    break  # well past the target: no need to spend the rest of the budget
 
         changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
         initial, final = losses[0], losses[-1]
@@ -129,24 +144,52 @@ class OverfitBatch(Check):
             )
             return
         if lowest > target:
+            plateau = _plateau(losses, initial, settings.floor)
+            cap = _softmax_cap(ctx, model, batch)
+            detail = ""
+            if plateau is not None:
+                detail = (f" It plateaus: the last quarter of the steps lowered it by only {plateau:.2g} "
+                          f"({plateau / max(initial - settings.floor, 1e-12):.1%} of the way to the floor).")
+            if cap is not None:
+                detail += (f" The model's outputs are probabilities (rows sum to 1) fed to CrossEntropyLoss, which "
+                           f"applies log_softmax again: the loss cannot go below ln(1 + (C-1)/e) = {cap:.4g} for "
+                           f"C = {ctx.output_shape[0]} classes. Remove the final softmax.")
             yield self.finding(
                 "SC301", f"In {len(losses)} steps the loss on one batch of {len(indices)} samples only fell from "
-                f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to {settings.floor:g}).",
-                evidence=evidence, samples=batch_ids,
+                f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to "
+                f"{settings.floor:g}).{detail}",
+                evidence={**evidence, "plateau": plateau is not None, "plateau_drop": _r(plateau) if plateau is not None else None,
+                          "softmax_cap": _r(cap) if cap is not None else None},
+                samples=batch_ids,
             )
 
 
-def _r(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(f"{value:.6g}")
+def _plateau(losses: list[float], initial: float, floor: float) -> float | None:
+    """How much the last quarter of the steps lowered the loss, when that is under 2% of (initial - floor)."""
+    if len(losses) < 20:
+        return None
+    cut = len(losses) * 3 // 4
+    drop = min(losses[:cut]) - min(losses[cut:])
+    return max(drop, 0.0) if drop < 0.02 * (initial - floor) else None
 
 
-def _curve(losses: list[float], points: int = 100) -> list[float | None]:
-    """The loss curve, thinned to at most ``points`` values (always keeping the last)."""
-    stride = max(1, math.ceil(len(losses) / points))
-    kept = losses[::stride]
-    if (len(losses) - 1) % stride:
-        kept.append(losses[-1])
-    return [_r(v) for v in kept]
+def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
+    """The lowest CrossEntropyLoss reachable when the model outputs probabilities, else None.
+
+    With probabilities p fed as logits, the best case is p = one-hot: log_softmax gives -ln(1 + (C-1)/e).
+    """
+    import torch
+
+    from sanitycheck.losses import loss_kind
+
+    if loss_kind(ctx.loss_fn) != "cross_entropy":
+        return None
+    with torch.no_grad():
+        out = model.eval()(ctx.train.unpack(batch)[0])
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
+        return None
+    probabilities = bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3)
+    return math.log(1 + (out.shape[1] - 1) / math.e) if probabilities else None
 
 
 @hookimpl

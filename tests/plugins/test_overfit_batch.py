@@ -1,0 +1,87 @@
+"""overfit-batch: a softmax before CrossEntropyLoss plateaus at its cap, a step without optimizer.step() and a
+frozen model change nothing, a diverging learning rate diverges; dict batches and the user's step work;
+clean pipelines stay quiet."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import casekit
+import probekit
+from conftest import codes, loud
+
+CHECK = ["overfit-batch"]
+
+
+def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
+    return run_pipeline(only=CHECK, **{**probekit.clean(kind, seed), **changes})
+
+
+def by_code(report, code):
+    return next(f for f in report.findings if f.code == code)
+
+
+def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
+    finding = by_code(run_kind(run_pipeline, model=probekit.softmax_mlp), "SC301")
+    cap = math.log(1 + 9 / math.e)  # 1.46 for 10 classes
+    assert finding.evidence["softmax_cap"] == pytest.approx(cap, rel=1e-4)
+    assert finding.evidence["min_loss"] > cap  # the loss really cannot go below it
+    assert finding.evidence["plateau"] is True and "softmax" in finding.message
+    curve = finding.evidence["curve"]
+    assert len(curve) <= 101 and curve[0] == finding.evidence["initial_loss"]
+
+
+def test_train_step_without_optimizer_step(run_pipeline):
+    report = run_kind(run_pipeline, train_step=probekit.step_without_optimizer_step)
+    assert codes(report, at_least="error") == {"SC304"}
+    assert by_code(report, "SC304").evidence["user_train_step"] is True
+
+
+def test_every_parameter_frozen(run_pipeline):
+    finding = by_code(run_kind(run_pipeline, model=probekit.frozen_mlp), "SC304")
+    assert finding.evidence["trainable_parameters"] == 0
+
+
+def test_diverging_learning_rate(run_pipeline):
+    report = run_kind(run_pipeline, optimizer={"target": "torch.optim:SGD", "lr": 10.0})
+    assert codes(report, at_least="error") & {"SC302", "SC303"}
+
+
+def test_dict_batches_with_the_users_step(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.digits()
+
+    class Dicts(torch.utils.data.Dataset):
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return {"image": self.x[i], "label": self.y[i]}
+
+    def step(model, batch, loss_fn, optimizer):
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch["image"]), batch["label"])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    base = dict(only=CHECK, train=Dicts(xt, yt), val=Dicts(xv, yv), loss=probekit.CE,
+                data={"input_key": "image", "target_key": "label"})
+    clean = run_pipeline(model=lambda: casekit.mlp(64, 10), train_step=step, **base)
+    assert not clean.crashed and not loud(clean, "overfit-batch")
+    assert clean.checks[0].status == "passed"
+    broken = run_pipeline(model=probekit.softmax_mlp, train_step=step, **base)
+    assert "SC301" in codes(broken, at_least="error")
+
+
+@pytest.mark.parametrize("kind", probekit.KINDS)
+def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
+    for seed in range(5):
+        report = run_kind(run_pipeline, kind, seed=seed)
+        assert not report.crashed
+        assert not loud(report, "overfit-batch"), (kind, seed, [(f.code, f.message) for f in loud(report, "overfit-batch")])
