@@ -128,6 +128,7 @@ class Report(BaseModel):
 
     def raise_for_findings(self, fail_on: str = "error") -> None:
         """Raise :class:`FindingsError` listing every finding at or above ``fail_on`` (and crashed checks)."""
+        __tracebackhide__ = True  # pytest: the user's test is the frame to show, not this one
         failing = self.failing(fail_on)
         if failing or self.crashed:
             raise FindingsError(self, failing)
@@ -143,6 +144,8 @@ class FindingsError(AssertionError):
         for f in findings:
             lines.append(f"  [{f.severity}] {f.code} {f.check}: {f.title}")
             lines.append(f"      {f.message}")
+            for split, idx in f.samples.items():
+                lines.append(f"      {split} samples: {', '.join(map(str, idx[:10]))}{', ...' if len(idx) > 10 else ''}")
             if f.fix:
                 lines.append(f"      fix: {f.fix}")
         for c in report.crashed:
