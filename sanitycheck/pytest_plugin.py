@@ -43,6 +43,9 @@ class SanitycheckFixture:
         self.profile = profile
         self.here = here
 
+    def __repr__(self) -> str:
+        return f"<sanitycheck fixture config={self.config!r} profile={self.profile!r}>"
+
     def run(self, config: Any = None, **overrides: Any) -> Any:
         """Run sanitycheck (see :func:`sanitycheck.run`); call ``.raise_for_findings()`` on the result to assert."""
         import sanitycheck

@@ -33,8 +33,10 @@ def test_buggy_pipeline_fails_the_users_test_and_a_clean_one_passes(pytester):
         "*buggy/test_buggy.py::test_pipeline FAILED*",
         "*sanitycheck found 1 problem(s):*",
         "*[[]error[]] SC801 data-integrity: NaN or Inf in inputs*",
+        "*train samples: 7, 70*",
         "*fix: *",
     ])
+    assert "models.py" not in result.stdout.str()  # the user's test is the frame shown, not the engine's
 
 
 def test_options_and_one_item_per_check(pytester):
