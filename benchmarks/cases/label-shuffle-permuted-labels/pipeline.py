@@ -1,0 +1,16 @@
+"""Labels permuted apart from their inputs: every image carries another image's label."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+import probekit  # noqa: E402
+
+(_xt, _yt), (_xv, _yv) = casekit.digits()
+train = casekit.dataset(_xt, probekit.permuted(_yt))  # BUG
+val = casekit.dataset(_xv, _yv)
+
+
+def make_model():
+    return casekit.mlp(64, 10)

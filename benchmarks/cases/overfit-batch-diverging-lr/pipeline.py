@@ -1,0 +1,16 @@
+"""SGD at learning rate 10: the loss diverges and the ReLUs die."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+import probekit  # noqa: E402
+
+(_xt, _yt), (_xv, _yv) = casekit.digits()
+train = casekit.dataset(_xt, _yt)
+val = casekit.dataset(_xv, _yv)
+
+
+def make_model():
+    return casekit.mlp(64, 10)

@@ -1,0 +1,11 @@
+"""Clean: the cnn pipeline of probekit. The training probes must stay quiet."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+import probekit  # noqa: E402
+
+_spec = probekit.clean('cnn')
+train, val, make_model = _spec['train'], _spec['val'], _spec['model']
