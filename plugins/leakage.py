@@ -21,7 +21,7 @@ from sanitycheck.check import Check, CheckSettings, CodeDoc
 
 
 class Settings(CheckSettings):
-    k: int = Field(10, ge=2, le=10, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
+    k: int = Field(9, ge=2, le=9, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="The cutoff is this quantile of the training split's own pair scores (the false-alarm rate on clean data).")
     ratio: float = Field(0.5, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
@@ -41,15 +41,17 @@ CODES = (
         what="Finds validation samples that are exact copies (same content hash, whatever the dtype) or near copies "
         "of training samples. Near copies are judged against each sample's own neighbourhood, not one global distance: "
         "with d the Euclidean distance between the shared embeddings (8x8 per-channel thumbnails, centred and scaled "
-        "to unit length, for images; standardized features otherwise) and r_k(x) the distance from x to its 10th "
+        "to unit length, for images; standardized features otherwise) and r_k(x) the distance from x to its 9th "
         "nearest distinct training sample, a validation sample v and its nearest training sample t score "
         "d(v, t) / min(r_k(v), r_k(t)). Plain backgrounds and centred digits, close to many others, have a small r_k "
         "and score high; a re-encoded, shifted, brightened or resized copy of an image scores near 0. Decision rule: "
-        "a near duplicate scores at most the cutoff, the 0.1% quantile (alpha) of the same score computed for every "
-        "training sample with its own nearest training neighbour (so about 0.1% of clean validation samples pass it "
-        "by chance), capped at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
+        "a near duplicate scores at most the cutoff, the alpha quantile of the same score computed for every "
+        "training sample with its own nearest training neighbour (so about a fraction alpha of clean validation samples "
+        "pass it by chance); alpha is 0.1%, or 10 / n_train on splits too small to estimate that quantile, and the "
+        "cutoff is capped at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
-        "count is not above the chance count (binomial test, p >= 0.001). Every pair, with its distance and score, "
+        "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
+        "exact copies plus the near matches beyond that chance count. Every pair, with its distance and score, "
         "and the cutoff are in the evidence.",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
@@ -144,16 +146,17 @@ class Leakage(Check):
         exact = sum(p["kind"] == "exact" for p in pairs)
         near = len(pairs) - exact
         fraction = len(pairs) / n_val
-        severity = "error" if fraction >= settings.error_fraction else "warning"
+        chance = settings.alpha * cross["searched"] if calib is None else calib["alpha"] * cross["searched"]
+        # severity counts what is beyond chance: the near matches clean data would show anyway are not leakage
+        excess = (exact + max(0.0, near - chance)) / n_val
+        severity = "error" if excess >= settings.error_fraction else "warning"
         evidence: dict[str, Any] = {"exact": exact, "near": near, "val_samples": n_val, "fraction": round(fraction, 5),
-                                    "error_fraction": settings.error_fraction}
+                                    "fraction_beyond_chance": round(excess, 5), "error_fraction": settings.error_fraction}
         message = (f"{len(pairs)} of {n_val} validation samples ({fraction:.1%}) are exact or near duplicates of "
                    f"training samples ({exact} exact, {near} near).")
         if calib is not None:
             # near matches alone, no more than the training split's own rate (alpha) predicts: chance, not leakage
-            searched = cross["searched"]
-            chance = settings.alpha * searched
-            p = float(binom.sf(near - 1, searched, settings.alpha)) if near else 1.0
+            p = float(binom.sf(near - 1, cross["searched"], calib["alpha"])) if near else 1.0
             evidence.update({"threshold": _r(calib["cutoff"]), **_rule(calib), "expected_by_chance": round(chance, 2),
                              "p_value": float(f"{p:.3g}")})
             if exact == 0 and p >= settings.p_value:
@@ -219,6 +222,8 @@ class Leakage(Check):
 
 # --------------------------------------------------------------------------------------------- the probes
 
+#: The cutoff quantile is taken at a fraction leaving at least this many training scores below it.
+MIN_TAIL = 10
 #: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is a quantile of
 #: the in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
 IN_SPLIT_FACTOR = 0.5
@@ -250,11 +255,19 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     from sanitycheck.neighbors import split_neighbors
 
     nb = split_neighbors(ctx, ctx.train)
-    radius = nb.radius(settings.k)
-    ok = nb.idx[:, 0] >= 0
-    scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], radius[nb.idx[ok, 0]]))
-    quantile = float(np.quantile(scores, settings.alpha)) if len(scores) else settings.ratio
-    return {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": settings.alpha,
+    k = settings.k
+    radius = nb.radius(k)
+    ok = np.flatnonzero(nb.idx[:, 0] >= 0)
+    partner = nb.idx[ok, 0]
+    # the partner's scale must leave the sample itself out, as a validation sample is not among the partner's
+    # training neighbours: when the sample is one of the partner's k nearest, take the partner's (k+1)-th
+    inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
+    partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
+    scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+    # a quantile needs points below it: on a small split use the fraction that leaves MIN_TAIL of them
+    alpha = min(0.5, max(settings.alpha, MIN_TAIL / max(len(scores), 1)))
+    quantile = float(np.quantile(scores, alpha)) if len(scores) else settings.ratio
+    return {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": alpha,
             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb}
 
 

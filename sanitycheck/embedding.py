@@ -20,7 +20,8 @@ or a strided view and its contiguous copy, hash the same.
 downsampled, brightness- and contrast-invariant thumbnail. Re-encoding noise, 1-2 pixel shifts, small crops
 and resizes barely move it; different pictures land far apart. Other inputs are flattened; with more than
 :data:`MAX_VECTOR_DIM` values they are reduced by a seeded Gaussian random projection; the resulting
-features are then standardized with the training split's mean and standard deviation.
+features are then standardized with the training split's mean and standard deviation (each standard deviation
+floored at 0.3x the median one, so near-constant features do not dominate).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import numpy as np
 GRID = 8
 #: Non-image inputs with more values than this are randomly projected to this many dimensions.
 MAX_VECTOR_DIM = 128
+#: A feature's standard deviation is floored at this fraction of the median feature's before standardizing.
+STD_FLOOR = 0.3
 #: The largest embedding: 3 channels x 8 x 8.
 MAX_DIM = 3 * GRID * GRID
 
@@ -124,7 +127,11 @@ class EmbeddingSpace:
             return cls(kind=kind, dim=features.shape[1])
         mean = features.mean(0, dtype=np.float64)
         std = features.std(0, dtype=np.float64)
-        std = np.where(std > 1e-12, std, 1.0)
+        # floor each std at STD_FLOOR x the median one: a near-constant feature (a border pixel) would otherwise be
+        # blown up until its rare values dominate every distance
+        positive = std[std > 1e-12]
+        floor = STD_FLOOR * float(np.median(positive)) if len(positive) else 1.0
+        std = np.maximum(std, max(floor, 1e-12))
         return cls(kind=kind, dim=features.shape[1], mean=mean.astype(np.float32), std=std.astype(np.float32))
 
     def transform(self, features: np.ndarray) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""leakage: plant exact copies, near copies, the same split twice, in-split duplicates with conflicting labels;
+a clean split stays quiet. Real data: scikit-learn digits (8x8 images), seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+import casekit
+from conftest import codes, loud
+
+CE = "torch.nn:CrossEntropyLoss"
+
+
+def digits(image: bool = True, seed: int = 0):
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed, image=image)
+    return xt.clone(), yt.clone(), xv.clone(), yv.clone()
+
+
+def run(run_pipeline, train, val, image=True, **config):
+    width = 64
+    model = (lambda: torch.nn.Sequential(torch.nn.Flatten(), casekit.mlp(width, 10))) if image else (lambda: casekit.mlp(width, 10))
+    return run_pipeline(only=["leakage"], train=train, val=val, model=model, loss=CE, num_classes=10, **config)
+
+
+def finding(report, code):
+    found = [f for f in report.findings if f.code == code]
+    assert found, f"{code} not found in {[(f.code, f.message) for f in report.findings]}"
+    return found[0]
+
+
+@pytest.mark.parametrize("image", [True, False], ids=["image", "vector"])
+def test_clean_digits_stay_quiet(run_pipeline, image):
+    xt, yt, xv, yv = digits(image=image)
+    report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv), image=image)
+    assert not report.crashed
+    assert not loud(report, "leakage")
+
+
+def test_exact_copies_across_splits_are_an_error(run_pipeline):
+    xt, yt, xv, yv = digits()
+    planted = np.arange(0, 40, 2)  # 20 val samples replaced by train samples 100..119, stored as float64
+    xv[planted] = xt[100:120]
+    yv[planted] = yt[100:120]
+    val = TensorDataset(xv.double(), yv)  # another dtype: the hash must not care
+    report = run(run_pipeline, TensorDataset(xt, yt), val)
+    f = finding(report, "SC101")
+    assert f.severity == "error"  # 20 of 360 is over 1%
+    assert f.evidence["exact"] == 20
+    assert set(planted.tolist()) <= set(f.samples["val"])
+    pairs = {p["val"]: p["train"] for p in f.evidence["pairs"] if p["kind"] == "exact"}
+    assert all(pairs[int(v)] == 100 + k for k, v in enumerate(planted))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_near_copies_across_splits_are_found_and_clean_ones_are_not(run_pipeline, seed):
+    xt, yt, xv, yv = digits(seed=seed)
+    rng = np.random.default_rng(seed)
+    planted = np.arange(30)
+    source = rng.choice(len(xt), size=len(planted), replace=False)
+    gain = torch.from_numpy(rng.uniform(0.7, 1.3, (len(planted), 1, 1, 1)).astype(np.float32))
+    noise = torch.from_numpy(rng.normal(0, 0.02, (len(planted), 1, 8, 8)).astype(np.float32))
+    xv[planted] = (xt[source] * gain + 0.1 + noise)  # contrast, brightness, re-encoding noise
+    yv[planted] = yt[source]
+    report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv))
+    f = finding(report, "SC101")
+    assert f.severity == "error"
+    flagged = set(f.samples["val"])
+    recall = len(flagged & set(planted.tolist())) / len(planted)
+    false_alarms = len(flagged - set(planted.tolist()))
+    assert recall >= 0.9, f"found {recall:.0%} of the near copies"
+    # the cutoff lets about max(0.1%, 10 / n_train) of clean samples through: 0.7% here, so a few, not dozens
+    assert false_alarms <= 0.03 * (len(xv) - len(planted)), f"{false_alarms} clean validation samples flagged"
+    matched = {p["val"]: p["train"] for p in f.evidence["pairs"]}
+    assert sum(matched.get(int(v)) == int(s) for v, s in zip(planted, source)) >= 0.9 * len(planted)
+    assert "rule" in f.evidence and f.evidence["threshold"] <= 0.5
+
+
+def test_a_few_copies_are_a_warning(run_pipeline):
+    xt, yt, xv, yv = digits()
+    xv[:2], yv[:2] = xt[:2], yt[:2]  # 2 of 360: below 1%
+    report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv), checks={"leakage": {"near": False}})
+    f = finding(report, "SC101")
+    assert f.severity == "warning" and f.evidence["exact"] == 2
+
+
+@pytest.mark.parametrize("how", ["same object", "same subset", "same content"])
+def test_same_split_twice_is_an_error(run_pipeline, how):
+    xt, yt, _, _ = digits()
+    train = TensorDataset(xt, yt)
+    if how == "same object":
+        val = train
+    elif how == "same subset":
+        train, val = Subset(train, list(range(500))), Subset(train, list(range(500))[::-1])
+    else:
+        val = TensorDataset(xt.clone(), yt.clone())
+    report = run(run_pipeline, train, val)
+    f = finding(report, "SC102")
+    assert f.severity == "error"
+    assert "SC101" not in codes(report)  # one finding says it, not hundreds of pairs
+
+
+def test_in_split_duplicates_with_conflicting_labels(run_pipeline):
+    xt, yt, xv, yv = digits()
+    copies = torch.arange(10)
+    xt = torch.cat([xt, xt[copies]])
+    yt = torch.cat([yt, (yt[copies] + 1) % 10])  # the copies carry another label
+    report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv))
+    dup = finding(report, "SC103")
+    assert dup.severity == "warning" and dup.evidence["exact_groups"] >= 10
+    assert set(copies.tolist()) <= set(dup.samples["train"])
+    conflict = finding(report, "SC104")
+    assert conflict.severity in ("warning", "error")
+    assert set(copies.tolist()) <= set(conflict.samples["train"])
+    assert {len(g["labels"]) for g in conflict.evidence["groups"]} == {2}
+
+
+def test_exact_only_when_near_is_disabled(run_pipeline):
+    xt, yt, xv, yv = digits()
+    xv[:10] = xt[:10] * 1.2  # near copies only
+    report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv), checks={"leakage": {"near": False}})
+    assert not loud(report, "leakage")

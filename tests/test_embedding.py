@@ -1,0 +1,120 @@
+"""The shared representation: content hashes, embeddings, the streaming data pass that computes them, k-NN."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from sanitycheck.data import materialize
+from sanitycheck.embedding import content_hashes, raw_features
+from sanitycheck.neighbors import knn, unique_inputs
+
+
+class PerSample(Dataset):
+    """The same data as a TensorDataset, read sample by sample (forces the general path of the data pass)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def images(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.random((n, 3, 4, 4)).astype(np.float32)
+    x = torch.nn.functional.interpolate(torch.from_numpy(base), size=(32, 32), mode="bilinear")  # smooth pictures
+    return x, torch.from_numpy(rng.integers(0, 10, n))
+
+
+def test_hash_ignores_dtype_and_memory_layout_but_not_content():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (4, 3, 8, 8)).astype(np.uint8)
+    as_float = a.astype(np.float32)
+    strided = np.asfortranarray(as_float.astype(np.float64))
+    assert np.array_equal(content_hashes(a), content_hashes(as_float))
+    assert np.array_equal(content_hashes(a), content_hashes(strided))
+    assert np.array_equal(content_hashes(np.array([[0.0, 1.0]])), content_hashes(np.array([[-0.0, 1.0]])))
+    b = as_float.copy()
+    b[2, 0, 0, 0] += 1
+    h = content_hashes(b)
+    assert h[2] != content_hashes(as_float)[2] and np.array_equal(np.delete(h, 2), np.delete(content_hashes(a), 2))
+    assert len(set(content_hashes(as_float).tolist())) == 4
+    assert content_hashes(as_float.reshape(4, 3, 64))[0] != content_hashes(as_float)[0]  # the shape counts
+
+
+def test_image_embedding_ignores_brightness_and_contrast_and_separates_pictures():
+    x, _ = images(50)
+    f, kind = raw_features(x.numpy())
+    g, _ = raw_features((x * 0.6 + 0.3).numpy())
+    assert kind == "image" and f.shape == (50, 3 * 8 * 8)
+    assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert np.abs(f - g).max() < 1e-4
+    d = np.linalg.norm(f[:, None] - f[None], axis=2)
+    assert np.median(d[np.triu_indices(50, 1)]) > 0.5
+    hwc, kind_hwc = raw_features(x.permute(0, 2, 3, 1).numpy())  # channel-last images embed the same
+    assert kind_hwc == "image" and np.abs(hwc - f).max() < 1e-5
+
+
+def test_tensor_fast_path_matches_the_sample_loop():
+    x, y = images(2100)  # more than two chunks
+    x[5, 0, 0, 0] = float("nan")
+    fast = materialize(TensorDataset(x, y), "train", max_samples=None, memory_mb=1024, input_key=None,
+                       target_key=None).data_pass()
+    slow = materialize(PerSample(x, y), "train", max_samples=None, memory_mb=1024, input_key=None,
+                       target_key=None).data_pass()
+    for field in ("hashes", "features", "inputs", "targets", "numel", "nan_count", "minimum", "maximum", "mean",
+                  "std", "target_nonfinite"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), field
+    assert fast.input_shapes == slow.input_shapes and fast.input_dtypes == slow.input_dtypes
+    assert fast.target_dtypes == slow.target_dtypes and fast.features_kind == "image"
+
+
+def test_hashes_and_embeddings_do_not_need_the_inputs_cached():
+    x, y = images(400)
+    data = materialize(TensorDataset(x, y), "train", max_samples=None, memory_mb=1, input_key=None,
+                       target_key=None).data_pass()
+    assert data.inputs is None and "exceeds" in data.inputs_note
+    assert data.features is not None and data.features.shape == (400, 192)
+    assert len(np.unique(data.hashes)) == 400
+
+
+def test_embed_puts_extra_inputs_in_the_same_space(run_pipeline):
+    from sanitycheck.config import load_config
+    from sanitycheck.context import PipelineContext
+    from sanitycheck.embedding import embed, embedding
+
+    x, y = images(200)
+    cfg = load_config({"data": {"train": TensorDataset(x, y)}, "loss": "torch.nn:CrossEntropyLoss",
+                       "model": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))})
+    ctx = PipelineContext.open(cfg)
+    e = embedding(ctx, ctx.train)
+    assert np.allclose(embed(ctx, x[:10]), e[:10], atol=1e-6)
+    assert np.allclose(embed(ctx, [x[3], x[4]]), e[3:5], atol=1e-6)
+    assert ctx.shared("embedding:train", lambda: None) is e  # computed once, shared
+
+
+def test_knn_index_agrees_with_brute_force_on_near_neighbours():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((200, 32))
+    base = (centers[rng.integers(0, 200, 8000)] + 0.4 * rng.standard_normal((8000, 32))).astype(np.float32)
+    queries = base[:1500] + 0.01 * rng.standard_normal((1500, 32)).astype(np.float32)
+    d_ivf, i_ivf = knn(queries, base, 5, exact=False)
+    d_bf, i_bf = knn(queries, base, 5, exact=True)
+    assert (i_ivf[:, 0] == np.arange(1500)).mean() >= 0.99  # the near copy is always found
+    assert (i_bf[:, 0] == np.arange(1500)).all()
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(i_ivf, i_bf)]) >= 0.95
+    assert np.all(np.diff(d_ivf, axis=1) >= -1e-6)
+    d_self, i_self = knn(base[:500], base[:500], 3, exclude_self=True)
+    assert not (i_self == np.arange(500)[:, None]).any()
+
+
+def test_unique_inputs_groups_equal_hashes_in_dataset_order():
+    unique, inverse = unique_inputs(np.array([7, 3, 7, 9, 3], dtype=np.uint64))
+    assert unique.tolist() == [0, 1, 3]
+    assert inverse.tolist() == [0, 1, 0, 2, 1]
