@@ -1,0 +1,23 @@
+"""Leakage: 20 validation images are exact copies of training images (stored as float64 there)."""
+
+import pathlib
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+
+(_xt, _yt), (_xv, _yv) = casekit.digits(image=True)  # 1x8x8 images in [0, 1]
+_xt, _yt, _xv, _yv = _xt.clone(), _yt.clone(), _xv.clone(), _yv.clone()
+_rng = np.random.default_rng(0)
+
+_src = _rng.choice(len(_xt), size=20, replace=False)
+_xv[:20], _yv[:20] = _xt[_src], _yt[_src]
+train, val = casekit.dataset(_xt, _yt), casekit.dataset(_xv.double(), _yv)
+
+
+def make_model():
+    return torch.nn.Sequential(torch.nn.Flatten(), casekit.mlp(64, 10))
+
