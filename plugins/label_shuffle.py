@@ -36,6 +36,8 @@ class Settings(CheckSettings):
                                "this much (accuracy, or R² for regression) to be reported.")
     memorize_samples: int = Field(64, ge=8, description="Training samples of the memorization test.")
     memorize_steps: int = Field(600, ge=20, description="Most steps of each memorization run (scaled by the profile).")
+    memorize_seconds: float = Field(5.0, gt=0, description="Time cap of each memorization run (scaled by the profile); "
+                                    "a random-label run cut short gives a lower bound on the ratio.")
     fit_accuracy: float = Field(0.95, gt=0, le=1, description="A subset counts as fit at this training accuracy "
                                 "(classification) ...")
     fit_r2: float = Field(0.9, gt=0, le=1, description="... or this training R² (regression).")
@@ -91,7 +93,7 @@ CODES = (
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
         what="Trains on a small subset (64 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
-        "at most 600 steps at the default profile), and reports the ratio of the steps each needed. Decision "
+        "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
         "take.",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
@@ -204,23 +206,24 @@ class LabelShuffle(Check):
         subset = ctx.sample_indices(ctx.train, settings.memorize_samples, "label-shuffle:memorize")
         steps = ctx.budget(settings.memorize_steps, minimum=20)
         threshold = settings.fit_accuracy if ctx.task == "classification" else settings.fit_r2
-        common = dict(steps=steps, tag="label-shuffle:memorize", fit_threshold=threshold, fit_every=5,
-                      evaluate_train=False)
+        common = dict(steps=steps, seconds=settings.memorize_seconds * ctx.scale, tag="label-shuffle:memorize",
+                      fit_threshold=threshold, fit_every=5, evaluate_train=False)
         real = train(ctx, ctx.train, subset, **common)
         if real.steps_to_fit is None:
             return  # real labels not fit: overfit-batch reports why; no ratio to give
         noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
                       **common)
         fitted = noise.steps_to_fit is not None
-        ratio = (noise.steps_to_fit if fitted else steps) / real.steps_to_fit
+        ratio = (noise.steps_to_fit if fitted else noise.steps) / real.steps_to_fit
         bound = "" if fitted else "more than "
         evidence = {"samples": len(subset), "steps_real": real.steps_to_fit, "steps_random": noise.steps_to_fit,
-                    "max_steps": steps, "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
+                    "max_steps": steps, "random_steps_done": noise.steps, "stopped_by": noise.stopped,
+                    "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
                     "fit_threshold": threshold, "warn_ratio": settings.memorize_warn_ratio}
         fast = fitted and ratio < settings.memorize_warn_ratio
         yield self.finding(
             "SC203", f"On {len(subset)} training samples the model fits the real labels in {real.steps_to_fit} steps "
-            f"and randomly permuted labels in {bound}{noise.steps_to_fit or steps} steps: a memorization ratio of "
+            f"and randomly permuted labels in {bound}{noise.steps_to_fit or noise.steps} steps: a memorization ratio of "
             f"{bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
                                       "" if fitted else " Random labels were not memorized within the budget."),
             severity="warning" if fast else "info", evidence=evidence,

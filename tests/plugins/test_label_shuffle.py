@@ -80,8 +80,9 @@ def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
 
 
 def test_results_are_reproducible(run_pipeline):
-    a = run_kind(run_pipeline, "binary", profile="fast")
-    b = run_kind(run_pipeline, "binary", profile="fast")
+    no_time_cap = {"label-shuffle": {"memorize_seconds": 1000}}  # only a binding time cap may vary a result
+    a = run_kind(run_pipeline, "binary", profile="fast", checks=no_time_cap)
+    b = run_kind(run_pipeline, "binary", profile="fast", checks=no_time_cap)
     assert [f.evidence for f in a.findings] == [f.evidence for f in b.findings]
 
 
