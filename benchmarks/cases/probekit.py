@@ -112,3 +112,16 @@ def step_reading_side_labels(model, batch, loss_fn, optimizer):
     loss.backward()
     optimizer.step()
     return loss
+
+
+# ------------------------------------------------------------------------------------------ test helpers
+
+
+def run_clean(run_pipeline, only: list[str], kind: str = "mlp", seed: int = 0, **changes):
+    """Run the checks named in ``only`` on the clean ``kind`` pipeline with ``changes`` (a planted bug) applied."""
+    return run_pipeline(only=only, **{**clean(kind, seed), **changes})
+
+
+def finding(report, code: str):
+    """The first finding with ``code`` (StopIteration, i.e. a failed test, when there is none)."""
+    return next(f for f in report.findings if f.code == code)

@@ -15,15 +15,13 @@ CHECK = ["batch-independence"]
 
 
 def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
-    return run_pipeline(only=CHECK, **{**probekit.clean(kind, seed), **changes})
+    return probekit.run_clean(run_pipeline, CHECK, kind, seed, **changes)
 
 
-def by_code(report, code):
-    return next(f for f in report.findings if f.code == code)
 
 
 def test_reshape_that_mixes_samples_is_found_and_located(run_pipeline):
-    finding = by_code(run_kind(run_pipeline, model=probekit.mixing_mlp), "SC1101")
+    finding = probekit.finding(run_kind(run_pipeline, model=probekit.mixing_mlp), "SC1101")
     assert finding.severity == "error"
     assert finding.evidence["first_mixing_module"] == "2 (MixBatch)"
     assert finding.samples["train"]  # the probed sample
@@ -35,19 +33,19 @@ def test_reduction_over_the_batch_in_eval_mode(run_pipeline):
             return x - x.mean(0)  # BUG: the batch mean, at inference too
 
     model = lambda: nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), Centered(), nn.Linear(32, 10))  # noqa: E731
-    finding = by_code(run_kind(run_pipeline, model=model), "SC1101")
+    finding = probekit.finding(run_kind(run_pipeline, model=model), "SC1101")
     assert finding.evidence["first_mixing_module"] == "3 (Centered)" and 0 < finding.evidence["ratio"] < 1
 
 
 def test_batchnorm_in_train_mode_is_info(run_pipeline):
     report = run_kind(run_pipeline, "cnn")
-    finding = by_code(report, "SC1102")
+    finding = probekit.finding(report, "SC1102")
     assert finding.severity == "info" and finding.evidence["module_type"] == "BatchNorm2d"
     assert not loud(report, "batch-independence")
 
 
 def test_other_train_mode_mixing_is_a_warning(run_pipeline):
-    finding = by_code(run_kind(run_pipeline, model=probekit.train_mode_mixing_mlp), "SC1102")
+    finding = probekit.finding(run_kind(run_pipeline, model=probekit.train_mode_mixing_mlp), "SC1102")
     assert finding.severity == "warning" and finding.evidence["module_type"] == "TrainModeCentering"
 
 

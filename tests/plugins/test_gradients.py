@@ -15,16 +15,14 @@ CHECK = ["gradients"]
 
 
 def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
-    return run_pipeline(only=CHECK, **{**probekit.clean(kind, seed), **changes})
+    return probekit.run_clean(run_pipeline, CHECK, kind, seed, **changes)
 
 
-def by_code(report, code):
-    return next(f for f in report.findings if f.code == code)
 
 
 def test_train_step_without_optimizer_step(run_pipeline):
     report = run_kind(run_pipeline, train_step=probekit.step_without_optimizer_step)
-    finding = by_code(report, "SC1007")
+    finding = probekit.finding(report, "SC1007")
     assert finding.severity == "error" and len(finding.evidence["unchanged"]) == 4
 
 
@@ -40,7 +38,7 @@ def test_partly_frozen_is_only_info(run_pipeline):
         return model
 
     report = run_kind(run_pipeline, model=backbone_frozen)
-    assert by_code(report, "SC1002").severity == "info" and not loud(report, "gradients")
+    assert probekit.finding(report, "SC1002").severity == "info" and not loud(report, "gradients")
 
 
 def test_detached_layer_gets_no_gradient(run_pipeline):
@@ -52,7 +50,7 @@ def test_detached_layer_gets_no_gradient(run_pipeline):
         def forward(self, x):
             return self.head(torch.relu(self.body(x)).detach())  # BUG: cuts the graph
 
-    finding = by_code(run_kind(run_pipeline, model=Detached), "SC1001")
+    finding = probekit.finding(run_kind(run_pipeline, model=Detached), "SC1001")
     assert finding.severity == "warning" and set(finding.evidence["no_gradient"]) == {"body.weight", "body.bias"}
     assert "body.weight (Linear)" in finding.message
 
@@ -66,7 +64,7 @@ def test_nan_gradient_is_named(run_pipeline):
         def forward(self, x):
             return self.net(x) * (1 + torch.sqrt(self.gain))  # d sqrt(g)/dg is infinite at 0
 
-    finding = by_code(run_kind(run_pipeline, model=SqrtAtZero), "SC1003")
+    finding = probekit.finding(run_kind(run_pipeline, model=SqrtAtZero), "SC1003")
     assert "gain" in finding.evidence["nonfinite"]
 
 
@@ -77,7 +75,7 @@ def test_vanishing_gradients_in_a_deep_sigmoid_stack(run_pipeline):
             layers += [nn.Linear(32, 32), nn.Sigmoid()]
         return nn.Sequential(*layers, nn.Linear(32, 10))
 
-    finding = by_code(run_kind(run_pipeline, model=deep), "SC1004")
+    finding = probekit.finding(run_kind(run_pipeline, model=deep), "SC1004")
     assert "0.weight" in finding.evidence["vanishing"]  # the first layer is furthest from the loss
 
 
@@ -85,13 +83,13 @@ def test_exploding_gradients_at_a_diverging_learning_rate(run_pipeline):
     # A linear regression model with SGD far above 2/L: every step overshoots and the gradient grows.
     report = run_kind(run_pipeline, "regression", model=lambda: nn.Linear(10, 1),
                       optimizer={"target": "torch.optim:SGD", "lr": 3.0})
-    finding = by_code(report, "SC1005")
+    finding = probekit.finding(report, "SC1005")
     assert finding.evidence["norm_after"] > 100 * finding.evidence["norm_initial"]
 
 
 def test_dead_relus_after_a_diverging_learning_rate(run_pipeline):
     report = run_kind(run_pipeline, optimizer={"target": "torch.optim:SGD", "lr": 10.0})
-    finding = by_code(report, "SC1006")
+    finding = probekit.finding(report, "SC1006")
     assert "1" in finding.evidence["dead_units"]  # the module name of the ReLU in the Sequential
 
 

@@ -14,12 +14,8 @@ CHECK = ["label-shuffle"]
 
 
 def run_kind(run_pipeline, kind, seed=0, profile="default", **changes):
-    spec = {**probekit.clean(kind, seed), **changes}
-    return run_pipeline(only=CHECK, profile=profile, **spec)
+    return probekit.run_clean(run_pipeline, CHECK, kind, seed, profile=profile, **changes)
 
-
-def by_code(report, code):
-    return next(f for f in report.findings if f.code == code)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "binary", "regression"])
@@ -28,7 +24,7 @@ def test_labels_permuted_apart_from_their_inputs(run_pipeline, kind):
     x, y = spec["train"].tensors
     report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y)))
     assert "SC201" in codes(report, at_least="error")
-    finding = by_code(report, "SC201")
+    finding = probekit.finding(report, "SC201")
     assert finding.evidence["p_value"] >= 0.01 or finding.evidence["p_value_vs_chance"] >= 0.01
     assert "SC202" not in codes(report)
 
@@ -39,7 +35,7 @@ def test_constant_inputs_carry_no_signal(run_pipeline):
     flat = lambda x: torch.full_like(x, 0.5)  # noqa: E731
     report = run_kind(run_pipeline, "mlp", train=casekit.dataset(flat(xt), yt), val=casekit.dataset(flat(xv), yv))
     assert {"SC201", "SC204"} <= codes(report, at_least="error")
-    assert by_code(report, "SC204").evidence["scores"]["zeroed_inputs"] is not None
+    assert probekit.finding(report, "SC204").evidence["scores"]["zeroed_inputs"] is not None
 
 
 def test_zeroed_inputs_learned_as_well_when_the_model_ignores_them(run_pipeline):
@@ -61,14 +57,14 @@ def test_train_step_reading_labels_from_a_side_channel(run_pipeline):
     report = run_kind(run_pipeline, "mlp", train=probekit.WithTrueLabels(x, y),
                       train_step=probekit.step_reading_side_labels)
     assert "SC202" in codes(report, at_least="warning")
-    finding = by_code(report, "SC202")
+    finding = probekit.finding(report, "SC202")
     assert finding.evidence["scores"]["shuffled"] > 0.5  # shuffling the batch targets changed nothing
     assert "SC201" not in codes(report)
 
 
 def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
     report = run_kind(run_pipeline, "mlp")
-    finding = by_code(report, "SC203")
+    finding = probekit.finding(report, "SC203")
     evidence = finding.evidence
     assert evidence["steps_real"] < (evidence["steps_random"] or evidence["max_steps"])
     assert evidence["ratio"] > 1
@@ -76,7 +72,7 @@ def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
     x, y = spec["train"].tensors
     # With misaligned labels the "real" labels are noise too: they are memorized no faster than random ones.
     noisy = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y)))
-    assert by_code(noisy, "SC203").evidence["ratio"] < evidence["ratio"]
+    assert probekit.finding(noisy, "SC203").evidence["ratio"] < evidence["ratio"]
 
 
 def test_results_are_reproducible(run_pipeline):

@@ -17,15 +17,13 @@ CHECK = ["overfit-batch"]
 
 
 def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
-    return run_pipeline(only=CHECK, **{**probekit.clean(kind, seed), **changes})
+    return probekit.run_clean(run_pipeline, CHECK, kind, seed, **changes)
 
 
-def by_code(report, code):
-    return next(f for f in report.findings if f.code == code)
 
 
 def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
-    finding = by_code(run_kind(run_pipeline, model=probekit.softmax_mlp), "SC301")
+    finding = probekit.finding(run_kind(run_pipeline, model=probekit.softmax_mlp), "SC301")
     cap = math.log(1 + 9 / math.e)  # 1.46 for 10 classes
     assert finding.evidence["softmax_cap"] == pytest.approx(cap, rel=1e-4)
     assert finding.evidence["min_loss"] > cap  # the loss really cannot go below it
@@ -37,11 +35,11 @@ def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
 def test_train_step_without_optimizer_step(run_pipeline):
     report = run_kind(run_pipeline, train_step=probekit.step_without_optimizer_step)
     assert codes(report, at_least="error") == {"SC304"}
-    assert by_code(report, "SC304").evidence["user_train_step"] is True
+    assert probekit.finding(report, "SC304").evidence["user_train_step"] is True
 
 
 def test_every_parameter_frozen(run_pipeline):
-    finding = by_code(run_kind(run_pipeline, model=probekit.frozen_mlp), "SC304")
+    finding = probekit.finding(run_kind(run_pipeline, model=probekit.frozen_mlp), "SC304")
     assert finding.evidence["trainable_parameters"] == 0
 
 
