@@ -366,11 +366,15 @@ class _Accumulator:
         from sanitycheck.embedding import content_hashes, raw_features
 
         size = int(np.prod(xs.shape[1:]))
-        flat = xs.reshape(len(idx), -1).astype(np.float32, copy=False) if size else None
+        xs = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion, shared by statistics, hash and features
+        flat = xs.reshape(len(idx), -1) if size else None
         _chunk_stats(self.stats, idx, flat, size)
         if self.inputs is not None:
             if xs.shape[1:] == self.inputs.shape[1:]:
-                self.inputs[idx] = xs
+                if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # a run of indices: a plain copy, no gather
+                    self.inputs[idx[0]:idx[-1] + 1] = xs
+                else:
+                    self.inputs[idx] = xs
             else:
                 self.inputs, self.inputs_note = None, "not cached: inputs have different shapes"
         self.hashes[idx] = content_hashes(xs)

@@ -80,7 +80,9 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
 
     m, shape = chunk.shape[0], tuple(chunk.shape[1:])
     kind = layout(shape)
-    x = np.nan_to_num(np.asarray(chunk, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.asarray(chunk, dtype=np.float32)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     if kind == "vector":
         flat = x.reshape(m, -1)
         if flat.shape[1] > MAX_VECTOR_DIM:
@@ -91,14 +93,14 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
         t = t.unsqueeze(1)
     elif kind == "hwc":
         t = t.permute(0, 3, 1, 2)
-    t = t[:, :3].double()  # alpha carries no content; float64 keeps the pooled means exact enough
+    t = t[:, :3]  # alpha carries no content
     h, w = t.shape[2:]
-    pooled = F.adaptive_avg_pool2d(t, (min(GRID, h), min(GRID, w))).reshape(m, -1)
-    pooled = pooled - pooled.mean(1, keepdim=True)
-    norm = pooled.norm(dim=1, keepdim=True)
+    pooled = F.adaptive_avg_pool2d(t, (min(GRID, h), min(GRID, w))).reshape(m, -1).numpy().astype(np.float64)
+    pooled -= pooled.mean(1, keepdims=True)
+    norm = np.linalg.norm(pooled, axis=1, keepdims=True)
     # a (near) constant image has no pattern to compare: it becomes the zero vector
-    pooled = torch.where(norm > 1e-9, pooled / norm.clamp_min(1e-12), torch.zeros_like(pooled))
-    return pooled.float().numpy(), "image"
+    pooled = np.where(norm > 1e-9, pooled / np.maximum(norm, 1e-12), 0.0)
+    return pooled.astype(np.float32), "image"
 
 
 _PROJECTIONS: dict[int, np.ndarray] = {}
