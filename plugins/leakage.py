@@ -83,7 +83,8 @@ CODES = (
     CodeDoc(
         code="SC104", title="Duplicates with conflicting labels", severity="warning",
         what="Among the duplicate groups of SC101 and SC103 (classification), reports those whose samples carry "
-        "different labels. Decision rule: warning; error when the samples involved are at least 1% of a split.",
+        "different labels. Decision rule: warning; error when the samples involved are at least 1% of a split; info "
+        "when no conflicting group holds exact copies and SC101 found near matches no more often than chance.",
         why="The same input with two labels is label noise the model cannot fit; across splits it is a validation "
         "error no model can avoid.",
         example="One image annotated twice by different people; a sample copied into two class folders.",
@@ -105,7 +106,8 @@ class Leakage(Check):
 
         train, val = ctx.train, ctx.val
         labels = {s.name: _labels(ctx, s) for s in ctx.splits()}
-        groups: list[tuple[str, list[int], list[int]]] = []  # (kind, train indices, val indices) for SC104
+        groups: list[tuple[str, list[int], list[int], bool]] = []  # (kind, train, val, exact copies?) for SC104
+        cross_significant = False  # near matches across splits beyond what chance explains
         same = _same_split(train, val) if val is not None else None
         if same:
             yield self.finding(
@@ -122,18 +124,21 @@ class Leakage(Check):
             found = _in_split(ctx, split, calib)
             if found is not None:
                 yield self._in_split_finding(ctx, split, found, calib, settings)
-                groups += [("in-split", g, []) if split.name == "train" else ("in-split", [], g)
-                           for g in found["groups"]]
+                h = split.data_pass().hashes
+                groups += [("in-split", g, [], _has_copies(h, g)) if split.name == "train"
+                           else ("in-split", [], g, _has_copies(h, g)) for g in found["groups"]]
         if val is not None and not same:
             try:
                 cross = _cross(ctx, settings, calib)
             except EmbeddingUnavailable as exc:
                 cross, note = _cross(ctx, settings, None), f"near duplicates not searched: {exc}"
             if cross["pairs"]:
-                yield self._cross_finding(ctx, cross, calib, settings, note)
-                groups += [("cross", [p["train"]], [p["val"]]) for p in cross["pairs"]]
+                finding = self._cross_finding(ctx, cross, calib, settings, note)
+                cross_significant = finding.severity != "info"
+                yield finding
+                groups += [("cross", [p["train"]], [p["val"]], p["kind"] == "exact") for p in cross["pairs"]]
         if labels.get("train") is not None and groups:
-            conflict = self._conflicts(ctx, groups, labels, settings)
+            conflict = self._conflicts(ctx, groups, labels, settings, cross_significant)
             if conflict is not None:
                 yield conflict
 
@@ -199,24 +204,28 @@ class Leakage(Check):
             severity=severity, samples={split.name: members}, evidence=evidence,
         )
 
-    def _conflicts(self, ctx: Any, groups: list, labels: dict, settings: Settings):
+    def _conflicts(self, ctx: Any, groups: list, labels: dict, settings: Settings, cross_significant: bool):
         bad = []
-        for kind, t_idx, v_idx in groups:
+        for kind, t_idx, v_idx, exact in groups:
             tags = {int(labels["train"][i]) for i in t_idx}
             if v_idx and labels.get("val") is not None:
                 tags |= {int(labels["val"][i]) for i in v_idx}
             if len(tags) > 1:
-                bad.append({"kind": kind, "train": t_idx[:50], "val": v_idx[:50], "labels": sorted(tags)})
+                bad.append({"kind": kind, "exact": exact, "train": t_idx[:50], "val": v_idx[:50], "labels": sorted(tags)})
         if not bad:
             return None
         per_split = {"train": _dedupe(i for b in bad for i in b["train"]), "val": _dedupe(i for b in bad for i in b["val"])}
         worst = max(len(per_split[s.name]) / len(s) for s in ctx.splits())
         severity = "error" if worst >= settings.error_fraction else "warning"
+        exact = sum(b["exact"] for b in bad)
+        if not exact and not cross_significant:
+            severity = "info"  # only near matches, no more of them than chance explains: their labels may differ too
         return self.finding(
-            "SC104", f"{len(bad)} duplicate group(s) carry conflicting labels "
-            f"({len(per_split['train'])} train and {len(per_split['val'])} validation samples).",
+            "SC104", f"{len(bad)} duplicate group(s) carry conflicting labels ({exact} with exact copies; "
+            f"{len(per_split['train'])} train and {len(per_split['val'])} validation samples).",
             severity=severity, samples=per_split,
-            evidence={"groups": bad[:200], "conflicting_groups": len(bad), "error_fraction": settings.error_fraction},
+            evidence={"groups": bad[:200], "conflicting_groups": len(bad), "exact_groups": exact,
+                      "error_fraction": settings.error_fraction},
         )
 
 
@@ -341,6 +350,11 @@ def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
     groups.sort(key=lambda g: (-len(g), g[0]))
     return {"groups": groups, "exact": exact, "near": near_pairs}
+
+
+def _has_copies(h: np.ndarray, group: list[int]) -> bool:
+    """Whether a duplicate group holds exact copies (two members with the same content hash)."""
+    return len(set(h[group].tolist())) < len(group)
 
 
 def _kth(dist: np.ndarray, k: int) -> np.ndarray:
