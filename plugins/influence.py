@@ -1,10 +1,268 @@
-"""``influence``: not built yet (its issue is open). Registers no check until it is."""
+"""``influence``: training samples whose label is probably wrong, and samples with unusual influence.
+
+Label issues come from out-of-fold predictions on the shared embedding (confident learning, Northcutt et al.
+2021, plus a below-chance rule; see SC701). Influence is TracIn-style (Pruthi et al. 2020) on the shared
+reference model's last linear layer (SC702).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
 from sanitycheck import hookimpl
+from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck.trainer import rounded as _r
+
+#: Thumbnails attached to a finding (they travel inside the JSON report).
+THUMBNAILS = 12
+
+
+class Settings(CheckSettings):
+    folds: int = Field(5, ge=2, description="Folds of the out-of-fold predictions.")
+    epochs: int = Field(20, ge=1, description="Epochs of each fold's classifier on the embedding (scaled by "
+                                              "the profile, at least 5).")
+    hidden: int = Field(256, ge=0, description="Hidden units of the fold classifier (0 = logistic regression).")
+    warn_fraction: float = Field(0.02, gt=0, lt=1, description="Warn when at least this share of the training "
+                                                               "samples is flagged (below: info).")
+    influential: bool = Field(True, description="Also rank samples by TracIn influence (SC702; trains the shared "
+                                                "reference model if no other check has).")
+    top_k: int = Field(10, ge=1, description="How many of the most influential samples to report (SC702).")
+
+
+CODES = (
+    CodeDoc(
+        code="SC701", title="Likely mislabeled training samples", severity="warning",
+        what="Every training sample gets class probabilities from a small classifier (an MLP on the shared "
+        "embedding) that never saw it: 5-fold, stratified, seeded. Decision rule: a sample is flagged when "
+        "(a) confident learning says so: some other class k reaches its own threshold t_k (the mean probability "
+        "of class k over the samples labeled k) and is the most probable such class; or (b) the given label gets "
+        "less than chance, p(given) < 1/C, and another class is the most probable. The suggested label is the "
+        "class from (a), else the most probable one; the score is p(suggested) - p(given). Severity: warning when "
+        "at least 2% of the training samples are flagged (warn_fraction), info below.",
+        why="Wrong labels teach the model wrong answers, cap its accuracy, and make validation metrics lie; a few "
+        "percent of flipped labels is common in hand-labeled data.",
+        example="4% of the digits relabeled at random: the flagged samples are mostly exactly those.",
+        fix="Review the flagged samples (most suspicious first) and relabel or drop them; if many are wrong, audit "
+        "the labeling process (a class-index mapping off by one, a shifted label file).",
+    ),
+    CodeDoc(
+        code="SC702", title="Most influential training samples", severity="info",
+        what="TracIn-style influence at the end of the shared reference training: for each training sample of the "
+        "reference subset, the dot product of its loss gradient with the held-out samples' loss gradients, with "
+        "respect to the model's last linear layer (exact for that layer: (p - y) outer h). Positive: training on "
+        "it lowers the held-out loss (proponent); negative: raises it (opponent). The top-k by absolute influence "
+        "are reported, and the self-influence (squared gradient norm) ranks samples the model finds hard.",
+        why="Samples with outsized influence steer the model; strong opponents are often mislabeled or atypical.",
+        example="A training 7 labeled 1 is a strong opponent of the held-out 1s.",
+        fix="Look at the listed samples; relabel or remove the ones that are wrong.",
+    ),
+)
+
+
+class Influence(Check):
+    name = "influence"
+    summary = "likely mislabeled training samples (out-of-fold confident learning) and the most influential ones"
+    cost = "about 1 s per 1000 training samples (5-fold MLP on the shared embedding) + the shared reference training"
+    codes = CODES
+    Settings = Settings
+
+    def run(self, ctx: Any, settings: Settings):
+        if ctx.task != "classification":
+            self.skip("label issues need class labels (task is not classification)")
+        targets = ctx.train.data_pass().targets
+        if targets is None or targets.ndim != 1:
+            self.skip("the training targets are not one class label per sample")
+        classes = ctx.class_limit or ctx.num_classes
+        if not classes or classes < 2:
+            self.skip("the number of classes is unknown")
+        yield from self._label_issues(ctx, settings, targets, classes)
+        if settings.influential:
+            yield from self._influential(ctx, settings, classes)
+
+    # --------------------------------------------------------------------------------- label issues
+
+    def _label_issues(self, ctx: Any, settings: Settings, targets: np.ndarray, classes: int):
+        from sanitycheck.embedding import EmbeddingUnavailable, embedding
+
+        try:
+            features = embedding(ctx, ctx.train)
+        except EmbeddingUnavailable as exc:
+            self.skip(f"the training inputs cannot be embedded: {exc}")
+        usable = ctx.usable_indices(ctx.train)
+        labels = targets[usable].astype(np.int64)
+        present = np.unique(labels)
+        if len(usable) < 10 * settings.folds or len(present) < 2:
+            self.skip(f"too few labeled training samples ({len(usable)}) for {settings.folds}-fold predictions")
+        neighbor_proba = _neighbor_proba(ctx, targets, usable, classes)
+        result = label_issues(features[usable], labels, classes, folds=settings.folds,
+                              epochs=max(5, ctx.budget(settings.epochs)), hidden=settings.hidden,
+                              seed=ctx.derived_seed("influence:folds"), neighbor_proba=neighbor_proba)
+        flagged = np.flatnonzero(result["flagged"])
+        if not len(flagged):
+            return
+        order = flagged[np.argsort(-result["score"][flagged], kind="stable")]
+        idx = usable[order]
+        given, suggested = labels[order], result["suggested"][order]
+        share = len(flagged) / len(usable)
+        pairs: dict[str, int] = {}
+        for g, s in zip(given.tolist(), suggested.tolist()):
+            pairs[f"{g}->{s}"] = pairs.get(f"{g}->{s}", 0) + 1
+        from sanitycheck.thumbnails import thumbnail
+
+        thumbs = [t for t in (thumbnail(ctx, "train", int(i), f"given {g} / suggested {s}")
+                              for i, g, s in zip(idx[:THUMBNAILS], given, suggested)) if t is not None]
+        yield self.finding(
+            "SC701", f"{len(flagged)} of {len(usable)} training samples ({share:.1%}) look mislabeled: a classifier "
+            f"that never saw them gives their label little probability and prefers another class (out-of-fold "
+            f"accuracy on the given labels {result['accuracy']:.1%}). Most common given -> suggested: "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]) + ".",
+            severity="warning" if share >= settings.warn_fraction else "info",
+            samples={"train": [int(i) for i in idx[:1000]]},
+            evidence={
+                "flagged": len(flagged), "examined": len(usable), "flagged_fraction": _r(share),
+                "out_of_fold_accuracy": _r(result["accuracy"]), "folds": settings.folds,
+                "class_thresholds": [_r(t) for t in result["thresholds"]],
+                "top": [{"index": int(i), "given": int(g), "suggested": int(s), "score": _r(float(sc)),
+                         "p_given": _r(float(pg))}
+                        for i, g, s, sc, pg in zip(idx[:50], given, suggested, result["score"][order],
+                                                   result["p_given"][order])],
+                "given_to_suggested": pairs, "thumbnails": thumbs,
+            },
+        )
+
+    # --------------------------------------------------------------------------------- influence
+
+    def _influential(self, ctx: Any, settings: Settings, classes: int):
+        from sanitycheck.losses import loss_kind
+        from sanitycheck.trainer import eval_split_of, reference_model, reference_plan
+
+        if loss_kind(ctx.loss_fn) not in ("cross_entropy", "nll"):
+            return  # the closed-form last-layer gradient below is the softmax cross-entropy's
+        ref = reference_model(ctx)
+        plan = reference_plan(ctx)
+        train_g = _last_layer_grads(ctx, ref.model, ctx.train, ref.indices, classes)
+        eval_g = _last_layer_grads(ctx, ref.model, eval_split_of(ctx, plan), plan.eval_indices, classes)
+        if train_g is None or eval_g is None:
+            return
+        (gt, ht), (gv, hv) = train_g, eval_g
+        # <grad_i, grad_v> for a linear layer = <g_i, g_v> * (<h_i, h_v> + 1): weights and bias together
+        influence = -(((gt @ gv.T) * (ht @ hv.T + 1.0)).mean(1))  # minus: a gradient step on i lowers eval loss
+        self_influence = (gt * gt).sum(1) * ((ht * ht).sum(1) + 1.0)
+        top = np.argsort(-np.abs(influence), kind="stable")[:settings.top_k]
+        hard = np.argsort(-self_influence, kind="stable")[:settings.top_k]
+        idx = ref.indices
+        labels = ctx.train.data_pass().targets
+        yield self.finding(
+            "SC702", f"The {len(top)} training samples (of the {len(idx)} the reference model trained on) with the "
+            f"largest influence on the held-out loss: {sum(influence[top] < 0)} opponents (training on them raises "
+            f"it), {sum(influence[top] > 0)} proponents.",
+            samples={"train": [int(idx[i]) for i in top]},
+            evidence={
+                "method": "TracIn, last linear layer, final checkpoint",
+                "top": [{"index": int(idx[i]), "label": int(labels[idx[i]]), "influence": _r(float(influence[i]))}
+                        for i in top],
+                "self_influence_top": [{"index": int(idx[i]), "self_influence": _r(float(self_influence[i]))}
+                                       for i in hard],
+                "influence_median_abs": _r(float(np.median(np.abs(influence)))),
+            },
+        )
+
+
+def label_issues(x: np.ndarray, labels: np.ndarray, classes: int, *, folds: int, epochs: int, hidden: int,
+                 seed: int, neighbor_proba: np.ndarray | None = None) -> dict[str, Any]:
+    """The SC701 rule on features ``x`` and given ``labels``: flags, suggested labels, scores (see the CodeDoc).
+
+    ``neighbor_proba`` (leave-one-out k-NN label frequencies, rows aligned with ``labels``) is averaged with the
+    out-of-fold MLP's probabilities: the two err on different samples (measured on digits with 4% flipped
+    labels: precision 0.79/0.76/0.80 for the MLP alone, 0.89/0.92/0.95 for the average, recall 0.95-1.0).
+    """
+    from sanitycheck.probes import out_of_fold_proba
+
+    proba = out_of_fold_proba(x, labels, classes, folds=folds, epochs=epochs, hidden=hidden, seed=seed)
+    if neighbor_proba is not None:
+        proba = (proba + neighbor_proba) / 2
+    n = len(labels)
+    rows = np.arange(n)
+    p_given = proba[rows, labels]
+    # confident-learning thresholds: the mean self-confidence of each class (1.0 = unreachable for absent classes)
+    thresholds = np.array([proba[labels == k, k].mean() if (labels == k).any() else 1.0 for k in range(classes)])
+    confident = proba >= thresholds
+    cl_class = np.where(confident, proba, -1.0).argmax(1)
+    by_cl = confident.any(1) & (cl_class != labels)
+    best = proba.argmax(1)
+    below_chance = (p_given < 1.0 / classes) & (best != labels)
+    suggested = np.where(by_cl, cl_class, best)
+    flagged = by_cl | below_chance
+    return {"flagged": flagged, "suggested": suggested, "p_given": p_given,
+            "score": proba[rows, suggested] - p_given, "thresholds": thresholds,
+            "accuracy": float((best == labels).mean()), "proba": proba}
+
+
+def _neighbor_proba(ctx: Any, targets: np.ndarray, usable: np.ndarray, classes: int) -> np.ndarray | None:
+    """Leave-one-out k-NN class frequencies of the usable samples, from the run's shared neighbours
+    (``sanitycheck.neighbors.split_neighbors``: 10 nearest distinct inputs on the shared embedding), smoothed
+    by 0.1 per class so a unanimous vote is not certainty."""
+    from sanitycheck.neighbors import split_neighbors
+
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+    except Exception:  # no embedding: the MLP's probabilities alone
+        return None
+    labels = np.asarray(targets).astype(np.int64)
+    valid = np.zeros(len(labels), dtype=bool)
+    valid[usable] = True
+    counts = np.zeros((len(usable), classes), dtype=np.float32)
+    rows = nb.inverse[usable]
+    for j in range(nb.idx.shape[1]):
+        cell = nb.idx[rows, j]
+        member = np.where(cell >= 0, nb.unique[np.maximum(cell, 0)], 0)
+        ok = (cell >= 0) & valid[member]
+        np.add.at(counts, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+    return (counts + 0.1) / (counts.sum(1, keepdims=True) + 0.1 * classes)
+
+
+def _last_layer_grads(ctx: Any, model: Any, split: Any, indices: np.ndarray, classes: int):
+    """Per-sample (p - onehot(y), h): the output gradient and the input of the model's last nn.Linear."""
+    import torch
+    from torch import nn
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last or last[-1].out_features != classes:
+        return None
+    seen: dict[str, Any] = {}
+    hook = last[-1].register_forward_hook(lambda m, args, out: seen.__setitem__("h", args[0].detach()))
+    gs, hs = [], []
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(indices), 256):
+                chunk = [int(i) for i in indices[start:start + 256]]
+                x, y = split.unpack(ctx.batch(split, chunk))
+                out = model(x)
+                if "h" not in seen or not isinstance(out, torch.Tensor) or out.shape != (len(chunk), classes):
+                    return None
+                p = torch.softmax(out.float(), 1)
+                if _outputs_are_log_probs(ctx):
+                    p = out.float().exp()
+                g = p - nn.functional.one_hot(y.long().clamp(0, classes - 1), classes).float()
+                gs.append(g.cpu().numpy())
+                hs.append(seen["h"].float().reshape(len(chunk), -1).cpu().numpy())
+    finally:
+        hook.remove()
+        model.train(was)
+    return np.concatenate(gs), np.concatenate(hs)
+
+
+def _outputs_are_log_probs(ctx: Any) -> bool:
+    from sanitycheck.losses import loss_kind
+
+    return loss_kind(ctx.loss_fn) == "nll"
 
 
 @hookimpl
 def sanitycheck_checks():
-    return []
+    return [Influence()]

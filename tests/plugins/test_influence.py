@@ -1,0 +1,76 @@
+"""influence: plant 4% flipped labels on digits (precision and recall >= 0.8); clean digits stay quiet; the most
+influential samples are reported for cross-entropy models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import casekit
+from conftest import loud
+
+CE = "torch.nn:CrossEntropyLoss"
+
+
+def flipped_digits(seed: int, fraction: float = 0.04, image: bool = False):
+    """Digits with ``fraction`` of the training labels moved to another class; returns (train, val, flipped)."""
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed, image=image)
+    rng = np.random.default_rng(seed)
+    flipped = rng.choice(len(yt), int(fraction * len(yt)), replace=False)
+    y = yt.clone()
+    y[flipped] = torch.from_numpy((yt.numpy()[flipped] + rng.integers(1, 10, len(flipped))) % 10)
+    return casekit.dataset(xt, y), casekit.dataset(xv, yv), set(flipped.tolist())
+
+
+def run(run_pipeline, train, val, seed, influential=False, image=False):
+    """Only the label scan unless ``influential`` (SC702 trains the shared reference model: slower)."""
+    model = (lambda: torch.nn.Sequential(torch.nn.Flatten(), casekit.mlp(64, 10))) if image else \
+        (lambda: casekit.mlp(64, 10))
+    return run_pipeline(only=["influence"], train=train, val=val, model=model, loss=CE, num_classes=10, seed=seed,
+                        checks={"influence": {"influential": influential}})
+
+
+@pytest.mark.parametrize("seed,image", [(0, False), (1, True), (2, False)])
+def test_flipped_labels_found_with_precision_and_recall(run_pipeline, seed, image):
+    train, val, flipped = flipped_digits(seed, image=image)
+    report = run(run_pipeline, train, val, seed, image=image)
+    finding = next(f for f in report.findings if f.code == "SC701")
+    assert finding.severity == "warning"
+    found = set(finding.samples["train"])
+    hits = len(found & flipped)
+    assert hits / len(found) >= 0.8 and hits / len(flipped) >= 0.8
+    top = finding.evidence["top"][0]
+    labels = train.tensors[1].numpy()
+    assert top["given"] == labels[top["index"]] and top["suggested"] != top["given"]
+    if image:  # 1x8x8 pictures: the finding carries thumbnails captioned with both labels
+        thumbs = finding.evidence["thumbnails"]
+        assert thumbs and thumbs[0]["caption"] == f"given {top['given']} / suggested {top['suggested']}"
+    # the most suspicious come first: the first ten are nearly all planted
+    assert len(set(finding.samples["train"][:10]) & flipped) >= 9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clean_digits_are_quiet(run_pipeline, seed):
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+    report = run(run_pipeline, casekit.dataset(xt, yt), casekit.dataset(xv, yv), seed, influential=seed == 0)
+    assert not loud(report, "influence")
+    if seed == 0:
+        influential = next(f for f in report.findings if f.code == "SC702")
+        assert len(influential.samples["train"]) == 10
+
+
+def test_influence_opponents_are_mislabeled(run_pipeline):
+    """The strongest opponents (training on them raises the held-out loss) are mostly the flipped samples."""
+    train, val, flipped = flipped_digits(0, fraction=0.1)
+    report = run(run_pipeline, train, val, 0, influential=True)
+    finding = next(f for f in report.findings if f.code == "SC702")
+    opponents = [t["index"] for t in finding.evidence["top"] if t["influence"] < 0]
+    assert opponents and len(set(opponents) & flipped) / len(opponents) >= 0.5
+
+
+def test_regression_is_skipped(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.diabetes()
+    report = run_pipeline(only=["influence"], task="regression", train=casekit.dataset(xt, yt),
+                          val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1), loss="torch.nn:MSELoss")
+    assert report.checks[0].status == "skipped"
