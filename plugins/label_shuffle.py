@@ -116,6 +116,16 @@ CODES = (
         fix="Look at the inputs the model actually receives (print a batch inside train_step), and make sure "
         "forward() uses its argument.",
     ),
+    CodeDoc(
+        code="SC205", title="Randomization test inconclusive: training cut by the time cap", severity="info",
+        what="Reported instead of SC201/SC204 when the real-label model is not clearly better but its training "
+        "stopped at the time cap (10 s at the default profile) before its planned steps: a slow model may simply "
+        "not have trained enough to tell. Decision rule: the SC201/SC204 condition holds and the reference run "
+        "stopped on time, not steps.",
+        why="An error must mean the pipeline is broken, not that the probe's own budget ran out.",
+        example="A large CNN on a CPU: 300 steps take longer than the time cap.",
+        fix="Run with --profile thorough (4x the steps and time), or on a GPU (device: cuda).",
+    ),
 )
 
 
@@ -153,7 +163,7 @@ class LabelShuffle(Check):
             if isinstance(first, torch.Tensor) and first.dtype.is_floating_point else None
 
         r, s = real.eval, shuffled.eval
-        chance = _chance(s, targets[plan.train_indices], ctx.task)
+        chance = _chance(s)
         scores = {"real": rounded(r.score), "shuffled": rounded(s.score), "chance": rounded(chance),
                   "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}
         base = {
@@ -163,7 +173,7 @@ class LabelShuffle(Check):
         }
         rng = ctx.rng("label-shuffle:test")
         p_shuffled, test = better(r, s, rng, settings.permutations)
-        p_real, real_test = beats_chance(r, _chance(r, labels, ctx.task), labels, rng, settings.permutations)
+        p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
         what = "accuracy" if r.metric == "accuracy" else ("R²" if r.metric == "r2" else "negative loss")
@@ -176,6 +186,8 @@ class LabelShuffle(Check):
                 "reaches the model by a path the shuffle does not touch.",
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
+        elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and real.stopped == "seconds":
+            yield from self._inconclusive(real, plan, r, s, base)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
@@ -190,7 +202,10 @@ class LabelShuffle(Check):
             )
         if zeroed is not None:
             p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations)
-            if p_zero >= settings.alpha:
+            if p_zero >= settings.alpha and real.stopped == "seconds":
+                if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
+                    yield from self._inconclusive(real, plan, r, zeroed.eval, base)
+            elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
                     f"held-out samples, against {r.score:.3g} with the real inputs: not significantly worse "
@@ -199,6 +214,16 @@ class LabelShuffle(Check):
                     evidence={**base, "p_value": rounded(p_zero), "test": ztest},
                 )
         yield from self._memorization(ctx, settings, targets)
+
+    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict):
+        """The time cap cut the real-label run short: not learning may only mean not enough steps."""
+        yield self.finding(
+            "SC205", f"The real-label model trained for only {real.steps} of {plan.steps} steps before the time cap "
+            f"({plan.seconds:g} s) and scores {r.score:.3g}, not clearly better than the comparison run "
+            f"({other.score:.3g}); with so little training that says nothing about the labels. Run with "
+            "--profile thorough (4x the steps and time) for a verdict.",
+            evidence={**base, "planned_steps": plan.steps, "time_cap_s": plan.seconds},
+        )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
         from sanitycheck.trainer import train
@@ -209,8 +234,16 @@ class LabelShuffle(Check):
         common = dict(steps=steps, seconds=settings.memorize_seconds * ctx.scale, tag="label-shuffle:memorize",
                       fit_threshold=threshold, fit_every=5, evaluate_train=False)
         real = train(ctx, ctx.train, subset, **common)
-        if real.steps_to_fit is None:
-            return  # real labels not fit: overfit-batch reports why; no ratio to give
+        if real.steps_to_fit is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
+            yield self.finding(
+                "SC203", f"The model did not fit {len(subset)} training samples with their real labels within "
+                f"{real.steps} steps ({real.stopped} budget), so there is no memorization ratio.",
+                evidence={"samples": len(subset), "steps_real": None, "steps_random": None, "max_steps": steps,
+                          "ratio": None, "stopped_by": real.stopped, "fit_threshold": threshold},
+                fix="If overfit-batch passes, the model just needs more steps: raise checks.label-shuffle."
+                "memorize_steps / memorize_seconds or use --profile thorough.",
+            )
+            return
         noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
                       **common)
         fitted = noise.steps_to_fit is not None
@@ -262,8 +295,11 @@ def sign_flip(diff: np.ndarray, rng: np.random.Generator, permutations: int) -> 
     return float((1 + np.sum(null >= observed - 1e-12)) / (permutations + 1))
 
 
-def _chance(evaluation: Any, train_targets: np.ndarray, task: str) -> float:
-    """What a predictor independent of the held-out labels scores: sum_k q_k p_k (classification), R² 0."""
+def _chance(evaluation: Any) -> float:
+    """What a predictor independent of the held-out labels scores: sum_k q_k p_k (accuracy), 0 (R²).
+
+    NaN when the score is a loss: no chance level is known, and nothing is reported against one.
+    """
     if evaluation.metric == "accuracy":
         preds = evaluation.predictions.astype(np.int64).reshape(-1)
         truth = evaluation.targets.astype(np.int64).reshape(-1)
@@ -271,9 +307,7 @@ def _chance(evaluation: Any, train_targets: np.ndarray, task: str) -> float:
         q = np.bincount(preds, minlength=classes) / len(preds)
         p = np.bincount(truth.clip(0), minlength=classes) / len(truth)
         return float((q * p).sum())
-    if evaluation.metric == "r2":
-        return 0.0
-    return -evaluation.mean_loss if task != "classification" else math.nan
+    return 0.0 if evaluation.metric == "r2" else math.nan
 
 
 #: With at least this many classes, "beats chance" is a class-relabeling permutation test (enough distinct
@@ -311,7 +345,7 @@ def beats_chance(e: Any, chance: float, train_targets: np.ndarray, rng: np.rando
         model = ((y - e.predictions.astype(np.float64).reshape(e.n, -1)) ** 2).mean(1)
         return sign_flip(baseline - model, rng, permutations), \
             "paired sign-flip permutation test on squared errors vs predicting the training mean"
-    return 0.0, "no chance level for this loss"
+    return math.nan, "no chance level for this loss"
 
 
 def relabel_test(pred: np.ndarray, truth: np.ndarray, classes: int, rng: np.random.Generator,
