@@ -64,6 +64,15 @@ def _colourize_chunk(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
+def _smooth_images(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n small uint8 images (1x16x16): random 4x4 patterns upsampled, plus noise. Built in chunks by the caller."""
+    import torch
+
+    base = torch.from_numpy(rng.random((n, 1, 4, 4)).astype(np.float32))
+    x = torch.nn.functional.interpolate(base, size=(16, 16), mode="bilinear").numpy()
+    return np.round(np.clip(x + rng.normal(0, 0.03, x.shape).astype(np.float32), 0, 1) * 255).astype(np.uint8)
+
+
 def _plant(train_x: np.ndarray, val_x: np.ndarray, planted: int, rng: np.random.Generator):
     """Replace the first `planted` validation inputs with near copies of random training inputs."""
     import torch
@@ -160,10 +169,7 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         src = slots
     elif name.startswith("growth:"):
         n = int(name.split(":")[1])
-        base = rng.random((n + n // 10, 1, 4, 4)).astype(np.float32)
-        import torch
-        x = torch.nn.functional.interpolate(torch.from_numpy(base), size=(16, 16), mode="bilinear").numpy()
-        x = np.round(np.clip(x + rng.normal(0, 0.03, x.shape), 0, 1) * 255).astype(np.uint8)
+        x = np.concatenate([_smooth_images(min(50000, n + n // 10 - i), rng) for i in range(0, n + n // 10, 50000)])
         y = rng.integers(0, 10, len(x))
         report, seconds = _scan(x[:n], y[:n], x[n:], y[n:], only=("leakage", "outliers"))
         return {"scenario": name, "train": n, "val": n // 10, "seconds": round(seconds, 2),

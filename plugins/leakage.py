@@ -27,6 +27,7 @@ class Settings(CheckSettings):
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
+    shift: int = Field(2, ge=0, le=4, description="Images: also match copies shifted or cropped by up to this many pixels (0: off).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
 
 
@@ -276,8 +277,17 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     # a quantile needs points below it: on a small split use the fraction that leaves MIN_TAIL of them
     alpha = min(0.5, max(settings.alpha, MIN_TAIL / max(len(scores), 1)))
     quantile = float(np.quantile(scores, alpha)) if len(scores) else settings.ratio
-    return {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": alpha,
-            "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb}
+    calib = {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": alpha,
+             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "shift_cutoff": None}
+    if settings.shift and ctx.train.data_pass().features_kind == "image" and len(nb.unique) > 2 * SHIFT_CANDIDATES:
+        # the same calibration for the shift-tolerant score, on a seeded subset of training samples
+        sub = np.sort(ctx.rng("leakage-shift").choice(len(nb.unique), min(SHIFT_CALIBRATION, len(nb.unique)), replace=False))
+        _, _, shift_scores = _shift_scores(ctx, ctx.train, nb.unique[sub], calib, settings, self_ids=sub)
+        shift_alpha = min(0.5, max(settings.alpha, MIN_TAIL / len(sub)))
+        shift_quantile = float(np.quantile(shift_scores, shift_alpha))
+        calib.update({"shift_cutoff": min(settings.ratio, shift_quantile), "shift_alpha": shift_alpha,
+                      "shift_quantile": shift_quantile, "alpha": alpha + shift_alpha})
+    return calib
 
 
 def _rule(calib: dict) -> dict:
@@ -303,16 +313,85 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     rest = np.array([i for i in range(len(ctx.val)) if i not in exact_val], dtype=np.int64)
     if calib is not None and len(rest):
         nb = calib["neighbors"]
-        train_emb = embedding(ctx, ctx.train)
         val_emb = embedding(ctx, ctx.val)
-        dist, idx = knn(val_emb[rest], train_emb[nb.unique], settings.k, seed=ctx.derived_seed("leakage"),
-                        device=knn_device(ctx))
+        dist, idx = knn(val_emb[rest], nb.base, settings.k, seed=ctx.derived_seed("leakage"), device=knn_device(ctx),
+                        index=nb.index)
         d1, u1 = dist[:, 0], idx[:, 0]
         score = _score(d1, np.minimum(_kth(dist, settings.k), calib["radius"][u1]))
         hit = np.flatnonzero(score <= calib["cutoff"])
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
                    "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
+        if calib.get("shift_cutoff") is not None:
+            left = np.setdiff1d(np.arange(len(rest)), hit)
+            d_s, u_s, score_s = _shift_scores(ctx, ctx.val, rest[left], calib, settings)
+            more = np.flatnonzero(score_s <= calib["shift_cutoff"])
+            pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": "near (shifted)",
+                       "distance": _r(d_s[j]), "score": _r(score_s[j])} for j in more[np.argsort(score_s[more], kind="stable")]]
     return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
+
+
+#: Shift matching compares a sample with this many candidate training neighbours (found without shifts).
+SHIFT_CANDIDATES = 48
+#: Training samples scored with shifts to calibrate the shift cutoff.
+SHIFT_CALIBRATION = 4000
+
+
+def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
+    """Raw inputs of some samples: from the data pass's cache when it has them, else read from the dataset."""
+    from sanitycheck.data import to_numpy
+
+    cached = split.data_pass().inputs
+    if cached is not None:
+        return cached[indices]
+    return np.stack([to_numpy(split.sample(int(i))[0]).astype(np.float32) for i in indices])
+
+
+def _shift_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
+                  self_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each sample: (shift-min distance to its best training partner, the partner's distinct id, score).
+
+    Candidates are the sample's SHIFT_CANDIDATES nearest distinct training samples without shifts; each is
+    compared with every shifted version of the sample, keeping the smallest distance; the score divides the
+    best by the k-th best, the sample's neighbourhood scale under the same metric.
+    """
+    import torch
+
+    from sanitycheck.embedding import embedding
+    from sanitycheck.neighbors import knn, knn_device, single_thread
+
+    nb = calib["neighbors"]
+    base = nb.base
+    extra = 1 if self_ids is not None else 0
+    kc = min(SHIFT_CANDIDATES + extra, len(nb.unique))
+    _, cand = knn(embedding(ctx, split)[indices], base, kc, seed=ctx.derived_seed("leakage-shift"), device=knn_device(ctx),
+                  index=nb.index)
+    best = np.full(len(indices), np.inf, dtype=np.float32)
+    partner = np.zeros(len(indices), dtype=np.int64)
+    scale = np.full(len(indices), np.inf, dtype=np.float32)
+    base_t = torch.from_numpy(base)
+    with single_thread(torch.device("cpu")):  # many mid-sized ops: a thread pool only adds wake-ups
+        _shift_loop(ctx, split, indices, cand, base_t, settings, self_ids, best, partner, scale)
+    return best, partner, _score(best, scale)
+
+
+def _shift_loop(ctx: Any, split: Any, indices: np.ndarray, cand: np.ndarray, base_t: Any, settings: Settings,
+                self_ids: np.ndarray | None, best: np.ndarray, partner: np.ndarray, scale: np.ndarray) -> None:
+    import torch
+
+    from sanitycheck.embedding import shifted_embeddings
+
+    for lo in range(0, len(indices), 256):
+        hi = min(len(indices), lo + 256)
+        shifted = torch.from_numpy(shifted_embeddings(ctx, _inputs(split, indices[lo:hi]), settings.shift))
+        c = torch.from_numpy(np.maximum(cand[lo:hi], 0))
+        d = torch.cdist(shifted, base_t[c]).amin(1)  # (chunk, candidates): the best shift for each candidate
+        d[torch.from_numpy(cand[lo:hi] < 0)] = np.inf
+        if self_ids is not None:
+            d[c == torch.from_numpy(self_ids[lo:hi])[:, None]] = np.inf
+        v, order = d.sort(1)
+        best[lo:hi] = v[:, 0].numpy()
+        partner[lo:hi] = c.gather(1, order[:, :1])[:, 0].numpy()
+        scale[lo:hi] = _kth(v.numpy(), settings.k)
 
 
 def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:

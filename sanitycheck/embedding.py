@@ -95,12 +95,17 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
         t = t.permute(0, 3, 1, 2)
     t = t[:, :3]  # alpha carries no content
     h, w = t.shape[2:]
-    pooled = F.adaptive_avg_pool2d(t, (min(GRID, h), min(GRID, w))).reshape(m, -1).numpy().astype(np.float64)
+    pooled = F.adaptive_avg_pool2d(t, (min(GRID, h), min(GRID, w))).reshape(m, -1).numpy()
+    return _unit_thumbnails(pooled), "image"
+
+
+def _unit_thumbnails(pooled: np.ndarray) -> np.ndarray:
+    """Centre each row and scale it to unit length (brightness and contrast invariance)."""
+    pooled = pooled.astype(np.float64)
     pooled -= pooled.mean(1, keepdims=True)
     norm = np.linalg.norm(pooled, axis=1, keepdims=True)
     # a (near) constant image has no pattern to compare: it becomes the zero vector
-    pooled = np.where(norm > 1e-9, pooled / np.maximum(norm, 1e-12), 0.0)
-    return pooled.astype(np.float32), "image"
+    return np.where(norm > 1e-9, pooled / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
 _PROJECTIONS: dict[int, np.ndarray] = {}
@@ -206,3 +211,40 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
 
 __all__ = ["hashes", "embedding", "embed", "space", "EmbeddingSpace", "EmbeddingUnavailable",
            "content_hashes", "raw_features", "layout"]
+
+
+def shifted_embeddings(ctx: Any, inputs: np.ndarray, max_shift: int) -> np.ndarray:
+    """Embeddings of every image of ``inputs`` ``(m, *shape)`` translated by each (dy, dx) in
+    ``[-max_shift, max_shift]^2`` (edges replicated): ``(m, (2 max_shift + 1)^2, d)``, the unshifted one included.
+
+    For comparing images with copies of them that were shifted or cropped by a pixel or two, which move an
+    8x8 thumbnail as much as a different picture would.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(inputs, dtype=np.float32)
+    kind = layout(tuple(x.shape[1:]))
+    if kind == "vector":
+        raise EmbeddingUnavailable("shifts apply to images only")
+    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(x)))
+    if kind == "hw":
+        t = t.unsqueeze(1)
+    elif kind == "hwc":
+        t = t.permute(0, 3, 1, 2)
+    t = t[:, :3]
+    m, c, h, w = t.shape
+    s = max_shift
+    offsets = [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)]
+    padded = F.pad(t, (s, s, s, s), mode="replicate")
+    if h % GRID == 0 and w % GRID == 0:
+        # the 8x8 average of a shifted image is a strided sample of one box filter of the padded image
+        ch, cw = h // GRID, w // GRID
+        box = F.avg_pool2d(padded, (ch, cw), stride=1)
+        pooled = torch.stack([box[:, :, s + dy:s + dy + h - ch + 1:ch, s + dx:s + dx + w - cw + 1:cw]
+                              for dy, dx in offsets], 1).reshape(m * len(offsets), -1).numpy()
+        features = _unit_thumbnails(pooled)
+    else:
+        views = [padded[:, :, s + dy:s + dy + h, s + dx:s + dx + w] for dy, dx in offsets]
+        features, _ = raw_features(torch.stack(views, 1).reshape(m * len(offsets), c, h, w).numpy())
+    return space(ctx).transform(features).reshape(m, len(offsets), -1)
