@@ -154,7 +154,7 @@ class OverfitBatch(Check):
             if cap is not None:
                 detail += (f" The model's outputs are probabilities (rows sum to 1) fed to CrossEntropyLoss, which "
                            f"applies log_softmax again: the loss cannot go below ln(1 + (C-1)/e) = {cap:.4g} for "
-                           f"C = {ctx.output_shape[0]} classes. Remove the final softmax.")
+                           f"C = {round(1 + math.e * math.expm1(cap))} classes. Remove the final softmax.")
             yield self.finding(
                 "SC301", f"In {len(losses)} steps the loss on one batch of {len(indices)} samples only fell from "
                 f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to "
