@@ -36,6 +36,12 @@ RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance b
         "= min({ratio}, the {alpha} quantile of the scores of training samples with their own nearest neighbour)")
 
 
+SHIFT_RULE = ("images: a validation sample not matched so far is compared, shifted by every (dy, dx) in [-2, 2]^2 "
+              "pixels, with its {c} nearest distinct training samples; with d* the smallest distance over the shifts, "
+              "near duplicate when d*(v, best) / (the {k}-th smallest d*) <= {cutoff:.3g} = min(0.5, the {alpha:.3g} "
+              "quantile of the same score for {n} random training samples)")
+
+
 CODES = (
     CodeDoc(
         code="SC101", title="Validation samples duplicated in train", severity="error",
@@ -52,7 +58,11 @@ CODES = (
         "cutoff is capped at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
-        "exact copies plus the near matches beyond that chance count. Every pair, with its distance and score, "
+        "exact copies plus the near matches beyond that chance count. Images also get a shift-tolerant second look "
+        "(a copy shifted or cropped by a pixel or two moves an 8x8 thumbnail as much as another picture would): "
+        "each remaining validation sample, shifted by every (dy, dx) in [-2, 2]^2, is compared with its 48 nearest "
+        "training samples, and scored the same way (best distance over the k-th best) against a cutoff calibrated "
+        "on 4000 random training samples; alpha then adds up over both looks. Every pair, with its distance and score, "
         "and the cutoff are in the evidence.",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
@@ -291,8 +301,14 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
 
 
 def _rule(calib: dict) -> dict:
-    return {"k": calib["k"], "alpha": calib["alpha"], "train_score_quantile": _r(calib["quantile"]),
-            "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"], alpha=calib["alpha"])}
+    out = {"k": calib["k"], "alpha": calib["alpha"], "train_score_quantile": _r(calib["quantile"]),
+           "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"],
+                               alpha=calib["alpha"] - calib.get("shift_alpha", 0.0))}
+    if calib.get("shift_cutoff") is not None:
+        out.update({"shift_threshold": _r(calib["shift_cutoff"]), "shift_alpha": calib["shift_alpha"],
+                    "shift_rule": SHIFT_RULE.format(cutoff=calib["shift_cutoff"], alpha=calib["shift_alpha"],
+                                                    n=SHIFT_CALIBRATION, c=SHIFT_CANDIDATES, k=calib["k"])})
+    return out
 
 
 def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:

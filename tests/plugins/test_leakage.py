@@ -122,3 +122,32 @@ def test_exact_only_when_near_is_disabled(run_pipeline):
     xv[:10] = xt[:10] * 1.2  # near copies only
     report = run(run_pipeline, TensorDataset(xt, yt), TensorDataset(xv, yv), checks={"leakage": {"near": False}})
     assert not loud(report, "leakage")
+
+
+def test_copies_shifted_by_two_pixels_are_found_by_the_shift_tolerant_look(run_pipeline):
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((1400, 3, 6, 6)).astype(np.float32))
+    x = F.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)  # smooth colour pictures
+    y = torch.from_numpy(rng.integers(0, 10, 1400))
+    xt, yt, xv, yv = x[:1200], y[:1200], x[1200:].clone(), y[1200:].clone()
+    planted = np.arange(20)
+    source = rng.choice(1200, size=20, replace=False)
+    padded = F.pad(xt[source], (2, 2, 2, 2), mode="replicate")
+    for j, (dy, dx) in enumerate(rng.choice([-2, -1, 1, 2], size=(20, 2))):
+        xv[j] = padded[j, :, 2 + dy:34 + dy, 2 + dx:34 + dx]
+    yv[planted] = yt[source]
+    model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))  # noqa: E731
+    report = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
+                          loss=CE, num_classes=10)
+    f = finding(report, "SC101")
+    found = set(f.samples["val"]) & set(planted.tolist())
+    assert len(found) >= 18, f"found {len(found)} of 20 shifted copies"
+    assert len(set(f.samples["val"]) - set(planted.tolist())) <= 3
+    assert any(p["kind"] == "near (shifted)" for p in f.evidence["pairs"])
+    assert "shift_rule" in f.evidence
+
+    quiet = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(x[1200:], y[1200:]),
+                         model=model, loss=CE, num_classes=10)
+    assert not loud(quiet, "leakage")
