@@ -320,13 +320,13 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
 
     start = time.perf_counter()
     th, vh = ctx.train.data_pass().hashes, ctx.val.data_pass().hashes
-    first_train: dict[int, int] = {}
-    for i, h in enumerate(th.tolist()):
-        first_train.setdefault(h, i)
-    pairs = [{"val": i, "train": first_train[h], "kind": "exact", "distance": 0.0, "score": 0.0}
-             for i, h in enumerate(vh.tolist()) if h in first_train]
-    exact_val = {p["val"] for p in pairs}
-    rest = np.array([i for i in range(len(ctx.val)) if i not in exact_val], dtype=np.int64)
+    # hash join, vectorized: the first training index of each distinct hash, looked up for every val hash
+    uniq, first = np.unique(th, return_index=True)
+    pos = np.clip(np.searchsorted(uniq, vh), 0, len(uniq) - 1)
+    matched = np.flatnonzero(uniq[pos] == vh)
+    pairs = [{"val": int(i), "train": int(first[pos[i]]), "kind": "exact", "distance": 0.0, "score": 0.0}
+             for i in matched]
+    rest = np.setdiff1d(np.arange(len(ctx.val)), matched)
     if calib is not None and len(rest):
         nb = calib["neighbors"]
         val_emb = embedding(ctx, ctx.val)
@@ -435,11 +435,15 @@ def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
                 near_pairs += 1
-    roots = np.array([find(u) for u in range(len(unique))])
+    linked = np.flatnonzero(parent != np.arange(len(unique)))  # only distinct inputs joined to another need finding
+    roots = np.arange(len(unique))
+    roots[linked] = [find(int(u)) for u in linked]
     member_root = roots[inverse]
-    order = np.argsort(member_root, kind="stable")
+    sizes = np.bincount(member_root, minlength=len(unique))
+    dup = np.flatnonzero(sizes[member_root] > 1)  # members of groups with more than one sample
+    order = dup[np.argsort(member_root[dup], kind="stable")]
     bounds = np.flatnonzero(np.diff(member_root[order])) + 1
-    groups = [g.tolist() for g in np.split(order, bounds) if len(g) > 1]
+    groups = [g.tolist() for g in np.split(order, bounds)] if len(order) else []
     if not groups:
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
