@@ -1,7 +1,8 @@
 """Time budgets and seed sweeps of the training probes (label-shuffle, overfit-batch, gradients,
 batch-independence). Run by hand; prints figures, asserts nothing.
 
-    python benchmarks/training_probes.py budgets        # digits example + a CIFAR-10-sized synthetic pipeline
+    python benchmarks/training_probes.py budgets [MNIST_NPZ]   # digits example, real MNIST (when the file
+                                                               # exists), a CIFAR-10-sized synthetic pipeline
     python benchmarks/training_probes.py sweep [SEEDS]  # clean pipelines quiet, planted bugs found, per seed
 
 Budgets (issue 4): at the default profile the four probes together take <= 20 s on the digits example and
@@ -63,9 +64,15 @@ def timed(config, label: str, profile: str = "default") -> None:
           f"findings: {', '.join(loud) or 'none above info'}")
 
 
-def budgets() -> None:
+def budgets(mnist: Path) -> None:
     print(f"load average {os.getloadavg()}, torch threads {torch.get_num_threads()}")
     timed(ROOT.parent / "examples" / "digits" / "clean" / "sanitycheck.yaml", "digits example (MLP)")
+    if mnist.is_file():  # real MNIST, 60 000 + 10 000 images, an MLP (skipped when the file is absent)
+        data = np.load(mnist)
+        as_set = lambda x, y: casekit.dataset(torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255),  # noqa: E731
+                                              torch.from_numpy(y.astype(np.int64)))
+        timed({"data": {"train": as_set(data["x_train"], data["y_train"]), "val": as_set(data["x_test"], data["y_test"])},
+               "model": lambda: casekit.mlp(784, 10, hidden=128), "loss": probekit.CE}, "MNIST (MLP 784-128-10)")
     (xt, yt), (xv, yv) = cifar_sized()
     config = {"data": {"train": casekit.dataset(xt, yt), "val": casekit.dataset(xv, yv)}, "model": small_cnn,
               "loss": probekit.CE}
@@ -127,7 +134,7 @@ def _digits(seed, labels=None, inputs=None, train=None):
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "budgets"
     if what == "budgets":
-        budgets()
+        budgets(Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT.parent.parent / "shared" / "data" / "mnist.npz")
     elif what == "sweep":
         sweep(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
     else:

@@ -34,7 +34,7 @@ class Settings(CheckSettings):
     leak_alpha: float = Field(0.001, gt=0, lt=0.5, description="Significance level of the shuffled-above-chance test.")
     leak_margin: float = Field(0.05, ge=0, description="... and the shuffled model must beat chance by at least "
                                "this much (accuracy, or R² for regression) to be reported.")
-    memorize_samples: int = Field(64, ge=8, description="Training samples of the memorization test.")
+    memorize_samples: int = Field(128, ge=8, description="Training samples of the memorization test.")
     memorize_steps: int = Field(600, ge=20, description="Most steps of each memorization run (scaled by the profile).")
     memorize_seconds: float = Field(5.0, gt=0, description="Time cap of each memorization run (scaled by the profile); "
                                     "a random-label run cut short gives a lower bound on the ratio.")
@@ -91,7 +91,7 @@ CODES = (
     ),
     CodeDoc(
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
-        what="Trains on a small subset (64 samples) with the real labels and with randomly permuted labels, "
+        what="Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
@@ -134,7 +134,7 @@ class LabelShuffle(Check):
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
                "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized")
     cost = ("a few seconds for a small model: three trainings of 300 steps on 1024 samples (one shared with other "
-            "checks) and two of at most 600 steps on 64 samples")
+            "checks) and two of at most 600 steps on 128 samples")
     codes = CODES
     Settings = Settings
 

@@ -71,9 +71,10 @@ def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
     assert evidence["ratio"] > 1
     spec = probekit.clean("mlp")
     x, y = spec["train"].tensors
-    # With misaligned labels the "real" labels are noise too: they are memorized no faster than random ones.
+    # With misaligned labels the "real" labels are noise too: far slower to fit, or not fit within the budget.
     noisy = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y)), checks=no_time_cap)
-    assert probekit.finding(noisy, "SC203").evidence["ratio"] < evidence["ratio"]
+    steps_noisy = probekit.finding(noisy, "SC203").evidence["steps_real"]
+    assert steps_noisy is None or steps_noisy > 2 * evidence["steps_real"]
 
 
 def test_results_are_reproducible(run_pipeline):
