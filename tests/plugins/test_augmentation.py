@@ -12,6 +12,9 @@ import casekit
 from conftest import codes, loud
 
 CE = "torch.nn:CrossEntropyLoss"
+#: The default profile: at "fast" the shared reference training (75 steps, a 2.5 s cap) is too short for a
+#: stable with/without comparison on a loaded machine (measured: 32 steps done, clean accuracy 0.48).
+PROFILE = "default"
 
 
 def upside_down(x):
@@ -42,7 +45,7 @@ def run(run_pipeline, augment=None, seed=0, train=None, val=None):
     (xt, yt), (xv, yv) = casekit.digits(seed=seed, image=True)
     return run_pipeline(only=["augmentation"], train=train or casekit.dataset(xt, yt),
                         val=val or casekit.dataset(xv, yv), augment=augment, model=model, loss=CE,
-                        num_classes=10, seed=seed)
+                        num_classes=10, seed=seed, profile=PROFILE)
 
 
 def test_upside_down_digits_change_the_label(run_pipeline):
