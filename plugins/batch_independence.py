@@ -15,7 +15,7 @@ from pydantic import Field
 
 from sanitycheck import hookimpl
 from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded
+from sanitycheck.trainer import quick_cpu, rounded
 
 #: Layers that legitimately mix samples in train mode (they use batch statistics).
 BATCH_STAT_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
@@ -82,6 +82,10 @@ class BatchIndependence(Check):
             list(range(min(settings.probes, len(indices))))
         evidence = {"batch_size": len(indices), "probed_samples": probes}
 
+        with quick_cpu():
+            yield from self._probe(model, inputs, indices, probes, settings, evidence)
+
+    def _probe(self, model: Any, inputs: Any, indices: Any, probes: list[int], settings: Settings, evidence: dict):
         eval_mix = _mixing(model.eval(), inputs, probes, settings.tolerance)
         if eval_mix is None:
             self.skip("the model's output is not a tensor with the batch as its first dimension")

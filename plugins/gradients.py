@@ -122,7 +122,7 @@ class Gradients(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.trainer import flush_denormal
+        from sanitycheck.trainer import quick_cpu
 
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "gradients")
         batch = ctx.batch(ctx.train, indices)
@@ -141,7 +141,7 @@ class Gradients(Check):
                 f"e.g. {_names(frozen, kinds)}; fine if you froze them on purpose.", severity="info",
                 evidence={**base, "frozen": frozen[:50]})
 
-        with flush_denormal():
+        with quick_cpu():
             init = _diagnose(ctx, model, batch)
             before = {n: p.detach().clone() for n, p in params.items()}
             optimizer = ctx.make_optimizer(model)

@@ -80,7 +80,7 @@ class OverfitBatch(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.trainer import flush_denormal
+        from sanitycheck.trainer import quick_cpu
 
         steps = max(ctx.budget(settings.steps), 50)
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "overfit-batch")
@@ -98,7 +98,7 @@ class OverfitBatch(Check):
             )
             return
         losses: list[float] = []
-        with flush_denormal():
+        with quick_cpu():
             for step in range(steps):
                 loss = ctx.step(model, optimizer, batch)
                 losses.append(loss)
