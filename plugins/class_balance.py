@@ -74,20 +74,25 @@ class ClassBalance(Check):
     def run(self, ctx: Any, settings: Settings):
         if ctx.task != "classification":
             self.skip("regression task: no classes to count")
-        train = _labels(ctx.train.data_pass().targets)
-        val = _labels(ctx.val.data_pass().targets) if ctx.val is not None else None
-        if train is None or (ctx.val is not None and val is None):
-            self.skip("labels are not integer class ids (data-integrity reports why)")
+        train = ctx.class_labels(ctx.train)
+        val_ids = ctx.class_labels(ctx.val) if ctx.val is not None else None  # indexed like the dataset
+        if train is None or (ctx.val is not None and val_ids is None):
+            self.skip("the targets are not class labels (dense or multi-label targets)")
+        # Missing or fractional labels (-1) are data-integrity's finding; count the readable ones.
+        train = train[train >= 0]
+        val = val_ids[val_ids >= 0] if val_ids is not None else None
+        if len(train) == 0:
+            self.skip("no readable class label in the training split (data-integrity reports why)")
         classes = max(ctx.num_classes or 0, int(train.max()) + 1, int(val.max()) + 1 if val is not None and len(val) else 0)
-        counts_train = np.bincount(train[train >= 0], minlength=classes)
+        counts_train = np.bincount(train, minlength=classes)
         evidence: dict[str, Any] = {"num_classes": classes, "train_counts": counts_train.tolist()}
         if val is not None:
-            counts_val = np.bincount(val[val >= 0], minlength=classes)
+            counts_val = np.bincount(val, minlength=classes)
             evidence["val_counts"] = counts_val.tolist()
 
         missing_train = [c for c in range(classes) if counts_train[c] == 0]
         if missing_train:
-            in_val = np.flatnonzero(np.isin(val, missing_train)).tolist() if val is not None else []
+            in_val = np.flatnonzero(np.isin(val_ids, missing_train)).tolist() if val_ids is not None else []
             yield self.finding(
                 "SC501", f"Class(es) {missing_train} have no training sample"
                 + (f"; {len(in_val)} validation sample(s) carry them." if in_val else "."),
@@ -138,20 +143,6 @@ class ClassBalance(Check):
                 evidence={**evidence, "chi2": round(float(chi2), 3), "dof": int(dof), "p_value": float(f"{p:.4g}"),
                           "total_variation": round(tvd, 4), "alpha": settings.alpha, "min_shift": settings.min_shift},
             )
-
-
-def _labels(targets: np.ndarray | None) -> np.ndarray | None:
-    """Integer class ids from the cached targets: scalar labels, or one-hot rows; ``None`` otherwise."""
-    if targets is None or not np.issubdtype(targets.dtype, np.number) or len(targets) == 0:
-        return None
-    t = targets.astype(np.float64)
-    if t.ndim == 2 and np.allclose(t.sum(1), 1) and ((t == 0) | (t == 1)).all():
-        return t.argmax(1).astype(np.int64)
-    if t.ndim == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.ndim != 1 or not np.isfinite(t).all() or not np.all(t == np.round(t)) or t.min() < 0:
-        return None
-    return t.astype(np.int64)
 
 
 @hookimpl

@@ -288,6 +288,31 @@ class PipelineContext:
             return self.output_shape[0]
         return self.num_classes
 
+    def class_labels(self, split: Split) -> np.ndarray | None:
+        """One integer class id per sample of ``split`` (``-1`` where a label is missing, fractional or negative).
+
+        Reads scalar labels, ``(n, 1)`` columns and one-hot rows from the cached data pass. ``None`` when the task
+        is regression or the targets are not class labels (dense or multi-label targets). Computed once per run.
+        """
+        if self.task != "classification":
+            return None
+
+        def compute() -> np.ndarray | None:
+            targets = split.data_pass().targets
+            if targets is None or len(targets) == 0 or not np.issubdtype(targets.dtype, np.number):
+                return None
+            t = targets.astype(np.float64)
+            if t.ndim == 2 and t.shape[1] > 1 and ((t == 0) | (t == 1)).all() and (t.sum(1) == 1).all():
+                return t.argmax(1).astype(np.int64)  # one-hot rows
+            if t.ndim == 2 and t.shape[1] == 1:
+                t = t[:, 0]
+            if t.ndim != 1:
+                return None
+            valid = np.isfinite(t) & (t == np.round(t)) & (t >= 0)
+            return np.where(valid, np.nan_to_num(t), -1).astype(np.int64)
+
+        return self.shared(f"class_labels:{split.name}", compute)
+
     def usable_indices(self, split: Split) -> np.ndarray:
         """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range.
 

@@ -130,13 +130,11 @@ def split_summaries(ctx: Any) -> dict[str, SplitSummary]:
 
     out = {}
     for split in ctx.splits():
+        labels = ctx.class_labels(split)
         counts = None
-        if ctx.task == "classification" and ctx.num_classes:
-            targets = split.data_pass().targets
-            if targets is not None and targets.ndim == 1 and np.issubdtype(targets.dtype, np.number):
-                finite = targets[np.isfinite(targets)]
-                labels = finite[(finite == np.round(finite)) & (finite >= 0) & (finite < ctx.num_classes)].astype(np.int64)
-                counts = np.bincount(labels, minlength=ctx.num_classes).tolist()
+        if labels is not None and ctx.num_classes:
+            labels = labels[(labels >= 0) & (labels < ctx.num_classes)]
+            counts = np.bincount(labels, minlength=ctx.num_classes).tolist()
         out[split.name] = SplitSummary(samples=len(split), class_counts=counts)
     return out
 
