@@ -161,8 +161,14 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         train_x, train_y, val_x, val_y = xtr.copy(), ytr.copy(), xte, yte
         targets = rng.choice(len(xte), size=args.planted, replace=False)
         slots = rng.choice(len(xtr), size=args.planted, replace=False)
-        copies, _, used = _plant(val_x[targets], val_x[targets], args.planted, np.random.default_rng(args.seed))
-        train_x[slots], train_y[slots] = copies, yte[targets]
+        import torch
+
+        sys.path.insert(0, str(ROOT))
+        from neardup import near_copies
+
+        copies, used = near_copies(torch.from_numpy(xte[targets][:, None].astype(np.float32) / 255), rng)
+        train_x[slots] = np.round(copies[:, 0].numpy().clip(0, 1) * 255).astype(np.uint8)
+        train_y[slots] = yte[targets]
         # re-order validation so the planted ones come first (the accounting below expects that)
         order = np.concatenate([targets, np.setdiff1d(np.arange(len(xte)), targets)])
         val_x, val_y = val_x[order], val_y[order]
