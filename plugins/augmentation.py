@@ -189,7 +189,8 @@ class Augmentation(Check):
             "augmented_val_accuracy_with": _r(acc_aa), "augmented_val_accuracy_clean_model": _r(clean_on_aug.accuracy),
             "chance": _r(chance), "mcnemar": {"only_without_right": worse, "only_with_right": better,
                                               "p_value": _r(p_value)},
-            "train_samples": len(clean.indices), "steps": clean.steps, "val_samples": len(plan.eval_indices),
+            "train_samples": len(clean.indices), "steps": clean.steps, "steps_with": with_aug.steps,
+            "val_samples": len(plan.eval_indices),
             "eval_split": plan.eval_split, **realism,
         }
         per_class = _per_class(targets, c, a)
