@@ -457,10 +457,9 @@ def _has_copies(h: np.ndarray, group: list[int]) -> bool:
 
 
 def _kth(dist: np.ndarray, k: int) -> np.ndarray:
-    """Distance to the k-th neighbour per row (the farthest found when fewer than k exist)."""
-    d = dist[:, : min(k, dist.shape[1])]
-    m = np.where(np.isfinite(d), d, -np.inf).max(1)
-    return np.where(np.isfinite(m), m, np.inf)
+    from sanitycheck.neighbors import kth_distance
+
+    return kth_distance(dist, k)
 
 
 def _score(d: np.ndarray, scale: np.ndarray) -> np.ndarray:

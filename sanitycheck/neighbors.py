@@ -232,9 +232,15 @@ class SplitNeighbors:
 
         With fewer than ``k`` neighbours available the farthest one is used.
         """
-        d = self.dist[:, : max(1, min(k, self.dist.shape[1]))]
-        finite = np.where(np.isfinite(d), d, -np.inf).max(1)
-        return np.where(np.isfinite(finite), finite, np.inf)
+        return kth_distance(self.dist, k)
+
+
+def kth_distance(dist: np.ndarray, k: int) -> np.ndarray:
+    """Per row of a :func:`knn` distance matrix, the distance to the ``k``-th neighbour (the farthest found when
+    fewer than ``k`` exist; ``inf`` when none)."""
+    d = dist[:, : max(1, min(k, dist.shape[1]))]
+    farthest = np.where(np.isfinite(d), d, -np.inf).max(1)
+    return np.where(np.isfinite(farthest), farthest, np.inf)
 
 
 #: Neighbours computed per distinct input by :func:`split_neighbors` (checks use up to this many).
@@ -283,4 +289,4 @@ def knn_device(ctx: Any) -> Any:
     return device if device is not None and getattr(device, "type", "cpu") == "cuda" else None
 
 
-__all__ = ["knn", "kmeans", "IVFIndex", "split_neighbors", "SplitNeighbors", "unique_inputs", "knn_device", "single_thread", "BRUTE_PAIRS", "NPROBE", "K_SHARED"]
+__all__ = ["knn", "kmeans", "IVFIndex", "kth_distance", "split_neighbors", "SplitNeighbors", "unique_inputs", "knn_device", "single_thread", "BRUTE_PAIRS", "NPROBE", "K_SHARED"]
