@@ -182,12 +182,15 @@ class Dataloader(Check):
         workers = min(2, loader.num_workers)
         plan = [batch] * workers  # batch k goes to worker k: the same indices, one load per worker
         seen = []
-        for _ in range(2):  # two epochs: fresh workers each time (unless the loader keeps them)
-            probe_loader = DataLoader(
-                loader.dataset, batch_sampler=plan, num_workers=workers, collate_fn=loader.collate_fn,
-                worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
-            )
-            seen.append([to_numpy(ctx.train.unpack(b)[0]) for b in probe_loader])
+        try:
+            for _ in range(2):  # two epochs: fresh workers each time (unless the loader keeps them)
+                probe_loader = DataLoader(
+                    loader.dataset, batch_sampler=plan, num_workers=workers, collate_fn=loader.collate_fn,
+                    worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
+                )
+                seen.append([to_numpy(ctx.train.unpack(b)[0]) for b in probe_loader])
+        except Exception:  # workers cannot start here (e.g. an unpicklable dataset under spawn): nothing to measure
+            return
         across_workers = workers > 1 and np.array_equal(seen[0][0], seen[0][1])
         across_epochs = np.array_equal(seen[0][0], seen[1][0])
         if not (across_workers or across_epochs):
@@ -237,7 +240,10 @@ class Dataloader(Check):
         single, count = _time_loading(loader.dataset, batches, 0, loader.collate_fn, settings.speed_seconds)
         hints, evidence = [], {"seconds_per_batch_main_process": _r(single), "batches_timed": count}
         if single > 2e-3:  # faster than 2 ms a batch, workers cannot win back their start-up and IPC cost
-            multi, count2 = _time_loading(loader.dataset, batches, 2, loader.collate_fn, settings.speed_seconds)
+            try:
+                multi, count2 = _time_loading(loader.dataset, batches, 2, loader.collate_fn, settings.speed_seconds)
+            except Exception:  # workers cannot start here: no measured hint
+                return
             evidence.update(seconds_per_batch_2_workers=_r(multi), batches_timed_workers=count2)
             if multi > 0 and single / multi >= settings.speedup:
                 hints.append(f"with 2 worker processes a batch loads in {multi * 1e3:.1f} ms instead of "
