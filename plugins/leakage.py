@@ -116,7 +116,7 @@ class Leakage(Check):
         from sanitycheck.embedding import EmbeddingUnavailable
 
         train, val = ctx.train, ctx.val
-        labels = {s.name: _labels(ctx, s) for s in ctx.splits()}
+        labels = {s.name: ctx.class_labels(s) for s in ctx.splits()}
         groups: list[tuple[str, list[int], list[int], bool]] = []  # (kind, train, val, exact copies?) for SC104
         cross_significant = False  # near matches across splits beyond what chance explains
         same = _same_split(train, val) if val is not None else None
@@ -221,6 +221,7 @@ class Leakage(Check):
             tags = {int(labels["train"][i]) for i in t_idx}
             if v_idx and labels.get("val") is not None:
                 tags |= {int(labels["val"][i]) for i in v_idx}
+            tags.discard(-1)  # an unreadable label is data-integrity's finding, not a conflict
             if len(tags) > 1:
                 bad.append({"kind": kind, "exact": exact, "train": t_idx[:50], "val": v_idx[:50], "labels": sorted(tags)})
         if not bad:
@@ -467,15 +468,6 @@ def _score(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.where(scale > 0, d / scale, np.inf)
     return np.where(d <= 1e-6, 0.0, s)
-
-
-def _labels(ctx: Any, split: Any) -> np.ndarray | None:
-    if ctx.task != "classification":
-        return None
-    t = split.data_pass().targets
-    if t is None or t.ndim != 1 or not np.issubdtype(t.dtype, np.number) or not np.isfinite(t).all():
-        return None
-    return t.astype(np.int64)
 
 
 def _dedupe(values: Any) -> list[int]:

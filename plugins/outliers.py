@@ -97,12 +97,9 @@ class Outliers(Check):
 
 def _per_class(ctx: Any, flagged: np.ndarray) -> list[dict] | None:
     """Outliers per class: how many, and what fraction of the class they are."""
-    if ctx.task != "classification":
+    labels = ctx.class_labels(ctx.train)
+    if labels is None or not (labels >= 0).any():
         return None
-    t = ctx.train.data_pass().targets
-    if t is None or t.ndim != 1 or not np.issubdtype(t.dtype, np.number) or not np.isfinite(t).all():
-        return None
-    labels = t.astype(np.int64)
     total = np.bincount(labels[labels >= 0])
     hit = np.bincount(labels[flagged][labels[flagged] >= 0], minlength=len(total))
     return [{"class": int(c), "outliers": int(hit[c]), "class_samples": int(total[c]),

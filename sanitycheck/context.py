@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sanitycheck.config import PROFILES, Config, resolve
-from sanitycheck.data import DataPass, Split, materialize, to_device
+from sanitycheck.data import Split, materialize, to_device
 from sanitycheck.errors import ConfigError, UsageError
 
 
@@ -200,9 +200,6 @@ class PipelineContext:
 
     def splits(self) -> list[Split]:
         return [s for s in (self.train, self.val) if s is not None]
-
-    def data_pass(self, split: Split) -> DataPass:
-        return split.data_pass()
 
     # ---------------------------------------------------------------------------------------- seeding
 

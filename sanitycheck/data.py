@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -429,8 +428,3 @@ def _chunk_stats(stats: dict[str, np.ndarray], idx: np.ndarray, flat: np.ndarray
         stats["max"][idx] = np.nanmax(masked, 1)
         stats["mean"][idx] = np.nanmean(masked, 1, dtype=np.float64)
         stats["std"][idx] = np.nanstd(masked, 1, dtype=np.float64)
-
-
-def most_common(values: list[Any]) -> tuple[Any, int]:
-    """The most common value and how many times it occurs."""
-    return Counter(values).most_common(1)[0]
