@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sanitycheck.errors import ConfigError
 
@@ -65,6 +65,32 @@ class OptimizerConfig(BaseModel):
         return {"lr": self.lr, **(self.model_extra or {})}
 
 
+class EmbeddingConfig(StrictModel):
+    """How the shared embedding (leakage, outliers, influence, augmentation realism) represents a sample."""
+
+    source: Literal["pixels", "model"] = Field(
+        "pixels", description="pixels: the inputs themselves (8x8 normalized thumbnails for images, standardized "
+        "features otherwise); model: the model's penultimate features (the input of `layer`).",
+    )
+    layer: str | None = Field(
+        None, description="source: model only: the dotted name of the submodule whose input is taken "
+        "(default: the last nn.Linear the forward pass calls, i.e. the classifier head's input).",
+    )
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.]+", value):
+            raise ValueError(f"expected a dotted submodule name such as 'backbone.fc', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _layer_needs_model(self) -> EmbeddingConfig:
+        if self.layer is not None and self.source != "model":
+            raise ValueError(f"embedding.layer {self.layer!r} is only used with source: model (source is {self.source!r})")
+        return self
+
+
 class Config(StrictModel):
     """A `sanitycheck.yaml`, validated."""
 
@@ -83,6 +109,9 @@ class Config(StrictModel):
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-check settings by check name; every check accepts `enabled: false`."
     )
+    embedding: EmbeddingConfig = Field(
+        default_factory=EmbeddingConfig, description="The shared embedding: `{source: pixels | model, layer: NAME}`."
+    )
 
     #: The folder `module:attr` references are imported from (the config file's folder); not a YAML key.
     base_dir: Path | None = Field(None, exclude=True)
@@ -97,6 +126,11 @@ class Config(StrictModel):
         if not re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", value):
             raise ValueError(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
         return value
+
+    @field_validator("embedding", mode="before")
+    @classmethod
+    def _embedding(cls, value: Any) -> Any:
+        return {} if value is None else value  # `embedding:` left empty means the defaults
 
     @field_validator("checks", mode="before")
     @classmethod
@@ -176,7 +210,8 @@ def _fields_at(loc: list[str]) -> list[str]:
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
-    return [name for name in model.model_fields if name not in ("base_dir", "source")]
+    hidden = ("base_dir", "source") if model is Config else ()  # Config's own non-YAML fields
+    return [name for name in model.model_fields if name not in hidden]
 
 
 # --------------------------------------------------------------------------------------------- imports

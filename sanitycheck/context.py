@@ -118,14 +118,28 @@ class PipelineContext:
         except UsageError:
             raise
         usable = self.usable_indices(self.train)  # a NaN or odd-shaped sample is data-integrity's finding, not exit 2
-        batch = self.batch(self.train, usable[:8] if len(usable) else range(min(8, len(self.train))))
+        indices = list(usable[:8]) if len(usable) else list(range(min(8, len(self.train))))
+        batch = self.batch(self.train, indices)
         inputs, targets = self.train.unpack(batch)
+        capture = None
+        if self.config.embedding.source == "model":  # the feature layer must exist and see a batch of tensors
+            from sanitycheck.embedding import FeatureCapture
+
+            capture = FeatureCapture(model, self.config.embedding.layer)
         try:
             outputs = model(inputs)
         except Exception as exc:
             raise UsageError(
                 f"model: forward pass failed on a train batch of inputs {describe(inputs)}: {type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if capture is not None:
+                capture.remove()
+        if capture is not None:
+            try:
+                capture.take(len(indices))
+            except ValueError as exc:
+                raise ConfigError(f"embedding.layer: {exc}") from exc
         try:
             loss = self.loss_fn(outputs, targets)
         except Exception as exc:

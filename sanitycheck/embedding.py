@@ -2,7 +2,9 @@
 
 Both are computed while the one data pass streams over a split (see :mod:`sanitycheck.data`), chunk by
 chunk, so their memory is bounded by the number of samples times a small constant (8 bytes of hash plus at
-most :data:`MAX_DIM` float32 features per sample), never by the size of the inputs.
+most :data:`MAX_DIM` float32 features per sample), never by the size of the inputs. With
+``embedding: {source: model}`` the embedding is the model's features instead (see below; at most
+:data:`MODEL_DIM` float32 per sample, computed on first use).
 
 What checks use (everything is cached per run through ``ctx.shared``)::
 
@@ -10,6 +12,7 @@ What checks use (everything is cached per run through ``ctx.shared``)::
     embedding(ctx, split)    -> np.ndarray (n, d) float32     compact vector; Euclidean distance = similarity
     embed(ctx, inputs)       -> np.ndarray (m, d) float32     extra inputs (e.g. augmented samples), same space
     space(ctx)               -> EmbeddingSpace                how raw features become embeddings
+    source(ctx)              -> 'pixels' | 'model'            what the embedding is made from
 
 **Hash.** Every input is converted to contiguous float32 (``-0.0`` becomes ``0.0``, every NaN the same NaN)
 and hashed with BLAKE2b together with its shape, so a ``uint8`` image and the same image as ``float32``,
@@ -22,6 +25,17 @@ and resizes barely move it; different pictures land far apart. Other inputs are 
 :data:`MAX_VECTOR_DIM` values they are reduced by a seeded Gaussian random projection; the resulting
 features are then standardized with the training split's mean and standard deviation (each standard deviation
 floored at 0.3x the median one, so near-constant features do not dominate).
+
+**Model features** (config ``embedding: {source: model}``; :func:`source` tells which is used). Instead of the
+inputs, the model's penultimate features: a fresh model (``ctx.make_model``, seeded; a factory that loads a
+checkpoint gives the pretrained one) in eval mode and under ``torch.no_grad`` is fed batches built in the user's
+own format (``ctx.batch``), and a forward pre-hook takes the *input* of ``embedding.layer`` (default: the last
+``nn.Linear`` the forward pass calls, i.e. the classifier head's input). The features are flattened, randomly
+projected to :data:`MODEL_DIM` dims when wider (seeded), centred with the training split's mean feature and
+scaled to unit length per sample (cosine geometry; a sample with NaN features becomes the zero vector). They
+are computed batch by batch on first use, not in the data pass, and only the ``(n, d)`` float32 result is kept.
+Content hashes stay on the raw inputs. Extra inputs (:func:`embed`, :func:`shifted_embeddings`) are collated
+like the training samples (each put in place of the input of the first training sample) and fed to the model.
 """
 
 from __future__ import annotations
@@ -40,6 +54,10 @@ MAX_VECTOR_DIM = 128
 STD_FLOOR = 0.3
 #: The largest embedding: 3 channels x 8 x 8.
 MAX_DIM = 3 * GRID * GRID
+#: Model features wider than this are randomly projected to this many dimensions.
+MODEL_DIM = 256
+#: Rows per chunk when transforming model features or embedding extra inputs (bounds temporary memory).
+CHUNK = 1024
 
 
 def layout(shape: tuple[int, ...]) -> str:
@@ -108,20 +126,24 @@ def _unit_thumbnails(pooled: np.ndarray) -> np.ndarray:
     return np.where(norm > 1e-9, pooled / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
 
 
-_PROJECTIONS: dict[int, np.ndarray] = {}
+_PROJECTIONS: dict[tuple[int, int], np.ndarray] = {}
 
 
-def _projection(dim: int) -> np.ndarray:
-    """A fixed (seeded) Gaussian random projection ``dim -> MAX_VECTOR_DIM`` (Johnson-Lindenstrauss)."""
-    if dim not in _PROJECTIONS:
+def _projection(dim: int, out: int = MAX_VECTOR_DIM) -> np.ndarray:
+    """A fixed (seeded) Gaussian random projection ``dim -> out`` (Johnson-Lindenstrauss)."""
+    if (dim, out) not in _PROJECTIONS:
         rng = np.random.default_rng(20240531 + dim)
-        _PROJECTIONS[dim] = (rng.standard_normal((dim, MAX_VECTOR_DIM)) / np.sqrt(MAX_VECTOR_DIM)).astype(np.float32)
-    return _PROJECTIONS[dim]
+        _PROJECTIONS[dim, out] = (rng.standard_normal((dim, out)) / np.sqrt(out)).astype(np.float32)
+    return _PROJECTIONS[dim, out]
 
 
 @dataclass
 class EmbeddingSpace:
-    """Turns raw features (from the data pass) into embeddings; fitted once on the training split."""
+    """Turns raw features into embeddings; fitted once on the training split.
+
+    ``kind`` is ``'image'`` (thumbnails, already final), ``'vector'`` (standardized) or ``'model'`` (model
+    features: centred with the training mean, then unit length per row).
+    """
 
     kind: str
     dim: int
@@ -132,6 +154,15 @@ class EmbeddingSpace:
     def fit(cls, features: np.ndarray, kind: str) -> EmbeddingSpace:
         if kind == "image":
             return cls(kind=kind, dim=features.shape[1])
+        if kind == "model":
+            mean = np.zeros(features.shape[1], dtype=np.float64)
+            count = 0
+            for lo in range(0, len(features), CHUNK):  # chunked: no float64 copy of the whole array
+                block = features[lo:lo + CHUNK]
+                block = block[np.isfinite(block).all(1)]
+                mean += block.sum(0, dtype=np.float64)
+                count += len(block)
+            return cls(kind=kind, dim=features.shape[1], mean=(mean / max(count, 1)).astype(np.float32))
         mean = features.mean(0, dtype=np.float64)
         std = features.std(0, dtype=np.float64)
         # floor each std at STD_FLOOR x the median one: a near-constant feature (a border pixel) would otherwise be
@@ -141,11 +172,21 @@ class EmbeddingSpace:
         std = np.maximum(std, max(floor, 1e-12))
         return cls(kind=kind, dim=features.shape[1], mean=mean.astype(np.float32), std=std.astype(np.float32))
 
-    def transform(self, features: np.ndarray) -> np.ndarray:
+    def transform(self, features: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """Embeddings of raw ``features`` ``(m, dim)``; ``inplace`` (model features only) reuses their memory."""
         if features.shape[1] != self.dim:
             raise ValueError(f"features have {features.shape[1]} dimensions, the embedding space {self.dim}")
         if self.kind == "image":
             return np.ascontiguousarray(features, dtype=np.float32)
+        if self.kind == "model":
+            out = features if inplace else np.empty((len(features), self.dim), dtype=np.float32)
+            for lo in range(0, len(features), CHUNK):
+                block = features[lo:lo + CHUNK].astype(np.float64) - self.mean
+                norm = np.linalg.norm(block, axis=1, keepdims=True)
+                # a sample with NaN features, or exactly the mean one, has no direction: the zero vector
+                ok = np.isfinite(norm) & (norm > 1e-9)
+                out[lo:lo + CHUNK] = np.where(ok, block / np.where(ok, norm, 1.0), 0.0)
+            return out
         return ((features - self.mean) / self.std).astype(np.float32)
 
 
@@ -160,8 +201,17 @@ def _features(split: Any) -> tuple[np.ndarray, str]:
     return data.features, data.features_kind
 
 
+def source(ctx: Any) -> str:
+    """What the shared embedding is made from in this run: ``'pixels'`` (the inputs; the default) or ``'model'``
+    (the model's penultimate features; config ``embedding: {source: model}``)."""
+    config = getattr(getattr(ctx, "config", None), "embedding", None)
+    return getattr(config, "source", "pixels")
+
+
 def space(ctx: Any) -> EmbeddingSpace:
     """The embedding space of this run, fitted on the training split (cached)."""
+    if source(ctx) == "model":
+        return _model_train(ctx)[0]
 
     def compute() -> EmbeddingSpace:
         features, kind = _features(ctx.train)
@@ -177,6 +227,10 @@ def embedding(ctx: Any, split: Any) -> np.ndarray:
     """
 
     def compute() -> np.ndarray:
+        if source(ctx) == "model":
+            if split is ctx.train:
+                return _model_train(ctx)[1]
+            return space(ctx).transform(_model_features(ctx, split), inplace=True)
         features, kind = _features(split)
         sp = space(ctx)
         if kind != sp.kind or features.shape[1] != sp.dim:
@@ -202,6 +256,9 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
         arr = np.stack([to_numpy(x) for x in inputs])
     else:
         arr = to_numpy(inputs)
+    if source(ctx) == "model":
+        sp = space(ctx)
+        return sp.transform(_featurizer(ctx).inputs_features(arr), inplace=True)
     features, kind = raw_features(arr.astype(np.float32, copy=False))
     sp = space(ctx)
     if kind != sp.kind:
@@ -209,8 +266,8 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
     return sp.transform(features)
 
 
-__all__ = ["hashes", "embedding", "embed", "space", "EmbeddingSpace", "EmbeddingUnavailable",
-           "content_hashes", "raw_features", "layout"]
+__all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable",
+           "content_hashes", "raw_features", "layout", "feature_layer", "FeatureCapture", "shifted_embeddings"]
 
 
 def shifted_embeddings(ctx: Any, inputs: np.ndarray, max_shift: int) -> np.ndarray:
@@ -227,6 +284,12 @@ def shifted_embeddings(ctx: Any, inputs: np.ndarray, max_shift: int) -> np.ndarr
     kind = layout(tuple(x.shape[1:]))
     if kind == "vector":
         raise EmbeddingUnavailable("shifts apply to images only")
+    if source(ctx) == "model":  # the shifted images themselves, through the model
+        views = _shifted_views(x, kind, max_shift)
+        m, o = views.shape[:2]
+        flat = views.reshape(m * o, *x.shape[1:])
+        out = np.concatenate([embed(ctx, flat[lo:lo + CHUNK]) for lo in range(0, len(flat), CHUNK)])
+        return out.reshape(m, o, -1)
     t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(x)))
     if kind == "hw":
         t = t.unsqueeze(1)
@@ -248,3 +311,222 @@ def shifted_embeddings(ctx: Any, inputs: np.ndarray, max_shift: int) -> np.ndarr
         views = [padded[:, :, s + dy:s + dy + h, s + dx:s + dx + w] for dy, dx in offsets]
         features, _ = raw_features(torch.stack(views, 1).reshape(m * len(offsets), c, h, w).numpy())
     return space(ctx).transform(features).reshape(m, len(offsets), -1)
+
+
+def _shifted_views(x: np.ndarray, kind: str, s: int) -> np.ndarray:
+    """Every image of ``x`` ``(m, *shape)`` translated by each (dy, dx) in ``[-s, s]^2`` (edges replicated), in
+    its own layout and with every channel: ``(m, (2s + 1)^2, *shape)``."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(x)))
+    if kind == "hw":
+        t = t.unsqueeze(1)
+    elif kind == "hwc":
+        t = t.permute(0, 3, 1, 2)
+    h, w = t.shape[2:]
+    padded = F.pad(t, (s, s, s, s), mode="replicate")
+    views = torch.stack([padded[:, :, s + dy:s + dy + h, s + dx:s + dx + w]
+                         for dy in range(-s, s + 1) for dx in range(-s, s + 1)], 1)  # (m, o, c, h, w)
+    if kind == "hw":
+        views = views[:, :, 0]
+    elif kind == "hwc":
+        views = views.permute(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(views.numpy())
+
+
+# ---------------------------------------------------------------------------------------- model features
+
+
+def feature_layer(model: Any, name: str) -> Any:
+    """The submodule ``name`` (dotted, as in ``model.named_modules()``) of ``model``; raises
+    :class:`~sanitycheck.errors.ConfigError` naming ``embedding.layer`` when there is none."""
+    import difflib
+
+    from sanitycheck.errors import ConfigError
+
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"submodules: {', '.join(names[:12]) or 'none'}"
+        raise ConfigError(f"embedding.layer: the model has no submodule '{name}' ({hint})") from None
+
+
+class FeatureCapture:
+    """Forward pre-hooks that keep the input of the feature layer during each forward pass.
+
+    With a ``layer`` name: the input of that submodule (its first call in the pass). Without: the input of the
+    last ``nn.Linear`` the pass calls, the classifier head's input for ordinary models (execution order, so a
+    head defined before the backbone, or a Linear that is never used, does not mislead it). Use as a context
+    manager (the hooks are removed on exit); :meth:`take` returns the batch's features and resets.
+    """
+
+    def __init__(self, model: Any, layer: str | None):
+        from torch import nn
+
+        from sanitycheck.errors import ConfigError
+
+        self.layer = layer
+        if layer is None:
+            targets = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            if not targets:
+                names = [n for n, _ in model.named_modules() if n]
+                raise ConfigError(
+                    "embedding.layer: the model has no nn.Linear to take penultimate features from; name the "
+                    f"submodule whose input to use (submodules: {', '.join(names[:12]) or 'none'})"
+                )
+        else:
+            targets = [(layer, feature_layer(model, layer))]
+        self.value: Any = None
+        self.called: str | None = None
+        self.handles = [m.register_forward_pre_hook(self._hook(n), with_kwargs=True) for n, m in targets]
+
+    def _hook(self, name: str) -> Any:
+        import torch
+
+        def hook(module: Any, args: tuple, kwargs: dict) -> None:
+            if self.layer is None or self.value is None:  # default: the last Linear call wins; a named layer: its first
+                tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+                self.value = tensors[0].detach() if tensors else "no tensor"
+                self.called = name
+
+        return hook
+
+    def take(self, batch_size: int) -> Any:
+        """The captured input as ``(batch_size, width)`` float32; raises ``ValueError`` saying what went wrong."""
+        import torch
+
+        value, name, self.value, self.called = self.value, self.called, None, None
+        if value is None:
+            if self.layer is None:
+                raise ValueError("no nn.Linear was called in the model's forward pass; name the submodule whose "
+                                 "input to use")
+            raise ValueError(f"'{self.layer}' was not called in the model's forward pass")
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"'{name}' was called without a tensor input")
+        if value.ndim == 0 or value.shape[0] != batch_size:
+            raise ValueError(f"the input of '{name}' has shape {tuple(value.shape)}, which does not start with "
+                             f"the batch size {batch_size}; name another layer")
+        return value.reshape(batch_size, -1).float()
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def __enter__(self) -> FeatureCapture:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+class _Featurizer:
+    """The run's feature model: a fresh model in eval mode with the capture hook, and the projection."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+        self.model = ctx.make_model("embedding").eval()
+        self.capture = FeatureCapture(self.model, ctx.config.embedding.layer)
+        self.projection: Any = None
+        self.template = ctx.train.raw(0)  # the user's sample format, for extra inputs
+
+    def features(self, inputs: Any, batch_size: int) -> np.ndarray:
+        """Raw (flattened, projected) features ``(batch_size, d)`` of one batch of model inputs."""
+        import torch
+
+        with torch.no_grad():
+            self.capture.value = self.capture.called = None
+            try:
+                self.model(inputs)
+            except Exception as exc:
+                raise EmbeddingUnavailable(f"the model's forward pass failed: {type(exc).__name__}: {exc}") from exc
+            try:
+                flat = self.capture.take(batch_size)
+            except ValueError as exc:
+                raise EmbeddingUnavailable(f"embedding.layer: {exc}") from exc
+            if flat.shape[1] > MODEL_DIM:
+                if self.projection is None or self.projection.shape[0] != flat.shape[1]:
+                    self.projection = torch.from_numpy(_projection(flat.shape[1], MODEL_DIM)).to(flat.device)
+                flat = flat @ self.projection
+            return flat.cpu().numpy()
+
+    def split_features(self, split: Any) -> np.ndarray:
+        """Raw features of every sample of ``split`` ``(n, d)`` float32, batch by batch in the user's format.
+
+        Samples are batched by input shape (inputs of another shape would not collate with the rest)."""
+        ctx = self.ctx
+        shapes = split.data_pass().input_shapes
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(i)
+        size = ctx.config.batch_size
+        out: np.ndarray | None = None
+        for shape, indices in groups.items():
+            for lo in range(0, len(indices), size):
+                chunk = indices[lo:lo + size]
+                inputs, _ = split.unpack(ctx.batch(split, chunk))
+                feats = self.features(inputs, len(chunk))
+                if out is None:
+                    out = np.zeros((len(split), feats.shape[1]), dtype=np.float32)
+                elif feats.shape[1] != out.shape[1]:
+                    raise EmbeddingUnavailable(
+                        f"{split.name}: inputs of shape {shape} give {feats.shape[1]} features, others {out.shape[1]}")
+                out[chunk] = feats
+        assert out is not None
+        return out
+
+    def inputs_features(self, arr: np.ndarray) -> np.ndarray:
+        """Raw features of extra inputs ``(m, *shape)``, collated as the training samples are."""
+        from sanitycheck.data import to_device
+
+        ctx, split = self.ctx, self.ctx.train
+        parts = []
+        for lo in range(0, len(arr), ctx.config.batch_size):
+            items = [self._like_template(x) for x in arr[lo:lo + ctx.config.batch_size]]
+            inputs, _ = split.unpack(to_device(split.collate_fn(items), ctx.device))
+            parts.append(self.features(inputs, len(items)))
+        return np.concatenate(parts) if parts else np.zeros((0, space(ctx).dim), dtype=np.float32)
+
+    def _like_template(self, x: np.ndarray) -> Any:
+        """A dataset item like the training split's first one, with ``x`` as its input (same type and dtype)."""
+        import torch
+
+        split, item = self.ctx.train, self.template
+        original = item[split.input_key] if isinstance(item, dict) else item[0]
+        value: Any = np.asarray(x)
+        if isinstance(original, torch.Tensor):
+            integer = not (original.dtype.is_floating_point or original.dtype.is_complex)
+        else:
+            integer = isinstance(original, np.ndarray) and original.dtype.kind in "iub"
+        if integer:  # e.g. uint8 images: what the dataset would have returned
+            value = np.rint(value)
+        if isinstance(original, torch.Tensor):
+            value = torch.from_numpy(np.ascontiguousarray(value)).to(original.dtype)
+        elif isinstance(original, np.ndarray):
+            value = value.astype(original.dtype)
+        else:
+            value = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        if isinstance(item, dict):
+            return {**item, split.input_key: value}
+        return (value, *item[1:]) if isinstance(item, tuple) else [value, *item[1:]]
+
+
+def _featurizer(ctx: Any) -> _Featurizer:
+    return ctx.shared("embedding:model", lambda: _Featurizer(ctx))
+
+
+def _model_features(ctx: Any, split: Any) -> np.ndarray:
+    return _featurizer(ctx).split_features(split)
+
+
+def _model_train(ctx: Any) -> tuple[EmbeddingSpace, np.ndarray]:
+    """The model-feature space fitted on the training split, and the training embedding (one computation)."""
+
+    def compute() -> tuple[EmbeddingSpace, np.ndarray]:
+        features = _model_features(ctx, ctx.train)
+        sp = EmbeddingSpace.fit(features, "model")
+        return sp, sp.transform(features, inplace=True)
+
+    return ctx.shared("embedding:model-train", compute)

@@ -30,6 +30,8 @@ device: cpu                     # cpu | cuda | cuda:N | auto
 seed: 0                         # every probe is seeded from this
 fail_on: error                  # error | warning | never: what makes `sanitycheck run` exit 1
 profile: default                # fast | default | thorough: scales every probe's budget
+# embedding: {source: model}    # what leakage/outliers compare: pixels (default: the inputs) | model (the model's
+                                # penultimate features; layer: NAME takes the input of another submodule)
 
 checks:                         # optional per-check settings; every check accepts `enabled: false`
   overfit-batch: {steps: 200}
