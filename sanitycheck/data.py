@@ -235,10 +235,13 @@ def _read_pass(split: Split) -> DataPass:
     ``embedding.MAX_DIM`` float32 features are kept; the inputs themselves only when they fit in
     ``data.memory_mb``.
     """
+    from sanitycheck.progress import scan_progress
+
     start = time.perf_counter()
     acc = _Accumulator(split)
-    if not _tensor_fast_path(split, acc):
-        _sample_loop(split, acc)
+    with scan_progress(f"data pass: {split.name}", split.n) as tick:
+        if not _tensor_fast_path(split, acc, tick):
+            _sample_loop(split, acc, tick)
     return acc.finish(time.perf_counter() - start)
 
 
@@ -261,7 +264,7 @@ def _tensor_source(split: Split) -> tuple[Any, Any] | None:
     return x[: split.n], y[: split.n]
 
 
-def _tensor_fast_path(split: Split, acc: _Accumulator) -> bool:
+def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> bool:
     """Read a TensorDataset by slices instead of sample by sample (the same values, much faster)."""
     source = _tensor_source(split)
     if source is None:
@@ -281,10 +284,11 @@ def _tensor_fast_path(split: Split, acc: _Accumulator) -> bool:
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK)
         acc.add(np.arange(lo, hi), to_numpy(x[lo:hi]))
+        tick(hi - lo)
     return True
 
 
-def _sample_loop(split: Split, acc: _Accumulator) -> None:
+def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> None:
     """The general path: read every sample through the dataset's ``__getitem__``, in chunks."""
     n = split.n
     targets: list[np.ndarray] = []
@@ -324,6 +328,7 @@ def _sample_loop(split: Split, acc: _Accumulator) -> None:
         chunk_x.append(xa)
         if len(chunk_idx) >= CHUNK:
             flush()
+        tick(1)
     if chunk_idx:
         flush()
     if len(set(acc.target_shapes)) == 1:

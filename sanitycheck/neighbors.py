@@ -35,16 +35,20 @@ BLOCK = 2**21
 
 
 def knn(queries: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False, seed: int = 0,
-        device: Any = None, exact: bool | None = None, index: IVFIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+        device: Any = None, exact: bool | None = None, index: IVFIndex | None = None,
+        label: str = "k-NN search") -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``base`` for every row of ``queries``: ``(distances (m, k), indices (m, k))``.
 
     Distances are Euclidean, ascending. ``exclude_self``: queries are the rows of base themselves (same
     order), and row ``i`` is not its own neighbour. When base has fewer than ``k`` rows the missing
     columns are ``inf`` / ``-1``. ``exact`` forces (True) or forbids (False) brute force; by default brute
     force is used up to :data:`BRUTE_PAIRS` pairs. ``index``: a prebuilt :class:`IVFIndex` of this very
-    ``base`` (searching several query sets against one base then clusters it once).
+    ``base`` (searching several query sets against one base then clusters it once). ``label``: how the
+    search is named in the progress display (:func:`sanitycheck.progress.scan_progress`; counts queries).
     """
     import torch
+
+    from sanitycheck.progress import scan_progress
 
     q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
     b = index.b if index is not None else torch.as_tensor(np.ascontiguousarray(base, dtype=np.float32), device=device)
@@ -57,10 +61,12 @@ def knn(queries: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = F
     brute = exact if exact is not None else m * n <= BRUTE_PAIRS
     with torch.no_grad():
         if brute:
-            _brute(q, b, k, exclude_self, dist, idx)
+            with scan_progress(label, m) as tick:
+                _brute(q, b, k, exclude_self, dist, idx, tick)
         else:
-            with single_thread(q.device):
-                _ivf(q, index if index is not None else IVFIndex(b, seed), k, exclude_self, dist, idx)
+            index = index if index is not None else IVFIndex(b, seed, label=label)
+            with single_thread(q.device), scan_progress(label, m) as tick:
+                _ivf(q, index, k, exclude_self, dist, idx, tick)
     return dist.sqrt().cpu().numpy(), idx.cpu().numpy()
 
 
@@ -86,7 +92,7 @@ def _sqdist(q: Any, b: Any, qn: Any, bn: Any) -> Any:
     return (qn[:, None] + bn[None, :] - 2.0 * (q @ b.T)).clamp_min_(0.0)
 
 
-def _brute(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any) -> None:
+def _brute(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any, tick: Any) -> None:
     import torch
 
     qn, bn = (q * q).sum(1), (b * b).sum(1)
@@ -100,6 +106,7 @@ def _brute(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any) -> N
             d[r - lo, r] = math.inf
         v, i = d.topk(kk, dim=1, largest=False)
         dist[lo:hi, :kk], idx[lo:hi, :kk] = v, i
+        tick(hi - lo)
 
 
 def kmeans(x: Any, cells: int, seed: int, iterations: int = 8) -> Any:
@@ -120,8 +127,9 @@ def kmeans(x: Any, cells: int, seed: int, iterations: int = 8) -> Any:
     return centroids
 
 
-def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1) -> Any:
-    """Index of the nearest centroid of each row (or the ``probes`` nearest, shape (n, probes))."""
+def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1, tick: Any = None) -> Any:
+    """Index of the nearest centroid of each row (or the ``probes`` nearest, shape (n, probes)); ``tick(rows)``
+    after each block of rows when given."""
     import torch
 
     xn = (x * x).sum(1) if xn is None else xn
@@ -131,14 +139,18 @@ def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1) -> 
     for lo in range(0, x.shape[0], rows):
         d = _sqdist(x[lo:lo + rows], centroids, xn[lo:lo + rows], cn)
         out.append(d.argmin(1) if probes == 1 else d.topk(probes, dim=1, largest=False).indices)
+        if tick is not None:
+            tick(out[-1].shape[0])
     return torch.cat(out)
 
 
 class IVFIndex:
     """An inverted-file index of a base: k-means cells (about 2 sqrt(n)) and each cell's member rows."""
 
-    def __init__(self, base: Any, seed: int = 0):
+    def __init__(self, base: Any, seed: int = 0, label: str = "k-NN search"):
         import torch
+
+        from sanitycheck.progress import scan_progress
 
         b = self.b = torch.as_tensor(base) if not isinstance(base, torch.Tensor) else base
         n = b.shape[0]
@@ -146,7 +158,8 @@ class IVFIndex:
         with torch.no_grad(), single_thread(b.device):
             self.centroids = kmeans(b, self.cells, seed)
             self.bn = (b * b).sum(1)
-            self.member_cell = _nearest(b, self.centroids, self.bn)
+            with scan_progress(f"{label}: index", n) as tick:
+                self.member_cell = _nearest(b, self.centroids, self.bn, tick=tick)
             self.members_order = torch.argsort(self.member_cell)
             sorted_cells = self.member_cell[self.members_order]
             self.member_bounds = torch.searchsorted(sorted_cells, torch.arange(self.cells + 1, device=b.device)).tolist()
@@ -155,7 +168,7 @@ class IVFIndex:
                 self.member_bounds, sorted_cells)
 
 
-def _ivf(q: Any, index: IVFIndex, k: int, exclude_self: bool, dist: Any, idx: Any) -> None:
+def _ivf(q: Any, index: IVFIndex, k: int, exclude_self: bool, dist: Any, idx: Any, tick: Any) -> None:
     m = q.shape[0]
     probes = min(NPROBE, index.cells)
     qn = (q * q).sum(1)
@@ -165,13 +178,14 @@ def _ivf(q: Any, index: IVFIndex, k: int, exclude_self: bool, dist: Any, idx: An
         stop = min(m, start + QUERY_BLOCK)
         _ivf_block(q[start:stop], qn[start:stop], probe_cell[start:stop], index.b, index.bn, k, probes, index.cells,
                    index.members_order, index.member_bounds, index.member_cell, index.rank_in_cell, exclude_self,
-                   start, dist[start:stop], idx[start:stop])
+                   start, dist[start:stop], idx[start:stop], tick)
 
 
 def _ivf_block(q: Any, qn: Any, probe_cell: Any, b: Any, bn: Any, k: int, probes: int, cells: int,
                members_order: Any, member_bounds: list[int], member_cell: Any, rank_in_cell: Any,
-               exclude_self: bool, offset: int, dist: Any, idx: Any) -> None:
-    """Search one block of queries (rows ``offset`` ... of the full query set) through the index."""
+               exclude_self: bool, offset: int, dist: Any, idx: Any, tick: Any) -> None:
+    """Search one block of queries (rows ``offset`` ... of the full query set) through the index; ``tick`` counts
+    queries (the (query, cell) pairs searched so far, divided by ``probes``)."""
     import torch
 
     m = q.shape[0]
@@ -180,6 +194,7 @@ def _ivf_block(q: Any, qn: Any, probe_cell: Any, b: Any, bn: Any, k: int, probes
     pair_bounds = torch.searchsorted(flat_cell[pair_order], torch.arange(cells + 1, device=q.device)).tolist()
     cand_d = torch.full((m * probes, k), math.inf, device=q.device)
     cand_i = torch.full((m * probes, k), -1, dtype=torch.long, device=q.device)
+    pairs_done = ticked = 0
     for c in range(cells):
         lo_m, hi_m, lo_p, hi_p = member_bounds[c], member_bounds[c + 1], pair_bounds[c], pair_bounds[c + 1]
         if hi_m == lo_m or hi_p == lo_p:
@@ -198,6 +213,10 @@ def _ivf_block(q: Any, qn: Any, probe_cell: Any, b: Any, bn: Any, k: int, probes
             v, i = d.topk(kk, dim=1, largest=False)
             cand_d[p, :kk] = v
             cand_i[p, :kk] = members[i]
+        pairs_done += hi_p - lo_p
+        tick(pairs_done // probes - ticked)
+        ticked = pairs_done // probes
+    tick(m - ticked)
     v, i = cand_d.reshape(m, -1).topk(k, dim=1, largest=False)
     dist.copy_(v)
     idx.copy_(torch.where(torch.isfinite(v), cand_i.reshape(m, -1).gather(1, i), torch.full_like(i, -1)))
@@ -265,10 +284,11 @@ def split_neighbors(ctx: Any, split: Any) -> SplitNeighbors:
         unique, inverse = unique_inputs(hashes(ctx, split))
         base = np.ascontiguousarray(emb[unique])
         index = None
+        label = f"neighbours in {split.name}"
         if len(unique) ** 2 > BRUTE_PAIRS / 4:  # large enough that other query sets will use an index too
-            index = IVFIndex(torch.as_tensor(base, device=knn_device(ctx)), ctx.derived_seed("neighbors"))
+            index = IVFIndex(torch.as_tensor(base, device=knn_device(ctx)), ctx.derived_seed("neighbors"), label=label)
         dist, idx = knn(base, base, K_SHARED, exclude_self=True, index=index, device=knn_device(ctx),
-                        seed=ctx.derived_seed("neighbors"))
+                        seed=ctx.derived_seed("neighbors"), label=label)
         return SplitNeighbors(unique, inverse, dist, idx, time.perf_counter() - start, base, index)
 
     return ctx.shared(f"neighbors:{split.name}", compute)

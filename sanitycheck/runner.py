@@ -18,7 +18,8 @@ from sanitycheck.host import ENGINE_CODES, PluginHost, load_host
 from sanitycheck.models import CheckResult, Finding, Report, SplitSummary
 
 #: Called with (check name, event) for progress display. Events: "queued" (once per selected check, before the
-#: pipeline is opened), "start", then the finished CheckResult.
+#: pipeline is opened), "start", then the finished CheckResult; and, named by their description, the
+#: :class:`~sanitycheck.progress.ScanEvent` of every long scan (data pass, k-NN search) during the run.
 Progress = Callable[[str, Any], None]
 
 
@@ -50,20 +51,22 @@ def run(
         for name in selected:
             progress(name, "queued")
     from sanitycheck.context import PipelineContext  # torch is imported only when a run starts
+    from sanitycheck.progress import listening
 
-    ctx = PipelineContext.open(cfg)
-    for name in selected:
-        check = host.checks[name]
-        if not settings[name].enabled:
-            results.append(CheckResult(name=name, status="skipped", duration_s=0.0, reason="enabled: false in config"))
-            continue
-        if progress:
-            progress(name, "start")
-        result, found = _run_one(host, check, ctx, settings[name])
-        results.append(result)
-        findings.extend(found)
-        if progress:
-            progress(name, result)
+    with listening(progress):  # long scans report to the same callback
+        ctx = PipelineContext.open(cfg)
+        for name in selected:
+            check = host.checks[name]
+            if not settings[name].enabled:
+                results.append(CheckResult(name=name, status="skipped", duration_s=0.0, reason="enabled: false in config"))
+                continue
+            if progress:
+                progress(name, "start")
+            result, found = _run_one(host, check, ctx, settings[name])
+            results.append(result)
+            findings.extend(found)
+            if progress:
+                progress(name, result)
     report = Report.assemble(cfg.source, findings, results, time.perf_counter() - started)
     report.splits = split_summaries(ctx)
     host.hook.sanitycheck_report(report=report)
