@@ -27,19 +27,23 @@ class Settings(CheckSettings):
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
-    shift: int = Field(2, ge=0, le=4, description="Images: also match copies shifted or cropped by up to this many pixels (0: off).")
+    align: bool = Field(True, description="Images: a second look that undoes shifts of up to 2 pixels and crops of up to 12.5% of a side resized back.")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
 
 
 RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance between embeddings, r_k(x) the "
         "distance from x to its k-th ({k}) nearest distinct training sample; near duplicate when score <= {cutoff:.3g} "
-        "= min({ratio}, the {alpha} quantile of the scores of training samples with their own nearest neighbour)")
+        "= min({ratio}, the score that a fraction {alpha:.3g} of clean samples falls under: the power law "
+        "P(score <= s) = C s^m fitted to the 5%-20% quantiles of the scores of training samples with their own nearest "
+        "neighbour, extended down to {alpha:.3g})")
 
 
-SHIFT_RULE = ("images: a validation sample not matched so far is compared, shifted by every (dy, dx) in [-2, 2]^2 "
-              "pixels, with its {c} nearest distinct training samples; with d* the smallest distance over the shifts, "
-              "near duplicate when d*(v, best) / (the {k}-th smallest d*) <= {cutoff:.3g} = min(0.5, the {alpha:.3g} "
-              "quantile of the same score for {n} random training samples)")
+ALIGN_RULE = ("images: a validation sample not matched so far is compared with its {c} nearest distinct training samples "
+              "through windows that undo shifts ((dy, dx) in [-2, 2]^2 pixels, edges replicated) and crops (zoom-ins of "
+              "87.5%-100% of each side, at the best zoom also moved by half a pixel), on the sample's side and, for "
+              "2 x {z} of the candidates, on the candidate's side; with d* the smallest distance over the windows, near "
+              "duplicate when d*(v, best) / (the {k}-th smallest d*) <= {cutoff:.3g} = min(0.5, the same power-law tail "
+              "at {alpha:.3g}, fitted to the same score for {n} random training samples)")
 
 
 CODES = (
@@ -52,17 +56,22 @@ CODES = (
         "nearest distinct training sample, a validation sample v and its nearest training sample t score "
         "d(v, t) / min(r_k(v), r_k(t)). Plain backgrounds and centred digits, close to many others, have a small r_k "
         "and score high; a re-encoded, shifted, brightened or resized copy of an image scores near 0. Decision rule: "
-        "a near duplicate scores at most the cutoff, the alpha quantile of the same score computed for every "
-        "training sample with its own nearest training neighbour (so about a fraction alpha of clean validation samples "
-        "pass it by chance); alpha is 0.1%, or 10 / n_train on splits too small to estimate that quantile, and the "
-        "cutoff is capped at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
+        "a near duplicate scores at most the cutoff, the score that a fraction alpha = 0.1% of clean samples falls "
+        "under (so about alpha of clean validation samples pass it by chance). It is estimated from the same score "
+        "computed for every training sample with its own nearest training neighbour: these ratios have a power-law "
+        "lower tail, P(score <= s) = C s^m, which is fitted between the 5% and 20% quantiles and extended down to "
+        "alpha, so that the training split's own near copies (real datasets have some) cannot drag the cutoff down; "
+        "on splits under 200 samples it is the empirical quantile at max(alpha, 10 / n_train). The cutoff is capped "
+        "at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
-        "exact copies plus the near matches beyond that chance count. Images also get a shift-tolerant second look "
-        "(a copy shifted or cropped by a pixel or two moves an 8x8 thumbnail as much as another picture would): "
-        "each remaining validation sample, shifted by every (dy, dx) in [-2, 2]^2, is compared with its 48 nearest "
-        "training samples, and scored the same way (best distance over the k-th best) against a cutoff calibrated "
-        "on 4000 random training samples; alpha then adds up over both looks. Every pair, with its distance and score, "
+        "exact copies plus the near matches beyond that chance count. Images also get an aligned second look "
+        "(a copy shifted by two pixels, or cropped by a pixel or two and resized back, moves an 8x8 thumbnail as much "
+        "as another picture would): each remaining validation sample is compared with its 48 nearest training samples "
+        "through windows that undo those (every shift in [-2, 2]^2 pixels; zoom-ins to 87.5%-100% of each side, on "
+        "the sample's side and on the candidate's side for 6 of them), scored the same way (best aligned distance over "
+        "the 9th best) against a cutoff fitted the same way on 2000 random training samples; alpha then adds up over "
+        "both looks. Every pair, with its distance and score, "
         "and the cutoff are in the evidence.",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
@@ -267,7 +276,7 @@ def _same_split(train: Any, val: Any) -> str | None:
 
 
 def _calibrate(ctx: Any, settings: Settings) -> dict:
-    """The near-duplicate cutoff for this data: the alpha quantile of the training samples' own pair scores.
+    """The near-duplicate cutoff for this data: the power-law tail of the training samples' own pair scores at alpha.
 
     Each distinct training sample is scored with its nearest training neighbour exactly as a validation sample
     is scored with its nearest training sample, so on clean data about a fraction alpha of validation samples
@@ -285,30 +294,61 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
     partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
     scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
-    # a quantile needs points below it: on a small split use the fraction that leaves MIN_TAIL of them
-    alpha = min(0.5, max(settings.alpha, MIN_TAIL / max(len(scores), 1)))
-    quantile = float(np.quantile(scores, alpha)) if len(scores) else settings.ratio
-    calib = {"cutoff": min(settings.ratio, quantile), "quantile": quantile, "alpha": alpha,
-             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "shift_cutoff": None}
-    if settings.shift and ctx.train.data_pass().features_kind == "image" and len(nb.unique) > 2 * SHIFT_CANDIDATES:
-        # the same calibration for the shift-tolerant score, on a seeded subset of training samples
-        sub = np.sort(ctx.rng("leakage-shift").choice(len(nb.unique), min(SHIFT_CALIBRATION, len(nb.unique)), replace=False))
-        _, _, shift_scores = _shift_scores(ctx, ctx.train, nb.unique[sub], calib, settings, self_ids=sub)
-        shift_alpha = min(0.5, max(settings.alpha, MIN_TAIL / len(sub)))
-        shift_quantile = float(np.quantile(shift_scores, shift_alpha))
-        calib.update({"shift_cutoff": min(settings.ratio, shift_quantile), "shift_alpha": shift_alpha,
-                      "shift_quantile": shift_quantile, "alpha": alpha + shift_alpha})
+    cutoff, exponent, alpha = _tail_cutoff(scores, settings.alpha)
+    calib = {"cutoff": min(settings.ratio, cutoff), "quantile": cutoff, "exponent": exponent, "alpha": alpha,
+             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "align_cutoff": None}
+    if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
+        # the same calibration for the aligned score, on a seeded subset of training samples
+        sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
+        _, _, align_scores = _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings, self_ids=sub)
+        a_cut, a_exp, a_alpha = _tail_cutoff(align_scores, settings.alpha)
+        calib.update({"align_cutoff": min(settings.ratio, a_cut), "align_quantile": a_cut, "align_exponent": a_exp,
+                      "align_alpha": a_alpha, "alpha": alpha + a_alpha})
     return calib
 
 
+#: The cutoff extends the power law fitted to the training scores between these quantiles down to alpha.
+TAIL_FIT = (0.05, 0.20)
+#: Below this many scores the tail is not fitted: the cutoff is the empirical quantile at alpha, raised so that
+#: MIN_TAIL scores lie below it.
+MIN_FIT = 200
+
+
+def _tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None, float]:
+    """The score under which a fraction ``alpha`` of clean samples falls: ``(cutoff, exponent, alpha used)``.
+
+    Nearest-neighbour distance ratios have a power-law lower tail, P(score <= s) ~ C s^m, m the data's local
+    intrinsic dimension. m and C are fitted on the TAIL_FIT quantiles of the training scores and the law is
+    extended down to alpha. The plain alpha quantile would do on a clean split, but real training splits hold
+    near copies of their own (a few percent of CIFAR-10's), and their scores fill the bottom of the distribution:
+    that quantile would be how close those copies are, and every copy less exact than them would be missed.
+    """
+    finite = np.sort(scores[np.isfinite(scores)])
+    if len(finite) >= MIN_FIT:
+        lo, hi = np.quantile(finite, TAIL_FIT)
+        if lo > 0 and hi > lo:
+            exponent = float(np.log(TAIL_FIT[1] / TAIL_FIT[0]) / np.log(hi / lo))
+            return float(lo * (alpha / TAIL_FIT[0]) ** (1 / exponent)), exponent, alpha
+    alpha = min(0.5, max(alpha, MIN_TAIL / max(len(finite), 1)))
+    return (float(np.quantile(finite, alpha)) if len(finite) else 0.0), None, alpha
+
+
+def _alignable(ctx: Any) -> bool:
+    """The aligned look needs image inputs compared as pixel thumbnails (not the model's features)."""
+    from sanitycheck.embedding import source
+
+    return source(ctx) == "pixels" and ctx.train.data_pass().features_kind == "image"
+
+
 def _rule(calib: dict) -> dict:
-    out = {"k": calib["k"], "alpha": calib["alpha"], "train_score_quantile": _r(calib["quantile"]),
-           "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"],
-                               alpha=calib["alpha"] - calib.get("shift_alpha", 0.0))}
-    if calib.get("shift_cutoff") is not None:
-        out.update({"shift_threshold": _r(calib["shift_cutoff"]), "shift_alpha": calib["shift_alpha"],
-                    "shift_rule": SHIFT_RULE.format(cutoff=calib["shift_cutoff"], alpha=calib["shift_alpha"],
-                                                    n=SHIFT_CALIBRATION, c=SHIFT_CANDIDATES, k=calib["k"])})
+    plain_alpha = calib["alpha"] - calib.get("align_alpha", 0.0)
+    out = {"k": calib["k"], "alpha": calib["alpha"], "tail_exponent": _r(calib["exponent"] or 0),
+           "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"], alpha=plain_alpha)}
+    if calib.get("align_cutoff") is not None:
+        out.update({"align_threshold": _r(calib["align_cutoff"]), "align_alpha": calib["align_alpha"],
+                    "align_rule": ALIGN_RULE.format(cutoff=calib["align_cutoff"], alpha=calib["align_alpha"],
+                                                    n=ALIGN_CALIBRATION, c=ALIGN_CANDIDATES, k=calib["k"],
+                                                    z=ZOOM_CANDIDATES)})
     return out
 
 
@@ -338,19 +378,24 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
         hit = np.flatnonzero(score <= calib["cutoff"])
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
                    "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
-        if calib.get("shift_cutoff") is not None:
+        if calib.get("align_cutoff") is not None:
             left = np.setdiff1d(np.arange(len(rest)), hit)
-            d_s, u_s, score_s = _shift_scores(ctx, ctx.val, rest[left], calib, settings)
-            more = np.flatnonzero(score_s <= calib["shift_cutoff"])
-            pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": "near (shifted)",
+            d_s, u_s, score_s = _aligned_scores(ctx, ctx.val, rest[left], calib, settings)
+            more = np.flatnonzero(score_s <= calib["align_cutoff"])
+            pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": "near (aligned)",
                        "distance": _r(d_s[j]), "score": _r(score_s[j])} for j in more[np.argsort(score_s[more], kind="stable")]]
     return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
 
 
-#: Shift matching compares a sample with this many candidate training neighbours (found without shifts).
-SHIFT_CANDIDATES = 48
-#: Training samples scored with shifts to calibrate the shift cutoff.
-SHIFT_CALIBRATION = 4000
+#: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
+ALIGN_CANDIDATES = 48
+#: ... and looks for a crop of these candidates: the best ones after shifting and zooming the sample, and as many
+#: nearest by a 4x4 thumbnail (coarse enough that a 1-2 pixel crop barely moves it).
+ZOOM_CANDIDATES = 3
+#: Random training samples scored by the aligned look to calibrate its cutoff (the tail fit needs a few hundred).
+ALIGN_CALIBRATION = 2000
+#: Samples handled at once by the aligned look (bounds its buffers: about 40 MB).
+ALIGN_BLOCK = 256
 
 
 def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
@@ -363,13 +408,16 @@ def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
     return np.stack([to_numpy(split.sample(int(i))[0]).astype(np.float32) for i in indices])
 
 
-def _shift_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
-                  self_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each sample: (shift-min distance to its best training partner, the partner's distinct id, score).
+def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
+                    self_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each sample: (aligned distance to its best training partner, the partner's distinct id, score).
 
-    Candidates are the sample's SHIFT_CANDIDATES nearest distinct training samples without shifts; each is
-    compared with every shifted version of the sample, keeping the smallest distance; the score divides the
-    best by the k-th best, the sample's neighbourhood scale under the same metric.
+    Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
+    compared with the sample seen through every window of ``alignment.query_windows()`` (shifts and zoom-ins),
+    keeping the smallest distance; the sample's scale is the k-th smallest of these. Then ZOOM_CANDIDATES + ZOOM_CANDIDATES
+    of them are searched for a crop: their own zoom-in windows against the sample (a copy cropped from them), at
+    the best zoom moved by sub-pixel offsets, and the same on the sample's side. ``self_ids``: the samples are
+    these distinct training inputs, each left out of its own candidates (calibration).
     """
     import torch
 
@@ -377,38 +425,76 @@ def _shift_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settin
     from sanitycheck.neighbors import knn, knn_device, single_thread
 
     nb = calib["neighbors"]
-    base = nb.base
     extra = 1 if self_ids is not None else 0
-    kc = min(SHIFT_CANDIDATES + extra, len(nb.unique))
-    _, cand = knn(embedding(ctx, split)[indices], base, kc, seed=ctx.derived_seed("leakage-shift"), device=knn_device(ctx),
-                  index=nb.index)
+    kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
+    _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
+                  device=knn_device(ctx), index=nb.index)
     best = np.full(len(indices), np.inf, dtype=np.float32)
     partner = np.zeros(len(indices), dtype=np.int64)
     scale = np.full(len(indices), np.inf, dtype=np.float32)
-    base_t = torch.from_numpy(base)
-    with single_thread(torch.device("cpu")):  # many mid-sized ops: a thread pool only adds wake-ups
-        _shift_loop(ctx, split, indices, cand, base_t, settings, self_ids, best, partner, scale)
+    base = torch.from_numpy(nb.base)
+    coarse = _coarse(base)
+    with torch.no_grad(), single_thread(torch.device("cpu")):  # mid-sized products: a thread pool only adds wake-ups
+        for lo in range(0, len(indices), ALIGN_BLOCK):
+            hi = min(len(indices), lo + ALIGN_BLOCK)
+            own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
+            b, p, s = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
+                                     nb.unique, settings.k)
+            best[lo:hi], partner[lo:hi], scale[lo:hi] = b, p, s
     return best, partner, _score(best, scale)
 
 
-def _shift_loop(ctx: Any, split: Any, indices: np.ndarray, cand: np.ndarray, base_t: Any, settings: Settings,
-                self_ids: np.ndarray | None, best: np.ndarray, partner: np.ndarray, scale: np.ndarray) -> None:
+def _coarse(thumbs: Any) -> Any:
+    """4x4 unit thumbnails from 8x8 ones (2x2 cells averaged, centred, unit length)."""
+    import torch.nn.functional as F
+
+    from sanitycheck.embedding import GRID
+
+    n, d = thumbs.shape
+    x = F.avg_pool2d(thumbs.reshape(n, d // (GRID * GRID), GRID, GRID), 2).reshape(n, -1)
+    x = x - x.mean(1, keepdim=True)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
+                   unique: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import torch
 
-    from sanitycheck.embedding import shifted_embeddings
+    from sanitycheck.alignment import (as_chw, best_offset_distance, query_windows, window_thumbnails, zoom_indices,
+                                       zoom_windows)
 
-    for lo in range(0, len(indices), 256):
-        hi = min(len(indices), lo + 256)
-        shifted = torch.from_numpy(shifted_embeddings(ctx, _inputs(split, indices[lo:hi]), settings.shift))
-        c = torch.from_numpy(np.maximum(cand[lo:hi], 0))
-        d = torch.cdist(shifted, base_t[c]).amin(1)  # (chunk, candidates): the best shift for each candidate
-        d[torch.from_numpy(cand[lo:hi] < 0)] = np.inf
-        if self_ids is not None:
-            d[c == torch.from_numpy(self_ids[lo:hi])[:, None]] = np.inf
-        v, order = d.sort(1)
-        best[lo:hi] = v[:, 0].numpy()
-        partner[lo:hi] = c.gather(1, order[:, :1])[:, 0].numpy()
-        scale[lo:hi] = _kth(v.numpy(), settings.k)
+    windows, zooms, zoom_of = query_windows(), zoom_windows(), zoom_indices()
+    n_shift = len(windows) - len(zooms)  # query_windows(): the shifts first, then the zoom-ins
+    q = as_chw(_inputs(split, indices))
+    m = q.shape[0]
+    valid = cand >= 0
+    c = cand.clamp_min(0)
+    seen = window_thumbnails(q, windows)  # (m, windows, d)
+    d = torch.cdist(seen, base[c])  # (m, windows, candidates)
+    bad = ~valid if own is None else ~valid | (c == own[:, None])
+    d[bad[:, None, :].expand_as(d)] = float("inf")
+    aligned = d.amin(1)  # (m, candidates)
+    plain = seen[:, n_shift // 2]  # the identity window (no shift) is the middle shift
+    coarse_q = _coarse(plain)
+    d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
+    d4[bad] = float("inf")
+    z = min(ZOOM_CANDIDATES, c.shape[1])
+    pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices], 1)
+    top = c.gather(1, pick)  # (m, 2z)
+    flat = top.reshape(-1)
+    targets = plain.repeat_interleave(pick.shape[1], 0)
+    # a copy cropped from the candidate: the candidate's zoom-ins against the sample
+    cand_images = as_chw(_inputs(ctx.train, unique[flat.numpy()]))
+    cz = (window_thumbnails(cand_images, zooms) - targets[:, None]).norm(dim=2).argmin(1)
+    dc = best_offset_distance(cand_images, zoom_of[cz, 0], zoom_of[cz, 1], targets)
+    # the candidate cropped from the sample: the sample's best zoom-in against the candidate, with offsets
+    qz = d[:, n_shift:, :].gather(2, pick[:, None, :].expand(-1, len(zooms), -1)).argmin(1).reshape(-1)
+    dq = best_offset_distance(q.repeat_interleave(pick.shape[1], 0), zoom_of[qz, 0], zoom_of[qz, 1], base[flat])
+    refined = torch.minimum(dc, dq).reshape(m, -1)
+    refined[bad.gather(1, pick)] = float("inf")
+    aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
+    v, order = aligned.sort(1)
+    return v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), _kth(v.numpy(), k)
 
 
 def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:

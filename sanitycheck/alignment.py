@@ -1,0 +1,152 @@
+"""Thumbnails of shifted and zoomed windows of images: comparing an image with copies that were moved or cropped.
+
+A copy shifted by two pixels, or cropped by a pixel or two and resized back, moves an 8x8 thumbnail as much as
+another picture would. Comparing the thumbnail of one image with thumbnails of *windows* of the other undoes
+that: a shifted window (edges replicated) undoes a shift, a smaller window (a zoom-in) undoes a crop that was
+resized back. Windows are cheap because area-averaging a window onto a grid is separable: with ``R`` (8 x H)
+and ``C`` (8 x W) the row and column pooling weights of a window, its thumbnail is ``R @ image @ C.T`` per
+channel, so every window of a family is two small matrix products.
+
+Each window's thumbnail is centred and scaled to unit length, exactly like the shared embedding's image
+thumbnails (:mod:`sanitycheck.embedding`), so distances are comparable with it and the identity window gives
+the embedding itself.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from sanitycheck.embedding import GRID, layout
+
+#: Shifts (pixels, each axis) of the query-side windows.
+SHIFTS = (-2, -1, 0, 1, 2)
+#: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 12.5% of a side,
+#: resized back, is undone by one of them (the two axes independently).
+ZOOMS = (0.875, 0.906, 0.9375, 0.969, 1.0)
+
+
+def as_chw(inputs: np.ndarray) -> Any:
+    """A float32 ``(m, c, h, w)`` tensor of images (first 3 channels; NaN/Inf as 0) from ``(m, *shape)``."""
+    import torch
+
+    x = np.nan_to_num(np.asarray(inputs, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    kind = layout(tuple(x.shape[1:]))
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if kind == "hw":
+        t = t.unsqueeze(1)
+    elif kind == "hwc":
+        t = t.permute(0, 3, 1, 2)
+    elif kind != "chw":
+        raise ValueError(f"inputs of shape {tuple(x.shape[1:])} are not images")
+    return t[:, :3].contiguous()
+
+
+@lru_cache(maxsize=32)
+def pooling_weights(size: int, zoom: float, offset: float) -> np.ndarray:
+    """``(GRID, size)`` weights that area-average a 1-D window onto GRID cells.
+
+    The window has length ``zoom * size``, is centred, then moved by ``offset`` pixels; pixels it covers
+    outside the image take the nearest edge pixel's value (replicated edges).
+    """
+    length = zoom * size
+    start = (size - length) / 2 + offset
+    edges = start + length * np.arange(GRID + 1) / GRID
+    w = np.zeros((GRID, size))
+    for j in range(GRID):
+        a, b = edges[j], edges[j + 1]
+        for p in range(int(np.floor(a)), int(np.ceil(b))):
+            overlap = min(b, p + 1) - max(a, p)
+            if overlap > 0:
+                w[j, min(max(p, 0), size - 1)] += overlap / (b - a)
+    return w
+
+
+def window_thumbnails(images: Any, windows: list[tuple[float, float, float, float]]) -> Any:
+    """Unit thumbnails of windows of every image: ``(m, len(windows), c * GRID * GRID)``.
+
+    ``images`` is ``(m, c, h, w)``; each window is ``(zoom_y, zoom_x, offset_y, offset_x)``. Row and column
+    weights are computed once per distinct (zoom, offset) of each axis; one product pools every row window
+    against every column window, and the windows asked for are picked from it.
+    """
+    import torch
+
+    m, c, h, w = images.shape
+    rows = sorted({(zy, dy) for zy, _, dy, _ in windows})
+    cols = sorted({(zx, dx) for _, zx, _, dx in windows})
+    r = _weights(h, rows)
+    cw = _weights(w, cols)
+    pooled = (r @ images @ cw.T).reshape(m, c, len(rows), GRID, len(cols), GRID)
+    ri = torch.tensor([rows.index((zy, dy)) for zy, _, dy, _ in windows])
+    ci = torch.tensor([cols.index((zx, dx)) for _, zx, _, dx in windows])
+    out = pooled[:, :, ri, :, ci, :]  # advanced indices first: (len(windows), m, c, GRID, GRID)
+    return _unit(out.permute(1, 0, 2, 3, 4).reshape(m, len(windows), -1))
+
+
+def _weights(size: int, windows: list[tuple[float, float]]) -> Any:
+    """Stacked ``(len(windows) * GRID, size)`` pooling weights of 1-D windows ``(zoom, offset)``."""
+    import torch
+
+    return torch.from_numpy(np.concatenate([pooling_weights(size, z, d) for z, d in windows]).astype(np.float32))
+
+
+def _unit(x: Any) -> Any:
+    """Centre and scale the last dimension to unit length, in place (a constant thumbnail stays ~0)."""
+    x -= x.mean(-1, keepdim=True)
+    return x.div_(x.norm(dim=-1, keepdim=True).clamp_min_(1e-6))
+
+
+def query_windows() -> list[tuple[float, float, float, float]]:
+    """The windows a query is seen through: every shift in SHIFTS^2 and every centred zoom-in in ZOOMS^2."""
+    shifted = [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
+    zoomed = [(zy, zx, 0.0, 0.0) for zy in ZOOMS for zx in ZOOMS if (zy, zx) != (1.0, 1.0)]
+    return shifted + zoomed
+
+
+def zoom_windows() -> list[tuple[float, float, float, float]]:
+    """The centred zoom-ins of ZOOMS^2 (identity excluded): a candidate's windows, for copies cropped from it."""
+    return [(zy, zx, 0.0, 0.0) for zy in ZOOMS for zx in ZOOMS if (zy, zx) != (1.0, 1.0)]
+
+
+def zoom_indices() -> Any:
+    """``(len(zoom_windows()), 2)``: the (y, x) index into ZOOMS of each zoom window."""
+    import torch
+
+    return torch.tensor([(ZOOMS.index(zy), ZOOMS.index(zx)) for zy, zx, _, _ in zoom_windows()])
+
+
+
+
+#: Sub-pixel offsets (each axis) tried around the best zoom of a pair: a crop that took one pixel more from one
+#: side than from the other moves the window's centre by half a pixel.
+OFFSETS = (-0.5, 0.0, 0.5)
+
+
+def best_offset_distance(images: Any, zoom_y: Any, zoom_x: Any, targets: Any) -> Any:
+    """For image ``i``, the smallest distance between ``targets[i]`` and the thumbnail of its window of zoom
+    ``(ZOOMS[zoom_y[i]], ZOOMS[zoom_x[i]])`` moved by every offset in OFFSETS^2: ``(n,)``.
+
+    Each image gathers its own row and column weights (every offset of its zoom), so all of them are pooled in
+    two batched products.
+    """
+    n, c, h, w = images.shape
+    rows = _offset_weights(h)[zoom_y]  # (n, offsets * GRID, h)
+    cols = _offset_weights(w)[zoom_x]
+    k = len(OFFSETS)
+    pooled = (rows[:, None] @ images @ cols[:, None].transpose(2, 3)).reshape(n, c, k, GRID, k, GRID)
+    thumbs = _unit(pooled.permute(0, 2, 4, 1, 3, 5).reshape(n, k * k, -1))
+    return (thumbs - targets[:, None]).norm(dim=2).amin(1)
+
+
+@lru_cache(maxsize=8)
+def _offset_weights(size: int) -> Any:
+    """``(len(ZOOMS), len(OFFSETS) * GRID, size)``: the pooling weights of every zoom at every offset."""
+    import torch
+
+    return torch.stack([_weights(size, [(z, d) for d in OFFSETS]) for z in ZOOMS])
+
+
+__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "query_windows", "zoom_windows", "best_offset_distance",
+           "zoom_indices", "SHIFTS", "ZOOMS", "OFFSETS"]
