@@ -371,16 +371,18 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     if calib is not None and len(rest):
         nb = calib["neighbors"]
         val_emb = embedding(ctx, ctx.val)
-        dist, idx = knn(val_emb[rest], nb.base, settings.k, seed=ctx.derived_seed("leakage"), device=knn_device(ctx),
-                        index=nb.index)
+        aligned = calib.get("align_cutoff") is not None
+        # one search serves both looks: the aligned look's candidates are the nearest ALIGN_CANDIDATES
+        dist, idx = knn(val_emb[rest], nb.base, max(settings.k, ALIGN_CANDIDATES if aligned else 0),
+                        seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index)
         d1, u1 = dist[:, 0], idx[:, 0]
         score = _score(d1, np.minimum(_kth(dist, settings.k), calib["radius"][u1]))
         hit = np.flatnonzero(score <= calib["cutoff"])
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
                    "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
-        if calib.get("align_cutoff") is not None:
+        if aligned:
             left = np.setdiff1d(np.arange(len(rest)), hit)
-            d_s, u_s, score_s = _aligned_scores(ctx, ctx.val, rest[left], calib, settings)
+            d_s, u_s, score_s = _aligned_scores(ctx, ctx.val, rest[left], calib, settings, cand=idx[left])
             more = np.flatnonzero(score_s <= calib["align_cutoff"])
             pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": "near (aligned)",
                        "distance": _r(d_s[j]), "score": _r(score_s[j])} for j in more[np.argsort(score_s[more], kind="stable")]]
@@ -409,15 +411,17 @@ def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
 
 
 def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
-                    self_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each sample: (aligned distance to its best training partner, the partner's distinct id, score).
 
     Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
-    compared with the sample seen through every window of ``alignment.query_windows()`` (shifts and zoom-ins),
-    keeping the smallest distance; the sample's scale is the k-th smallest of these. Then ZOOM_CANDIDATES + ZOOM_CANDIDATES
-    of them are searched for a crop: their own zoom-in windows against the sample (a copy cropped from them), at
-    the best zoom moved by sub-pixel offsets, and the same on the sample's side. ``self_ids``: the samples are
-    these distinct training inputs, each left out of its own candidates (calibration).
+    compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
+    distance; the sample's scale is the k-th smallest of these. Then 2 x ZOOM_CANDIDATES of them (the best after
+    shifts, and the nearest by 4x4 thumbnail) are searched for a crop resized back, both ways
+    (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
+    candidate). ``self_ids``: the samples are
+    these distinct training inputs, each left out of its own candidates (calibration). ``cand``: the candidates
+    when the caller has searched them already (distinct ids, nearest first).
     """
     import torch
 
@@ -427,8 +431,9 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     nb = calib["neighbors"]
     extra = 1 if self_ids is not None else 0
     kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
-    _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
-                  device=knn_device(ctx), index=nb.index)
+    if cand is None:
+        _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
+                      device=knn_device(ctx), index=nb.index)
     best = np.full(len(indices), np.inf, dtype=np.float32)
     partner = np.zeros(len(indices), dtype=np.int64)
     scale = np.full(len(indices), np.inf, dtype=np.float32)
@@ -460,11 +465,9 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
                    unique: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import torch
 
-    from sanitycheck.alignment import (as_chw, best_offset_distance, query_windows, window_thumbnails, zoom_indices,
-                                       zoom_windows)
+    from sanitycheck.alignment import as_chw, crop_distance, shift_windows, window_thumbnails
 
-    windows, zooms, zoom_of = query_windows(), zoom_windows(), zoom_indices()
-    n_shift = len(windows) - len(zooms)  # query_windows(): the shifts first, then the zoom-ins
+    windows = shift_windows()
     q = as_chw(_inputs(split, indices))
     m = q.shape[0]
     valid = cand >= 0
@@ -474,7 +477,7 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     bad = ~valid if own is None else ~valid | (c == own[:, None])
     d[bad[:, None, :].expand_as(d)] = float("inf")
     aligned = d.amin(1)  # (m, candidates)
-    plain = seen[:, n_shift // 2]  # the identity window (no shift) is the middle shift
+    plain = seen[:, len(windows) // 2]  # the unshifted window
     coarse_q = _coarse(plain)
     d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
     d4[bad] = float("inf")
@@ -483,13 +486,9 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     top = c.gather(1, pick)  # (m, 2z)
     flat = top.reshape(-1)
     targets = plain.repeat_interleave(pick.shape[1], 0)
-    # a copy cropped from the candidate: the candidate's zoom-ins against the sample
-    cand_images = as_chw(_inputs(ctx.train, unique[flat.numpy()]))
-    cz = (window_thumbnails(cand_images, zooms) - targets[:, None]).norm(dim=2).argmin(1)
-    dc = best_offset_distance(cand_images, zoom_of[cz, 0], zoom_of[cz, 1], targets)
-    # the candidate cropped from the sample: the sample's best zoom-in against the candidate, with offsets
-    qz = d[:, n_shift:, :].gather(2, pick[:, None, :].expand(-1, len(zooms), -1)).argmin(1).reshape(-1)
-    dq = best_offset_distance(q.repeat_interleave(pick.shape[1], 0), zoom_of[qz, 0], zoom_of[qz, 1], base[flat])
+    # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
+    dc = crop_distance(as_chw(_inputs(ctx.train, unique[flat.numpy()])), targets)
+    dq = crop_distance(q.repeat_interleave(pick.shape[1], 0), base[flat])
     refined = torch.minimum(dc, dq).reshape(m, -1)
     refined[bad.gather(1, pick)] = float("inf")
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")

@@ -32,7 +32,9 @@ def as_chw(inputs: np.ndarray) -> Any:
     """A float32 ``(m, c, h, w)`` tensor of images (first 3 channels; NaN/Inf as 0) from ``(m, *shape)``."""
     import torch
 
-    x = np.nan_to_num(np.asarray(inputs, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.asarray(inputs, dtype=np.float32)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     kind = layout(tuple(x.shape[1:]))
     t = torch.from_numpy(np.ascontiguousarray(x))
     if kind == "hw":
@@ -78,7 +80,10 @@ def window_thumbnails(images: Any, windows: list[tuple[float, float, float, floa
     cols = sorted({(zx, dx) for _, zx, _, dx in windows})
     r = _weights(h, rows)
     cw = _weights(w, cols)
-    pooled = (r @ images @ cw.T).reshape(m, c, len(rows), GRID, len(cols), GRID)
+    # two large products instead of m * c small ones: columns first, then rows over every (image, channel, column)
+    by_cols = (images.reshape(m * c * h, w) @ cw.T).reshape(m * c, h, -1).transpose(0, 1).reshape(h, -1)
+    pooled = (r @ by_cols).reshape(len(rows) * GRID, m, c, len(cols) * GRID).permute(1, 2, 0, 3)
+    pooled = pooled.reshape(m, c, len(rows), GRID, len(cols), GRID)
     ri = torch.tensor([rows.index((zy, dy)) for zy, _, dy, _ in windows])
     ci = torch.tensor([cols.index((zx, dx)) for _, zx, _, dx in windows])
     out = pooled[:, :, ri, :, ci, :]  # advanced indices first: (len(windows), m, c, GRID, GRID)
@@ -98,55 +103,40 @@ def _unit(x: Any) -> Any:
     return x.div_(x.norm(dim=-1, keepdim=True).clamp_min_(1e-6))
 
 
-def query_windows() -> list[tuple[float, float, float, float]]:
-    """The windows a query is seen through: every shift in SHIFTS^2 and every centred zoom-in in ZOOMS^2."""
-    shifted = [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
-    zoomed = [(zy, zx, 0.0, 0.0) for zy in ZOOMS for zx in ZOOMS if (zy, zx) != (1.0, 1.0)]
-    return shifted + zoomed
+def shift_windows() -> list[tuple[float, float, float, float]]:
+    """Every shift in SHIFTS^2 (row-major, so the unshifted window is the middle one)."""
+    return [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
 
 
-def zoom_windows() -> list[tuple[float, float, float, float]]:
-    """The centred zoom-ins of ZOOMS^2 (identity excluded): a candidate's windows, for copies cropped from it."""
-    return [(zy, zx, 0.0, 0.0) for zy in ZOOMS for zx in ZOOMS if (zy, zx) != (1.0, 1.0)]
+#: Offsets (pixels) of the 1-D windows searched per axis, at every zoom in ZOOMS, to undo a crop: a crop that
+#: took more from one side than from the other moves the window's centre.
+OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
-def zoom_indices() -> Any:
-    """``(len(zoom_windows()), 2)``: the (y, x) index into ZOOMS of each zoom window."""
-    import torch
+def crop_distance(images: Any, targets: Any) -> Any:
+    """For each pair ``i``: the distance between ``targets[i]`` (a unit thumbnail) and the thumbnail of the window
+    of ``images[i]`` that best undoes a crop resized back: ``(n,)``.
 
-    return torch.tensor([(ZOOMS.index(zy), ZOOMS.index(zx)) for zy, zx, _, _ in zoom_windows()])
-
-
-
-
-#: Sub-pixel offsets (each axis) tried around the best zoom of a pair: a crop that took one pixel more from one
-#: side than from the other moves the window's centre by half a pixel.
-OFFSETS = (-0.5, 0.0, 0.5)
-
-
-def best_offset_distance(images: Any, zoom_y: Any, zoom_x: Any, targets: Any) -> Any:
-    """For image ``i``, the smallest distance between ``targets[i]`` and the thumbnail of its window of zoom
-    ``(ZOOMS[zoom_y[i]], ZOOMS[zoom_x[i]])`` moved by every offset in OFFSETS^2: ``(n,)``.
-
-    Each image gathers its own row and column weights (every offset of its zoom), so all of them are pooled in
-    two batched products.
+    A crop is separable, so the window is found one axis at a time: the image's row profile (its mean over
+    columns) is pooled through every 1-D window (ZOOMS x OFFSETS) and compared with the target's row profile,
+    and the same for columns; then the one window made of the two best is pooled in full and compared.
     """
-    n, c, h, w = images.shape
-    rows = _offset_weights(h)[zoom_y]  # (n, offsets * GRID, h)
-    cols = _offset_weights(w)[zoom_x]
-    k = len(OFFSETS)
-    pooled = (rows[:, None] @ images @ cols[:, None].transpose(2, 3)).reshape(n, c, k, GRID, k, GRID)
-    thumbs = _unit(pooled.permute(0, 2, 4, 1, 3, 5).reshape(n, k * k, -1))
-    return (thumbs - targets[:, None]).norm(dim=2).amin(1)
-
-
-@lru_cache(maxsize=8)
-def _offset_weights(size: int) -> Any:
-    """``(len(ZOOMS), len(OFFSETS) * GRID, size)``: the pooling weights of every zoom at every offset."""
     import torch
 
-    return torch.stack([_weights(size, [(z, d) for d in OFFSETS]) for z in ZOOMS])
+    n, c, h, w = images.shape
+    t = targets.reshape(n, c, GRID, GRID)
+    windows = [(z, d) for z in ZOOMS for d in OFFSETS]
+    best = []
+    for axis, size in ((2, h), (3, w)):
+        weights = _weights(size, windows)  # (len(windows) * GRID, size)
+        profile = images.mean(5 - axis).reshape(n * c, size) @ weights.T  # the other axis averaged out
+        profile = _unit(profile.reshape(n, c, len(windows), GRID).transpose(1, 2).reshape(n, len(windows), -1))
+        wanted = _unit(t.mean(5 - axis).reshape(n, -1))
+        best.append(weights.reshape(len(windows), GRID, size)[(profile - wanted[:, None]).norm(dim=2).argmin(1)])
+    rows, cols = best
+    thumbs = _unit((rows[:, None] @ images @ cols[:, None].transpose(2, 3)).reshape(n, -1))
+    return (thumbs - targets).norm(dim=1)
 
 
-__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "query_windows", "zoom_windows", "best_offset_distance",
-           "zoom_indices", "SHIFTS", "ZOOMS", "OFFSETS"]
+__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "shift_windows", "crop_distance",
+           "SHIFTS", "ZOOMS", "OFFSETS"]
