@@ -2,7 +2,7 @@
 
 Each takes a float image batch ``(m, C, H, W)`` in [0, 1] and a seeded generator and returns a batch of
 the same shape: JPEG-like re-encoding (8x8 block DCT quantization), 1-2 pixel shifts, 1-2 pixel crops
-resized back, brightness/contrast changes, and down-then-up resizes.
+resized back, brightness/contrast changes, and down-then-up resizes; on request also per-channel colour casts.
 """
 
 from __future__ import annotations
@@ -63,6 +63,14 @@ def brightness_contrast(x: torch.Tensor, rng: np.random.Generator) -> torch.Tens
     return ((x - mean) * gain + mean + bias).clamp(0, 1)
 
 
+def colour(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A colour cast: each channel's gain 0.8-1.2 and offset -0.08..0.08 drawn on its own (clipped to [0, 1])."""
+    m, c = x.shape[:2]
+    gain = torch.from_numpy(rng.uniform(0.8, 1.2, size=(m, c, 1, 1)).astype(np.float32))
+    bias = torch.from_numpy(rng.uniform(-0.08, 0.08, size=(m, c, 1, 1)).astype(np.float32))
+    return (x * gain + bias).clamp(0, 1)
+
+
 def resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Down-scale to 60-85% and back up (bilinear), as a re-published thumbnail."""
     h, w = x.shape[2:]
@@ -75,18 +83,23 @@ def resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return out
 
 
+#: The kinds of near copy the leakage targets are stated for.
 TRANSFORMS = {"jpeg": jpeg_like, "shift": shift, "crop": crop_resize, "brightness": brightness_contrast,
               "resize": resize}
+#: More kinds real copies come in, measured on request (``--kinds``).
+EXTRA = {"colour": colour}
 
 
-def near_copies(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
-    """Each image gets one transform (cycling through all), plus JPEG re-encoding on top for half of them."""
-    names = list(TRANSFORMS)
+def near_copies(x: torch.Tensor, rng: np.random.Generator, kinds: list[str] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Each image gets one transform (cycling through ``kinds``, default TRANSFORMS), plus JPEG re-encoding on
+    top for half of them."""
+    names = kinds or list(TRANSFORMS)
+    every = {**TRANSFORMS, **EXTRA}
     out, used = torch.empty_like(x), []
     for j, name in enumerate(names):
         sel = np.arange(j, len(x), len(names))
         if len(sel):
-            out[sel] = TRANSFORMS[name](x[sel], rng)
+            out[sel] = every[name](x[sel], rng)
     again = np.flatnonzero(rng.random(len(x)) < 0.5)
     if len(again):
         out[again] = jpeg_like(out[again], rng)

@@ -38,12 +38,19 @@ RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance b
         "neighbour, extended down to {alpha:.3g})")
 
 
-ALIGN_RULE = ("images: a validation sample not matched so far is compared with its {c} nearest distinct training samples "
-              "through windows that undo shifts ((dy, dx) in [-2, 2]^2 pixels, edges replicated) and crops (zoom-ins of "
-              "87.5%-100% of each side, at the best zoom also moved by half a pixel), on the sample's side and, for "
-              "2 x {z} of the candidates, on the candidate's side; with d* the smallest distance over the windows, near "
-              "duplicate when d*(v, best) / (the {k}-th smallest d*) <= {cutoff:.3g} = min(0.5, the same power-law tail "
-              "at {alpha:.3g}, fitted to the same score for {n} random training samples)")
+LOOK_RULES = {
+    "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
+                "samples, shifted by every (dy, dx) in [-2, 2]^2 pixels (edges replicated); 2 x {z} of them (the best "
+                "after shifts and the nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways: a "
+                "window of one (87.5%-100% of each side, moved by up to 1 pixel, found axis by axis) against the other; "
+                "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*) <= "
+                "{cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, fitted to the same score for {n} random "
+                "training samples)"),
+    "colour": ("colour images: a validation sample not matched so far is compared with the same {c} candidates, each "
+               "colour channel centred and scaled on its own (a colour cast leaves that unchanged); near duplicate when "
+               "d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, "
+               "fitted to the same score for {n} random training samples)"),
+}
 
 
 CODES = (
@@ -296,14 +303,17 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
     cutoff, exponent, alpha = _tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "quantile": cutoff, "exponent": exponent, "alpha": alpha,
-             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "align_cutoff": None}
+             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
     if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
         # the same calibration for the aligned score, on a seeded subset of training samples
         sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
-        _, _, align_scores = _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings, self_ids=sub)
-        a_cut, a_exp, a_alpha = _tail_cutoff(align_scores, settings.alpha)
-        calib.update({"align_cutoff": min(settings.ratio, a_cut), "align_quantile": a_cut, "align_exponent": a_exp,
-                      "align_alpha": a_alpha, "alpha": alpha + a_alpha})
+        looks = {}
+        for look, (_, _, look_scores) in _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings,
+                                                         self_ids=sub).items():
+            cut, exp, look_alpha = _tail_cutoff(look_scores, settings.alpha)
+            looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha}
+            calib["alpha"] += look_alpha
+        calib["looks"] = looks
     return calib
 
 
@@ -341,14 +351,15 @@ def _alignable(ctx: Any) -> bool:
 
 
 def _rule(calib: dict) -> dict:
-    plain_alpha = calib["alpha"] - calib.get("align_alpha", 0.0)
+    looks = calib["looks"]
+    plain_alpha = calib["alpha"] - sum(look["alpha"] for look in looks.values())
     out = {"k": calib["k"], "alpha": calib["alpha"], "tail_exponent": _r(calib["exponent"] or 0),
            "rule": RULE.format(k=calib["k"], cutoff=calib["cutoff"], ratio=calib["ratio"], alpha=plain_alpha)}
-    if calib.get("align_cutoff") is not None:
-        out.update({"align_threshold": _r(calib["align_cutoff"]), "align_alpha": calib["align_alpha"],
-                    "align_rule": ALIGN_RULE.format(cutoff=calib["align_cutoff"], alpha=calib["align_alpha"],
-                                                    n=ALIGN_CALIBRATION, c=ALIGN_CANDIDATES, k=calib["k"],
-                                                    z=ZOOM_CANDIDATES)})
+    for name, look in looks.items():
+        out.update({f"{name}_threshold": _r(look["cutoff"]), f"{name}_alpha": look["alpha"],
+                    f"{name}_rule": LOOK_RULES[name].format(cutoff=look["cutoff"], alpha=look["alpha"],
+                                                            n=ALIGN_CALIBRATION, c=ALIGN_CANDIDATES, k=calib["k"],
+                                                            z=ZOOM_CANDIDATES)})
     return out
 
 
@@ -371,7 +382,7 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     if calib is not None and len(rest):
         nb = calib["neighbors"]
         val_emb = embedding(ctx, ctx.val)
-        aligned = calib.get("align_cutoff") is not None
+        aligned = bool(calib["looks"])
         # one search serves both looks: the aligned look's candidates are the nearest ALIGN_CANDIDATES
         dist, idx = knn(val_emb[rest], nb.base, max(settings.k, ALIGN_CANDIDATES if aligned else 0),
                         seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index)
@@ -382,10 +393,14 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
                    "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
         if aligned:
             left = np.setdiff1d(np.arange(len(rest)), hit)
-            d_s, u_s, score_s = _aligned_scores(ctx, ctx.val, rest[left], calib, settings, cand=idx[left])
-            more = np.flatnonzero(score_s <= calib["align_cutoff"])
-            pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": "near (aligned)",
-                       "distance": _r(d_s[j]), "score": _r(score_s[j])} for j in more[np.argsort(score_s[more], kind="stable")]]
+            taken = np.zeros(len(left), dtype=bool)
+            for look, (d_s, u_s, score_s) in _aligned_scores(ctx, ctx.val, rest[left], calib, settings,
+                                                             cand=idx[left]).items():
+                more = np.flatnonzero((score_s <= calib["looks"][look]["cutoff"]) & ~taken)
+                taken[more] = True
+                pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": f"near ({look})",
+                           "distance": _r(d_s[j]), "score": _r(score_s[j])}
+                          for j in more[np.argsort(score_s[more], kind="stable")]]
     return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
 
 
@@ -411,15 +426,18 @@ def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
 
 
 def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
-                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each sample: (aligned distance to its best training partner, the partner's distinct id, score).
+                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
+    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best training
+    partner, the partner's distinct id, score).
 
     Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
     compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
     distance; the sample's scale is the k-th smallest of these. Then 2 x ZOOM_CANDIDATES of them (the best after
     shifts, and the nearest by 4x4 thumbnail) are searched for a crop resized back, both ways
     (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
-    candidate). ``self_ids``: the samples are
+    candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
+    centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged. ``self_ids``:
+    the samples are
     these distinct training inputs, each left out of its own candidates (calibration). ``cand``: the candidates
     when the caller has searched them already (distinct ids, nearest first).
     """
@@ -434,19 +452,27 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     if cand is None:
         _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
                       device=knn_device(ctx), index=nb.index)
-    best = np.full(len(indices), np.inf, dtype=np.float32)
-    partner = np.zeros(len(indices), dtype=np.int64)
-    scale = np.full(len(indices), np.inf, dtype=np.float32)
+    from sanitycheck.alignment import per_channel
+    from sanitycheck.embedding import GRID
+
     base = torch.from_numpy(nb.base)
     coarse = _coarse(base)
+    channels = base.shape[1] // (GRID * GRID)
+    colour = per_channel(base, channels) if channels > 1 else None
+    out: dict[str, list] = {}
     with torch.no_grad(), single_thread(torch.device("cpu")):  # mid-sized products: a thread pool only adds wake-ups
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            b, p, s = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
-                                     nb.unique, settings.k)
-            best[lo:hi], partner[lo:hi], scale[lo:hi] = b, p, s
-    return best, partner, _score(best, scale)
+            blocks = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
+                                    colour, nb.unique, settings.k)
+            for look, parts in blocks.items():
+                out.setdefault(look, []).append(parts)
+    looks = {}
+    for look, parts in out.items():
+        best, partner, scale = (np.concatenate(x) for x in zip(*parts))
+        looks[look] = (best, partner, _score(best, scale))
+    return looks
 
 
 def _coarse(thumbs: Any) -> Any:
@@ -462,10 +488,10 @@ def _coarse(thumbs: Any) -> Any:
 
 
 def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   unique: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
     import torch
 
-    from sanitycheck.alignment import as_chw, crop_distance, shift_windows, window_thumbnails
+    from sanitycheck.alignment import as_chw, crop_distance, per_channel, shift_windows, window_thumbnails
 
     windows = shift_windows()
     q = as_chw(_inputs(split, indices))
@@ -492,8 +518,16 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     refined = torch.minimum(dc, dq).reshape(m, -1)
     refined[bad.gather(1, pick)] = float("inf")
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
-    v, order = aligned.sort(1)
-    return v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), _kth(v.numpy(), k)
+    looks = {"aligned": aligned}
+    if colour is not None:
+        tinted = (per_channel(plain, q.shape[1])[:, None] - colour[c]).norm(dim=2)
+        tinted[bad] = float("inf")
+        looks["colour"] = tinted
+    out = {}
+    for look, dist in looks.items():
+        v, order = dist.sort(1)
+        out[look] = (v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), _kth(v.numpy(), k))
+    return out
 
 
 def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:

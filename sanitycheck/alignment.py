@@ -103,6 +103,22 @@ def _unit(x: Any) -> Any:
     return x.div_(x.norm(dim=-1, keepdim=True).clamp_min_(1e-6))
 
 
+#: A channel's spread is floored at this fraction of the largest channel's before it is scaled to one: a channel
+#: with almost no pattern (a flat blue sky) would otherwise be all noise blown up.
+CHANNEL_FLOOR = 0.1
+
+
+def per_channel(thumbs: Any, channels: int) -> Any:
+    """Thumbnails (last dimension ``channels * GRID * GRID``) with each channel centred and scaled on its own,
+    the whole to unit length: a colour cast (a gain and an offset per channel) leaves them unchanged."""
+    shape = thumbs.shape
+    x = thumbs.reshape(*shape[:-1], channels, -1)
+    x = x - x.mean(-1, keepdim=True)
+    norm = x.norm(dim=-1, keepdim=True)
+    norm = norm.maximum(CHANNEL_FLOOR * norm.amax(-2, keepdim=True)).clamp_min(1e-6)
+    return (x / (norm * channels ** 0.5)).reshape(shape)
+
+
 def shift_windows() -> list[tuple[float, float, float, float]]:
     """Every shift in SHIFTS^2 (row-major, so the unshifted window is the middle one)."""
     return [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
@@ -138,5 +154,5 @@ def crop_distance(images: Any, targets: Any) -> Any:
     return (thumbs - targets).norm(dim=1)
 
 
-__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "shift_windows", "crop_distance",
+__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "shift_windows", "per_channel", "crop_distance",
            "SHIFTS", "ZOOMS", "OFFSETS"]

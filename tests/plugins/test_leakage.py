@@ -173,7 +173,7 @@ def test_shifted_or_cropped_copies_are_found_by_the_aligned_look(run_pipeline, t
     assert len(set(f.samples["val"]) - set(planted.tolist())) <= 3
     partner = {p["val"]: p["train"] for p in f.evidence["pairs"]}
     assert all(partner[v] == source[v] for v in found)
-    assert "align_rule" in f.evidence
+    assert "aligned_rule" in f.evidence and "colour_rule" in f.evidence
     # the aligned look is what finds them: without it, most are missed
     plain = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
                          loss=CE, num_classes=10, checks={"leakage": {"align": False}})
@@ -183,3 +183,43 @@ def test_shifted_or_cropped_copies_are_found_by_the_aligned_look(run_pipeline, t
     quiet = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(x[1200:], y[1200:]),
                          model=model, loss=CE, num_classes=10)
     assert not loud(quiet, "leakage")
+
+
+def test_copies_inside_train_do_not_hide_copies_in_val(run_pipeline):
+    """Real training splits hold near copies of their own. They score lowest of all the training scores the
+    cutoff is fitted to; they must not drag it down to their own closeness and hide less exact copies in val."""
+    x, y = smooth_pictures(1400, seed=1)
+    rng = np.random.default_rng(1)
+    xt, yt, xv, yv = x[:1200].clone(), y[:1200], x[1200:].clone(), y[1200:].clone()
+    twins = rng.choice(1200, size=40, replace=False)  # 3% of train: almost exact copies of other training images
+    xt[twins[:20]] = xt[twins[20:]] + 0.002 * torch.randn_like(xt[twins[20:]])
+    source = rng.choice(np.setdiff1d(np.arange(1200), twins), size=20, replace=False)
+    xv[:20] = (xt[source] + 0.03 * torch.randn_like(xt[source])).clamp(0, 1)  # re-encoding noise
+    yv[:20] = yt[source]
+    model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))  # noqa: E731
+    report = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
+                          loss=CE, num_classes=10, checks={"leakage": {"align": False}})
+    f = finding(report, "SC101")
+    found = set(f.samples["val"]) & set(range(20))
+    assert len(found) >= 18, f"found {len(found)} of 20 copies"
+    assert len(set(f.samples["val"]) - set(range(20))) <= 3
+    dup = finding(report, "SC103")  # and the training split's own copies are reported
+    assert set(twins.tolist()) <= set(dup.samples["train"])
+
+
+def test_colour_cast_copies_are_found_by_the_colour_look(run_pipeline):
+    x, y = smooth_pictures(1400, seed=2)
+    rng = np.random.default_rng(2)
+    xt, yt, xv, yv = x[:1200], y[:1200], x[1200:].clone(), y[1200:].clone()
+    source = rng.choice(1200, size=20, replace=False)
+    gain = torch.from_numpy(rng.uniform(0.5, 1.5, (20, 3, 1, 1)).astype(np.float32))
+    xv[:20] = xt[source] * gain + torch.from_numpy(rng.uniform(-0.2, 0.2, (20, 3, 1, 1)).astype(np.float32))
+    yv[:20] = yt[source]
+    model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))  # noqa: E731
+    report = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
+                          loss=CE, num_classes=10)
+    f = finding(report, "SC101")
+    found = set(f.samples["val"]) & set(range(20))
+    assert len(found) >= 18, f"found {len(found)} of 20 copies"
+    assert len(set(f.samples["val"]) - set(range(20))) <= 3
+    assert sum(p["kind"] == "near (colour)" for p in f.evidence["pairs"]) >= 5  # a colour cast moves the plain look
