@@ -14,12 +14,11 @@ the embedding itself.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from sanitycheck.embedding import GRID, layout
+from sanitycheck.embedding import GRID, layout, pooling_weights
 
 #: Shifts (pixels, each axis) of the query-side windows.
 SHIFTS = (-2, -1, 0, 1, 2)
@@ -44,26 +43,6 @@ def as_chw(inputs: np.ndarray) -> Any:
     elif kind != "chw":
         raise ValueError(f"inputs of shape {tuple(x.shape[1:])} are not images")
     return t[:, :3].contiguous()
-
-
-@lru_cache(maxsize=32)
-def pooling_weights(size: int, zoom: float, offset: float) -> np.ndarray:
-    """``(GRID, size)`` weights that area-average a 1-D window onto GRID cells.
-
-    The window has length ``zoom * size``, is centred, then moved by ``offset`` pixels; pixels it covers
-    outside the image take the nearest edge pixel's value (replicated edges).
-    """
-    length = zoom * size
-    start = (size - length) / 2 + offset
-    edges = start + length * np.arange(GRID + 1) / GRID
-    w = np.zeros((GRID, size))
-    for j in range(GRID):
-        a, b = edges[j], edges[j + 1]
-        for p in range(int(np.floor(a)), int(np.ceil(b))):
-            overlap = min(b, p + 1) - max(a, p)
-            if overlap > 0:
-                w[j, min(max(p, 0), size - 1)] += overlap / (b - a)
-    return w
 
 
 def window_thumbnails(images: Any, windows: list[tuple[float, float, float, float]]) -> Any:

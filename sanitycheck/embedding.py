@@ -18,7 +18,7 @@ What checks use (everything is cached per run through ``ctx.shared``)::
 and hashed with BLAKE2b together with its shape, so a ``uint8`` image and the same image as ``float32``,
 or a strided view and its contiguous copy, hash the same.
 
-**Embedding.** Images (``(C, H, W)``, ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4) are averaged down to an
+**Embedding.** Images (``(C, H, W)``, ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4) are area-averaged down to an
 8 x 8 grid per channel (first 3 channels), then centred and scaled to unit length per sample: a
 downsampled, brightness- and contrast-invariant thumbnail. Re-encoding noise, 1-2 pixel shifts, small crops
 and resizes barely move it; different pictures land far apart. Other inputs are flattened; with more than
@@ -34,7 +34,7 @@ own format (``ctx.batch``), and a forward pre-hook takes the *input* of ``embedd
 projected to :data:`MODEL_DIM` dims when wider (seeded), centred with the training split's mean feature and
 scaled to unit length per sample (cosine geometry; a sample with NaN features becomes the zero vector). They
 are computed batch by batch on first use, not in the data pass, and only the ``(n, d)`` float32 result is kept.
-Content hashes stay on the raw inputs. Extra inputs (:func:`embed`, :func:`shifted_embeddings`) are collated
+Content hashes stay on the raw inputs. Extra inputs (:func:`embed`) are collated
 like the training samples (each put in place of the input of the first training sample) and fed to the model.
 """
 
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,6 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
     :class:`EmbeddingSpace` with training statistics).
     """
     import torch
-    import torch.nn.functional as F
 
     m, shape = chunk.shape[0], tuple(chunk.shape[1:])
     kind = layout(shape)
@@ -113,8 +113,31 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
         t = t.permute(0, 3, 1, 2)
     t = t[:, :3]  # alpha carries no content
     h, w = t.shape[2:]
-    pooled = F.adaptive_avg_pool2d(t, (min(GRID, h), min(GRID, w))).reshape(m, -1).numpy()
+    rows = torch.from_numpy(pooling_weights(h).astype(np.float32))
+    cols = torch.from_numpy(pooling_weights(w).astype(np.float32))
+    pooled = (rows @ t @ cols.T).reshape(m, -1).numpy()
     return _unit_thumbnails(pooled), "image"
+
+
+@lru_cache(maxsize=64)
+def pooling_weights(size: int, zoom: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    """``(GRID, size)`` weights that area-average a 1-D window onto GRID equal cells (exact for any size: a pixel
+    on a cell border is shared by the overlap). ``rows @ image @ cols.T`` is then the image's GRID x GRID thumbnail.
+
+    The window has length ``zoom * size``, is centred, then moved by ``offset`` pixels; pixels it covers outside
+    the image take the nearest edge pixel's value (replicated edges). See :mod:`sanitycheck.alignment`.
+    """
+    length = zoom * size
+    start = (size - length) / 2 + offset
+    edges = start + length * np.arange(GRID + 1) / GRID
+    w = np.zeros((GRID, size))
+    for j in range(GRID):
+        a, b = edges[j], edges[j + 1]
+        for p in range(int(np.floor(a)), int(np.ceil(b))):
+            overlap = min(b, p + 1) - max(a, p)
+            if overlap > 0:
+                w[j, min(max(p, 0), size - 1)] += overlap / (b - a)
+    return w
 
 
 def _unit_thumbnails(pooled: np.ndarray) -> np.ndarray:
@@ -267,72 +290,7 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
 
 
 __all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable",
-           "content_hashes", "raw_features", "layout", "feature_layer", "FeatureCapture", "shifted_embeddings"]
-
-
-def shifted_embeddings(ctx: Any, inputs: np.ndarray, max_shift: int) -> np.ndarray:
-    """Embeddings of every image of ``inputs`` ``(m, *shape)`` translated by each (dy, dx) in
-    ``[-max_shift, max_shift]^2`` (edges replicated): ``(m, (2 max_shift + 1)^2, d)``, the unshifted one included.
-
-    For comparing images with copies of them that were shifted or cropped by a pixel or two, which move an
-    8x8 thumbnail as much as a different picture would.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    x = np.asarray(inputs, dtype=np.float32)
-    kind = layout(tuple(x.shape[1:]))
-    if kind == "vector":
-        raise EmbeddingUnavailable("shifts apply to images only")
-    if source(ctx) == "model":  # the shifted images themselves, through the model
-        views = _shifted_views(x, kind, max_shift)
-        m, o = views.shape[:2]
-        flat = views.reshape(m * o, *x.shape[1:])
-        out = np.concatenate([embed(ctx, flat[lo:lo + CHUNK]) for lo in range(0, len(flat), CHUNK)])
-        return out.reshape(m, o, -1)
-    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(x)))
-    if kind == "hw":
-        t = t.unsqueeze(1)
-    elif kind == "hwc":
-        t = t.permute(0, 3, 1, 2)
-    t = t[:, :3]
-    m, c, h, w = t.shape
-    s = max_shift
-    offsets = [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)]
-    padded = F.pad(t, (s, s, s, s), mode="replicate")
-    if h % GRID == 0 and w % GRID == 0:
-        # the 8x8 average of a shifted image is a strided sample of one box filter of the padded image
-        ch, cw = h // GRID, w // GRID
-        box = F.avg_pool2d(padded, (ch, cw), stride=1)
-        pooled = torch.stack([box[:, :, s + dy:s + dy + h - ch + 1:ch, s + dx:s + dx + w - cw + 1:cw]
-                              for dy, dx in offsets], 1).reshape(m * len(offsets), -1).numpy()
-        features = _unit_thumbnails(pooled)
-    else:
-        views = [padded[:, :, s + dy:s + dy + h, s + dx:s + dx + w] for dy, dx in offsets]
-        features, _ = raw_features(torch.stack(views, 1).reshape(m * len(offsets), c, h, w).numpy())
-    return space(ctx).transform(features).reshape(m, len(offsets), -1)
-
-
-def _shifted_views(x: np.ndarray, kind: str, s: int) -> np.ndarray:
-    """Every image of ``x`` ``(m, *shape)`` translated by each (dy, dx) in ``[-s, s]^2`` (edges replicated), in
-    its own layout and with every channel: ``(m, (2s + 1)^2, *shape)``."""
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(x)))
-    if kind == "hw":
-        t = t.unsqueeze(1)
-    elif kind == "hwc":
-        t = t.permute(0, 3, 1, 2)
-    h, w = t.shape[2:]
-    padded = F.pad(t, (s, s, s, s), mode="replicate")
-    views = torch.stack([padded[:, :, s + dy:s + dy + h, s + dx:s + dx + w]
-                         for dy in range(-s, s + 1) for dx in range(-s, s + 1)], 1)  # (m, o, c, h, w)
-    if kind == "hw":
-        views = views[:, :, 0]
-    elif kind == "hwc":
-        views = views.permute(0, 1, 3, 4, 2)
-    return np.ascontiguousarray(views.numpy())
+           "content_hashes", "raw_features", "layout", "feature_layer", "FeatureCapture", "pooling_weights"]
 
 
 # ---------------------------------------------------------------------------------------- model features

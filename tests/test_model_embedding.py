@@ -20,7 +20,7 @@ from sanitycheck.cli import app
 from sanitycheck.config import load_config
 from sanitycheck.context import PipelineContext
 from sanitycheck.data import to_numpy
-from sanitycheck.embedding import embed, embedding, hashes, raw_features, shifted_embeddings, source
+from sanitycheck.embedding import embed, embedding, hashes, raw_features, source
 from sanitycheck.neighbors import knn
 
 
@@ -142,9 +142,6 @@ def test_wide_features_are_projected_and_extra_inputs_share_the_space():
     # extra inputs (float32 arrays, as augmentation passes them) are collated like the training samples
     assert np.abs(embed(ctx, x8[:10].numpy().astype(np.float32)) - e[:10]).max() < 1e-4
     assert np.abs(embed(ctx, [x8[3], x8[4]]) - e[3:5]).max() < 1e-4
-    shifted = shifted_embeddings(ctx, x8[:4].numpy().astype(np.float32), 1)
-    assert shifted.shape == (4, 9, 256) and np.abs(shifted[:, 4] - e[:4]).max() < 1e-4  # (0, 0) is the original
-    assert np.abs(shifted[:, 0] - e[:4]).max() > 1e-2
     assert ctx.shared("embedding:train", lambda: None) is e  # computed once, shared
 
 
