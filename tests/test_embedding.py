@@ -120,23 +120,3 @@ def test_unique_inputs_groups_equal_hashes_in_dataset_order():
     unique, inverse = unique_inputs(np.array([7, 3, 7, 9, 3], dtype=np.uint64))
     assert unique.tolist() == [0, 1, 3]
     assert inverse.tolist() == [0, 1, 0, 2, 1]
-
-
-def test_shifted_embeddings_are_the_embeddings_of_shifted_images():
-    import torch.nn.functional as F
-
-    from sanitycheck.embedding import EmbeddingSpace, shifted_embeddings
-
-    class Ctx:  # the one thing shifted_embeddings reads: the run's embedding space
-        cache = {"embedding:space": EmbeddingSpace(kind="image", dim=192)}
-
-        def shared(self, key, compute):
-            return self.cache[key]
-
-    x, _ = images(6)
-    got = shifted_embeddings(Ctx(), x.numpy(), 2)
-    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
-    for j, (dy, dx) in enumerate(offsets):
-        want, _ = raw_features(padded[:, :, 2 + dy:34 + dy, 2 + dx:34 + dx].numpy())
-        assert np.abs(got[:, j] - want).max() < 1e-5, (dy, dx)
