@@ -452,6 +452,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     if cand is None:
         _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
                       device=knn_device(ctx), index=nb.index)
+    cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
     from sanitycheck.alignment import per_channel
     from sanitycheck.embedding import GRID
 
@@ -473,6 +474,33 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
         best, partner, scale = (np.concatenate(x) for x in zip(*parts))
         looks[look] = (best, partner, _score(best, scale))
     return looks
+
+
+#: The sample is also searched shifted by each of these (dy, dx) (pixels), for this many neighbours each: a copy
+#: moved by a pixel or two is often not among the nearest of the unshifted sample (thin strokes, crowded classes).
+SEARCH_SHIFTS = ((-1.5, -1.5), (-1.5, 1.5), (1.5, -1.5), (1.5, 1.5))
+SHIFT_NEIGHBOURS = 12
+
+
+def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.ndarray, nb: Any) -> np.ndarray:
+    """``cand`` with the SHIFT_NEIGHBOURS nearest distinct training samples of every shifted sample appended
+    (a candidate found twice is kept once; the repeats become -1)."""
+    from sanitycheck.alignment import as_chw, window_thumbnails
+    from sanitycheck.neighbors import knn, knn_device
+
+    windows = [(1.0, 1.0, dy, dx) for dy, dx in SEARCH_SHIFTS]
+    seen = np.concatenate([window_thumbnails(as_chw(_inputs(split, indices[lo:lo + 4096])), windows).numpy()
+                           for lo in range(0, len(indices), 4096)])
+    k = min(SHIFT_NEIGHBOURS, len(nb.unique))
+    _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
+                  device=knn_device(ctx), index=nb.index)
+    every = np.concatenate([cand, more.reshape(len(indices), -1)], 1)
+    order = np.argsort(every, axis=1, kind="stable")
+    ranked = np.take_along_axis(every, order, 1)
+    repeat = np.zeros_like(every, dtype=bool)
+    np.put_along_axis(repeat, order, np.concatenate([np.zeros((len(every), 1), bool), ranked[:, 1:] == ranked[:, :-1]], 1), 1)
+    every[repeat] = -1
+    return every
 
 
 def _coarse(thumbs: Any) -> Any:
