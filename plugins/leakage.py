@@ -22,12 +22,12 @@ from sanitycheck.check import Check, CheckSettings, CodeDoc
 
 class Settings(CheckSettings):
     k: int = Field(9, ge=2, le=9, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
-    alpha: float = Field(0.001, gt=0, lt=0.5, description="The cutoff is this quantile of the training split's own pair scores (the false-alarm rate on clean data).")
+    alpha: float = Field(0.001, gt=0, lt=0.5, description="False-alarm rate of each look on clean data: the cutoff is where the power-law tail fitted to the training split's own pair scores reaches it.")
     ratio: float = Field(0.5, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
-    align: bool = Field(True, description="Images: a second look that undoes shifts of up to 2 pixels and crops of up to 12.5% of a side resized back.")
+    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 12.5% of a side resized back) and the colour look (colour casts).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
 
 
@@ -40,13 +40,14 @@ RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance b
 
 LOOK_RULES = {
     "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
-                "samples, shifted by every (dy, dx) in [-2, 2]^2 pixels (edges replicated); 2 x {z} of them (the best "
+                "samples and the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels, shifted by every (dy, dx) "
+                "in [-2, 2]^2 pixels (edges replicated); 2 x {z} of them (the best "
                 "after shifts and the nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways: a "
                 "window of one (87.5%-100% of each side, moved by up to 1 pixel, found axis by axis) against the other; "
                 "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*) <= "
                 "{cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, fitted to the same score for {n} random "
                 "training samples)"),
-    "colour": ("colour images: a validation sample not matched so far is compared with the same {c} candidates, each "
+    "colour": ("colour images: a validation sample not matched so far is compared with the same candidates, each "
                "colour channel centred and scaled on its own (a colour cast leaves that unchanged); near duplicate when "
                "d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, "
                "fitted to the same score for {n} random training samples)"),
@@ -72,13 +73,18 @@ CODES = (
         "at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
-        "exact copies plus the near matches beyond that chance count. Images also get an aligned second look "
-        "(a copy shifted by two pixels, or cropped by a pixel or two and resized back, moves an 8x8 thumbnail as much "
-        "as another picture would): each remaining validation sample is compared with its 48 nearest training samples "
-        "through windows that undo those (every shift in [-2, 2]^2 pixels; zoom-ins to 87.5%-100% of each side, on "
-        "the sample's side and on the candidate's side for 6 of them), scored the same way (best aligned distance over "
-        "the 9th best) against a cutoff fitted the same way on 2000 random training samples; alpha then adds up over "
-        "both looks. Every pair, with its distance and score, "
+        "exact copies plus the near matches beyond that chance count. Images get two more looks at the validation "
+        "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
+        "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
+        "sample's 48 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
+        "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 6 of them (the 3 best after shifts, "
+        "the 3 nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways (a window of 87.5%-100% "
+        "of each side of one, moved by up to a pixel and found axis by axis from row and column profiles, against the "
+        "other); score = best distance found / 9th best. Colour look: the same candidates, each colour channel "
+        "centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the same way on 2000 "
+        "random training samples scored like validation ones; alpha then adds up over the three looks. "
+        "Every pair, with its distance, score and look, "
+        
         "and the cutoff are in the evidence.",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
@@ -99,7 +105,7 @@ CODES = (
         code="SC103", title="Duplicates inside a split", severity="warning",
         what="Groups samples of the same split that are exact copies (content hash) or near copies (the score of "
         "SC101 between a sample and its nearest neighbour in the same split at most half the SC101 cutoff: the cutoff "
-        "is a quantile of these very scores, so the full cutoff would always flag a fraction of every split). "
+        "is fitted to these very scores, so the full cutoff would always flag a fraction of every split). "
         "Decision rule: warning when there are exact copies or the duplicated samples are at least 1% of the split; "
         "info for a few near copies.",
         why="Duplicated training samples are seen several times per epoch (an unintended weighting); duplicated "
@@ -261,8 +267,8 @@ class Leakage(Check):
 
 #: The cutoff quantile is taken at a fraction leaving at least this many training scores below it.
 MIN_TAIL = 10
-#: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is a quantile of
-#: the in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
+#: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is fitted to the
+#: in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
 IN_SPLIT_FACTOR = 0.5
 
 
