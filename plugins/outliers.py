@@ -27,7 +27,8 @@ CODES = (
     CodeDoc(
         code="SC601", title="Training inputs far from the rest of the data", severity="warning",
         what="Scores every training sample by its mean Euclidean distance to its 10 nearest distinct training "
-        "samples on the shared embedding (8x8 normalized thumbnails for images, standardized features otherwise), "
+        "samples on the shared embedding (8x8 normalized thumbnails for images, standardized features otherwise, or "
+        "the model's penultimate features with embedding: {source: model}), "
         "takes the log, and standardizes it robustly (median and 1.4826 x MAD over the split). Decision rule: a "
         "sample is an outlier when its robust z-score is at least 4. Severity: warning when the outliers are at "
         "least 0.5% of the split and at least 5 samples (a group of corrupted inputs), info otherwise (every real "
