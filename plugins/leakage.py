@@ -392,7 +392,8 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
         aligned = bool(calib["looks"])
         # one search serves both looks: the aligned look's candidates are the nearest ALIGN_CANDIDATES
         dist, idx = knn(val_emb[rest], nb.base, max(settings.k, ALIGN_CANDIDATES if aligned else 0),
-                        seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index)
+                        seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index,
+                        label="leakage: val against train")
         d1, u1 = dist[:, 0], idx[:, 0]
         score = _score(d1, np.minimum(_kth(dist, settings.k), calib["radius"][u1]))
         hit = np.flatnonzero(score <= calib["cutoff"])
@@ -452,13 +453,14 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
 
     from sanitycheck.embedding import embedding
     from sanitycheck.neighbors import knn, knn_device, single_thread
+    from sanitycheck.progress import scan_progress
 
     nb = calib["neighbors"]
     extra = 1 if self_ids is not None else 0
     kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
     if cand is None:
         _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
-                      device=knn_device(ctx), index=nb.index)
+                      device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
     cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
     from sanitycheck.alignment import per_channel
     from sanitycheck.embedding import GRID
@@ -468,7 +470,9 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
     out: dict[str, list] = {}
-    with torch.no_grad(), single_thread(torch.device("cpu")):  # mid-sized products: a thread pool only adds wake-ups
+    # mid-sized products: a thread pool only adds wake-ups
+    with torch.no_grad(), single_thread(torch.device("cpu")), \
+            scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
@@ -476,6 +480,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
                                     colour, nb.unique, settings.k)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
+            tick(hi - lo)
     looks = {}
     for look, parts in out.items():
         best, partner, scale = (np.concatenate(x) for x in zip(*parts))
@@ -500,7 +505,7 @@ def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np
                            for lo in range(0, len(indices), 4096)])
     k = min(SHIFT_NEIGHBOURS, len(nb.unique))
     _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
-                  device=knn_device(ctx), index=nb.index)
+                  device=knn_device(ctx), index=nb.index, label=f"leakage: shifted search ({split.name})")
     every = np.concatenate([cand, more.reshape(len(indices), -1)], 1)
     order = np.argsort(every, axis=1, kind="stable")
     ranked = np.take_along_axis(every, order, 1)
