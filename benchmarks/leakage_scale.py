@@ -180,7 +180,8 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         report, seconds = _scan(x[:n], y[:n], x[n:], y[n:], only=("leakage", "outliers"))
         return {"scenario": name, "train": n, "val": n // 10, "seconds": round(seconds, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "checks": [(c.name, c.status, c.duration_s) for c in report.checks]}
+                "benchmark_data_mb": round(x.nbytes / 2**20), "load_1min": round(os.getloadavg()[0], 2),
+                "checks": [(c.name, c.status, c.duration_s) + ((c.reason,) if c.reason else ()) for c in report.checks]}
     else:
         raise SystemExit(f"unknown scenario {name}")
     report, seconds = _scan(train_x, train_y, val_x, val_y)

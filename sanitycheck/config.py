@@ -44,7 +44,8 @@ class DataConfig(StrictModel):
     max_samples: int | None = Field(
         None, ge=1, description="Read at most this many samples per split (an IterableDataset defaults to 10000)."
     )
-    memory_mb: int = Field(1024, ge=1, description="Budget for caching inputs as float32 arrays during the data pass.")
+    memory_mb: int = Field(1024, ge=1, description="Budget (MiB) for caching the inputs during the data pass (uint8 and "
+                           "other narrow dtypes kept as they are, others as float32; an in-memory TensorDataset is not copied).")
 
     _refs = field_validator("train", "val", "augment")(classmethod(lambda cls, v: _check_ref(v)))
 

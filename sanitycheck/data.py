@@ -70,13 +70,15 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 @dataclass
 class DataPass:
-    """One pass over a split: per-sample statistics of every sample, inputs as float32 when they fit.
+    """One pass over a split: per-sample statistics of every sample, the inputs themselves when they fit.
 
     Arrays are indexed like the dataset (row ``i`` is sample ``i``).
     """
 
     n: int
-    #: Inputs as a float32 array ``(n, *shape)``; ``None`` when shapes differ or they exceed the memory budget.
+    #: Inputs as an array ``(n, *shape)``, read-only; ``None`` when shapes differ or they exceed the memory budget.
+    #: In the inputs' own dtype when float32 holds all its values exactly (``uint8`` images stay 1 byte per value:
+    #: 4x smaller), else float32; the values are those float32 would hold: convert rows with ``.astype(np.float32)``.
     inputs: np.ndarray | None
     inputs_note: str
     #: Targets as an array ``(n,)`` (scalar targets) or ``(n, *shape)``; ``None`` when their shapes differ.
@@ -233,8 +235,10 @@ def _read_pass(split: Split) -> DataPass:
 
     Memory is bounded whatever the dataset size: per sample only a few numbers, an 8-byte hash and at most
     ``embedding.MAX_DIM`` float32 features are kept; the inputs themselves only when they fit in
-    ``data.memory_mb``.
+    ``data.memory_mb`` (in their own dtype when float32 adds nothing to it: see :func:`cache_dtype`), and a plain
+    in-memory TensorDataset is not copied at all: the cache is a read-only view of its tensor.
     """
+    from sanitycheck.memory import trim
     from sanitycheck.progress import scan_progress
 
     start = time.perf_counter()
@@ -242,13 +246,16 @@ def _read_pass(split: Split) -> DataPass:
     with scan_progress(f"data pass: {split.name}", split.n) as tick:
         if not _tensor_fast_path(split, acc, tick):
             _sample_loop(split, acc, tick)
+    trim()
     return acc.finish(time.perf_counter() - start)
 
 
-def _tensor_source(split: Split) -> tuple[Any, Any] | None:
-    """``(inputs, targets)`` tensors when the split is a plain TensorDataset (or a Subset of one), else None.
+def _tensor_source(split: Split) -> tuple[Any, Any, Any] | None:
+    """``(inputs, targets, index)`` when the split is a plain TensorDataset (or a Subset of one), else None.
 
-    Only the exact class: a subclass may transform samples in ``__getitem__``, so it is read sample by sample.
+    ``index``: the Subset's indices into ``inputs`` (a long tensor), or None when the split is ``inputs[:n]``;
+    targets are already selected. Only the exact class: a subclass may transform samples in ``__getitem__``, so
+    it is read sample by sample.
     """
     from torch.utils.data import Subset, TensorDataset
 
@@ -260,8 +267,25 @@ def _tensor_source(split: Split) -> tuple[Any, Any] | None:
         return None
     x, y = ds.tensors[0], ds.tensors[1]
     if index is not None:
-        return x[index], y[index]
-    return x[: split.n], y[: split.n]
+        return x, y[index], index  # inputs gathered chunk by chunk: no copy of the whole split
+    return x[: split.n], y[: split.n], None
+
+
+def cache_dtype(dtype: Any) -> np.dtype:
+    """The dtype the input cache keeps: the inputs' own when float32 holds every value of it exactly (bool, 8- and
+    16-bit integers, float16, float32), else float32 (the values the statistics, hashes and features see)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind in "biuf" and np.can_cast(dtype, np.float32, "safe") else np.dtype(np.float32)
+
+
+def _view(x: Any) -> np.ndarray | None:
+    """A CPU tensor as a NumPy array sharing its memory, or None (on a GPU, or a dtype NumPy lacks)."""
+    if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+        return None
+    try:
+        return x.detach().numpy()
+    except (TypeError, RuntimeError):
+        return None
 
 
 def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> bool:
@@ -269,7 +293,7 @@ def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], Non
     source = _tensor_source(split)
     if source is None:
         return False
-    x, y = source
+    x, y, index = source
     n = split.n
     ya = to_numpy(y)
     acc.input_shapes = [tuple(x.shape[1:])] * n
@@ -280,10 +304,14 @@ def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], Non
     if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
         acc.target_nonfinite[:] = ~np.isfinite(ya.reshape(n, -1).astype(np.float64, copy=False)).all(1) \
             if ya.size else False
-    acc.start_inputs(tuple(x.shape[1:]))
+    whole = _view(x) if index is None else None
+    if whole is not None and whole.dtype == cache_dtype(whole.dtype):
+        acc.start_inputs(tuple(x.shape[1:]), whole.dtype, view=whole)  # already in memory: no copy
+    else:
+        acc.start_inputs(tuple(x.shape[1:]), to_numpy(x[:1]).dtype)
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK)
-        acc.add(np.arange(lo, hi), to_numpy(x[lo:hi]))
+        acc.add(np.arange(lo, hi), to_numpy(x[index[lo:hi]] if index is not None else x[lo:hi]))
         tick(hi - lo)
     return True
 
@@ -320,7 +348,7 @@ def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -
         if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
             raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} ({type(x).__name__})")
         if i == 0:
-            acc.start_inputs(tuple(xa.shape))
+            acc.start_inputs(tuple(xa.shape), xa.dtype)
         if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
             acc.target_nonfinite[i] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
         targets.append(ya)
@@ -353,34 +381,48 @@ class _Accumulator:
         self.targets: np.ndarray | None = None
         self.inputs: np.ndarray | None = None
         self.inputs_note = "cached"
+        self.inputs_view = False  # the cache is the user's own tensor (nothing to copy)
         self.hashes = np.zeros(n, dtype=np.uint64)
         self.features: np.ndarray | None = None
         self.features_kind: str | None = None
         self.features_note = "embedded"
 
-    def start_inputs(self, shape: tuple[int, ...]) -> None:
-        need = self.n * max(int(np.prod(shape)), 1) * 4
-        if need <= self.budget:
-            self.inputs = np.zeros((self.n, *shape), dtype=np.float32)
-        else:
+    def start_inputs(self, shape: tuple[int, ...], dtype: Any, view: np.ndarray | None = None) -> None:
+        """Cache the inputs (shape and dtype of the first) when they fit the budget; ``view``: all of them already."""
+        dtype = cache_dtype(dtype)
+        need = self.n * max(int(np.prod(shape)), 1) * dtype.itemsize
+        if need > self.budget:
             self.inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={self.budget // 2**20}"
+        elif view is not None:
+            self.inputs, self.inputs_view = view[: self.n].view(), True
+        else:
+            self.inputs = np.zeros((self.n, *shape), dtype=dtype)
+
+    def _cache(self, idx: np.ndarray, raw: np.ndarray) -> None:
+        """Copy a chunk into the cache (widened to float32 once if a chunk does not fit the cache's dtype)."""
+        if raw.shape[1:] != self.inputs.shape[1:]:
+            self.inputs, self.inputs_note = None, "not cached: inputs have different shapes"
+            return
+        if not np.can_cast(cache_dtype(raw.dtype), self.inputs.dtype, "safe"):
+            if self.inputs.size * 4 > self.budget:
+                self.inputs, self.inputs_note = None, "not cached: inputs have different dtypes"
+                return
+            self.inputs = self.inputs.astype(np.float32)
+        if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # a run of indices: a plain copy, no gather
+            self.inputs[idx[0]:idx[-1] + 1] = raw
+        else:
+            self.inputs[idx] = raw
 
     def add(self, idx: np.ndarray, xs: np.ndarray) -> None:
         """A chunk of equally shaped inputs ``xs`` (rows are the samples at ``idx``)."""
         from sanitycheck.embedding import content_hashes, raw_features
 
         size = int(np.prod(xs.shape[1:]))
+        if self.inputs is not None and not self.inputs_view:
+            self._cache(idx, xs)
         xs = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion, shared by statistics, hash and features
         flat = xs.reshape(len(idx), -1) if size else None
         _chunk_stats(self.stats, idx, flat, size)
-        if self.inputs is not None:
-            if xs.shape[1:] == self.inputs.shape[1:]:
-                if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # a run of indices: a plain copy, no gather
-                    self.inputs[idx[0]:idx[-1] + 1] = xs
-                else:
-                    self.inputs[idx] = xs
-            else:
-                self.inputs, self.inputs_note = None, "not cached: inputs have different shapes"
         self.hashes[idx] = content_hashes(xs)
         if self.features_note != "embedded":
             return
@@ -398,6 +440,8 @@ class _Accumulator:
 
     def finish(self, seconds: float) -> DataPass:
         s = self.stats
+        if self.inputs is not None:
+            self.inputs.flags.writeable = False  # shared by every check (and maybe the user's own tensor)
         return DataPass(
             n=self.n, inputs=self.inputs, inputs_note=self.inputs_note, targets=self.targets,
             input_shapes=self.input_shapes, input_dtypes=self.input_dtypes,

@@ -10,6 +10,12 @@ of a sample is in the same or a neighbouring cell. Every step is seeded, so resu
 
 Measured (benchmarks/leakage_scale.py): a 10k x 50k brute-force join on 2 CPU cores spends most of its
 time writing the distance matrix, which is why the index exists.
+
+Memory: besides the ``(m, k)`` results, a search holds fixed-size working blocks: :data:`BLOCK` distances at a
+time, and through the index one block of queries whose candidate buffers take :data:`CANDIDATE_BYTES`; after
+each block the heap's free memory goes back to the OS (:func:`sanitycheck.memory.trim`: without it the search's
+many freed temporaries fragmented the heap by up to 1.4 GB at 1M queries). Searches and index builds report their
+progress (:func:`sanitycheck.progress.scan_progress`, counted in queries and base rows).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import numpy as np
 BRUTE_PAIRS = 1.2e8
 #: Cells each query visits in the IVF index.
 NPROBE = 6
-#: Queries searched at once through the index (bounds its candidate buffers).
-QUERY_BLOCK = 65536
+#: Bytes of candidate buffers (distances and indices, ``probes x k`` per query) of one block of queries searched
+#: through the index: the block size follows from it, so the memory does not grow with ``m`` or ``k``.
+CANDIDATE_BYTES = 2**25
 #: The index has about this many cells per sqrt(n) base rows.
 CELLS_PER_SQRT = 2.0
 #: Distance-matrix entries computed at once (bounds the working memory: 4 bytes each). Kept below glibc's
@@ -67,7 +74,7 @@ def knn(queries: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = F
             index = index if index is not None else IVFIndex(b, seed, label=label)
             with single_thread(q.device), scan_progress(label, m) as tick:
                 _ivf(q, index, k, exclude_self, dist, idx, tick)
-    return dist.sqrt().cpu().numpy(), idx.cpu().numpy()
+    return dist.sqrt_().cpu().numpy(), idx.cpu().numpy()
 
 
 @contextmanager
@@ -87,20 +94,56 @@ def single_thread(device: Any):
         torch.set_num_threads(before)
 
 
-def _sqdist(q: Any, b: Any, qn: Any, bn: Any) -> Any:
-    """Squared Euclidean distances between rows, from norms and one matmul (clamped at 0)."""
-    return (qn[:, None] + bn[None, :] - 2.0 * (q @ b.T)).clamp_min_(0.0)
+def _sq_norms(x: Any) -> Any:
+    """``(x * x).sum(1)``, the squared norm of each row, computed in blocks of rows: the product is never
+    materialized whole (it is as large as ``x``: 256 MB at 1M rows of 64 dims). Each row's sum is the same."""
+    import torch
+
+    n = x.shape[0]
+    out = torch.empty(n, dtype=x.dtype, device=x.device)
+    rows = max(1, BLOCK // max(1, x.shape[1]))
+    for lo in range(0, n, rows):
+        part = x[lo:lo + rows]
+        torch.sum(part * part, 1, out=out[lo:lo + rows])
+    return out
+
+
+class _Distances:
+    """Squared Euclidean distances between rows, from norms and one matmul (clamped at 0), written into two
+    buffers of :data:`BLOCK` floats reused by every block of a search.
+
+    Allocating the blocks anew each time (8 MiB temporaries, freed between small long-lived results) fragmented
+    the heap: measured at 1M rows, assigning them to their cells grew the resident memory by 0.9 GB. The
+    arithmetic is the same as ``(qn + bn) - 2 (q @ b.T)``, step for step, so the results are too.
+    """
+
+    def __init__(self, device: Any):
+        import torch
+
+        self.prod = torch.empty(BLOCK, device=device)
+        self.sums = torch.empty(BLOCK, device=device)
+
+    def __call__(self, q: Any, b: Any, qn: Any, bn: Any) -> Any:
+        import torch
+
+        r, c = q.shape[0], b.shape[0]
+        if r * c > BLOCK:  # a single row against more than BLOCK base rows: no buffer, plain temporaries
+            return (qn[:, None] + bn[None, :] - 2.0 * (q @ b.T)).clamp_min_(0.0)
+        prod = torch.mm(q, b.T, out=self.prod[: r * c].view(r, c))
+        sums = torch.add(qn[:, None], bn[None, :], out=self.sums[: r * c].view(r, c))
+        return sums.sub_(prod.mul_(2.0)).clamp_min_(0.0)
 
 
 def _brute(q: Any, b: Any, k: int, exclude_self: bool, dist: Any, idx: Any, tick: Any) -> None:
     import torch
 
-    qn, bn = (q * q).sum(1), (b * b).sum(1)
+    qn, bn = _sq_norms(q), _sq_norms(b)
     rows = max(1, BLOCK // b.shape[0])
     kk = min(k, b.shape[0])
+    sqdist = _Distances(q.device)
     for lo in range(0, q.shape[0], rows):
         hi = min(q.shape[0], lo + rows)
-        d = _sqdist(q[lo:hi], b, qn[lo:hi], bn)
+        d = sqdist(q[lo:hi], b, qn[lo:hi], bn)
         if exclude_self:
             r = torch.arange(lo, hi, device=q.device)
             d[r - lo, r] = math.inf
@@ -127,21 +170,25 @@ def kmeans(x: Any, cells: int, seed: int, iterations: int = 8) -> Any:
     return centroids
 
 
-def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1, tick: Any = None) -> Any:
+def _nearest(x: Any, centroids: Any, xn: Any | None = None, probes: int = 1, tick: Any = None,
+             sqdist: _Distances | None = None) -> Any:
     """Index of the nearest centroid of each row (or the ``probes`` nearest, shape (n, probes)); ``tick(rows)``
     after each block of rows when given."""
     import torch
 
-    xn = (x * x).sum(1) if xn is None else xn
+    xn = _sq_norms(x) if xn is None else xn
     cn = (centroids * centroids).sum(1)
     rows = max(1, BLOCK // centroids.shape[0])
-    out = []
-    for lo in range(0, x.shape[0], rows):
-        d = _sqdist(x[lo:lo + rows], centroids, xn[lo:lo + rows], cn)
-        out.append(d.argmin(1) if probes == 1 else d.topk(probes, dim=1, largest=False).indices)
+    sqdist = sqdist or _Distances(x.device)
+    n = x.shape[0]
+    out = torch.empty((n,) if probes == 1 else (n, probes), dtype=torch.long, device=x.device)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        d = sqdist(x[lo:hi], centroids, xn[lo:hi], cn)
+        out[lo:hi] = d.argmin(1) if probes == 1 else d.topk(probes, dim=1, largest=False).indices
         if tick is not None:
-            tick(out[-1].shape[0])
-    return torch.cat(out)
+            tick(hi - lo)
+    return out
 
 
 class IVFIndex:
@@ -150,6 +197,7 @@ class IVFIndex:
     def __init__(self, base: Any, seed: int = 0, label: str = "k-NN search"):
         import torch
 
+        from sanitycheck.memory import trim
         from sanitycheck.progress import scan_progress
 
         b = self.b = torch.as_tensor(base) if not isinstance(base, torch.Tensor) else base
@@ -157,7 +205,7 @@ class IVFIndex:
         self.cells = int(min(8192, max(8, round(CELLS_PER_SQRT * math.sqrt(n)))))
         with torch.no_grad(), single_thread(b.device):
             self.centroids = kmeans(b, self.cells, seed)
-            self.bn = (b * b).sum(1)
+            self.bn = _sq_norms(b)
             with scan_progress(f"{label}: index", n) as tick:
                 self.member_cell = _nearest(b, self.centroids, self.bn, tick=tick)
             self.members_order = torch.argsort(self.member_cell)
@@ -166,24 +214,32 @@ class IVFIndex:
             self.rank_in_cell = torch.empty(n, dtype=torch.long, device=b.device)  # position of each row in its cell
             self.rank_in_cell[self.members_order] = torch.arange(n, device=b.device) - member_bounds_tensor(
                 self.member_bounds, sorted_cells)
+        trim()
 
 
 def _ivf(q: Any, index: IVFIndex, k: int, exclude_self: bool, dist: Any, idx: Any, tick: Any) -> None:
+    from sanitycheck.memory import trim
+
     m = q.shape[0]
     probes = min(NPROBE, index.cells)
-    qn = (q * q).sum(1)
-    probe_cell = _nearest(q, index.centroids, qn, probes)  # (m, probes)
-    # queries in blocks, so the candidate buffers stay bounded (QUERY_BLOCK x probes x k) whatever m is
-    for start in range(0, m, QUERY_BLOCK):
-        stop = min(m, start + QUERY_BLOCK)
-        _ivf_block(q[start:stop], qn[start:stop], probe_cell[start:stop], index.b, index.bn, k, probes, index.cells,
+    qn = _sq_norms(q)
+    # queries in blocks, so the candidate buffers stay bounded (CANDIDATE_BYTES) whatever m and k are; a block is a
+    # whole number of _nearest's own row blocks, so each query's cells are the same whatever the block size
+    rows = max(1, BLOCK // index.centroids.shape[0])
+    block = max(1, CANDIDATE_BYTES // (probes * k * 12) // rows) * rows
+    sqdist = _Distances(q.device)
+    for start in range(0, m, block):
+        stop = min(m, start + block)
+        probe_cell = _nearest(q[start:stop], index.centroids, qn[start:stop], probes, sqdist=sqdist)  # (block, probes)
+        _ivf_block(q[start:stop], qn[start:stop], probe_cell, index.b, index.bn, k, probes, index.cells,
                    index.members_order, index.member_bounds, index.member_cell, index.rank_in_cell, exclude_self,
-                   start, dist[start:stop], idx[start:stop], tick)
+                   start, dist[start:stop], idx[start:stop], tick, sqdist)
+        trim()  # what the block's many temporaries freed goes back to the OS instead of fragmenting the heap
 
 
 def _ivf_block(q: Any, qn: Any, probe_cell: Any, b: Any, bn: Any, k: int, probes: int, cells: int,
                members_order: Any, member_bounds: list[int], member_cell: Any, rank_in_cell: Any,
-               exclude_self: bool, offset: int, dist: Any, idx: Any, tick: Any) -> None:
+               exclude_self: bool, offset: int, dist: Any, idx: Any, tick: Any, sqdist: _Distances) -> None:
     """Search one block of queries (rows ``offset`` ... of the full query set) through the index; ``tick`` counts
     queries (the (query, cell) pairs searched so far, divided by ``probes``)."""
     import torch
@@ -206,7 +262,7 @@ def _ivf_block(q: Any, qn: Any, probe_cell: Any, b: Any, bn: Any, k: int, probes
         for lo in range(lo_p, hi_p, rows):
             p = pair_order[lo:min(hi_p, lo + rows)]  # (query, probe slot) pairs, flattened as query * probes + slot
             qi = p // probes
-            d = _sqdist(q[qi], bc, qn[qi], bcn)
+            d = sqdist(q[qi], bc, qn[qi], bcn)
             if exclude_self:  # a query that is a base row of this cell is not its own neighbour
                 own = torch.nonzero(member_cell[qi + offset] == c).squeeze(1)
                 d[own, rank_in_cell[qi[own] + offset]] = math.inf
@@ -282,7 +338,8 @@ def split_neighbors(ctx: Any, split: Any) -> SplitNeighbors:
 
         emb = embedding(ctx, split)
         unique, inverse = unique_inputs(hashes(ctx, split))
-        base = np.ascontiguousarray(emb[unique])
+        # all distinct (unique is 0..n-1): the embedding itself, not a copy of it (n x d float32 saved)
+        base = np.ascontiguousarray(emb if len(unique) == len(emb) else emb[unique], dtype=np.float32)
         index = None
         label = f"neighbours in {split.name}"
         if len(unique) ** 2 > BRUTE_PAIRS / 4:  # large enough that other query sets will use an index too

@@ -15,7 +15,7 @@ data:
   # input_key: image            # for dict samples: the key of the input ...
   # target_key: label           # ... and of the target
   # max_samples: 50000          # read at most this many samples per split
-  # memory_mb: 1024             # budget for caching inputs as float32 during the one data pass
+  # memory_mb: 1024             # budget (MiB) for caching inputs during the one data pass
 
 model: pipeline:make_model      # an nn.Module, or a zero-arg callable returning a fresh one (preferred)
 loss: torch.nn:CrossEntropyLoss # callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments

@@ -120,3 +120,39 @@ def test_unique_inputs_groups_equal_hashes_in_dataset_order():
     unique, inverse = unique_inputs(np.array([7, 3, 7, 9, 3], dtype=np.uint64))
     assert unique.tolist() == [0, 1, 3]
     assert inverse.tolist() == [0, 1, 0, 2, 1]
+
+
+def test_input_cache_keeps_narrow_dtypes_and_does_not_copy_a_tensor_dataset():
+    from torch.utils.data import Subset
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (300, 1, 16, 16)).astype(np.uint8))
+    y = torch.from_numpy(rng.integers(0, 10, 300))
+
+    def cached(ds):
+        return materialize(ds, "train", max_samples=None, memory_mb=64, input_key=None, target_key=None).data_pass()
+
+    fast, slow = cached(TensorDataset(x, y)), cached(PerSample(x, y))
+    assert fast.inputs.dtype == np.uint8 and np.shares_memory(fast.inputs, x.numpy())  # a view: no copy at all
+    assert not fast.inputs.flags.writeable
+    assert slow.inputs.dtype == np.uint8 and np.array_equal(slow.inputs, x.numpy())  # 1 byte per value, not 4
+    assert np.array_equal(fast.features, slow.features) and np.array_equal(fast.hashes, slow.hashes)
+    order = rng.permutation(300)[:200]
+    sub = cached(Subset(TensorDataset(x, y), order))  # gathered chunk by chunk
+    assert np.array_equal(sub.inputs, x.numpy()[order]) and np.array_equal(sub.hashes, fast.hashes[order])
+    wide = cached(TensorDataset(x.long(), y))  # float32 does not hold every int64: cached as float32
+    assert wide.inputs.dtype == np.float32 and np.array_equal(wide.inputs, x.numpy())
+
+
+def test_distance_blocks_in_reused_buffers_give_the_same_numbers():
+    from sanitycheck.neighbors import _Distances, _sq_norms
+
+    rng = np.random.default_rng(0)
+    q, b = torch.from_numpy(rng.standard_normal((300, 24), dtype=np.float32)), \
+        torch.from_numpy(rng.standard_normal((500, 24), dtype=np.float32))
+    assert torch.equal(_sq_norms(q), (q * q).sum(1))
+    qn, bn = _sq_norms(q), _sq_norms(b)
+    sqdist = _Distances(q.device)
+    for rows in (300, 7):  # the buffers are reused for blocks of any shape
+        expected = (qn[:rows, None] + bn[None, :] - 2.0 * (q[:rows] @ b.T)).clamp_min_(0.0)
+        assert torch.equal(sqdist(q[:rows], b, qn[:rows], bn), expected)
