@@ -413,7 +413,7 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
 
 
 #: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
-ALIGN_CANDIDATES = 48
+ALIGN_CANDIDATES = 32
 #: ... and looks for a crop of these candidates: the best ones after shifting and zooming the sample, and as many
 #: nearest by a 4x4 thumbnail (coarse enough that a 1-2 pixel crop barely moves it).
 ZOOM_CANDIDATES = 3
