@@ -77,7 +77,7 @@ CODES = (
         "exact copies plus the near matches beyond that chance count. Images get two more looks at the validation "
         "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
         "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
-        "sample's 48 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
+        "sample's 32 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
         "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 6 of them (the 3 best after shifts, "
         "the 3 nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways (a window of 87.5%-100% "
         "of each side of one, moved by up to a pixel and found axis by axis from row and column profiles, against the "
