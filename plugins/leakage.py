@@ -492,26 +492,36 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
 #: moved by a pixel or two is often not among the nearest of the unshifted sample (thin strokes, crowded classes).
 SEARCH_SHIFTS = ((-1.5, -1.5), (-1.5, 1.5), (1.5, -1.5), (1.5, 1.5))
 SHIFT_NEIGHBOURS = 12
+#: Samples searched shifted at once (bounds the shifted thumbnails and their search: about 15 MB for 3x32x32).
+SEARCH_BLOCK = 4096
 
 
 def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.ndarray, nb: Any) -> np.ndarray:
     """``cand`` with the SHIFT_NEIGHBOURS nearest distinct training samples of every shifted sample appended
-    (a candidate found twice is kept once; the repeats become -1)."""
+    (a candidate found twice is kept once; the repeats become -1). In blocks of SEARCH_BLOCK samples, so the
+    shifted thumbnails and their search stay bounded whatever the split's size."""
     from sanitycheck.alignment import as_chw, window_thumbnails
     from sanitycheck.neighbors import knn, knn_device
+    from sanitycheck.progress import scan_progress
 
     windows = [(1.0, 1.0, dy, dx) for dy, dx in SEARCH_SHIFTS]
-    seen = np.concatenate([window_thumbnails(as_chw(_inputs(split, indices[lo:lo + 4096])), windows).numpy()
-                           for lo in range(0, len(indices), 4096)])
     k = min(SHIFT_NEIGHBOURS, len(nb.unique))
-    _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
-                  device=knn_device(ctx), index=nb.index, label=f"leakage: shifted search ({split.name})")
-    every = np.concatenate([cand, more.reshape(len(indices), -1)], 1)
-    order = np.argsort(every, axis=1, kind="stable")
-    ranked = np.take_along_axis(every, order, 1)
-    repeat = np.zeros_like(every, dtype=bool)
-    np.put_along_axis(repeat, order, np.concatenate([np.zeros((len(every), 1), bool), ranked[:, 1:] == ranked[:, :-1]], 1), 1)
-    every[repeat] = -1
+    every = np.full((len(indices), cand.shape[1] + len(windows) * k), -1, dtype=np.int64)
+    with scan_progress(f"leakage: shifted search ({split.name})", len(indices)) as tick:
+        for lo in range(0, len(indices), SEARCH_BLOCK):
+            hi = min(len(indices), lo + SEARCH_BLOCK)
+            seen = window_thumbnails(as_chw(_inputs(split, indices[lo:hi])), windows).numpy()
+            _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
+                          device=knn_device(ctx), index=nb.index)
+            block = np.concatenate([cand[lo:hi], more.reshape(hi - lo, -1)], 1)
+            order = np.argsort(block, axis=1, kind="stable")
+            ranked = np.take_along_axis(block, order, 1)
+            repeat = np.zeros_like(block, dtype=bool)
+            np.put_along_axis(repeat, order, np.concatenate(
+                [np.zeros((hi - lo, 1), bool), ranked[:, 1:] == ranked[:, :-1]], 1), 1)
+            block[repeat] = -1
+            every[lo:hi] = block
+            tick(hi - lo)
     return every
 
 
