@@ -267,7 +267,7 @@ class Leakage(Check):
 
 # --------------------------------------------------------------------------------------------- the probes
 
-#: The cutoff quantile is taken at a fraction leaving at least this many training scores below it.
+#: On small splits (no tail fit) the cutoff quantile is taken at a fraction leaving at least this many scores below it.
 MIN_TAIL = 10
 #: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is fitted to the
 #: in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
@@ -310,10 +310,10 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
     scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
     cutoff, exponent, alpha = _tail_cutoff(scores, settings.alpha)
-    calib = {"cutoff": min(settings.ratio, cutoff), "quantile": cutoff, "exponent": exponent, "alpha": alpha,
+    calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
              "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
     if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
-        # the same calibration for the aligned score, on a seeded subset of training samples
+        # the same calibration for the aligned and colour looks, on a seeded subset of training samples
         sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
         looks = {}
         for look, (_, _, look_scores) in _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings,
@@ -341,7 +341,7 @@ def _tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None,
     near copies of their own (a few percent of CIFAR-10's), and their scores fill the bottom of the distribution:
     that quantile would be how close those copies are, and every copy less exact than them would be missed.
     """
-    finite = np.sort(scores[np.isfinite(scores)])
+    finite = scores[np.isfinite(scores)]
     if len(finite) >= MIN_FIT:
         lo, hi = np.quantile(finite, TAIL_FIT)
         if lo > 0 and hi > lo:
@@ -415,10 +415,11 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
 
 #: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
 ALIGN_CANDIDATES = 32
-#: ... and looks for a crop of these candidates: the best ones after shifting and zooming the sample, and as many
+#: ... and searches this many of them for a crop resized back: the best after shifting the sample, and as many
 #: nearest by a 4x4 thumbnail (coarse enough that a 1-2 pixel crop barely moves it).
 ZOOM_CANDIDATES = 3
-#: Random training samples scored by the aligned look to calibrate its cutoff (the tail fit needs a few hundred).
+#: Random training samples scored by the aligned and colour looks to calibrate their cutoffs (the tail fit uses the
+#: 5%-20% quantiles: a few hundred scores).
 ALIGN_CALIBRATION = 2000
 #: Samples handled at once by the aligned look (bounds its buffers: about 40 MB).
 ALIGN_BLOCK = 256
@@ -445,14 +446,15 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     shifts, and the nearest by 4x4 thumbnail) are searched for a crop resized back, both ways
     (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
     candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
-    centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged. ``self_ids``:
-    the samples are
-    these distinct training inputs, each left out of its own candidates (calibration). ``cand``: the candidates
-    when the caller has searched them already (distinct ids, nearest first).
+    centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.
+    ``self_ids``: the samples are these distinct training inputs, each left out of its own candidates
+    (calibration). ``cand``: the candidates when the caller has searched them already (distinct ids, nearest
+    first).
     """
     import torch
 
-    from sanitycheck.embedding import embedding
+    from sanitycheck.alignment import per_channel
+    from sanitycheck.embedding import GRID, embedding
     from sanitycheck.neighbors import knn, knn_device, single_thread
     from sanitycheck.progress import scan_progress
 
@@ -463,9 +465,6 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
         _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
                       device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
     cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
-    from sanitycheck.alignment import per_channel
-    from sanitycheck.embedding import GRID
-
     base = torch.from_numpy(nb.base)
     coarse = _coarse(base)
     channels = base.shape[1] // (GRID * GRID)
@@ -540,6 +539,7 @@ def _coarse(thumbs: Any) -> Any:
 
 def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
                    colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
+    """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
     from sanitycheck.alignment import as_chw, crop_distance, per_channel, shift_windows, window_thumbnails
