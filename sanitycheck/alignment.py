@@ -9,7 +9,9 @@ channel, so every window of a family is two small matrix products.
 
 Each window's thumbnail is centred and scaled to unit length, exactly like the shared embedding's image
 thumbnails (:mod:`sanitycheck.embedding`), so distances are comparable with it and the identity window gives
-the embedding itself.
+the embedding itself. :func:`crop_distance` finds the window that undoes a crop one axis at a time, and
+:func:`per_channel` turns thumbnails into a form a colour cast leaves unchanged. ``plugins/leakage.py`` (its
+aligned and colour looks) is the user.
 """
 
 from __future__ import annotations
@@ -133,5 +135,5 @@ def crop_distance(images: Any, targets: Any) -> Any:
     return (thumbs - targets).norm(dim=1)
 
 
-__all__ = ["as_chw", "pooling_weights", "window_thumbnails", "shift_windows", "per_channel", "crop_distance",
+__all__ = ["as_chw", "window_thumbnails", "shift_windows", "per_channel", "crop_distance",
            "SHIFTS", "ZOOMS", "OFFSETS"]
