@@ -466,7 +466,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
                       device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
     cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
     base = torch.from_numpy(nb.base)
-    coarse = _coarse(base)
+    coarse, inner = _coarse(base), _inner(base)
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
     out: dict[str, list] = {}
@@ -477,7 +477,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
             blocks = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
-                                    colour, nb.unique, settings.k)
+                                    inner, colour, nb.unique, settings.k)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
             tick(hi - lo)
@@ -537,8 +537,18 @@ def _coarse(thumbs: Any) -> Any:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def _inner(thumbs: Any) -> Any:
+    """The central 4x4 cells of 8x8 thumbnails, centred and unit length: a zoom of a few percent barely moves them."""
+    from sanitycheck.embedding import GRID
+
+    shape = thumbs.shape
+    x = thumbs.reshape(*shape[:-1], -1, GRID, GRID)[..., 2:6, 2:6].reshape(*shape[:-1], -1)
+    x = x - x.mean(-1, keepdim=True)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
+                   inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
     """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
@@ -558,15 +568,17 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     coarse_q = _coarse(plain)
     d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
     d4[bad] = float("inf")
+    d_inner = (_inner(plain)[:, None] - inner[c]).norm(dim=2)
+    d_inner[bad] = float("inf")
     z = min(ZOOM_CANDIDATES, c.shape[1])
-    pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices], 1)
-    top = c.gather(1, pick)  # (m, 2z)
-    flat = top.reshape(-1)
-    targets = plain.repeat_interleave(pick.shape[1], 0)
+    pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices,
+                      d_inner.topk(z, dim=1, largest=False).indices], 1)
+    top = c.gather(1, pick)  # (m, 3z)
     # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
-    dc = crop_distance(as_chw(_inputs(ctx.train, unique[flat.numpy()])), targets)
-    dq = crop_distance(q.repeat_interleave(pick.shape[1], 0), base[flat])
-    refined = torch.minimum(dc, dq).reshape(m, -1)
+    targets = plain.repeat_interleave(pick.shape[1], 0)[:, None]
+    dc = crop_distance(as_chw(_inputs(ctx.train, unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
+    dq = crop_distance(q, base[top])
+    refined = torch.minimum(dc, dq)
     refined[bad.gather(1, pick)] = float("inf")
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
     looks = {"aligned": aligned}

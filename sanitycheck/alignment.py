@@ -26,7 +26,7 @@ from sanitycheck.embedding import GRID, layout, pooling_weights
 SHIFTS = (-2, -1, 0, 1, 2)
 #: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 12.5% of a side,
 #: resized back, is undone by one of them (the two axes independently).
-ZOOMS = (0.875, 0.906, 0.9375, 0.969, 1.0)
+ZOOMS = (0.85, 0.8875, 0.925, 0.9625, 1.0)
 
 
 def as_chw(inputs: np.ndarray) -> Any:
@@ -111,28 +111,31 @@ OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
 def crop_distance(images: Any, targets: Any) -> Any:
-    """For each pair ``i``: the distance between ``targets[i]`` (a unit thumbnail) and the thumbnail of the window
-    of ``images[i]`` that best undoes a crop resized back: ``(n,)``.
+    """For each image ``i`` and each of its targets ``j``: the distance between ``targets[i, j]`` (a unit
+    thumbnail) and the thumbnail of the window of ``images[i]`` that best undoes a crop resized back:
+    ``(n, p)`` for ``targets`` of shape ``(n, p, d)``.
 
     A crop is separable, so the window is found one axis at a time: the image's row profile (its mean over
-    columns) is pooled through every 1-D window (ZOOMS x OFFSETS) and compared with the target's row profile,
-    and the same for columns; then the one window made of the two best is pooled in full and compared.
+    columns) is pooled through every 1-D window (ZOOMS x OFFSETS) once, and compared with each target's row
+    profile, and the same for columns; then the one window made of the two best is pooled in full and compared.
     """
     import torch
 
     n, c, h, w = images.shape
-    t = targets.reshape(n, c, GRID, GRID)
+    p = targets.shape[1]
+    t = targets.reshape(n, p, c, GRID, GRID)
     windows = [(z, d) for z in ZOOMS for d in OFFSETS]
     best = []
-    for axis, size in ((2, h), (3, w)):
+    for axis, size in ((3, h), (4, w)):
         weights = _weights(size, windows)  # (len(windows) * GRID, size)
-        profile = images.mean(5 - axis).reshape(n * c, size) @ weights.T  # the other axis averaged out
+        profile = images.mean(6 - axis).reshape(n * c, size) @ weights.T  # the other axis averaged out
         profile = _unit(profile.reshape(n, c, len(windows), GRID).transpose(1, 2).reshape(n, len(windows), -1))
-        wanted = _unit(t.mean(5 - axis).reshape(n, -1))
-        best.append(weights.reshape(len(windows), GRID, size)[(profile - wanted[:, None]).norm(dim=2).argmin(1)])
+        wanted = _unit(t.mean(7 - axis).reshape(n, p, -1))  # (n, p, c * GRID)
+        choice = torch.cdist(wanted, profile).argmin(2)  # (n, p): the best window for each target
+        best.append(weights.reshape(len(windows), GRID, size)[choice])  # (n, p, GRID, size)
     rows, cols = best
-    thumbs = _unit((rows[:, None] @ images @ cols[:, None].transpose(2, 3)).reshape(n, -1))
-    return (thumbs - targets).norm(dim=1)
+    pooled = rows[:, :, None] @ images[:, None] @ cols[:, :, None].transpose(3, 4)  # (n, p, c, GRID, GRID)
+    return (_unit(pooled.reshape(n, p, -1)) - targets).norm(dim=2)
 
 
 __all__ = ["as_chw", "window_thumbnails", "shift_windows", "per_channel", "crop_distance",
