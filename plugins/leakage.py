@@ -27,7 +27,7 @@ class Settings(CheckSettings):
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
-    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 12.5% of a side resized back) and the colour look (colour casts).")
+    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
 
 
@@ -41,9 +41,10 @@ RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance b
 LOOK_RULES = {
     "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
                 "samples and the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels, shifted by every (dy, dx) "
-                "in [-2, 2]^2 pixels (edges replicated); 2 x {z} of them (the best "
-                "after shifts and the nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways: a "
-                "window of one (87.5%-100% of each side, moved by up to 1 pixel, found axis by axis) against the other; "
+                "in [-2, 2]^2 pixels (edges replicated); 3 x {z} of them (the best "
+                "after shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are also searched for a "
+                "crop resized back, both ways: a window of one (85%-100% of each side, moved by up to 1 pixel, found axis "
+                "by axis) against the other; "
                 "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*) <= "
                 "{cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, fitted to the same score for {n} random "
                 "training samples)"),
@@ -78,8 +79,9 @@ CODES = (
         "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
         "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
         "sample's 32 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
-        "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 6 of them (the 3 best after shifts, "
-        "the 3 nearest by 4x4 thumbnail) are also searched for a crop resized back, both ways (a window of 87.5%-100% "
+        "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 9 of them (the 3 best after shifts, "
+        "the 3 nearest by 4x4 thumbnail, the 3 nearest by the central 4x4 cells) are also searched for a crop resized "
+        "back, both ways (a window of 85%-100% "
         "of each side of one, moved by up to a pixel and found axis by axis from row and column profiles, against the "
         "other); score = best distance found / 9th best. Colour look: the same candidates, each colour channel "
         "centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the same way on 2000 "
@@ -415,8 +417,8 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
 
 #: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
 ALIGN_CANDIDATES = 32
-#: ... and searches this many of them for a crop resized back: the best after shifting the sample, and as many
-#: nearest by a 4x4 thumbnail (coarse enough that a 1-2 pixel crop barely moves it).
+#: ... and searches 3 x this many of them for a crop resized back: the best after shifting the sample, and as many
+#: nearest by a 4x4 thumbnail and by the central 4x4 cells of the 8x8 one (both barely moved by a 1-2 pixel crop).
 ZOOM_CANDIDATES = 3
 #: Random training samples scored by the aligned and colour looks to calibrate their cutoffs (the tail fit uses the
 #: 5%-20% quantiles: a few hundred scores).
@@ -442,8 +444,8 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
 
     Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
     compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
-    distance; the sample's scale is the k-th smallest of these. Then 2 x ZOOM_CANDIDATES of them (the best after
-    shifts, and the nearest by 4x4 thumbnail) are searched for a crop resized back, both ways
+    distance; the sample's scale is the k-th smallest of these. Then 3 x ZOOM_CANDIDATES of them (the best after
+    shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are searched for a crop resized back, both ways
     (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
     candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
     centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.

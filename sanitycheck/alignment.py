@@ -24,7 +24,7 @@ from sanitycheck.embedding import GRID, layout, pooling_weights
 
 #: Shifts (pixels, each axis) of the query-side windows.
 SHIFTS = (-2, -1, 0, 1, 2)
-#: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 12.5% of a side,
+#: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 15% of a side,
 #: resized back, is undone by one of them (the two axes independently).
 ZOOMS = (0.85, 0.8875, 0.925, 0.9625, 1.0)
 
