@@ -86,8 +86,29 @@ def resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 #: The kinds of near copy the leakage targets are stated for.
 TRANSFORMS = {"jpeg": jpeg_like, "shift": shift, "crop": crop_resize, "brightness": brightness_contrast,
               "resize": resize}
+def far_shift(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Translate by 3-4 pixels along each axis (edges replicated): beyond the aligned look's exhaustive shifts."""
+    out = torch.empty_like(x)
+    h, w = x.shape[2:]
+    for i in range(len(x)):
+        dy, dx = rng.integers(3, 5, size=2) * rng.choice([-1, 1], size=2)
+        p = F.pad(x[i:i + 1], (4, 4, 4, 4), mode="replicate")
+        out[i] = p[0, :, 4 + dy:4 + dy + h, 4 + dx:4 + dx + w]
+    return out
+
+
+def far_crop(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Crop 3-4 pixels off each side (random amounts) and resize back: beyond the aligned look's zoom range."""
+    h, w = x.shape[2:]
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        t, b, l, r = rng.integers(3, 5, size=4)
+        out[i] = F.interpolate(x[i:i + 1, :, t:h - b, l:w - r], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out
+
+
 #: More kinds real copies come in, measured on request (``--kinds``).
-EXTRA = {"colour": colour}
+EXTRA = {"colour": colour, "far_shift": far_shift, "far_crop": far_crop}
 
 
 def near_copies(x: torch.Tensor, rng: np.random.Generator, kinds: list[str] | None = None) -> tuple[torch.Tensor, list[str]]:
