@@ -3,7 +3,7 @@
 Each scenario runs in a fresh process so its peak memory (ru_maxrss) is its own; wall time covers the whole
 scan: materializing the splits, the one data pass (hashes + embeddings), the neighbour searches and the check.
 
-    python benchmarks/leakage_scale.py cifar   [--planted 300]   # CIFAR-10-sized set, planted near copies
+    python benchmarks/leakage_scale.py cifar   [--planted 300] [--seed 0] [--kinds colour]   # CIFAR-10-sized set
     python benchmarks/leakage_scale.py mnist   [--planted 300]   # real MNIST: test images planted into train
     python benchmarks/leakage_scale.py growth  [--sizes 10000,100000,1000000]
 
@@ -11,7 +11,8 @@ scan: materializing the splits, the one data pass (hashes + embeddings), the nei
 50k / test 10k), padded to 32x32 and turned into 3x32x32 colour images (per-image random tint and a smooth
 random background), stored as uint8 like CIFAR. `--planted` validation images are replaced by near copies of
 training images (benchmarks/neardup.py: JPEG-like re-encoding, 1-2 px shifts, 1-2 px crops resized back,
-brightness/contrast, down-up resizes; half of them re-encoded again). Printed: recall on the planted copies,
+brightness/contrast, down-up resizes; half of them re-encoded again; `--kinds` picks others, e.g. colour casts
+or the far shifts and crops beyond the aligned look's range). Printed: recall on the planted copies,
 flagged clean validation samples (an upper bound on false alarms: Fashion-MNIST has real near duplicates
 between its splits), wall seconds, peak RSS. Data from ../shared/data (see its README); synthetic fallback.
 """
@@ -73,7 +74,7 @@ def _smooth_images(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(x + rng.normal(0, 0.03, x.shape).astype(np.float32), 0, 1) * 255).astype(np.uint8)
 
 
-def _plant(train_x: np.ndarray, val_x: np.ndarray, planted: int, rng: np.random.Generator):
+def _plant(train_x: np.ndarray, val_x: np.ndarray, planted: int, rng: np.random.Generator, kinds: list[str] | None):
     """Replace the first `planted` validation inputs with near copies of random training inputs."""
     import torch
 
@@ -84,7 +85,7 @@ def _plant(train_x: np.ndarray, val_x: np.ndarray, planted: int, rng: np.random.
     x = torch.from_numpy(train_x[src].astype(np.float32) / 255)
     if x.ndim == 3:
         x = x[:, None]
-    copies, used = near_copies(x, rng)
+    copies, used = near_copies(x, rng, kinds)
     copies = np.round(copies.numpy().clip(0, 1) * 255).astype(np.uint8).reshape(val_x[:planted].shape)
     val_x = val_x.copy()
     val_x[:planted] = copies
@@ -146,13 +147,17 @@ def _accuracy(report, planted: int, n_val: int, src: np.ndarray, used: list[str]
     }
 
 
+def _kinds(args: argparse.Namespace) -> list[str] | None:
+    return [k for k in args.kinds.split(",") if k] or None
+
+
 def scenario(name: str, args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     if name == "cifar":
         xtr, ytr, xte, yte = _fashion()
         train_x, train_y = _colourize(xtr[:50000], rng), ytr[:50000]
         val_x, val_y = _colourize(xte, rng), yte
-        val_x, src, used = _plant(train_x, val_x, args.planted, rng)
+        val_x, src, used = _plant(train_x, val_x, args.planted, rng, _kinds(args))
         val_y = val_y.copy()
         val_y[: args.planted] = train_y[src]
     elif name == "mnist":
@@ -166,7 +171,7 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         sys.path.insert(0, str(ROOT))
         from neardup import near_copies
 
-        copies, used = near_copies(torch.from_numpy(xte[targets][:, None].astype(np.float32) / 255), rng)
+        copies, used = near_copies(torch.from_numpy(xte[targets][:, None].astype(np.float32) / 255), rng, _kinds(args))
         train_x[slots] = np.round(copies[:, 0].numpy().clip(0, 1) * 255).astype(np.uint8)
         train_y[slots] = yte[targets]
         # re-order validation so the planted ones come first (the accounting below expects that)
@@ -197,6 +202,8 @@ def main() -> int:
     parser.add_argument("--planted", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--kinds", default="", help="near-copy kinds to plant, comma-separated (default: the target mix "
+                        "of neardup.TRANSFORMS; also colour, far_shift, far_crop)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -204,7 +211,8 @@ def main() -> int:
         return 0
     names = [f"growth:{s}" for s in args.sizes.split(",")] if args.what == "growth" else [args.what]
     for name in names:
-        cmd = [sys.executable, __file__, args.what, "--child", name, "--planted", str(args.planted), "--seed", str(args.seed)]
+        cmd = [sys.executable, __file__, args.what, "--child", name, "--planted", str(args.planted), "--seed", str(args.seed),
+               "--kinds", args.kinds]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(proc.stderr[-3000:])
