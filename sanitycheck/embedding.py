@@ -20,8 +20,9 @@ or a strided view and its contiguous copy, hash the same.
 
 **Embedding.** Images (``(C, H, W)``, ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4) are area-averaged down to an
 8 x 8 grid per channel (first 3 channels), then centred and scaled to unit length per sample: a
-downsampled, brightness- and contrast-invariant thumbnail. Re-encoding noise, 1-2 pixel shifts, small crops
-and resizes barely move it; different pictures land far apart. Other inputs are flattened; with more than
+downsampled, brightness- and contrast-invariant thumbnail. Re-encoding noise and resizes barely move it;
+different pictures land far apart. A shift or a crop of a pixel or two can move it as far as another picture
+(:mod:`sanitycheck.alignment` compares windows for that). Other inputs are flattened; with more than
 :data:`MAX_VECTOR_DIM` values they are reduced by a seeded Gaussian random projection; the resulting
 features are then standardized with the training split's mean and standard deviation (each standard deviation
 floored at 0.3x the median one, so near-constant features do not dominate).
