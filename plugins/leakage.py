@@ -502,7 +502,8 @@ def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np
     """``cand`` with the SHIFT_NEIGHBOURS nearest distinct training samples of every shifted sample appended
     (a candidate found twice is kept once; the repeats become -1). In blocks of SEARCH_BLOCK samples, so the
     shifted thumbnails and their search stay bounded whatever the split's size."""
-    from sanitycheck.alignment import as_chw, window_thumbnails
+    from sanitycheck.alignment import window_thumbnails
+    from sanitycheck.embedding import as_chw
     from sanitycheck.neighbors import knn, knn_device
     from sanitycheck.progress import scan_progress
 
@@ -554,7 +555,8 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
-    from sanitycheck.alignment import as_chw, crop_distance, per_channel, shift_windows, window_thumbnails
+    from sanitycheck.alignment import crop_distance, per_channel, shift_windows, window_thumbnails
+    from sanitycheck.embedding import as_chw
 
     windows = shift_windows()
     q = as_chw(_inputs(split, indices))

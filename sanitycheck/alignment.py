@@ -20,31 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from sanitycheck.embedding import GRID, layout, pooling_weights
+from sanitycheck.embedding import GRID, pooling_weights
 
 #: Shifts (pixels, each axis) of the query-side windows.
 SHIFTS = (-2, -1, 0, 1, 2)
 #: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 15% of a side,
 #: resized back, is undone by one of them (the two axes independently).
 ZOOMS = (0.85, 0.8875, 0.925, 0.9625, 1.0)
-
-
-def as_chw(inputs: np.ndarray) -> Any:
-    """A float32 ``(m, c, h, w)`` tensor of images (first 3 channels; NaN/Inf as 0) from ``(m, *shape)``."""
-    import torch
-
-    x = np.asarray(inputs, dtype=np.float32)
-    if not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    kind = layout(tuple(x.shape[1:]))
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    if kind == "hw":
-        t = t.unsqueeze(1)
-    elif kind == "hwc":
-        t = t.permute(0, 3, 1, 2)
-    elif kind != "chw":
-        raise ValueError(f"inputs of shape {tuple(x.shape[1:])} are not images")
-    return t[:, :3].contiguous()
 
 
 def window_thumbnails(images: Any, windows: list[tuple[float, float, float, float]]) -> Any:
@@ -138,5 +120,5 @@ def crop_distance(images: Any, targets: Any) -> Any:
     return (_unit(pooled.reshape(n, p, -1)) - targets).norm(dim=2)
 
 
-__all__ = ["as_chw", "window_thumbnails", "shift_windows", "per_channel", "crop_distance",
+__all__ = ["window_thumbnails", "shift_windows", "per_channel", "crop_distance",
            "SHIFTS", "ZOOMS", "OFFSETS"]

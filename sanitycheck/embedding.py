@@ -97,22 +97,13 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
     """
     import torch
 
-    m, shape = chunk.shape[0], tuple(chunk.shape[1:])
-    kind = layout(shape)
-    x = np.asarray(chunk, dtype=np.float32)
-    if not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    if kind == "vector":
-        flat = x.reshape(m, -1)
+    m = chunk.shape[0]
+    if layout(tuple(chunk.shape[1:])) == "vector":
+        flat = _finite_float32(chunk).reshape(m, -1)
         if flat.shape[1] > MAX_VECTOR_DIM:
             flat = flat @ _projection(flat.shape[1])
         return np.ascontiguousarray(flat, dtype=np.float32), "vector"
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    if kind == "hw":
-        t = t.unsqueeze(1)
-    elif kind == "hwc":
-        t = t.permute(0, 3, 1, 2)
-    t = t[:, :3]  # alpha carries no content
+    t = as_chw(chunk)
     h, w = t.shape[2:]
     if h % GRID == 0 and w % GRID == 0:  # whole-pixel cells: plain average pooling is the same, and faster
         pooled = torch.nn.functional.avg_pool2d(t, (h // GRID, w // GRID)).reshape(m, -1).numpy()
@@ -121,6 +112,28 @@ def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
         cols = torch.from_numpy(pooling_weights(w).astype(np.float32))
         pooled = (rows @ t @ cols.T).reshape(m, -1).numpy()
     return _unit_thumbnails(pooled), "image"
+
+
+def _finite_float32(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 with NaN and Inf as 0 (copied only when needed)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def as_chw(images: np.ndarray) -> Any:
+    """A float32 ``(m, c, h, w)`` tensor of images (the first 3 channels: alpha carries no content; NaN and Inf
+    as 0) from ``(m, *shape)`` in any image :func:`layout`."""
+    import torch
+
+    kind = layout(tuple(images.shape[1:]))
+    if kind == "vector":
+        raise ValueError(f"inputs of shape {tuple(images.shape[1:])} are not images")
+    t = torch.from_numpy(np.ascontiguousarray(_finite_float32(images)))
+    if kind == "hw":
+        t = t.unsqueeze(1)
+    elif kind == "hwc":
+        t = t.permute(0, 3, 1, 2)
+    return t[:, :3].contiguous()
 
 
 @lru_cache(maxsize=64)
@@ -294,7 +307,7 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
 
 
 __all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable",
-           "content_hashes", "raw_features", "layout", "feature_layer", "FeatureCapture", "pooling_weights"]
+           "content_hashes", "raw_features", "layout", "feature_layer", "FeatureCapture", "pooling_weights", "as_chw"]
 
 
 # ---------------------------------------------------------------------------------------- model features

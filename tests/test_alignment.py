@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sanitycheck.alignment import as_chw, crop_distance, per_channel, shift_windows, window_thumbnails
-from sanitycheck.embedding import raw_features
+from sanitycheck.alignment import crop_distance, per_channel, shift_windows, window_thumbnails
+from sanitycheck.embedding import as_chw, raw_features
 
 
 def pictures(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
