@@ -455,7 +455,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     """
     import torch
 
-    from sanitycheck.alignment import per_channel
+    from sanitycheck.alignment import central_cells, coarse_thumbnails, per_channel
     from sanitycheck.embedding import GRID, embedding
     from sanitycheck.neighbors import knn, knn_device, single_thread
     from sanitycheck.progress import scan_progress
@@ -468,7 +468,7 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
                       device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
     cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
     base = torch.from_numpy(nb.base)
-    coarse, inner = _coarse(base), _inner(base)
+    coarse, inner = coarse_thumbnails(base), central_cells(base)
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
     out: dict[str, list] = {}
@@ -528,34 +528,13 @@ def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np
     return every
 
 
-def _coarse(thumbs: Any) -> Any:
-    """4x4 unit thumbnails from 8x8 ones (2x2 cells averaged, centred, unit length)."""
-    import torch.nn.functional as F
-
-    from sanitycheck.embedding import GRID
-
-    n, d = thumbs.shape
-    x = F.avg_pool2d(thumbs.reshape(n, d // (GRID * GRID), GRID, GRID), 2).reshape(n, -1)
-    x = x - x.mean(1, keepdim=True)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def _inner(thumbs: Any) -> Any:
-    """The central 4x4 cells of 8x8 thumbnails, centred and unit length: a zoom of a few percent barely moves them."""
-    from sanitycheck.embedding import GRID
-
-    shape = thumbs.shape
-    x = thumbs.reshape(*shape[:-1], -1, GRID, GRID)[..., 2:6, 2:6].reshape(*shape[:-1], -1)
-    x = x - x.mean(-1, keepdim=True)
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
                    inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
     """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
-    from sanitycheck.alignment import crop_distance, per_channel, shift_windows, window_thumbnails
+    from sanitycheck.alignment import (central_cells, coarse_thumbnails, crop_distance, per_channel, shift_windows,
+                                       window_thumbnails)
     from sanitycheck.embedding import as_chw
 
     windows = shift_windows()
@@ -569,10 +548,10 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     d[bad[:, None, :].expand_as(d)] = float("inf")
     aligned = d.amin(1)  # (m, candidates)
     plain = seen[:, len(windows) // 2]  # the unshifted window
-    coarse_q = _coarse(plain)
+    coarse_q = coarse_thumbnails(plain)
     d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
     d4[bad] = float("inf")
-    d_inner = (_inner(plain)[:, None] - inner[c]).norm(dim=2)
+    d_inner = (central_cells(plain)[:, None] - inner[c]).norm(dim=2)
     d_inner[bad] = float("inf")
     z = min(ZOOM_CANDIDATES, c.shape[1])
     pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices,

@@ -82,6 +82,21 @@ def per_channel(thumbs: Any, channels: int) -> Any:
     return (x / (norm * channels ** 0.5)).reshape(shape)
 
 
+def coarse_thumbnails(thumbs: Any) -> Any:
+    """4x4 unit thumbnails ``(n, c * 16)`` from 8x8 ones ``(n, c * 64)`` (2x2 cells averaged): a crop or shift of a
+    pixel or two barely moves them."""
+    n, d = thumbs.shape
+    cells = thumbs.reshape(n, d // (GRID * GRID), GRID // 2, 2, GRID // 2, 2).mean((3, 5))
+    return _unit(cells.reshape(n, -1))
+
+
+def central_cells(thumbs: Any) -> Any:
+    """The central 4x4 cells of 8x8 thumbnails ``(n, c * 64)``, centred and unit length: a zoom of a few percent
+    barely moves them."""
+    n, d = thumbs.shape
+    return _unit(thumbs.reshape(n, d // (GRID * GRID), GRID, GRID)[:, :, 2:6, 2:6].reshape(n, -1))
+
+
 def shift_windows() -> list[tuple[float, float, float, float]]:
     """Every shift in SHIFTS^2 (row-major, so the unshifted window is the middle one)."""
     return [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
@@ -120,5 +135,5 @@ def crop_distance(images: Any, targets: Any) -> Any:
     return (_unit(pooled.reshape(n, p, -1)) - targets).norm(dim=2)
 
 
-__all__ = ["window_thumbnails", "shift_windows", "per_channel", "crop_distance",
+__all__ = ["window_thumbnails", "shift_windows", "per_channel", "crop_distance", "coarse_thumbnails", "central_cells",
            "SHIFTS", "ZOOMS", "OFFSETS"]
