@@ -30,25 +30,27 @@ def jpeg_like(x: torch.Tensor, rng: np.random.Generator, quality_step: float = 0
     return torch.from_numpy(back[:, :, :h, :w].astype(np.float32))
 
 
+def _translate(x: torch.Tensor, offsets: np.ndarray) -> torch.Tensor:
+    """Image i moved by ``offsets[i]`` = (dy, dx) pixels (edges replicated)."""
+    s = int(np.abs(offsets).max()) if len(offsets) else 0
+    h, w = x.shape[2:]
+    p = F.pad(x, (s, s, s, s), mode="replicate")
+    return torch.stack([p[i, :, s + dy:s + dy + h, s + dx:s + dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
 def shift(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Translate by 1-2 pixels in a random direction (edges replicated)."""
-    out = torch.empty_like(x)
-    for i in range(len(x)):
-        dy, dx = rng.integers(-2, 3, size=2)
-        if dy == 0 and dx == 0:
-            dx = 1
-        p = F.pad(x[i:i + 1], (2, 2, 2, 2), mode="replicate")
-        h, w = x.shape[2:]
-        out[i] = p[0, :, 2 + dy:2 + dy + h, 2 + dx:2 + dx + w]
-    return out
+    offsets = rng.integers(-2, 3, size=(len(x), 2))
+    offsets[(offsets == 0).all(1), 1] = 1
+    return _translate(x, offsets)
 
 
-def crop_resize(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Crop 1-2 pixels off each side (random amounts) and resize back to the original size."""
+def crop_resize(x: torch.Tensor, rng: np.random.Generator, low: int = 1, high: int = 2) -> torch.Tensor:
+    """Crop ``low``-``high`` pixels off each side (random amounts) and resize back to the original size."""
     h, w = x.shape[2:]
     out = torch.empty_like(x)
     for i in range(len(x)):
-        t, b, l, r = rng.integers(1, 3, size=4)
+        t, b, l, r = rng.integers(low, high + 1, size=4)
         crop = x[i:i + 1, :, t:h - b, l:w - r]
         out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
     return out
@@ -88,23 +90,12 @@ TRANSFORMS = {"jpeg": jpeg_like, "shift": shift, "crop": crop_resize, "brightnes
               "resize": resize}
 def far_shift(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Translate by 3-4 pixels along each axis (edges replicated): beyond the aligned look's exhaustive shifts."""
-    out = torch.empty_like(x)
-    h, w = x.shape[2:]
-    for i in range(len(x)):
-        dy, dx = rng.integers(3, 5, size=2) * rng.choice([-1, 1], size=2)
-        p = F.pad(x[i:i + 1], (4, 4, 4, 4), mode="replicate")
-        out[i] = p[0, :, 4 + dy:4 + dy + h, 4 + dx:4 + dx + w]
-    return out
+    return _translate(x, rng.integers(3, 5, size=(len(x), 2)) * rng.choice([-1, 1], size=(len(x), 2)))
 
 
 def far_crop(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Crop 3-4 pixels off each side (random amounts) and resize back: beyond the aligned look's zoom range."""
-    h, w = x.shape[2:]
-    out = torch.empty_like(x)
-    for i in range(len(x)):
-        t, b, l, r = rng.integers(3, 5, size=4)
-        out[i] = F.interpolate(x[i:i + 1, :, t:h - b, l:w - r], size=(h, w), mode="bilinear", align_corners=False)[0]
-    return out
+    return crop_resize(x, rng, 3, 4)
 
 
 #: More kinds real copies come in, measured on request (``--kinds``).
