@@ -13,7 +13,6 @@ changes what a label means (6 turned upside down is a 9) costs a lot, on the cla
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -131,16 +130,14 @@ class Augmentation(Check):
     # ------------------------------------------------------------------------------ val randomness
 
     def _val_random(self, ctx: Any, probe: Any):
-        from sanitycheck.data import to_numpy
         from sanitycheck.thumbnails import png_data_uri
 
         changed = probe.indices[probe.input_changed]
         thumbs = []
         for g, pos in enumerate(np.flatnonzero(probe.input_changed)[:PAIRS]):
             i = int(probe.indices[pos])
-            thumbs += _pair(png_data_uri, "val", i, to_numpy(ctx.val.data_pass().inputs[i])
-                            if ctx.val.data_pass().inputs is not None else to_numpy(ctx.val.sample(i)[0]),
-                            probe.second[pos], g, "first read", "second read")
+            thumbs += _pair(png_data_uri, "val", i, ctx.val.inputs([i])[0], probe.second[pos], g, "first read",
+                            "second read")
         return self.finding(
             "SC404", f"{len(changed)} of {len(probe.indices)} validation samples read twice gave different inputs: "
             "the validation split is randomly augmented.",
@@ -238,12 +235,10 @@ class Augmentation(Check):
     def _dataset_randomness(self, ctx: Any, settings: Settings):
         """Without data.augment the un-augmented originals are unknown: compare two reads for the grid, and the
         training reads with the (clean) validation inputs for realism. SC401/SC402 need originals: not run."""
-        from sanitycheck.data import to_numpy
         from sanitycheck.rereads import rereads
 
         probe = rereads(ctx, ctx.train)
-        first = ctx.train.data_pass().inputs
-        firsts = [first[i] if first is not None else to_numpy(ctx.train.sample(int(i))[0]) for i in probe.indices]
+        firsts = [ctx.train.inputs([i])[0] for i in probe.indices]
         thumbs = _grid(ctx, probe.indices, firsts, probe.second)
         realism: dict[str, Any] = {}
         if ctx.val is not None:

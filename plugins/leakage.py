@@ -427,16 +427,6 @@ ALIGN_CALIBRATION = 2000
 ALIGN_BLOCK = 256
 
 
-def _inputs(split: Any, indices: np.ndarray) -> np.ndarray:
-    """Raw inputs of some samples: from the data pass's cache when it has them, else read from the dataset."""
-    from sanitycheck.data import to_numpy
-
-    cached = split.data_pass().inputs
-    if cached is not None:
-        return cached[indices]
-    return np.stack([to_numpy(split.sample(int(i))[0]).astype(np.float32) for i in indices])
-
-
 def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
                     self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
     """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best training
@@ -513,7 +503,7 @@ def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np
     with scan_progress(f"leakage: shifted search ({split.name})", len(indices)) as tick:
         for lo in range(0, len(indices), SEARCH_BLOCK):
             hi = min(len(indices), lo + SEARCH_BLOCK)
-            seen = window_thumbnails(as_chw(_inputs(split, indices[lo:hi])), windows).numpy()
+            seen = window_thumbnails(as_chw(split.inputs(indices[lo:hi])), windows).numpy()
             _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
                           device=knn_device(ctx), index=nb.index)
             block = np.concatenate([cand[lo:hi], more.reshape(hi - lo, -1)], 1)
@@ -538,7 +528,7 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     from sanitycheck.embedding import as_chw
 
     windows = shift_windows()
-    q = as_chw(_inputs(split, indices))
+    q = as_chw(split.inputs(indices))
     m = q.shape[0]
     valid = cand >= 0
     c = cand.clamp_min(0)
@@ -559,7 +549,7 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     top = c.gather(1, pick)  # (m, 3z)
     # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
     targets = plain.repeat_interleave(pick.shape[1], 0)[:, None]
-    dc = crop_distance(as_chw(_inputs(ctx.train, unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
+    dc = crop_distance(as_chw(ctx.train.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
     dq = crop_distance(q, base[top])
     refined = torch.minimum(dc, dq)
     refined[bad.gather(1, pick)] = float("inf")

@@ -172,6 +172,14 @@ class Split:
             "expected an (input, target) pair, or a dict with data.input_key / data.target_key set"
         )
 
+    def inputs(self, indices: Sequence[int]) -> np.ndarray:
+        """The inputs of samples ``indices`` as one array: rows of the data pass's cache when it holds the inputs
+        (in the cache's dtype), else read through the dataset as float32 (equally shaped inputs)."""
+        cached = self.data_pass().inputs
+        if cached is not None:
+            return cached[np.asarray(indices, dtype=np.int64)]
+        return np.stack([to_numpy(self.sample(int(i))[0]).astype(np.float32, copy=False) for i in indices])
+
     def collate(self, indices: Sequence[int]) -> Any:
         """The samples at ``indices`` collated into one batch in the user's own format (their collate_fn)."""
         return self.collate_fn([self.raw(i) for i in indices])
