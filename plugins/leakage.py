@@ -321,7 +321,7 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
         for look, (_, _, look_scores) in _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings,
                                                          self_ids=sub).items():
             cut, exp, look_alpha = _tail_cutoff(look_scores, settings.alpha)
-            looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha}
+            looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha, "samples": len(sub)}
             calib["alpha"] += look_alpha
         calib["looks"] = looks
     return calib
@@ -368,7 +368,7 @@ def _rule(calib: dict) -> dict:
     for name, look in looks.items():
         out.update({f"{name}_threshold": _r(look["cutoff"]), f"{name}_alpha": look["alpha"],
                     f"{name}_rule": LOOK_RULES[name].format(cutoff=look["cutoff"], alpha=look["alpha"],
-                                                            n=ALIGN_CALIBRATION, c=ALIGN_CANDIDATES, k=calib["k"],
+                                                            n=look["samples"], c=ALIGN_CANDIDATES, k=calib["k"],
                                                             z=ZOOM_CANDIDATES)})
     return out
 

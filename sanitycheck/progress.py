@@ -5,7 +5,7 @@
 
     from sanitycheck.progress import scan_progress
 
-    with scan_progress("leakage: shift look", total) as tick:
+    with scan_progress("leakage: aligned look (val)", total) as tick:
         for block in blocks:
             ...
             tick(len(block))        # len(block) more of ``total`` items done
