@@ -1,7 +1,7 @@
 """Costs of the faces (run by hand: `python benchmarks/faces.py`), printing figures.
 
 - what the pytest plugin adds to EVERY pytest start-up of a user (it is registered by installing the package):
-  the import time of `sanitycheck.pytest_plugin` on top of pytest's own, median of 15 fresh interpreters;
+  the import time of `sanitycheck.faces.pytest_plugin` on top of pytest's own, median of 15 fresh interpreters;
 - rendering a large report (12 checks, 48 findings, each with 1000 flagged samples, a 200-step curve and
   24 thumbnails) in every format: seconds and size.
 """
@@ -29,7 +29,7 @@ def import_ms(module: str | None, runs: int = 15) -> float:
 
 def big_report():
     from sample_report import thumbnails
-    from sanitycheck.models import CheckResult, Finding, Report, SplitSummary
+    from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 
     thumbs = thumbnails() * 3  # 24 pictures
     findings = [
@@ -46,11 +46,11 @@ def big_report():
 
 
 def main() -> None:
-    bare, pytest_only, plugin = import_ms(None), import_ms("pytest"), import_ms("pytest, sanitycheck.pytest_plugin")
+    bare, pytest_only, plugin = import_ms(None), import_ms("pytest"), import_ms("pytest, sanitycheck.faces.pytest_plugin")
     print(f"python start-up {bare:.0f} ms; `import pytest` {pytest_only:.0f} ms; "
-          f"`import pytest, sanitycheck.pytest_plugin` {plugin:.0f} ms: the plugin adds {plugin - pytest_only:.0f} ms")
-    from sanitycheck.host import load_host
-    from sanitycheck.report import FORMATS, sarif
+          f"`import pytest, sanitycheck.faces.pytest_plugin` {plugin:.0f} ms: the plugin adds {plugin - pytest_only:.0f} ms")
+    from sanitycheck.engine.host import load_host
+    from sanitycheck.faces.report import FORMATS, sarif
 
     report = big_report()
     docs = load_host().code_docs()

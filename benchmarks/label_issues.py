@@ -75,7 +75,7 @@ def ours(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[set[int], float, floa
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     train = TensorDataset(torch.from_numpy(x[:, None]), torch.from_numpy(y))
     side = x.shape[1]

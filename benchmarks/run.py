@@ -28,7 +28,7 @@ EXAMPLES = ROOT.parent / "examples" / "digits"
 
 
 def run_case(case: Path, profile: str | None) -> tuple[list[tuple], bool]:
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     spec = yaml.safe_load((case / "expect.yaml").read_text()) or {}
     start = time.perf_counter()

@@ -52,7 +52,7 @@ def small_cnn() -> nn.Module:
 
 
 def timed(config, label: str, profile: str = "default") -> None:
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     start = time.perf_counter()
     report = run(config, only=PROBES, profile=profile)
@@ -81,7 +81,7 @@ def budgets(mnist: Path) -> None:
 
 
 def sweep(seeds: int) -> None:
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     print(f"load average {os.getloadavg()}; default profile; {seeds} seeds each")
     rows = []

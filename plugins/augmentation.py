@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded as _r
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded as _r
 
 #: Original/augmented pairs drawn in a finding's thumbnail grid.
 PAIRS = 8
@@ -110,7 +109,7 @@ class Augmentation(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
-        from sanitycheck.rereads import rereads
+        from sanitycheck.pipeline.rereads import rereads
 
         tested = False
         if ctx.val is not None:
@@ -130,7 +129,7 @@ class Augmentation(Check):
     # ------------------------------------------------------------------------------ val randomness
 
     def _val_random(self, ctx: Any, probe: Any):
-        from sanitycheck.thumbnails import png_data_uri
+        from sanitycheck.probing.thumbnails import png_data_uri
 
         changed = probe.indices[probe.input_changed]
         thumbs = []
@@ -148,7 +147,7 @@ class Augmentation(Check):
     # --------------------------------------------------------------------------- data.augment given
 
     def _callable(self, ctx: Any, settings: Settings):
-        from sanitycheck.trainer import eval_split_of, evaluate, reference_model, reference_plan, train
+        from sanitycheck.probing.trainer import eval_split_of, evaluate, reference_model, reference_plan, train
 
         if ctx.task != "classification":
             self.skip("the with/without comparison scores accuracy: task is not classification")
@@ -235,7 +234,7 @@ class Augmentation(Check):
     def _dataset_randomness(self, ctx: Any, settings: Settings):
         """Without data.augment the un-augmented originals are unknown: compare two reads for the grid, and the
         training reads with the (clean) validation inputs for realism. SC401/SC402 need originals: not run."""
-        from sanitycheck.rereads import rereads
+        from sanitycheck.pipeline.rereads import rereads
 
         probe = rereads(ctx, ctx.train)
         firsts = [ctx.train.inputs([i])[0] for i in probe.indices]
@@ -315,7 +314,7 @@ def _apply(fn: Any, x: Any) -> Any:
             from PIL import Image
         except ImportError:
             raise exc from None
-        from sanitycheck.data import to_numpy
+        from sanitycheck.pipeline.tensors import to_numpy
 
         a = to_numpy(x)
         if a.ndim == 3 and a.shape[0] in (1, 3):
@@ -342,9 +341,9 @@ def _as_tensor(value: Any, like: Any) -> Any:
 
 def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings) -> dict[str, Any]:
     """AUC of telling augmented from real on the shared embedding, and range / mean / std of both."""
-    from sanitycheck.data import to_numpy
-    from sanitycheck.embedding import EmbeddingUnavailable, embed
-    from sanitycheck.probes import cross_validated_auc, small_model_threads
+    from sanitycheck.pipeline.tensors import to_numpy
+    from sanitycheck.probing.embedding import EmbeddingUnavailable, embed
+    from sanitycheck.probing.probes import cross_validated_auc, small_model_threads
 
     r = np.stack([to_numpy(x).astype(np.float32) for x in real])
     try:
@@ -398,7 +397,7 @@ def _new_confusions(targets: np.ndarray, before: Any, after: Any) -> list[dict[s
 
 
 def _pair(png: Any, split: str, index: int, first: Any, second: Any, group: int, c1: str, c2: str) -> list[dict]:
-    from sanitycheck.data import to_numpy
+    from sanitycheck.pipeline.tensors import to_numpy
 
     items = []
     for x, caption in ((first, c1), (second, c2)):
@@ -410,7 +409,7 @@ def _pair(png: Any, split: str, index: int, first: Any, second: Any, group: int,
 
 def _grid(ctx: Any, indices: Any, originals: list[Any], augmented: list[Any]) -> list[dict]:
     """Thumbnails: original and augmented side by side (``group`` pairs them), for the first PAIRS samples."""
-    from sanitycheck.thumbnails import png_data_uri
+    from sanitycheck.probing.thumbnails import png_data_uri
 
     out: list[dict] = []
     for g, (i, x, y) in enumerate(zip(list(indices)[:PAIRS], originals, augmented)):

@@ -13,9 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import quick_cpu, rounded
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import quick_cpu, rounded
 
 #: Layers that legitimately mix samples in train mode (they use batch statistics).
 BATCH_STAT_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",

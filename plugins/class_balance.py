@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 
 FIX_IMBALANCE = ("Weight the loss by inverse class frequency (CrossEntropyLoss(weight=...)), resample with a "
                  "WeightedRandomSampler, or collect more of the rare classes; judge with per-class metrics "

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.losses import loss_kind
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.pipeline.losses import loss_kind
 
 
 class Settings(CheckSettings):

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded as _r
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded as _r
 
 #: How many of the loader's batches (in its own order) the class-sortedness test looks at.
 SORT_BATCHES = 100
@@ -155,7 +154,7 @@ class Dataloader(Check):
     # ---------------------------------------------------------------------------------- val labels
 
     def _val_labels(self, ctx: Any):
-        from sanitycheck.rereads import rereads
+        from sanitycheck.pipeline.rereads import rereads
 
         probe = rereads(ctx, ctx.val)
         if probe.targets_random:
@@ -172,8 +171,8 @@ class Dataloader(Check):
     def _workers(self, ctx: Any, loader: Any):
         from torch.utils.data import DataLoader
 
-        from sanitycheck.data import to_numpy
-        from sanitycheck.rereads import rereads
+        from sanitycheck.pipeline.tensors import to_numpy
+        from sanitycheck.pipeline.rereads import rereads
 
         probe = rereads(ctx, ctx.train)
         if not probe.inputs_random:

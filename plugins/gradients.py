@@ -12,9 +12,8 @@ from typing import Any
 
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded
 
 #: Activation modules whose units can die (output exactly 0 for every input).
 RELU_TYPES = ("ReLU", "ReLU6")
@@ -122,7 +121,7 @@ class Gradients(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.trainer import quick_cpu
+        from sanitycheck.probing.trainer import quick_cpu
 
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "gradients")
         batch = ctx.batch(ctx.train, indices)

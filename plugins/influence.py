@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded as _r
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded as _r
 
 #: Thumbnails attached to a finding (they travel inside the JSON report).
 THUMBNAILS = 12
@@ -85,7 +84,7 @@ class Influence(Check):
     # --------------------------------------------------------------------------------- label issues
 
     def _label_issues(self, ctx: Any, settings: Settings, targets: np.ndarray, classes: int):
-        from sanitycheck.embedding import EmbeddingUnavailable, embedding
+        from sanitycheck.probing.embedding import EmbeddingUnavailable, embedding
 
         try:
             features = embedding(ctx, ctx.train)
@@ -110,7 +109,7 @@ class Influence(Check):
         pairs: dict[str, int] = {}
         for g, s in zip(given.tolist(), suggested.tolist()):
             pairs[f"{g}->{s}"] = pairs.get(f"{g}->{s}", 0) + 1
-        from sanitycheck.thumbnails import thumbnail
+        from sanitycheck.probing.thumbnails import thumbnail
 
         thumbs = [t for t in (thumbnail(ctx, "train", int(i), f"given {g} / suggested {s}")
                               for i, g, s in zip(idx[:THUMBNAILS], given, suggested)) if t is not None]
@@ -136,8 +135,8 @@ class Influence(Check):
     # --------------------------------------------------------------------------------- influence
 
     def _influential(self, ctx: Any, settings: Settings, classes: int):
-        from sanitycheck.losses import loss_kind
-        from sanitycheck.trainer import eval_split_of, reference_model, reference_plan
+        from sanitycheck.pipeline.losses import loss_kind
+        from sanitycheck.probing.trainer import eval_split_of, reference_model, reference_plan
 
         if loss_kind(ctx.loss_fn) not in ("cross_entropy", "nll"):
             return  # the closed-form last-layer gradient below is the softmax cross-entropy's
@@ -179,7 +178,7 @@ def label_issues(x: np.ndarray, labels: np.ndarray, classes: int, *, folds: int,
     out-of-fold MLP's probabilities: the two err on different samples (measured on digits with 4% flipped
     labels: precision 0.79/0.76/0.80 for the MLP alone, 0.89/0.92/0.95 for the average, recall 0.95-1.0).
     """
-    from sanitycheck.probes import out_of_fold_proba
+    from sanitycheck.probing.probes import out_of_fold_proba
 
     proba = out_of_fold_proba(x, labels, classes, folds=folds, epochs=epochs, hidden=hidden, seed=seed)
     if neighbor_proba is not None:
@@ -203,9 +202,9 @@ def label_issues(x: np.ndarray, labels: np.ndarray, classes: int, *, folds: int,
 
 def _neighbor_proba(ctx: Any, targets: np.ndarray, usable: np.ndarray, classes: int) -> np.ndarray | None:
     """Leave-one-out k-NN class frequencies of the usable samples, from the run's shared neighbours
-    (``sanitycheck.neighbors.split_neighbors``: 10 nearest distinct inputs on the shared embedding), smoothed
+    (``sanitycheck.probing.neighbors.split_neighbors``: 10 nearest distinct inputs on the shared embedding), smoothed
     by 0.1 per class so a unanimous vote is not certainty."""
-    from sanitycheck.neighbors import split_neighbors
+    from sanitycheck.probing.neighbors import split_neighbors
 
     try:
         nb = split_neighbors(ctx, ctx.train)
@@ -258,7 +257,7 @@ def _last_layer_grads(ctx: Any, model: Any, split: Any, indices: np.ndarray, cla
 
 
 def _outputs_are_log_probs(ctx: Any) -> bool:
-    from sanitycheck.losses import loss_kind
+    from sanitycheck.pipeline.losses import loss_kind
 
     return loss_kind(ctx.loss_fn) == "nll"
 

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.losses import ELEMENTWISE, loss_kind, reduction
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.pipeline.losses import ELEMENTWISE, loss_kind, reduction
 
 
 class Settings(CheckSettings):

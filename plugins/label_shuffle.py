@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded, thin_curve
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded, thin_curve
 
 REMEDIES = ("more training data, data augmentation, weight decay, dropout, early stopping on a validation "
             "split, or a smaller model")
@@ -141,7 +140,7 @@ class LabelShuffle(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.trainer import eval_split_of, reference_model, reference_plan, train
+        from sanitycheck.probing.trainer import eval_split_of, reference_model, reference_plan, train
 
         targets = ctx.train.data_pass().targets
         if targets is None:
@@ -226,7 +225,7 @@ class LabelShuffle(Check):
         )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
-        from sanitycheck.trainer import train
+        from sanitycheck.probing.trainer import train
 
         subset = ctx.sample_indices(ctx.train, settings.memorize_samples, "label-shuffle:memorize")
         steps = ctx.budget(settings.memorize_steps, minimum=20)

@@ -1,8 +1,8 @@
 """``leakage``: validation samples that copy training samples, the same split twice, duplicates inside a split,
 and duplicates whose labels disagree.
 
-Reads the shared representation (``sanitycheck.embedding``: exact content hashes and a compact embedding, both
-from the one data pass) and the shared neighbour search (``sanitycheck.neighbors``). Exact copies are a hash
+Reads the shared representation (``sanitycheck.probing.embedding``: exact content hashes and a compact embedding, both
+from the one data pass) and the shared neighbour search (``sanitycheck.probing.neighbors``). Exact copies are a hash
 join. Near copies use a rule that adapts to the data: a pair is a near duplicate when its distance is small
 compared with the neighbourhoods of *both* its samples (their distance to their k-th nearest neighbour), so a
 plain-background image that sits close to hundreds of others is not a duplicate of any of them, while a
@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 
 
 class Settings(CheckSettings):
@@ -139,7 +138,7 @@ class Leakage(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
-        from sanitycheck.embedding import EmbeddingUnavailable
+        from sanitycheck.probing.embedding import EmbeddingUnavailable
 
         train, val = ctx.train, ctx.val
         labels = {s.name: ctx.class_labels(s) for s in ctx.splits()}
@@ -299,7 +298,7 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     is scored with its nearest training sample, so on clean data about a fraction alpha of validation samples
     scores below the cutoff; planted copies score far below it. It is capped at ``ratio``.
     """
-    from sanitycheck.neighbors import split_neighbors
+    from sanitycheck.probing.neighbors import split_neighbors
 
     nb = split_neighbors(ctx, ctx.train)
     k = settings.k
@@ -355,7 +354,7 @@ def _tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None,
 
 def _alignable(ctx: Any) -> bool:
     """The aligned look needs image inputs compared as pixel thumbnails (not the model's features)."""
-    from sanitycheck.embedding import source
+    from sanitycheck.probing.embedding import source
 
     return source(ctx) == "pixels" and ctx.train.data_pass().features_kind == "image"
 
@@ -377,8 +376,8 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     """Validation samples that copy training samples: exact (hash join), then near (neighbourhood rule)."""
     import time
 
-    from sanitycheck.embedding import embedding
-    from sanitycheck.neighbors import knn, knn_device
+    from sanitycheck.probing.embedding import embedding
+    from sanitycheck.probing.neighbors import knn, knn_device
 
     start = time.perf_counter()
     th, vh = ctx.train.data_pass().hashes, ctx.val.data_pass().hashes
@@ -445,10 +444,11 @@ def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, sett
     """
     import torch
 
-    from sanitycheck.alignment import central_cells, coarse_thumbnails, per_channel
-    from sanitycheck.embedding import GRID, embedding
-    from sanitycheck.neighbors import knn, knn_device, single_thread
-    from sanitycheck.progress import scan_progress
+    from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, per_channel
+    from sanitycheck.pipeline.features import GRID
+    from sanitycheck.probing.embedding import embedding
+    from sanitycheck.probing.neighbors import knn, knn_device, single_thread
+    from sanitycheck.engine.progress import scan_progress
 
     nb = calib["neighbors"]
     extra = 1 if self_ids is not None else 0
@@ -492,10 +492,10 @@ def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np
     """``cand`` with the SHIFT_NEIGHBOURS nearest distinct training samples of every shifted sample appended
     (a candidate found twice is kept once; the repeats become -1). In blocks of SEARCH_BLOCK samples, so the
     shifted thumbnails and their search stay bounded whatever the split's size."""
-    from sanitycheck.alignment import window_thumbnails
-    from sanitycheck.embedding import as_chw
-    from sanitycheck.neighbors import knn, knn_device
-    from sanitycheck.progress import scan_progress
+    from sanitycheck.probing.alignment import window_thumbnails
+    from sanitycheck.pipeline.features import as_chw
+    from sanitycheck.probing.neighbors import knn, knn_device
+    from sanitycheck.engine.progress import scan_progress
 
     windows = [(1.0, 1.0, dy, dx) for dy, dx in SEARCH_SHIFTS]
     k = min(SHIFT_NEIGHBOURS, len(nb.unique))
@@ -523,9 +523,8 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
-    from sanitycheck.alignment import (central_cells, coarse_thumbnails, crop_distance, per_channel, shift_windows,
-                                       window_thumbnails)
-    from sanitycheck.embedding import as_chw
+    from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, crop_distance, per_channel, shift_windows, window_thumbnails
+    from sanitycheck.pipeline.features import as_chw
 
     windows = shift_windows()
     q = as_chw(split.inputs(indices))
@@ -568,7 +567,7 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
 
 def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
     """Duplicate groups inside one split: exact copies by hash, near pairs by the (stricter) neighbourhood rule."""
-    from sanitycheck.neighbors import split_neighbors, unique_inputs
+    from sanitycheck.probing.neighbors import split_neighbors, unique_inputs
 
     unique, inverse = unique_inputs(split.data_pass().hashes)
     parent = np.arange(len(unique))
@@ -613,7 +612,7 @@ def _has_copies(h: np.ndarray, group: list[int]) -> bool:
 
 
 def _kth(dist: np.ndarray, k: int) -> np.ndarray:
-    from sanitycheck.neighbors import kth_distance
+    from sanitycheck.probing.neighbors import kth_distance
 
     return kth_distance(dist, k)
 
@@ -637,7 +636,7 @@ def _r(v: float) -> float:
 
 
 def _pair_thumbnails(ctx: Any, pairs: list[tuple[int, int, str]], limit: int, splits: tuple[str, str]) -> list[dict]:
-    from sanitycheck.thumbnails import thumbnail
+    from sanitycheck.probing.thumbnails import thumbnail
 
     out = []
     for g, (a, b, kind) in enumerate(pairs[:limit]):

@@ -1,6 +1,6 @@
 """``outliers``: training inputs far from the rest of the data, ranked by their k-NN distance on the shared embedding.
 
-Reuses the shared neighbour search of ``leakage`` (``sanitycheck.neighbors.split_neighbors``), so when both
+Reuses the shared neighbour search of ``leakage`` (``sanitycheck.probing.neighbors.split_neighbors``), so when both
 run the search is done once.
 """
 
@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 
 
 class Settings(CheckSettings):
@@ -51,8 +50,8 @@ class Outliers(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
-        from sanitycheck.embedding import EmbeddingUnavailable
-        from sanitycheck.neighbors import split_neighbors
+        from sanitycheck.probing.embedding import EmbeddingUnavailable
+        from sanitycheck.probing.neighbors import split_neighbors
 
         try:
             nb = split_neighbors(ctx, ctx.train)
@@ -108,7 +107,7 @@ def _per_class(ctx: Any, flagged: np.ndarray) -> list[dict] | None:
 
 
 def _thumbnails(ctx: Any, indices: np.ndarray, z: np.ndarray) -> list[dict]:
-    from sanitycheck.thumbnails import thumbnail
+    from sanitycheck.probing.thumbnails import thumbnail
 
     out = []
     for i in indices:

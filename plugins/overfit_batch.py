@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from sanitycheck import hookimpl
-from sanitycheck.check import Check, CheckSettings, CodeDoc
-from sanitycheck.trainer import rounded as _r
-from sanitycheck.trainer import thin_curve as _curve
+from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.trainer import rounded as _r
+from sanitycheck.probing.trainer import thin_curve as _curve
 
 
 class Settings(CheckSettings):
@@ -82,7 +81,7 @@ class OverfitBatch(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.trainer import quick_cpu
+        from sanitycheck.probing.trainer import quick_cpu
 
         # Never fewer steps at the fast profile: "cannot fit" needs the full budget to be a fair verdict, and a
         # pipeline that does fit stops early, so the budget only costs time when something is wrong.
@@ -185,7 +184,7 @@ def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
     """
     import torch
 
-    from sanitycheck.losses import loss_kind
+    from sanitycheck.pipeline.losses import loss_kind
 
     if loss_kind(ctx.loss_fn) != "cross_entropy":
         return None

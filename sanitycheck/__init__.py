@@ -7,25 +7,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from sanitycheck._version import __version__
+from sanitycheck.engine.hookspecs import hookimpl  # pluggy only: cheap
 
-from sanitycheck.hookspecs import hookimpl  # noqa: E402  (pluggy only: cheap)
+#: The plugin API's short paths (``from sanitycheck import Check, CodeDoc``), imported on first use so that
+#: ``import sanitycheck`` stays cheap: name -> the module that defines it.
+_LAZY = {
+    "Check": "sanitycheck.engine.check",
+    "CheckSettings": "sanitycheck.engine.check",
+    "CodeDoc": "sanitycheck.engine.check",
+    "Finding": "sanitycheck.engine.models",
+    "Report": "sanitycheck.engine.models",
+    "PipelineContext": "sanitycheck.pipeline.context",
+    "UsageError": "sanitycheck.engine.errors",
+}
 
 if TYPE_CHECKING:
-    from sanitycheck.models import Report
+    from sanitycheck.engine.models import Report
 
 
 def run(config: Any = None, **overrides: Any) -> Report:
-    """Run sanitycheck and return the :class:`~sanitycheck.models.Report` (``Report.ok``, ``raise_for_findings()``).
+    """Run sanitycheck and return the :class:`~sanitycheck.engine.models.Report` (``Report.ok``, ``raise_for_findings()``).
 
-    ``config`` is a path to a ``sanitycheck.yaml``, a dict, a :class:`~sanitycheck.config.Config`, or omitted
+    ``config`` is a path to a ``sanitycheck.yaml``, a dict, a :class:`~sanitycheck.engine.config.Config`, or omitted
     when the pipeline is given as objects: ``sanitycheck.run(model=..., train=..., val=..., loss=...)``.
     ``overrides`` set config keys and runner options (``only``, ``skip``, ``profile``, ``baseline`` ...);
-    see :func:`sanitycheck.api.run`.
+    see :func:`sanitycheck.faces.api.run`.
     """
-    from sanitycheck.api import run as _run
+    from sanitycheck.faces.api import run as _run
 
     return _run(config, **overrides)
 
 
-__all__ = ["__version__", "hookimpl", "run"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sanitycheck' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "hookimpl", "run", *_LAZY]

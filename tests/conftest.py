@@ -15,7 +15,7 @@ sys.path.insert(0, str(CASES))  # casekit: the same building blocks the benchmar
 @pytest.fixture(scope="session")
 def host():
     """The plugin host with every installed check (loaded once: entry points are scanned only here)."""
-    from sanitycheck.host import load_host
+    from sanitycheck.engine.host import load_host
 
     return load_host()
 
@@ -23,7 +23,7 @@ def host():
 @pytest.fixture
 def run_pipeline(host):
     """Run checks on a pipeline given as Python objects: run_pipeline(only=[...], train=..., val=..., model=..., loss=...)."""
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     def _run(only=None, skip=None, train=None, val=None, augment=None, **config):
         data = {"train": train, "val": val}
@@ -37,7 +37,7 @@ def run_pipeline(host):
 
 def codes(report, check: str | None = None, at_least: str = "info") -> set[str]:
     """The codes a report found (optionally of one check, at or above a severity)."""
-    from sanitycheck.models import at_or_above
+    from sanitycheck.engine.models import at_or_above
 
     return {f.code for f in report.findings if (check is None or f.check == check) and at_or_above(f.severity, at_least)}
 

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from sanitycheck.models import CheckResult, Finding, Report, SplitSummary
-from sanitycheck.thumbnails import png_data_uri
+from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
+from sanitycheck.probing.thumbnails import png_data_uri
 
 
 def digit_like(seed: int, size: int = 8) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The windows of sanitycheck.alignment: thumbnails of shifted and zoomed windows, and the crop search."""
+"""The windows of sanitycheck.probing.alignment: thumbnails of shifted and zoomed windows, and the crop search."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sanitycheck.alignment import crop_distance, per_channel, shift_windows, window_thumbnails
-from sanitycheck.embedding import as_chw, raw_features
+from sanitycheck.probing.alignment import crop_distance, per_channel, shift_windows, window_thumbnails
+from sanitycheck.pipeline.features import as_chw, raw_features
 
 
 def pictures(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:

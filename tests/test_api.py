@@ -11,8 +11,8 @@ import torch
 import casekit
 import sanitycheck
 from conftest import ROOT
-from sanitycheck.errors import ConfigError
-from sanitycheck.models import FindingsError
+from sanitycheck.engine.errors import ConfigError
+from sanitycheck.engine.models import FindingsError
 
 FAST = ["class-balance", "data-integrity"]  # instant checks: the API is under test here, not the probes
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-from sanitycheck.cli import app
+from sanitycheck.faces.cli import app
 
 PIPELINE = textwrap.dedent('''
     import torch

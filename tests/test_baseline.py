@@ -7,9 +7,9 @@ import json
 from typer.testing import CliRunner
 
 from pipelines import write_pipeline
-from sanitycheck.baseline import apply_baseline, baseline_of, is_known
-from sanitycheck.cli import app
-from sanitycheck.models import CheckResult, Finding, Report
+from sanitycheck.faces.baseline import apply_baseline, baseline_of, is_known
+from sanitycheck.faces.cli import app
+from sanitycheck.engine.models import CheckResult, Finding, Report
 
 
 def finding(code="SC101", severity="error", samples=None, check="leakage") -> Finding:
@@ -76,7 +76,7 @@ def test_cli_bad_baseline_file_is_a_usage_error(tmp_path):
 
 def test_api_baseline(tmp_path):
     import sanitycheck
-    from sanitycheck.baseline import write_baseline
+    from sanitycheck.faces.baseline import write_baseline
 
     config = write_pipeline(tmp_path / "p", nan=[8])
     first = sanitycheck.run(config, only=["data-integrity"])

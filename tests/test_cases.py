@@ -17,7 +17,7 @@ FAST = [p for p in CASE_DIRS if not (yaml.safe_load((p / "expect.yaml").read_tex
 
 @pytest.mark.parametrize("case", FAST, ids=[p.name for p in FAST])
 def test_case(case, host):
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     spec = yaml.safe_load((case / "expect.yaml").read_text()) or {}
     report = run(case / "sanitycheck.yaml", only=spec.get("only"), host=host)

@@ -8,12 +8,12 @@ from importlib.metadata import EntryPoint
 import pytest
 from typer.testing import CliRunner
 
-import sanitycheck.host
-import sanitycheck.runner
+import sanitycheck.engine.host
+import sanitycheck.engine.runner
 from sanitycheck import hookimpl
-from sanitycheck.check import Check, CodeDoc
-from sanitycheck.cli import app
-from sanitycheck.models import Report
+from sanitycheck.engine.check import Check, CodeDoc
+from sanitycheck.faces.cli import app
+from sanitycheck.engine.models import Report
 
 from conftest import ROOT
 
@@ -93,7 +93,7 @@ def test_explain_a_code_and_a_check():
 
 
 def test_init_writes_a_template_that_loads(tmp_path):
-    from sanitycheck.config import load_config
+    from sanitycheck.engine.config import load_config
 
     target = tmp_path / "sanitycheck.yaml"
     assert invoke("init", str(target)).exit_code == 0
@@ -123,8 +123,8 @@ class CrashPlugin:
 
 
 def test_a_crashing_check_is_status_error_exit_3_and_the_others_run(monkeypatch):
-    host = sanitycheck.host.load_host(extra_plugins=(CrashPlugin(),))
-    monkeypatch.setattr(sanitycheck.runner, "load_host", lambda: host)
+    host = sanitycheck.engine.host.load_host(extra_plugins=(CrashPlugin(),))
+    monkeypatch.setattr(sanitycheck.engine.runner, "load_host", lambda: host)
     result = invoke("run", str(CLEAN), "--only", "crashes,data-integrity", "--format", "json")
     assert result.exit_code == 3
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
@@ -133,13 +133,13 @@ def test_a_crashing_check_is_status_error_exit_3_and_the_others_run(monkeypatch)
 
 
 def test_a_plugin_that_fails_to_load_is_reported_not_fatal(monkeypatch):
-    real = sanitycheck.host.entry_points
+    real = sanitycheck.engine.host.entry_points
 
     def with_broken(group):
         broken = EntryPoint(name="broken-plugin", value="no_such_module_xyz", group=group)
         return [*real(group=group), broken]
 
-    monkeypatch.setattr(sanitycheck.host, "entry_points", with_broken)
+    monkeypatch.setattr(sanitycheck.engine.host, "entry_points", with_broken)
     result = invoke("run", str(CLEAN), "--only", "data-integrity", "--format", "json")
     report = Report.model_validate_json(result.stdout)
     assert result.exit_code == 0  # a warning, below the default fail_on
@@ -154,4 +154,4 @@ def test_a_misspelled_hook_fails_loudly(hook_name):
 
     plugin = type("Typo", (), {hook_name: hookimpl(lambda self: [])})()
     with pytest.raises(pluggy.PluginValidationError):
-        sanitycheck.host.load_host(extra_plugins=(plugin,))
+        sanitycheck.engine.host.load_host(extra_plugins=(plugin,))

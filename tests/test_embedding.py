@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from sanitycheck.data import materialize
-from sanitycheck.embedding import content_hashes, raw_features
-from sanitycheck.neighbors import knn, unique_inputs
+from sanitycheck.pipeline.data import materialize
+from sanitycheck.pipeline.features import content_hashes, raw_features
+from sanitycheck.probing.neighbors import knn, unique_inputs
 
 
 class PerSample(Dataset):
@@ -85,9 +85,9 @@ def test_hashes_and_embeddings_do_not_need_the_inputs_cached():
 
 
 def test_embed_puts_extra_inputs_in_the_same_space(run_pipeline):
-    from sanitycheck.config import load_config
-    from sanitycheck.context import PipelineContext
-    from sanitycheck.embedding import embed, embedding
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.pipeline.context import PipelineContext
+    from sanitycheck.probing.embedding import embed, embedding
 
     x, y = images(200)
     cfg = load_config({"data": {"train": TensorDataset(x, y)}, "loss": "torch.nn:CrossEntropyLoss",
@@ -145,7 +145,7 @@ def test_input_cache_keeps_narrow_dtypes_and_does_not_copy_a_tensor_dataset():
 
 
 def test_distance_blocks_in_reused_buffers_give_the_same_numbers():
-    from sanitycheck.neighbors import _Distances, _sq_norms
+    from sanitycheck.probing.neighbors import _Distances, _sq_norms
 
     rng = np.random.default_rng(0)
     q, b = torch.from_numpy(rng.standard_normal((300, 24), dtype=np.float32)), \

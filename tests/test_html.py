@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sample_report import sample_report
-from sanitycheck.report import html
+from sanitycheck.faces.report import html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; CI installs it)")

@@ -16,12 +16,13 @@ from torch.utils.data import Dataset, TensorDataset
 from typer.testing import CliRunner
 
 from conftest import codes
-from sanitycheck.cli import app
-from sanitycheck.config import load_config
-from sanitycheck.context import PipelineContext
-from sanitycheck.data import to_numpy
-from sanitycheck.embedding import embed, embedding, hashes, raw_features, source
-from sanitycheck.neighbors import knn
+from sanitycheck.faces.cli import app
+from sanitycheck.engine.config import load_config
+from sanitycheck.pipeline.context import PipelineContext
+from sanitycheck.pipeline.tensors import to_numpy
+from sanitycheck.probing.embedding import embed, embedding, hashes, source
+from sanitycheck.pipeline.features import raw_features
+from sanitycheck.probing.neighbors import knn
 
 
 def images(n=300, seed=0):

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import ROOT
 from pipelines import write_pipeline
-from sanitycheck.config import load_config
-from sanitycheck.precommit import touched, watched
+from sanitycheck.engine.config import load_config
+from sanitycheck.faces.precommit import touched, watched
 
 BIN = Path(sys.executable).parent
 

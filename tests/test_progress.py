@@ -9,12 +9,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from pipelines import write_pipeline
-from sanitycheck.cli import app
-from sanitycheck.progress import ProgressDisplay
+from sanitycheck.faces.cli import app
+from sanitycheck.faces.display import ProgressDisplay
 
 
 def test_display_follows_a_real_run(tmp_path):
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
@@ -63,8 +63,8 @@ def test_data_pass_reports_its_progress(monkeypatch):
     import torch
     from torch.utils.data import TensorDataset
 
-    from sanitycheck import progress
-    from sanitycheck.data import materialize
+    from sanitycheck.engine import progress
+    from sanitycheck.pipeline.data import materialize
 
     monkeypatch.setattr(progress, "UPDATE_EVERY", 0.0)  # every tick reaches the listener
     x, y = torch.rand(5000, 1, 16, 16), torch.randint(0, 10, (5000,))
@@ -80,7 +80,8 @@ def test_data_pass_reports_its_progress(monkeypatch):
 def test_knn_reports_its_progress_brute_force_and_through_the_index(monkeypatch):
     import numpy as np
 
-    from sanitycheck import neighbors, progress
+    from sanitycheck.probing import neighbors
+    from sanitycheck.engine import progress
 
     monkeypatch.setattr(progress, "UPDATE_EVERY", 0.0)
     rng = np.random.default_rng(0)
@@ -98,8 +99,8 @@ def test_knn_reports_its_progress_brute_force_and_through_the_index(monkeypatch)
 def test_scans_are_silent_and_free_without_a_listener(capfd):
     import numpy as np
 
-    from sanitycheck.neighbors import knn
-    from sanitycheck.progress import _noop, scan_progress
+    from sanitycheck.probing.neighbors import knn
+    from sanitycheck.engine.progress import _noop, scan_progress
 
     with scan_progress("nobody listens", 10) as tick:
         assert tick is _noop
@@ -110,7 +111,7 @@ def test_scans_are_silent_and_free_without_a_listener(capfd):
 
 
 def test_display_shows_a_scan_under_the_check_and_removes_it_at_the_end(monkeypatch):
-    from sanitycheck import progress
+    from sanitycheck.engine import progress
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)

@@ -63,7 +63,7 @@ def test_options_and_one_item_per_check(pytester):
 
 def test_plugin_costs_nothing_at_start_up():
     """Loaded in every pytest run of the user's: importing it must not import torch or the engine."""
-    code = ("import sys, sanitycheck.pytest_plugin; "
-            "print(sorted(m for m in ('torch', 'numpy', 'pydantic', 'sanitycheck.runner') if m in sys.modules))")
+    code = ("import sys, sanitycheck.faces.pytest_plugin; "
+            "print(sorted(m for m in ('torch', 'numpy', 'pydantic', 'sanitycheck.engine.runner') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

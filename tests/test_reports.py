@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from conftest import ROOT
 from pipelines import write_pipeline
 from sample_report import sample_report
-from sanitycheck.cli import app
-from sanitycheck.report import FORMATS, html, junit, markdown, sarif
+from sanitycheck.faces.cli import app
+from sanitycheck.faces.report import FORMATS, html, junit, markdown, sarif
 
 SCHEMA = ROOT.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 
@@ -23,7 +23,7 @@ SCHEMA = ROOT.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 @pytest.fixture(scope="module")
 def real_report(tmp_path_factory):
     """A real run on a planted bug (NaN in three training images) with the instant checks."""
-    from sanitycheck.runner import run
+    from sanitycheck.engine.runner import run
 
     config = write_pipeline(tmp_path_factory.mktemp("nan"), nan=[2, 20, 200])
     return run(config, only=["class-balance", "data-integrity", "init-loss"])
@@ -123,7 +123,7 @@ def test_every_format_from_the_cli(tmp_path):
 
 def test_render_a_saved_json_report(tmp_path):
     """`sanitycheck render` gives the same output as rendering the run's report directly (no probes rerun)."""
-    from sanitycheck.models import Report
+    from sanitycheck.engine.models import Report
 
     saved = tmp_path / "report.json"
     saved.write_text(FORMATS["json"](sample_report()))

@@ -10,9 +10,9 @@ import torch
 
 import casekit
 import probekit
-from sanitycheck import trainer
-from sanitycheck.config import load_config
-from sanitycheck.context import PipelineContext
+from sanitycheck.probing import trainer
+from sanitycheck.engine.config import load_config
+from sanitycheck.pipeline.context import PipelineContext
 
 
 def open_ctx(kind="mlp", seed=0, **overrides):

@@ -85,7 +85,7 @@ def test_results_are_reproducible(run_pipeline):
 
 
 def test_training_cut_by_the_time_cap_is_inconclusive_not_an_error(run_pipeline, monkeypatch):
-    from sanitycheck import trainer
+    from sanitycheck.probing import trainer
 
     monkeypatch.setattr(trainer, "REFERENCE_SECONDS", 0.0)  # every reference run stops after its first step
     spec = probekit.clean("mlp")

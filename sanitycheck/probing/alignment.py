@@ -1,0 +1,139 @@
+"""Thumbnails of shifted and zoomed windows of images: comparing an image with copies that were moved or cropped.
+
+A copy shifted by two pixels, or cropped by a pixel or two and resized back, moves an 8x8 thumbnail as much as
+another picture would. Comparing the thumbnail of one image with thumbnails of *windows* of the other undoes
+that: a shifted window (edges replicated) undoes a shift, a smaller window (a zoom-in) undoes a crop that was
+resized back. Windows are cheap because area-averaging a window onto a grid is separable: with ``R`` (8 x H)
+and ``C`` (8 x W) the row and column pooling weights of a window, its thumbnail is ``R @ image @ C.T`` per
+channel, so every window of a family is two small matrix products.
+
+Each window's thumbnail is centred and scaled to unit length, exactly like the shared embedding's image
+thumbnails (:mod:`sanitycheck.probing.embedding`), so distances are comparable with it and the identity window gives
+the embedding itself. :func:`crop_distance` finds the window that undoes a crop one axis at a time, and
+:func:`per_channel` turns thumbnails into a form a colour cast leaves unchanged. ``plugins/leakage.py`` (its
+aligned and colour looks) is the user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sanitycheck.pipeline.features import GRID, pooling_weights
+
+#: Shifts (pixels, each axis) of the query-side windows.
+SHIFTS = (-2, -1, 0, 1, 2)
+#: Zoom-in factors (window side / image side, each axis) of the windows: a crop of up to 15% of a side,
+#: resized back, is undone by one of them (the two axes independently).
+ZOOMS = (0.85, 0.8875, 0.925, 0.9625, 1.0)
+
+
+def window_thumbnails(images: Any, windows: list[tuple[float, float, float, float]]) -> Any:
+    """Unit thumbnails of windows of every image: ``(m, len(windows), c * GRID * GRID)``.
+
+    ``images`` is ``(m, c, h, w)``; each window is ``(zoom_y, zoom_x, offset_y, offset_x)``. Row and column
+    weights are computed once per distinct (zoom, offset) of each axis; one product pools every row window
+    against every column window, and the windows asked for are picked from it.
+    """
+    import torch
+
+    m, c, h, w = images.shape
+    rows = sorted({(zy, dy) for zy, _, dy, _ in windows})
+    cols = sorted({(zx, dx) for _, zx, _, dx in windows})
+    r = _weights(h, rows)
+    cw = _weights(w, cols)
+    # two large products instead of m * c small ones: columns first, then rows over every (image, channel, column)
+    by_cols = (images.reshape(m * c * h, w) @ cw.T).reshape(m * c, h, -1).transpose(0, 1).reshape(h, -1)
+    pooled = (r @ by_cols).reshape(len(rows) * GRID, m, c, len(cols) * GRID).permute(1, 2, 0, 3)
+    pooled = pooled.reshape(m, c, len(rows), GRID, len(cols), GRID)
+    ri = torch.tensor([rows.index((zy, dy)) for zy, _, dy, _ in windows])
+    ci = torch.tensor([cols.index((zx, dx)) for _, zx, _, dx in windows])
+    out = pooled[:, :, ri, :, ci, :]  # advanced indices first: (len(windows), m, c, GRID, GRID)
+    return _unit(out.permute(1, 0, 2, 3, 4).reshape(m, len(windows), -1))
+
+
+def _weights(size: int, windows: list[tuple[float, float]]) -> Any:
+    """Stacked ``(len(windows) * GRID, size)`` pooling weights of 1-D windows ``(zoom, offset)``."""
+    import torch
+
+    return torch.from_numpy(np.concatenate([pooling_weights(size, z, d) for z, d in windows]).astype(np.float32))
+
+
+def _unit(x: Any) -> Any:
+    """Centre and scale the last dimension to unit length, in place (a constant thumbnail stays ~0)."""
+    x -= x.mean(-1, keepdim=True)
+    return x.div_(x.norm(dim=-1, keepdim=True).clamp_min_(1e-6))
+
+
+#: A channel's spread is floored at this fraction of the largest channel's before it is scaled to one: a channel
+#: with almost no pattern (a flat blue sky) would otherwise be all noise blown up.
+CHANNEL_FLOOR = 0.1
+
+
+def per_channel(thumbs: Any, channels: int) -> Any:
+    """Thumbnails (last dimension ``channels * GRID * GRID``) with each channel centred and scaled on its own,
+    the whole to unit length: a colour cast (a gain and an offset per channel) leaves them unchanged."""
+    shape = thumbs.shape
+    x = thumbs.reshape(*shape[:-1], channels, -1)
+    x = x - x.mean(-1, keepdim=True)
+    norm = x.norm(dim=-1, keepdim=True)
+    norm = norm.maximum(CHANNEL_FLOOR * norm.amax(-2, keepdim=True)).clamp_min(1e-6)
+    return (x / (norm * channels ** 0.5)).reshape(shape)
+
+
+def coarse_thumbnails(thumbs: Any) -> Any:
+    """4x4 unit thumbnails ``(n, c * 16)`` from 8x8 ones ``(n, c * 64)`` (2x2 cells averaged): a crop or shift of a
+    pixel or two barely moves them."""
+    n, d = thumbs.shape
+    cells = thumbs.reshape(n, d // (GRID * GRID), GRID // 2, 2, GRID // 2, 2).mean((3, 5))
+    return _unit(cells.reshape(n, -1))
+
+
+def central_cells(thumbs: Any) -> Any:
+    """The central 4x4 cells of 8x8 thumbnails ``(n, c * 64)``, centred and unit length: a zoom of a few percent
+    barely moves them."""
+    n, d = thumbs.shape
+    return _unit(thumbs.reshape(n, d // (GRID * GRID), GRID, GRID)[:, :, 2:6, 2:6].reshape(n, -1))
+
+
+def shift_windows() -> list[tuple[float, float, float, float]]:
+    """Every shift in SHIFTS^2 (row-major, so the unshifted window is the middle one)."""
+    return [(1.0, 1.0, float(dy), float(dx)) for dy in SHIFTS for dx in SHIFTS]
+
+
+#: Offsets (pixels) of the 1-D windows searched per axis, at every zoom in ZOOMS, to undo a crop: a crop that
+#: took more from one side than from the other moves the window's centre.
+OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+def crop_distance(images: Any, targets: Any) -> Any:
+    """For each image ``i`` and each of its targets ``j``: the distance between ``targets[i, j]`` (a unit
+    thumbnail) and the thumbnail of the window of ``images[i]`` that best undoes a crop resized back:
+    ``(n, p)`` for ``targets`` of shape ``(n, p, d)``.
+
+    A crop is separable, so the window is found one axis at a time: the image's row profile (its mean over
+    columns) is pooled through every 1-D window (ZOOMS x OFFSETS) once, and compared with each target's row
+    profile, and the same for columns; then the one window made of the two best is pooled in full and compared.
+    """
+    import torch
+
+    n, c, h, w = images.shape
+    p = targets.shape[1]
+    t = targets.reshape(n, p, c, GRID, GRID)
+    windows = [(z, d) for z in ZOOMS for d in OFFSETS]
+    best = []
+    for axis, size in ((3, h), (4, w)):
+        weights = _weights(size, windows)  # (len(windows) * GRID, size)
+        profile = images.mean(6 - axis).reshape(n * c, size) @ weights.T  # the other axis averaged out
+        profile = _unit(profile.reshape(n, c, len(windows), GRID).transpose(1, 2).reshape(n, len(windows), -1))
+        wanted = _unit(t.mean(7 - axis).reshape(n, p, -1))  # (n, p, c * GRID)
+        choice = torch.cdist(wanted, profile).argmin(2)  # (n, p): the best window for each target
+        best.append(weights.reshape(len(windows), GRID, size)[choice])  # (n, p, GRID, size)
+    rows, cols = best
+    pooled = rows[:, :, None] @ images[:, None] @ cols[:, :, None].transpose(3, 4)  # (n, p, c, GRID, GRID)
+    return (_unit(pooled.reshape(n, p, -1)) - targets).norm(dim=2)
+
+
+__all__ = ["window_thumbnails", "shift_windows", "per_channel", "crop_distance", "coarse_thumbnails", "central_cells",
+           "SHIFTS", "ZOOMS", "OFFSETS"]
