@@ -17,6 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, duplicate_groups, kth,
+                                         pair_score, tail_cutoff)
 
 
 class Settings(CheckSettings):
@@ -268,8 +270,6 @@ class Leakage(Check):
 
 # --------------------------------------------------------------------------------------------- the probes
 
-#: On small splits (no tail fit) the cutoff quantile is taken at a fraction leaving at least this many scores below it.
-MIN_TAIL = 10
 #: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is fitted to the
 #: in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
 IN_SPLIT_FACTOR = 0.5
@@ -309,47 +309,21 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     # training neighbours: when the sample is one of the partner's k nearest, take the partner's (k+1)-th
     inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
     partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
-    scores = _score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
-    cutoff, exponent, alpha = _tail_cutoff(scores, settings.alpha)
+    scores = pair_score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+    cutoff, exponent, alpha = tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
              "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
     if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
         # the same calibration for the aligned and colour looks, on a seeded subset of training samples
         sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
         looks = {}
-        for look, (_, _, look_scores) in _aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings,
+        for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings.k,
                                                          self_ids=sub).items():
-            cut, exp, look_alpha = _tail_cutoff(look_scores, settings.alpha)
+            cut, exp, look_alpha = tail_cutoff(look_scores, settings.alpha)
             looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha, "samples": len(sub)}
             calib["alpha"] += look_alpha
         calib["looks"] = looks
     return calib
-
-
-#: The cutoff extends the power law fitted to the training scores between these quantiles down to alpha.
-TAIL_FIT = (0.05, 0.20)
-#: Below this many scores the tail is not fitted: the cutoff is the empirical quantile at alpha, raised so that
-#: MIN_TAIL scores lie below it.
-MIN_FIT = 200
-
-
-def _tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None, float]:
-    """The score under which a fraction ``alpha`` of clean samples falls: ``(cutoff, exponent, alpha used)``.
-
-    Nearest-neighbour distance ratios have a power-law lower tail, P(score <= s) ~ C s^m, m the data's local
-    intrinsic dimension. m and C are fitted on the TAIL_FIT quantiles of the training scores and the law is
-    extended down to alpha. The plain alpha quantile would do on a clean split, but real training splits hold
-    near copies of their own (a few percent of CIFAR-10's), and their scores fill the bottom of the distribution:
-    that quantile would be how close those copies are, and every copy less exact than them would be missed.
-    """
-    finite = scores[np.isfinite(scores)]
-    if len(finite) >= MIN_FIT:
-        lo, hi = np.quantile(finite, TAIL_FIT)
-        if lo > 0 and hi > lo:
-            exponent = float(np.log(TAIL_FIT[1] / TAIL_FIT[0]) / np.log(hi / lo))
-            return float(lo * (alpha / TAIL_FIT[0]) ** (1 / exponent)), exponent, alpha
-    alpha = min(0.5, max(alpha, MIN_TAIL / max(len(finite), 1)))
-    return (float(np.quantile(finite, alpha)) if len(finite) else 0.0), None, alpha
 
 
 def _alignable(ctx: Any) -> bool:
@@ -397,14 +371,14 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
                         seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index,
                         label="leakage: val against train")
         d1, u1 = dist[:, 0], idx[:, 0]
-        score = _score(d1, np.minimum(_kth(dist, settings.k), calib["radius"][u1]))
+        score = pair_score(d1, np.minimum(kth(dist, settings.k), calib["radius"][u1]))
         hit = np.flatnonzero(score <= calib["cutoff"])
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
                    "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
         if aligned:
             left = np.setdiff1d(np.arange(len(rest)), hit)
             taken = np.zeros(len(left), dtype=bool)
-            for look, (d_s, u_s, score_s) in _aligned_scores(ctx, ctx.val, rest[left], calib, settings,
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], calib, settings.k,
                                                              cand=idx[left]).items():
                 more = np.flatnonzero((score_s <= calib["looks"][look]["cutoff"]) & ~taken)
                 taken[more] = True
@@ -414,214 +388,30 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
 
 
-#: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
-ALIGN_CANDIDATES = 32
-#: ... and searches 3 x this many of them for a crop resized back: the best after shifting the sample, and as many
-#: nearest by a 4x4 thumbnail and by the central 4x4 cells of the 8x8 one (both barely moved by a 1-2 pixel crop).
-ZOOM_CANDIDATES = 3
-#: Random training samples scored by the aligned and colour looks to calibrate their cutoffs (the tail fit uses the
-#: 5%-20% quantiles: a few hundred scores).
-ALIGN_CALIBRATION = 2000
-#: Samples handled at once by the aligned look (bounds its buffers: about 40 MB).
-ALIGN_BLOCK = 256
-
-
-def _aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, settings: Settings,
-                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
-    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best training
-    partner, the partner's distinct id, score).
-
-    Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
-    compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
-    distance; the sample's scale is the k-th smallest of these. Then 3 x ZOOM_CANDIDATES of them (the best after
-    shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are searched for a crop resized back, both ways
-    (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
-    candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
-    centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.
-    ``self_ids``: the samples are these distinct training inputs, each left out of its own candidates
-    (calibration). ``cand``: the candidates when the caller has searched them already (distinct ids, nearest
-    first).
-    """
-    import torch
-
-    from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, per_channel
-    from sanitycheck.pipeline.features import GRID
-    from sanitycheck.probing.embedding import embedding
-    from sanitycheck.probing.neighbors import knn, knn_device, single_thread
-    from sanitycheck.engine.progress import scan_progress
-
-    nb = calib["neighbors"]
-    extra = 1 if self_ids is not None else 0
-    kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
-    if cand is None:
-        _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
-                      device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
-    cand = _with_shifted_neighbours(ctx, split, indices, cand, nb)
-    base = torch.from_numpy(nb.base)
-    coarse, inner = coarse_thumbnails(base), central_cells(base)
-    channels = base.shape[1] // (GRID * GRID)
-    colour = per_channel(base, channels) if channels > 1 else None
-    out: dict[str, list] = {}
-    # mid-sized products: a thread pool only adds wake-ups
-    with torch.no_grad(), single_thread(torch.device("cpu")), \
-            scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
-        for lo in range(0, len(indices), ALIGN_BLOCK):
-            hi = min(len(indices), lo + ALIGN_BLOCK)
-            own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            blocks = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
-                                    inner, colour, nb.unique, settings.k)
-            for look, parts in blocks.items():
-                out.setdefault(look, []).append(parts)
-            tick(hi - lo)
-    looks = {}
-    for look, parts in out.items():
-        best, partner, scale = (np.concatenate(x) for x in zip(*parts))
-        looks[look] = (best, partner, _score(best, scale))
-    return looks
-
-
-#: The sample is also searched shifted by each of these (dy, dx) (pixels), for this many neighbours each: a copy
-#: moved by a pixel or two is often not among the nearest of the unshifted sample (thin strokes, crowded classes).
-SEARCH_SHIFTS = ((-1.5, -1.5), (-1.5, 1.5), (1.5, -1.5), (1.5, 1.5))
-SHIFT_NEIGHBOURS = 12
-#: Samples searched shifted at once (bounds the shifted thumbnails and their search: about 15 MB for 3x32x32).
-SEARCH_BLOCK = 4096
-
-
-def _with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.ndarray, nb: Any) -> np.ndarray:
-    """``cand`` with the SHIFT_NEIGHBOURS nearest distinct training samples of every shifted sample appended
-    (a candidate found twice is kept once; the repeats become -1). In blocks of SEARCH_BLOCK samples, so the
-    shifted thumbnails and their search stay bounded whatever the split's size."""
-    from sanitycheck.probing.alignment import window_thumbnails
-    from sanitycheck.pipeline.features import as_chw
-    from sanitycheck.probing.neighbors import knn, knn_device
-    from sanitycheck.engine.progress import scan_progress
-
-    windows = [(1.0, 1.0, dy, dx) for dy, dx in SEARCH_SHIFTS]
-    k = min(SHIFT_NEIGHBOURS, len(nb.unique))
-    every = np.full((len(indices), cand.shape[1] + len(windows) * k), -1, dtype=np.int64)
-    with scan_progress(f"leakage: shifted search ({split.name})", len(indices)) as tick:
-        for lo in range(0, len(indices), SEARCH_BLOCK):
-            hi = min(len(indices), lo + SEARCH_BLOCK)
-            seen = window_thumbnails(as_chw(split.inputs(indices[lo:hi])), windows).numpy()
-            _, more = knn(seen.reshape(-1, seen.shape[2]), nb.base, k, seed=ctx.derived_seed("leakage-shifted"),
-                          device=knn_device(ctx), index=nb.index)
-            block = np.concatenate([cand[lo:hi], more.reshape(hi - lo, -1)], 1)
-            order = np.argsort(block, axis=1, kind="stable")
-            ranked = np.take_along_axis(block, order, 1)
-            repeat = np.zeros_like(block, dtype=bool)
-            np.put_along_axis(repeat, order, np.concatenate(
-                [np.zeros((hi - lo, 1), bool), ranked[:, 1:] == ranked[:, :-1]], 1), 1)
-            block[repeat] = -1
-            every[lo:hi] = block
-            tick(hi - lo)
-    return every
-
-
-def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
-    """One block of :func:`_aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
-    import torch
-
-    from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, crop_distance, per_channel, shift_windows, window_thumbnails
-    from sanitycheck.pipeline.features import as_chw
-
-    windows = shift_windows()
-    q = as_chw(split.inputs(indices))
-    m = q.shape[0]
-    valid = cand >= 0
-    c = cand.clamp_min(0)
-    seen = window_thumbnails(q, windows)  # (m, windows, d)
-    d = torch.cdist(seen, base[c])  # (m, windows, candidates)
-    bad = ~valid if own is None else ~valid | (c == own[:, None])
-    d[bad[:, None, :].expand_as(d)] = float("inf")
-    aligned = d.amin(1)  # (m, candidates)
-    plain = seen[:, len(windows) // 2]  # the unshifted window
-    coarse_q = coarse_thumbnails(plain)
-    d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
-    d4[bad] = float("inf")
-    d_inner = (central_cells(plain)[:, None] - inner[c]).norm(dim=2)
-    d_inner[bad] = float("inf")
-    z = min(ZOOM_CANDIDATES, c.shape[1])
-    pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices,
-                      d_inner.topk(z, dim=1, largest=False).indices], 1)
-    top = c.gather(1, pick)  # (m, 3z)
-    # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
-    targets = plain.repeat_interleave(pick.shape[1], 0)[:, None]
-    dc = crop_distance(as_chw(ctx.train.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
-    dq = crop_distance(q, base[top])
-    refined = torch.minimum(dc, dq)
-    refined[bad.gather(1, pick)] = float("inf")
-    aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
-    looks = {"aligned": aligned}
-    if colour is not None:
-        tinted = (per_channel(plain, q.shape[1])[:, None] - colour[c]).norm(dim=2)
-        tinted[bad] = float("inf")
-        looks["colour"] = tinted
-    out = {}
-    for look, dist in looks.items():
-        v, order = dist.sort(1)
-        out[look] = (v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), _kth(v.numpy(), k))
-    return out
-
-
 def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
     """Duplicate groups inside one split: exact copies by hash, near pairs by the (stricter) neighbourhood rule."""
     from sanitycheck.probing.neighbors import split_neighbors, unique_inputs
 
     unique, inverse = unique_inputs(split.data_pass().hashes)
-    parent = np.arange(len(unique))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    near_pairs = 0
+    near = np.zeros((0, 2), dtype=np.int64)
     if calib is not None and len(unique) > 2:
         nb = split_neighbors(ctx, split)
         radius = nb.radius(calib["k"])
         d1, u1 = nb.dist[:, 0], nb.idx[:, 0]
         ok = np.flatnonzero(u1 >= 0)
-        score = _score(d1[ok], np.minimum(radius[ok], radius[u1[ok]]))
-        for a in ok[score <= calib["cutoff"] * IN_SPLIT_FACTOR]:
-            ra, rb = find(int(a)), find(int(u1[a]))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-                near_pairs += 1
-    linked = np.flatnonzero(parent != np.arange(len(unique)))  # only distinct inputs joined to another need finding
-    roots = np.arange(len(unique))
-    roots[linked] = [find(int(u)) for u in linked]
-    member_root = roots[inverse]
-    sizes = np.bincount(member_root, minlength=len(unique))
-    dup = np.flatnonzero(sizes[member_root] > 1)  # members of groups with more than one sample
-    order = dup[np.argsort(member_root[dup], kind="stable")]
-    bounds = np.flatnonzero(np.diff(member_root[order])) + 1
-    groups = [g.tolist() for g in np.split(order, bounds)] if len(order) else []
+        score = pair_score(d1[ok], np.minimum(radius[ok], radius[u1[ok]]))
+        close = ok[score <= calib["cutoff"] * IN_SPLIT_FACTOR]
+        near = np.stack([close, u1[close]], 1)
+    groups, near_pairs = duplicate_groups(inverse, len(unique), near)
     if not groups:
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
-    groups.sort(key=lambda g: (-len(g), g[0]))
     return {"groups": groups, "exact": exact, "near": near_pairs}
 
 
 def _has_copies(h: np.ndarray, group: list[int]) -> bool:
     """Whether a duplicate group holds exact copies (two members with the same content hash)."""
     return len(set(h[group].tolist())) < len(group)
-
-
-def _kth(dist: np.ndarray, k: int) -> np.ndarray:
-    from sanitycheck.probing.neighbors import kth_distance
-
-    return kth_distance(dist, k)
-
-
-def _score(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """d / scale, where identical embeddings score 0 and a zero scale (a crowded spot) scores inf."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(scale > 0, d / scale, np.inf)
-    return np.where(d <= 1e-6, 0.0, s)
 
 
 def _dedupe(values: Any) -> list[int]:
