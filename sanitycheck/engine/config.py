@@ -92,6 +92,19 @@ class EmbeddingConfig(StrictModel):
         return self
 
 
+class EngineConfig(StrictModel):
+    """Where the data scans run: ``local`` (this process) or ``ray`` (a Ray cluster; ``pip install 'sanitycheck[ray]'``)."""
+
+    name: Literal["local", "ray"] = Field("local", description="local: this process; ray: the data pass (hashes, "
+                                          "statistics, embedding features) runs on a Ray cluster's workers.")
+    address: str = Field("auto", description="ray: the cluster: auto (RAY_ADDRESS, else the one `ray start` started "
+                         "here), HOST:PORT of a head node, ray://HOST:10001 (Ray Client), or local (a private Ray here).")
+    shard_size: int | None = Field(None, ge=1, description="ray: samples per shard, rounded up to a multiple of 1024 "
+                                   "(default: about 4 shards per worker CPU, 1024 to 65536).")
+    runtime_env: dict[str, Any] | None = Field(None, description="ray: the workers' runtime environment, e.g. "
+                                               "{working_dir: ., pip: [sanitycheck]} for a cluster without this code.")
+
+
 class Config(StrictModel):
     """A `sanitycheck.yaml`, validated."""
 
@@ -113,6 +126,9 @@ class Config(StrictModel):
     embedding: EmbeddingConfig = Field(
         default_factory=EmbeddingConfig, description="The shared embedding: `{source: pixels | model, layer: NAME}`."
     )
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="Where the data scans run: `local` or `{name: ray, address: auto}`."
+    )
 
     #: The folder `module:attr` references are imported from (the config file's folder); not a YAML key.
     base_dir: Path | None = Field(None, exclude=True)
@@ -132,6 +148,13 @@ class Config(StrictModel):
     @classmethod
     def _embedding(cls, value: Any) -> Any:
         return {} if value is None else value  # `embedding:` left empty means the defaults
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return {"name": value} if isinstance(value, str) else value  # `engine: ray` means {name: ray, address: auto}
 
     @field_validator("checks", mode="before")
     @classmethod

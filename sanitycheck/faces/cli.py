@@ -44,6 +44,11 @@ class FailOn(str, Enum):
     never = "never"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Profile(str, Enum):
     fast = "fast"
     default = "default"
@@ -65,6 +70,9 @@ def run(
     profile: Optional[Profile] = typer.Option(None, help="Budget of every probe [config: default]."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto [config: cpu]."),
     seed: Optional[int] = typer.Option(None, help="Seed for every probe [config: 0]."),
+    engine: Optional[Engine] = typer.Option(
+        None, help="Where the data scans run: local, or ray (a Ray cluster: config engine.address, default auto; "
+        "needs sanitycheck[ray]) [config: local]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (it is also off when stderr is not a terminal)."),
     baseline: Optional[Path] = typer.Option(
         None, "--baseline", metavar="FILE", help="Accept the findings recorded in FILE (by --write-baseline): fail only on new ones."),
@@ -85,6 +93,8 @@ def run(
         overrides = {"fail_on": fail_on and fail_on.value, "profile": profile and profile.value,
                      "device": device, "seed": seed}
         cfg = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
+        if engine is not None:  # the flag picks the engine; the config's address and settings stay
+            cfg = load_config(cfg, engine={**cfg.engine.model_dump(), "name": engine.value})
         accepted = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the probes
         report = _run_with_progress(run_checks, cfg, _names(only), _names(skip), show=not quiet and err.is_terminal)
     if write_baseline is not None:

@@ -55,6 +55,10 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
         """Resolve every reference in ``config``, materialize the splits and run the preflight."""
         base = config.base_dir
         device = _resolve_device(config.device)
+        if config.engine.name == "ray":  # before the user's code is imported: a ray.data.Dataset joins this cluster
+            from sanitycheck.pipeline.ray_engine import connect
+
+            connect(config.engine)
         model_source = resolve(config.model, "model", base)
         if not (isinstance(model_source, nn.Module) or callable(model_source)):
             raise ConfigError(f"model: {config.model!r} is a {type(model_source).__name__}, not an nn.Module or a callable")
@@ -87,6 +91,10 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
                 max_samples=config.data.max_samples, memory_mb=config.data.memory_mb,
                 input_key=config.data.input_key, target_key=config.data.target_key,
             )
+        if config.engine.name == "ray":
+            from sanitycheck.pipeline.ray_engine import attach
+
+            attach(splits, config)
         ctx = cls(
             config=config, device=device, train=splits["train"], val=splits["val"], loss_fn=loss_fn,
             _model_source=model_source, _optimizer_cls=optimizer_cls, _train_step=train_step, augment=augment,

@@ -112,6 +112,9 @@ class Split:
     target_key: str | None
     collate_fn: Callable[[list[Any]], Any] = default_collate
     memory_mb: int = 1024
+    #: Where the data pass runs: ``None`` in this process; else ``reader(split) -> DataPass`` (the ray engine,
+    #: :mod:`sanitycheck.pipeline.ray_engine`, sets it for ``engine: {name: ray}``).
+    reader: Callable[[Split], DataPass] | None = field(default=None, repr=False)
     _pass: DataPass | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -161,7 +164,7 @@ class Split:
     def data_pass(self) -> DataPass:
         """The cached pass over every sample (computed on first use)."""
         if self._pass is None:
-            self._pass = _read_pass(self)
+            self._pass = self.reader(self) if self.reader is not None else _read_pass(self)
         return self._pass
 
 
@@ -174,6 +177,10 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
             obj = obj()
         except Exception as exc:
             raise UsageError(f"{key}: calling {getattr(obj, '__name__', obj)!r} raised {type(exc).__name__}: {exc}") from exc
+    if type(obj).__module__.startswith("ray.data"):  # a ray.data.Dataset: rows by index, blocks stay on the cluster
+        from sanitycheck.pipeline.ray_engine import RayRows
+
+        obj = RayRows(obj, key, max_samples)
     loader = obj if isinstance(obj, DataLoader) else None
     dataset = obj.dataset if loader is not None else obj
     if not isinstance(dataset, (Dataset, IterableDataset)) and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
@@ -226,10 +233,19 @@ def _read_pass(split: Split) -> DataPass:
     start = time.perf_counter()
     acc = _Accumulator(split)
     with scan_progress(f"data pass: {split.name}", split.n) as tick:
-        if not _tensor_fast_path(split, acc, tick):
-            _sample_loop(split, acc, tick)
+        scan(split, acc, tick)
     trim()
     return acc.finish(time.perf_counter() - start)
+
+
+def scan(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> None:
+    """Read the samples ``acc`` covers (``acc.start`` to ``acc.start + acc.n``) into it, chunk by chunk.
+
+    Chunks start at multiples of :data:`CHUNK` (for a shard: when ``acc.start`` is one), so a pass read in shards
+    sees the same chunks as one read whole.
+    """
+    if not _tensor_fast_path(split, acc, tick):
+        _sample_loop(split, acc, tick)
 
 
 def _tensor_source(split: Split) -> tuple[Any, Any, Any] | None:
@@ -276,8 +292,8 @@ def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], Non
     if source is None:
         return False
     x, y, index = source
-    n = split.n
-    ya = to_numpy(y)
+    start, n = acc.start, acc.n
+    ya = to_numpy(y[start:start + n])
     acc.input_shapes = [tuple(x.shape[1:])] * n
     acc.input_dtypes = [dtype_name(x[:1])] * n
     acc.target_shapes = [tuple(ya.shape[1:])] * n
@@ -288,11 +304,11 @@ def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], Non
             if ya.size else False
     whole = _view(x) if index is None else None
     if whole is not None and whole.dtype == cache_dtype(whole.dtype):
-        acc.start_inputs(tuple(x.shape[1:]), whole.dtype, view=whole)  # already in memory: no copy
+        acc.start_inputs(tuple(x.shape[1:]), whole.dtype, view=whole[start:])  # already in memory: no copy
     else:
         acc.start_inputs(tuple(x.shape[1:]), to_numpy(x[:1]).dtype)
-    for lo in range(0, n, CHUNK):
-        hi = min(n, lo + CHUNK)
+    for lo in range(start, start + n, CHUNK):
+        hi = min(start + n, lo + CHUNK)
         acc.add(np.arange(lo, hi), to_numpy(x[index[lo:hi]] if index is not None else x[lo:hi]))
         tick(hi - lo)
     return True
@@ -300,7 +316,7 @@ def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], Non
 
 def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> None:
     """The general path: read every sample through the dataset's ``__getitem__``, in chunks."""
-    n = split.n
+    start, n = acc.start, acc.n
     targets: list[np.ndarray] = []
     chunk_idx: list[int] = []
     chunk_x: list[np.ndarray] = []
@@ -315,7 +331,7 @@ def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -
         chunk_idx.clear()
         chunk_x.clear()
 
-    for i in range(n):
+    for i in range(start, start + n):
         try:
             x, y = split.sample(i)
         except UsageError:
@@ -329,10 +345,10 @@ def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -
         acc.target_shapes.append(tuple(ya.shape))
         if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
             raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} ({type(x).__name__})")
-        if i == 0:
+        if i == start:
             acc.start_inputs(tuple(xa.shape), xa.dtype)
         if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
-            acc.target_nonfinite[i] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
+            acc.target_nonfinite[i - start] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
         targets.append(ya)
         chunk_idx.append(i)
         chunk_x.append(xa)
@@ -349,11 +365,16 @@ def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -
 
 
 class _Accumulator:
-    """What the pass keeps while streaming: per-sample statistics, hashes, features, maybe the inputs."""
+    """What the pass keeps while streaming: per-sample statistics, hashes, features, maybe the inputs.
 
-    def __init__(self, split: Split):
-        n = self.n = split.n
-        self.budget = split.memory_mb * 2**20
+    It covers samples ``start`` to ``stop`` (default: the whole split); row ``r`` of its arrays is sample
+    ``start + r``. A shard read elsewhere (:mod:`sanitycheck.pipeline.ray_engine`) is one with ``cache=False``.
+    """
+
+    def __init__(self, split: Split, start: int = 0, stop: int | None = None, cache: bool = True):
+        self.start = start
+        n = self.n = (split.n if stop is None else stop) - start
+        self.budget = split.memory_mb * 2**20 if cache else 0
         self.stats = {k: np.zeros(n, dtype=np.float64) for k in ("numel", "nan", "inf", "min", "max", "mean", "std")}
         self.target_nonfinite = np.zeros(n, dtype=bool)
         self.input_shapes: list[tuple[int, ...]] = []
@@ -399,6 +420,7 @@ class _Accumulator:
         """A chunk of equally shaped inputs ``xs`` (rows are the samples at ``idx``)."""
         from sanitycheck.pipeline.features import content_hashes, raw_features
 
+        idx = idx - self.start
         size = int(np.prod(xs.shape[1:]))
         if self.inputs is not None and not self.inputs_view:
             self._cache(idx, xs)

@@ -1,0 +1,500 @@
+"""The one data pass on a Ray cluster: ``engine: {name: ray, address: auto}`` in the config, or ``--engine ray``.
+
+What runs where:
+
+* **On the workers**, as Ray Data ``map_batches`` over shards: content hashes, per-sample statistics, targets and the
+  raw features of the shared embedding, computed by the very functions the local pass uses
+  (:func:`sanitycheck.pipeline.data.scan` into an ``_Accumulator`` covering the shard). A map-style Dataset is
+  sharded by index ranges of :func:`shard_size` samples (multiples of :data:`~sanitycheck.pipeline.data.CHUNK`, so
+  every chunk is the one the local pass reads); each worker builds its own dataset object once, as a DataLoader
+  worker does: it imports the config's ``module:attr`` reference with the config's folder on ``sys.path`` (a
+  dataset given as a Python object is pickled once into the object store instead). A ``ray.data.Dataset`` given as
+  ``data.train``/``data.val`` is used as it is (:class:`RayRows`): ``map_batches`` over its own blocks.
+* **Back to the driver** travel only the compact per-sample results: an 8-byte hash, seven statistics, the target,
+  and the float32 raw features (at most 192 values; 64 for a grey image). Shapes and dtypes come run-length coded.
+  The inputs stay on the cluster: the driver's :class:`~sanitycheck.pipeline.data.DataPass` has ``inputs=None``
+  (checks that need a few inputs read them through the dataset), except for an in-memory TensorDataset, whose
+  tensor the driver already holds (a view, as with the local engine).
+* **On the driver**: everything else: the merge (in index order, so the result is the local engine's), the
+  embedding, the neighbour search and every check. The training probes stay local: they train on small subsets.
+
+Ray is an optional extra (``pip install 'sanitycheck[ray]'``): this module is imported only for ``engine: ray`` or a
+``ray.data.Dataset`` split, and imports ``ray`` inside its functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from sanitycheck.engine.errors import ConfigError, UsageError
+from sanitycheck.pipeline.data import CHUNK, DataPass, Split, _Accumulator, _ListDataset, _tensor_source, _view, \
+    cache_dtype, materialize, scan
+
+#: Shards are sized for about this many per worker CPU (load balance, and a progress display that moves) ...
+SHARDS_PER_CPU = 4
+#: ... within these bounds (samples; multiples of CHUNK). A shard's results are ~1 KiB per sample at most.
+MIN_SHARD, MAX_SHARD = CHUNK, 64 * CHUNK
+
+INSTALL_HINT = "install sanitycheck[ray] (pip install 'sanitycheck[ray]')"
+
+
+# ------------------------------------------------------------------------------------------ the cluster
+
+
+def require_ray() -> Any:
+    """``import ray`` (and Ray Data), or a :class:`UsageError` saying how to install it (exit 2)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the pass is Ray Data's map_batches)
+    except ImportError as exc:
+        raise UsageError(f"engine: ray needs Ray, which is not installed here: {INSTALL_HINT}") from exc
+    return ray
+
+
+def connect(engine: Any) -> None:
+    """Connect this process to the cluster ``engine.address`` names (once; a process already connected stays so).
+
+    ``auto``: ``RAY_ADDRESS``, else the cluster ``ray start`` started on this machine; ``host:port``: a head node's
+    GCS; ``ray://host:10001``: Ray Client; ``local``: a private Ray on this machine, stopped when the process ends.
+    """
+    ray = require_ray()
+    _quiet_ray_data()
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if engine.runtime_env:
+        kwargs["runtime_env"] = engine.runtime_env
+    address = None if engine.address == "local" else engine.address
+    if address is None:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise ConfigError(
+            f"engine.address: no Ray cluster found at {engine.address!r} ({exc}); start one (`ray start --head` on "
+            "this machine for `auto`), name its head (`host:6379`, `ray://host:10001`), or use address: local") from exc
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"engine.address: cannot connect to Ray at {engine.address!r}: {exc}") from exc
+
+
+def _quiet_ray_data() -> None:
+    """No Ray Data progress bars or execution banners: progress goes to sanitycheck's own display."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    for name in ("ray.data._internal.progress", "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # "progress bars disabled"; a private local Ray's token
+
+
+def cluster_cpus() -> int:
+    """The CPUs of the connected cluster (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def shard_size(n: int, cpus: int, configured: int | None = None) -> int:
+    """Samples per shard: ``configured`` (rounded up to a multiple of CHUNK), else about SHARDS_PER_CPU shards per
+    CPU within [MIN_SHARD, MAX_SHARD]. A multiple of CHUNK, so every shard's chunks are the local pass's chunks."""
+    want = configured or math.ceil(n / (SHARDS_PER_CPU * cpus))
+    size = math.ceil(want / CHUNK) * CHUNK
+    return size if configured else min(max(size, MIN_SHARD), MAX_SHARD)
+
+
+# ------------------------------------------------------------------------------------- what a worker reads
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How a worker builds its own copy of a split: the config's ``module:attr`` reference, imported there with
+    the config's folder first on ``sys.path`` (``ref``/``base_dir``), or the dataset object, put once into the
+    object store (``obj``, an ObjectRef: from the Python API, where there is no reference to import)."""
+
+    name: str
+    n: int
+    input_key: str | None
+    target_key: str | None
+    ref: str | None = None
+    base_dir: str | None = None
+    obj: Any = None
+
+    def open(self) -> Split:
+        """The split, built on this worker (no input cache: only per-sample results leave the worker)."""
+        from sanitycheck.engine.config import resolve
+
+        if self.ref is not None:
+            base = Path(self.base_dir) if self.base_dir and Path(self.base_dir).is_dir() else None  # else: runtime_env
+            obj = resolve(self.ref, f"data.{self.name}", base)
+        else:
+            import ray
+
+            obj = ray.get(self.obj)
+        split = materialize(obj, self.name, max_samples=self.n, memory_mb=0,
+                            input_key=self.input_key, target_key=self.target_key)
+        if split.n != self.n:
+            raise UsageError(f"data.{self.name}: {split.n} samples on a Ray worker but {self.n} on the driver: "
+                             "the dataset must be the same wherever it is built")
+        return split
+
+
+def _runs(values: list[Any]) -> list[tuple[Any, int]]:
+    """Run-length code: ``[(value, count), ...]`` (a split's shapes and dtypes are nearly always one run)."""
+    out: list[tuple[Any, int]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1] = (v, out[-1][1] + 1)
+        else:
+            out.append((v, 1))
+    return out
+
+
+def _expand(runs: list[tuple[Any, int]]) -> list[Any]:
+    return [v for v, count in runs for _ in range(count)]
+
+
+@dataclass
+class ShardResult:
+    """The compact per-sample results of samples ``lo`` to ``hi``: what travels from a worker to the driver."""
+
+    lo: int
+    hi: int
+    stats: dict[str, np.ndarray]
+    target_nonfinite: np.ndarray
+    hashes: np.ndarray
+    features: np.ndarray | None
+    features_kind: str | None
+    features_note: str
+    targets: np.ndarray | None
+    input_shapes: list[tuple[Any, int]]
+    input_dtypes: list[tuple[Any, int]]
+    target_shapes: list[tuple[Any, int]]
+    target_dtypes: list[tuple[Any, int]]
+    first_input: tuple[tuple[int, ...], str] | None = None
+
+
+def _result(acc: _Accumulator, lo: int) -> ShardResult:
+    stats = dict(acc.stats)
+    for k in ("numel", "nan", "inf"):
+        stats[k] = stats[k].astype(np.int64)
+    return ShardResult(
+        lo=lo, hi=lo + acc.n, stats=stats, target_nonfinite=acc.target_nonfinite, hashes=acc.hashes,
+        features=acc.features, features_kind=acc.features_kind, features_note=acc.features_note, targets=acc.targets,
+        input_shapes=_runs(acc.input_shapes), input_dtypes=_runs(acc.input_dtypes),
+        target_shapes=_runs(acc.target_shapes), target_dtypes=_runs(acc.target_dtypes),
+    )
+
+
+def read_shard(split: Split, lo: int, hi: int) -> ShardResult:
+    """Samples ``lo`` to ``hi`` of ``split`` through the local pass's own code (:func:`~sanitycheck.pipeline.data.scan`)."""
+    acc = _Accumulator(split, lo, hi, cache=False)
+    scan(split, acc, lambda n: None)
+    return _result(acc, lo)
+
+
+class _ShardReader:
+    """The ``map_batches`` function of a map-style split: one Ray actor per worker CPU, each with its own dataset."""
+
+    def __init__(self, source: DatasetSource):
+        self.split = source.open()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        blobs = [pickle.dumps(read_shard(self.split, int(lo), int(hi)), protocol=5)
+                 for lo, hi in zip(batch["lo"], batch["hi"])]
+        return {"lo": batch["lo"], "hi": batch["hi"], "result": np.array(blobs, dtype=object)}
+
+
+class _RowsReader:
+    """The ``map_batches`` function of a ``ray.data.Dataset`` split: its own batches, rows as samples."""
+
+    def __init__(self, name: str, input_key: str | None, target_key: str | None):
+        self.name, self.input_key, self.target_key = name, input_key, target_key
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = _ListDataset(_batch_rows(batch))
+        split = Split(name=self.name, source=rows, dataset=rows, loader=None, n=len(rows), input_key=self.input_key,
+                      target_key=self.target_key, memory_mb=0)
+        return {"n": np.array([len(rows)]), "result": np.array([pickle.dumps(read_shard(split, 0, len(rows)))], dtype=object)}
+
+
+def _batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """A Ray Data batch (columns) as its rows (dicts), the samples a DataLoader would see."""
+    columns = list(batch)
+    m = len(batch[columns[0]]) if columns else 0
+    return [{c: batch[c][i] for c in columns} for i in range(m)]
+
+
+# ----------------------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class RayPass:
+    """A split's :attr:`~sanitycheck.pipeline.data.Split.reader` under the ray engine: the pass on the cluster."""
+
+    source: DatasetSource | None  # None: a ray.data.Dataset split (its blocks are the shards)
+    shard_size: int | None = None
+    #: Filled by each pass: shards, workers and seconds (the benchmark's per-shard throughput).
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, split: Split) -> DataPass:
+        from sanitycheck.engine.progress import scan_progress
+
+        start = time.perf_counter()
+        acc = _Accumulator(split)
+        _driver_inputs(split, acc)
+        with scan_progress(f"data pass: {split.name} (ray)", split.n) as tick:
+            results = self._results(split, tick)
+            merged = _merge(acc, results)
+        self.stats.update(samples=split.n, seconds=time.perf_counter() - start, **merged)
+        return acc.finish(time.perf_counter() - start)
+
+    def _results(self, split: Split, tick: Callable[[int], None]) -> Iterator[ShardResult]:
+        import ray.data
+
+        cpus = cluster_cpus()
+        if self.source is None:  # a ray.data.Dataset: map its own batches, in its order
+            rows: RayRows = split.dataset
+            ctx = ray.data.DataContext.get_current()
+            keep, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+            try:
+                reader = _bound(_RowsReader, split.name, split.input_key, split.target_key)
+                out = rows.ds.map_batches(reader, batch_size=CHUNK, batch_format="numpy", num_cpus=1,
+                                          compute=ray.data.ActorPoolStrategy(size=cpus))
+                lo = 0
+                for batch in _unwrap_errors(split, out.iter_batches(batch_size=None, batch_format="numpy")):
+                    for blob in batch["result"]:
+                        r: ShardResult = pickle.loads(blob)
+                        r.lo, r.hi = lo, lo + (r.hi - r.lo)
+                        lo = r.hi
+                        tick(r.hi - r.lo)
+                        yield r
+            finally:
+                ctx.execution_options.preserve_order = keep
+            self.stats.update(workers=cpus, shard_size=CHUNK)
+            return
+        size = shard_size(split.n, cpus, self.shard_size)
+        bounds = [(lo, min(split.n, lo + size)) for lo in range(0, split.n, size)]
+        workers = min(cpus, len(bounds))
+        shards = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in bounds], override_num_blocks=len(bounds))
+        out = shards.map_batches(_bound(_ShardReader, self.source), batch_size=1, batch_format="numpy", num_cpus=1,
+                                 compute=ray.data.ActorPoolStrategy(size=workers))
+        self.stats.update(workers=workers, shards=len(bounds), shard_size=size)
+        for batch in _unwrap_errors(split, out.iter_batches(batch_size=None, batch_format="numpy")):
+            for blob in batch["result"]:
+                r = pickle.loads(blob)
+                tick(r.hi - r.lo)
+                yield r
+
+
+def _bound(cls: type, *args: Any) -> type:
+    """``cls`` with its constructor arguments bound: they travel with the class (small), not as object-store
+    arguments of each actor."""
+    return type(cls.__name__, (cls,), {"__init__": lambda self: cls.__init__(self, *args)})
+
+
+def _unwrap_errors(split: Split, batches: Iterable[Any]) -> Iterator[Any]:
+    """Ray wraps what a worker raised; a :class:`UsageError` there (a sample that cannot be read, a dataset that
+    does not import) is one here too: exit 2 with the worker's message, as with the local engine."""
+    try:
+        yield from batches
+    except UsageError:
+        raise
+    except Exception as exc:
+        cause: BaseException | None = exc
+        seen = set()
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            if isinstance(cause, UsageError):
+                raise type(cause)(str(cause)) from exc
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        text = str(exc)
+        for marker in ("UsageError: ", "ConfigError: "):
+            if marker in text:
+                raise UsageError(text.rsplit(marker, 1)[1].strip().splitlines()[0]) from exc
+        raise
+
+
+def _driver_inputs(split: Split, acc: _Accumulator) -> None:
+    """The input cache on the driver: only a TensorDataset's own tensor, which the driver holds anyway (a view,
+    as with the local engine). Other inputs stay on the cluster."""
+    source = _tensor_source(split)
+    whole = _view(source[0]) if source is not None and source[2] is None else None
+    if whole is not None and whole.dtype == cache_dtype(whole.dtype):
+        acc.start_inputs(tuple(whole.shape[1:]), whole.dtype, view=whole)
+    else:
+        acc.inputs_note = "not cached: the ray engine leaves the inputs on the cluster"
+
+
+def _merge(acc: _Accumulator, results: Iterable[ShardResult]) -> dict[str, Any]:
+    """Write every shard's results into ``acc`` at its indices; settle what depends on index order at the end."""
+    n = acc.n
+    meta: list[ShardResult] = []
+    targets: list[tuple[int, np.ndarray]] = []
+    dims: dict[int, int | None] = {}
+    for r in results:
+        sl = slice(r.lo, r.hi)
+        for k, v in r.stats.items():
+            acc.stats[k][sl] = v
+        acc.target_nonfinite[sl] = r.target_nonfinite
+        acc.hashes[sl] = r.hashes
+        if r.features is not None and r.features_note == "embedded":
+            if acc.features is None:
+                acc.features = np.zeros((n, r.features.shape[1]), dtype=np.float32)
+                acc.features_kind = r.features_kind
+            if r.features.shape[1] == acc.features.shape[1]:
+                acc.features[sl] = r.features
+        if r.targets is not None:
+            targets.append((r.lo, r.targets))
+        dims[r.lo] = None if r.features is None else r.features.shape[1]
+        r.stats = r.hashes = r.features = r.targets = r.target_nonfinite = None  # keep only the small metadata
+        meta.append(r)
+    meta.sort(key=lambda r: r.lo)
+    if [(r.lo, r.hi) for r in meta] != list(zip([0] + [r.hi for r in meta[:-1]], [r.hi for r in meta])) or \
+            (meta and meta[-1].hi != n) or not meta:
+        raise RuntimeError(f"ray engine: the shards do not cover samples 0 to {n} exactly once")
+    # in index order, the first shard that stopped embedding (or embedded differently) decides, as in the local pass
+    for r in meta:
+        if r.features_note != "embedded":
+            acc.features, acc.features_note = None, r.features_note
+            break
+        if acc.features is None or r.features_kind != acc.features_kind or dims[r.lo] != acc.features.shape[1]:
+            acc.features, acc.features_note = None, "not embedded: inputs have different shapes"
+            break
+    for name in ("input_shapes", "input_dtypes", "target_shapes", "target_dtypes"):
+        runs: list[tuple[Any, int]] = []
+        for r in meta:
+            runs.extend(getattr(r, name))
+        setattr(acc, name, _expand(_runs_merge(runs)))
+    acc.targets = None
+    if len(set(acc.target_shapes)) == 1 and len(targets) == len(meta):
+        targets.sort(key=lambda t: t[0])
+        try:
+            acc.targets = np.concatenate([t for _, t in targets])
+        except (TypeError, ValueError):
+            acc.targets = None
+    return {"shards_done": len(meta)}
+
+
+def _runs_merge(runs: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
+    out: list[tuple[Any, int]] = []
+    for v, c in runs:
+        if out and out[-1][0] == v:
+            out[-1] = (v, out[-1][1] + c)
+        else:
+            out.append((v, c))
+    return out
+
+
+# ------------------------------------------------------------------------------------ ray.data.Dataset splits
+
+
+class RayRows(Dataset):
+    """A ``ray.data.Dataset`` as a map-style Dataset: row ``i`` by index, a dict of its columns (name the input and
+    target with ``data.input_key`` / ``data.target_key``).
+
+    The dataset is materialized once on the cluster (its blocks stay in the object store); a row is read by
+    fetching the block that holds it (the last two blocks are kept). The data pass does not read rows here: it
+    maps the dataset's own blocks on the workers (:class:`RayPass`); the training probes read the few samples
+    they use.
+    """
+
+    def __init__(self, ds: Any, key: str, max_samples: int | None = None):
+        require_ray()
+        _quiet_ray_data()
+        if max_samples is not None:
+            ds = ds.limit(max_samples)
+        try:
+            self.ds = ds.materialize()
+            self.refs = self.ds.to_numpy_refs()
+            counts = _row_counts(self.refs)
+        except Exception as exc:
+            raise UsageError(f"{key}: reading the ray.data.Dataset failed: {type(exc).__name__}: {exc}") from exc
+        self.refs = [r for r, c in zip(self.refs, counts) if c]
+        self.offsets = np.cumsum([0] + [c for c in counts if c])
+        self._blocks: dict[int, dict[str, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import ray
+
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        b = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        if b not in self._blocks:
+            if len(self._blocks) >= 2:
+                self._blocks.pop(next(iter(self._blocks)))
+            block = ray.get(self.refs[b])
+            self._blocks[b] = block if isinstance(block, dict) else {"item": block}
+        row = index - int(self.offsets[b])
+        return {c: v[row] for c, v in self._blocks[b].items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_blocks": {}}
+
+
+def _row_counts(refs: list[Any]) -> list[int]:
+    """The number of rows of each block (counted where the blocks are: nothing is fetched)."""
+    import ray
+
+    def count(block: Any) -> int:
+        if isinstance(block, dict):
+            return len(next(iter(block.values()))) if block else 0
+        return len(block)
+
+    counter = ray.remote(num_cpus=0)(count)
+    return ray.get([counter.remote(r) for r in refs]) if refs else []
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def attach(splits: dict[str, Split | None], config: Any) -> None:
+    """Make the ray engine read the data pass of each split (called by ``PipelineContext.open`` for engine ray).
+
+    An IterableDataset (its first samples already read on the driver) keeps the local pass.
+    """
+    engine = config.engine
+    for name, split in splits.items():
+        if split is None or isinstance(split.dataset, _ListDataset):
+            continue
+        if isinstance(split.dataset, RayRows):
+            split.reader = RayPass(None, engine.shard_size)
+            continue
+        ref = getattr(config.data, name)
+        if isinstance(ref, str):
+            source = DatasetSource(name, split.n, split.input_key, split.target_key, ref=ref,
+                                   base_dir=str(config.base_dir) if config.base_dir else None)
+        else:
+            source = DatasetSource(name, split.n, split.input_key, split.target_key, obj=_put(split, name))
+        split.reader = RayPass(source, engine.shard_size)
+
+
+def _put(split: Split, name: str) -> Any:
+    """The dataset object into the object store (once; every worker reads it from there)."""
+    import ray
+
+    try:
+        return ray.put(split.dataset)
+    except Exception as exc:
+        raise UsageError(
+            f"data.{name}: the dataset object cannot be sent to the Ray workers ({type(exc).__name__}: {exc}); "
+            "name it in the config as 'module:attr' so that each worker imports and builds its own") from exc
+
+
+__all__ = ["RayPass", "RayRows", "DatasetSource", "ShardResult", "attach", "connect", "read_shard", "require_ray",
+           "shard_size", "INSTALL_HINT"]
