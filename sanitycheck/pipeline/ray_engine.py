@@ -28,7 +28,7 @@ import logging
 import math
 import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,15 +205,21 @@ def read_shard(split: Split, lo: int, hi: int) -> ShardResult:
 
 
 class _ShardReader:
-    """The ``map_batches`` function of a map-style split: one Ray actor per worker CPU, each with its own dataset."""
+    """The ``map_batches`` function of the map-style splits: a Ray actor per worker CPU; it builds a split's own
+    dataset object the first time it gets one of its shards (``split``: the position in ``sources``)."""
 
-    def __init__(self, source: DatasetSource):
-        self.split = source.open()
+    def __init__(self, sources: tuple[DatasetSource, ...]):
+        self.sources = sources
+        self.opened: dict[int, Split] = {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        blobs = [pickle.dumps(read_shard(self.split, int(lo), int(hi)), protocol=5)
-                 for lo, hi in zip(batch["lo"], batch["hi"])]
-        return {"lo": batch["lo"], "hi": batch["hi"], "result": np.array(blobs, dtype=object)}
+        blobs = []
+        for k, lo, hi in zip(batch["split"], batch["lo"], batch["hi"]):
+            k = int(k)
+            if k not in self.opened:
+                self.opened[k] = self.sources[k].open()
+            blobs.append(pickle.dumps(read_shard(self.opened[k], int(lo), int(hi)), protocol=5))
+        return {"split": batch["split"], "result": np.array(blobs, dtype=object)}
 
 
 class _RowsReader:
@@ -241,61 +247,93 @@ def _batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 @dataclass
 class RayPass:
-    """A split's :attr:`~sanitycheck.pipeline.data.Split.reader` under the ray engine: the pass on the cluster."""
+    """The :attr:`~sanitycheck.pipeline.data.Split.reader` of the map-style splits under the ray engine: one Ray Data
+    job reads the shards of every split it serves (one pool of actors, each building a split's dataset when it
+    first gets a shard of it), on the first ``data_pass()`` of any of them; each split keeps its DataPass."""
 
-    source: DatasetSource | None  # None: a ray.data.Dataset split (its blocks are the shards)
+    sources: dict[str, DatasetSource]
+    splits: dict[str, Split]
     shard_size: int | None = None
-    #: Filled by each pass: shards, workers and seconds (the benchmark's per-shard throughput).
+    #: Filled by the pass: workers, shards, shard size, samples and seconds (the benchmark's throughput figures).
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, split: Split) -> DataPass:
+        if split._pass is None:
+            self._run()
+        return split._pass
+
+    def _run(self) -> None:
+        import ray.data
+
         from sanitycheck.engine.progress import scan_progress
 
         start = time.perf_counter()
-        acc = _Accumulator(split)
-        _driver_inputs(split, acc)
-        with scan_progress(f"data pass: {split.name} (ray)", split.n) as tick:
-            results = self._results(split, tick)
-            merged = _merge(acc, results)
-        self.stats.update(samples=split.n, seconds=time.perf_counter() - start, **merged)
-        return acc.finish(time.perf_counter() - start)
+        names = list(self.sources)
+        total = sum(self.splits[name].n for name in names)
+        cpus = cluster_cpus()
+        size = shard_size(total, cpus, self.shard_size)
+        items = [{"split": k, "lo": lo, "hi": min(self.splits[name].n, lo + size)}
+                 for k, name in enumerate(names) for lo in range(0, self.splits[name].n, size)]
+        workers = min(cpus, len(items))
+        shards = ray.data.from_items(items, override_num_blocks=len(items))
+        out = shards.map_batches(_bound(_ShardReader, tuple(self.sources[name] for name in names)), batch_size=1,
+                                 batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers))
+        accs = {}
+        for name in names:
+            accs[name] = _Accumulator(self.splits[name])
+            _driver_inputs(self.splits[name], accs[name])
+        merges = {name: _Merge(accs[name]) for name in names}
+        with scan_progress(f"data pass: {' + '.join(names)} (ray, {workers} workers)", total) as tick:
+            for batch in _unwrap_errors(out.iter_batches(batch_size=None, batch_format="numpy")):
+                for k, blob in zip(batch["split"], batch["result"]):
+                    r = pickle.loads(blob)
+                    merges[names[int(k)]].add(r)
+                    tick(r.hi - r.lo)
+        seconds = time.perf_counter() - start
+        for name in names:
+            merges[name].finish()
+            self.splits[name]._pass = accs[name].finish(seconds)
+        self.stats.update(workers=workers, shards=len(items), shard_size=size, samples=total, seconds=seconds)
 
-    def _results(self, split: Split, tick: Callable[[int], None]) -> Iterator[ShardResult]:
+
+@dataclass
+class RayRowsPass:
+    """The :attr:`~sanitycheck.pipeline.data.Split.reader` of a ``ray.data.Dataset`` split: ``map_batches`` over the
+    dataset's own blocks (its batches are the shards), in the dataset's order."""
+
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, split: Split) -> DataPass:
         import ray.data
 
+        from sanitycheck.engine.progress import scan_progress
+
+        start = time.perf_counter()
+        rows: RayRows = split.dataset
         cpus = cluster_cpus()
-        if self.source is None:  # a ray.data.Dataset: map its own batches, in its order
-            rows: RayRows = split.dataset
-            ctx = ray.data.DataContext.get_current()
-            keep, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
-            try:
-                reader = _bound(_RowsReader, split.name, split.input_key, split.target_key)
-                out = rows.ds.map_batches(reader, batch_size=CHUNK, batch_format="numpy", num_cpus=1,
-                                          compute=ray.data.ActorPoolStrategy(size=cpus))
-                lo = 0
-                for batch in _unwrap_errors(split, out.iter_batches(batch_size=None, batch_format="numpy")):
+        acc = _Accumulator(split)
+        acc.inputs_note = "not cached: the ray engine leaves the inputs on the cluster"
+        merge = _Merge(acc)
+        ctx = ray.data.DataContext.get_current()
+        keep, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+        try:
+            reader = _bound(_RowsReader, split.name, split.input_key, split.target_key)
+            out = rows.ds.map_batches(reader, batch_size=CHUNK, batch_format="numpy", num_cpus=1,
+                                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus))
+            lo = 0
+            with scan_progress(f"data pass: {split.name} (ray)", split.n) as tick:
+                for batch in _unwrap_errors(out.iter_batches(batch_size=None, batch_format="numpy")):
                     for blob in batch["result"]:
                         r: ShardResult = pickle.loads(blob)
-                        r.lo, r.hi = lo, lo + (r.hi - r.lo)
+                        r.lo, r.hi = lo, lo + (r.hi - r.lo)  # in order: positions follow the rows before
                         lo = r.hi
+                        merge.add(r)
                         tick(r.hi - r.lo)
-                        yield r
-            finally:
-                ctx.execution_options.preserve_order = keep
-            self.stats.update(workers=cpus, shard_size=CHUNK)
-            return
-        size = shard_size(split.n, cpus, self.shard_size)
-        bounds = [(lo, min(split.n, lo + size)) for lo in range(0, split.n, size)]
-        workers = min(cpus, len(bounds))
-        shards = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in bounds], override_num_blocks=len(bounds))
-        out = shards.map_batches(_bound(_ShardReader, self.source), batch_size=1, batch_format="numpy", num_cpus=1,
-                                 compute=ray.data.ActorPoolStrategy(size=workers))
-        self.stats.update(workers=workers, shards=len(bounds), shard_size=size)
-        for batch in _unwrap_errors(split, out.iter_batches(batch_size=None, batch_format="numpy")):
-            for blob in batch["result"]:
-                r = pickle.loads(blob)
-                tick(r.hi - r.lo)
-                yield r
+        finally:
+            ctx.execution_options.preserve_order = keep
+        merge.finish()
+        self.stats.update(samples=split.n, seconds=time.perf_counter() - start)
+        return acc.finish(time.perf_counter() - start)
 
 
 def _bound(cls: type, *args: Any) -> type:
@@ -304,7 +342,7 @@ def _bound(cls: type, *args: Any) -> type:
     return type(cls.__name__, (cls,), {"__init__": lambda self: cls.__init__(self, *args)})
 
 
-def _unwrap_errors(split: Split, batches: Iterable[Any]) -> Iterator[Any]:
+def _unwrap_errors(batches: Iterable[Any]) -> Iterator[Any]:
     """Ray wraps what a worker raised; a :class:`UsageError` there (a sample that cannot be read, a dataset that
     does not import) is one here too: exit 2 with the worker's message, as with the local engine."""
     try:
@@ -337,54 +375,58 @@ def _driver_inputs(split: Split, acc: _Accumulator) -> None:
         acc.inputs_note = "not cached: the ray engine leaves the inputs on the cluster"
 
 
-def _merge(acc: _Accumulator, results: Iterable[ShardResult]) -> dict[str, Any]:
-    """Write every shard's results into ``acc`` at its indices; settle what depends on index order at the end."""
-    n = acc.n
-    meta: list[ShardResult] = []
-    targets: list[tuple[int, np.ndarray]] = []
-    dims: dict[int, int | None] = {}
-    for r in results:
-        sl = slice(r.lo, r.hi)
+class _Merge:
+    """Writes every shard's results into ``acc`` at its indices as they arrive (in any order); :meth:`finish`
+    settles what depends on index order (which shard's note stands, shapes, targets)."""
+
+    def __init__(self, acc: _Accumulator):
+        self.acc = acc
+        self.meta: list[ShardResult] = []
+        self.targets: list[tuple[int, np.ndarray]] = []
+        self.dims: dict[int, int | None] = {}
+
+    def add(self, r: ShardResult) -> None:
+        acc, sl = self.acc, slice(r.lo, r.hi)
         for k, v in r.stats.items():
             acc.stats[k][sl] = v
         acc.target_nonfinite[sl] = r.target_nonfinite
         acc.hashes[sl] = r.hashes
         if r.features is not None and r.features_note == "embedded":
             if acc.features is None:
-                acc.features = np.zeros((n, r.features.shape[1]), dtype=np.float32)
+                acc.features = np.zeros((acc.n, r.features.shape[1]), dtype=np.float32)
                 acc.features_kind = r.features_kind
             if r.features.shape[1] == acc.features.shape[1]:
                 acc.features[sl] = r.features
         if r.targets is not None:
-            targets.append((r.lo, r.targets))
-        dims[r.lo] = None if r.features is None else r.features.shape[1]
+            self.targets.append((r.lo, r.targets))
+        self.dims[r.lo] = None if r.features is None else r.features.shape[1]
         r.stats = r.hashes = r.features = r.targets = r.target_nonfinite = None  # keep only the small metadata
-        meta.append(r)
-    meta.sort(key=lambda r: r.lo)
-    if [(r.lo, r.hi) for r in meta] != list(zip([0] + [r.hi for r in meta[:-1]], [r.hi for r in meta])) or \
-            (meta and meta[-1].hi != n) or not meta:
-        raise RuntimeError(f"ray engine: the shards do not cover samples 0 to {n} exactly once")
-    # in index order, the first shard that stopped embedding (or embedded differently) decides, as in the local pass
-    for r in meta:
-        if r.features_note != "embedded":
-            acc.features, acc.features_note = None, r.features_note
-            break
-        if acc.features is None or r.features_kind != acc.features_kind or dims[r.lo] != acc.features.shape[1]:
-            acc.features, acc.features_note = None, "not embedded: inputs have different shapes"
-            break
-    for name in ("input_shapes", "input_dtypes", "target_shapes", "target_dtypes"):
-        runs: list[tuple[Any, int]] = []
+        self.meta.append(r)
+
+    def finish(self) -> None:
+        acc, meta = self.acc, sorted(self.meta, key=lambda r: r.lo)
+        ends = [0] + [r.hi for r in meta]
+        if not meta or [(r.lo, r.hi) for r in meta] != list(zip(ends[:-1], ends[1:])) or ends[-1] != acc.n:
+            raise RuntimeError(f"ray engine: the shards do not cover samples 0 to {acc.n} exactly once")
+        # in index order, the first shard that stopped embedding (or embedded differently) decides, as locally
         for r in meta:
-            runs.extend(getattr(r, name))
-        setattr(acc, name, _expand(_runs_merge(runs)))
-    acc.targets = None
-    if len(set(acc.target_shapes)) == 1 and len(targets) == len(meta):
-        targets.sort(key=lambda t: t[0])
-        try:
-            acc.targets = np.concatenate([t for _, t in targets])
-        except (TypeError, ValueError):
-            acc.targets = None
-    return {"shards_done": len(meta)}
+            if r.features_note != "embedded":
+                acc.features, acc.features_note = None, r.features_note
+                break
+            if acc.features is None or r.features_kind != acc.features_kind or self.dims[r.lo] != acc.features.shape[1]:
+                acc.features, acc.features_note = None, "not embedded: inputs have different shapes"
+                break
+        for name in ("input_shapes", "input_dtypes", "target_shapes", "target_dtypes"):
+            runs: list[tuple[Any, int]] = []
+            for r in meta:
+                runs.extend(getattr(r, name))
+            setattr(acc, name, _expand(_runs_merge(runs)))
+        acc.targets = None
+        if len(set(acc.target_shapes)) == 1 and len(self.targets) == len(meta):
+            try:
+                acc.targets = np.concatenate([t for _, t in sorted(self.targets, key=lambda t: t[0])])
+            except (TypeError, ValueError):
+                acc.targets = None
 
 
 def _runs_merge(runs: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
@@ -466,22 +508,28 @@ def _row_counts(refs: list[Any]) -> list[int]:
 def attach(splits: dict[str, Split | None], config: Any) -> None:
     """Make the ray engine read the data pass of each split (called by ``PipelineContext.open`` for engine ray).
 
-    An IterableDataset (its first samples already read on the driver) keeps the local pass.
+    The map-style splits share one job (:class:`RayPass`); a ``ray.data.Dataset`` split maps its own blocks
+    (:class:`RayRowsPass`); an IterableDataset (its first samples already read on the driver) keeps the local pass.
     """
-    engine = config.engine
+    sources: dict[str, DatasetSource] = {}
+    mapped: dict[str, Split] = {}
     for name, split in splits.items():
         if split is None or isinstance(split.dataset, _ListDataset):
             continue
         if isinstance(split.dataset, RayRows):
-            split.reader = RayPass(None, engine.shard_size)
+            split.reader = RayRowsPass()
             continue
         ref = getattr(config.data, name)
         if isinstance(ref, str):
-            source = DatasetSource(name, split.n, split.input_key, split.target_key, ref=ref,
-                                   base_dir=str(config.base_dir) if config.base_dir else None)
+            sources[name] = DatasetSource(name, split.n, split.input_key, split.target_key, ref=ref,
+                                          base_dir=str(config.base_dir) if config.base_dir else None)
         else:
-            source = DatasetSource(name, split.n, split.input_key, split.target_key, obj=_put(split, name))
-        split.reader = RayPass(source, engine.shard_size)
+            sources[name] = DatasetSource(name, split.n, split.input_key, split.target_key, obj=_put(split, name))
+        mapped[name] = split
+    if sources:
+        job = RayPass(sources, mapped, config.engine.shard_size)
+        for split in mapped.values():
+            split.reader = job
 
 
 def _put(split: Split, name: str) -> Any:
@@ -496,5 +544,5 @@ def _put(split: Split, name: str) -> Any:
             "name it in the config as 'module:attr' so that each worker imports and builds its own") from exc
 
 
-__all__ = ["RayPass", "RayRows", "DatasetSource", "ShardResult", "attach", "connect", "read_shard", "require_ray",
+__all__ = ["RayPass", "RayRows", "RayRowsPass", "DatasetSource", "ShardResult", "attach", "connect", "read_shard", "require_ray",
            "shard_size", "INSTALL_HINT"]
