@@ -178,7 +178,7 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
         except Exception as exc:
             raise UsageError(f"{key}: calling {getattr(obj, '__name__', obj)!r} raised {type(exc).__name__}: {exc}") from exc
     if type(obj).__module__.startswith("ray.data"):  # a ray.data.Dataset: rows by index, blocks stay on the cluster
-        from sanitycheck.pipeline.ray_engine import RayRows
+        from sanitycheck.pipeline.ray_rows import RayRows
 
         obj = RayRows(obj, key, max_samples)
     loader = obj if isinstance(obj, DataLoader) else None

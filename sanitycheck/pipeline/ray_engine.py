@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from sanitycheck.engine.errors import ConfigError, UsageError
+from sanitycheck.pipeline.ray_rows import INSTALL_HINT, RayRows, quiet_ray_data, require_ray
 from sanitycheck.pipeline.data import CHUNK, DataPass, Split, _Accumulator, _ListDataset, _tensor_source, _view, \
     cache_dtype, materialize, scan
 
@@ -45,20 +44,8 @@ SHARDS_PER_CPU = 4
 #: ... within these bounds (samples; multiples of CHUNK). A shard's results are ~1 KiB per sample at most.
 MIN_SHARD, MAX_SHARD = CHUNK, 64 * CHUNK
 
-INSTALL_HINT = "install sanitycheck[ray] (pip install 'sanitycheck[ray]')"
-
 
 # ------------------------------------------------------------------------------------------ the cluster
-
-
-def require_ray() -> Any:
-    """``import ray`` (and Ray Data), or a :class:`UsageError` saying how to install it (exit 2)."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (the pass is Ray Data's map_batches)
-    except ImportError as exc:
-        raise UsageError(f"engine: ray needs Ray, which is not installed here: {INSTALL_HINT}") from exc
-    return ray
 
 
 def connect(engine: Any) -> None:
@@ -68,7 +55,7 @@ def connect(engine: Any) -> None:
     GCS; ``ray://host:10001``: Ray Client; ``local``: a private Ray on this machine, stopped when the process ends.
     """
     ray = require_ray()
-    _quiet_ray_data()
+    quiet_ray_data()
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
@@ -85,18 +72,6 @@ def connect(engine: Any) -> None:
             "this machine for `auto`), name its head (`host:6379`, `ray://host:10001`), or use address: local") from exc
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"engine.address: cannot connect to Ray at {engine.address!r}: {exc}") from exc
-
-
-def _quiet_ray_data() -> None:
-    """No Ray Data progress bars or execution banners: progress goes to sanitycheck's own display."""
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    ctx.enable_auto_log_stats = False
-    for name in ("ray.data._internal.progress", "ray._private.authentication.authentication_token_setup"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # "progress bars disabled"; a private local Ray's token
 
 
 def cluster_cpus() -> int:
@@ -437,69 +412,6 @@ def _runs_merge(runs: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
         else:
             out.append((v, c))
     return out
-
-
-# ------------------------------------------------------------------------------------ ray.data.Dataset splits
-
-
-class RayRows(Dataset):
-    """A ``ray.data.Dataset`` as a map-style Dataset: row ``i`` by index, a dict of its columns (name the input and
-    target with ``data.input_key`` / ``data.target_key``).
-
-    The dataset is materialized once on the cluster (its blocks stay in the object store); a row is read by
-    fetching the block that holds it (the last two blocks are kept). The data pass does not read rows here: it
-    maps the dataset's own blocks on the workers (:class:`RayPass`); the training probes read the few samples
-    they use.
-    """
-
-    def __init__(self, ds: Any, key: str, max_samples: int | None = None):
-        require_ray()
-        _quiet_ray_data()
-        if max_samples is not None:
-            ds = ds.limit(max_samples)
-        try:
-            self.ds = ds.materialize()
-            self.refs = self.ds.to_numpy_refs()
-            counts = _row_counts(self.refs)
-        except Exception as exc:
-            raise UsageError(f"{key}: reading the ray.data.Dataset failed: {type(exc).__name__}: {exc}") from exc
-        self.refs = [r for r, c in zip(self.refs, counts) if c]
-        self.offsets = np.cumsum([0] + [c for c in counts if c])
-        self._blocks: dict[int, dict[str, np.ndarray]] = {}
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        import ray
-
-        index = int(index)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        b = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        if b not in self._blocks:
-            if len(self._blocks) >= 2:
-                self._blocks.pop(next(iter(self._blocks)))
-            block = ray.get(self.refs[b])
-            self._blocks[b] = block if isinstance(block, dict) else {"item": block}
-        row = index - int(self.offsets[b])
-        return {c: v[row] for c, v in self._blocks[b].items()}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_blocks": {}}
-
-
-def _row_counts(refs: list[Any]) -> list[int]:
-    """The number of rows of each block (counted where the blocks are: nothing is fetched)."""
-    import ray
-
-    def count(block: Any) -> int:
-        if isinstance(block, dict):
-            return len(next(iter(block.values()))) if block else 0
-        return len(block)
-
-    counter = ray.remote(num_cpus=0)(count)
-    return ray.get([counter.remote(r) for r in refs]) if refs else []
 
 
 # ---------------------------------------------------------------------------------------------- wiring
