@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-cluster bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Only the ray engine's tests on a real local Ray cluster (a head + a second node, 1 CPU each; also part of `test`).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster tests/test_ray_engine.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -166,15 +166,15 @@ def shard_throughput(folder: Path, samples: int = 16384) -> float:
 
 
 def estimate(rate: float, n: int = 100_000_000, dim: int = 64) -> list[str]:
-    """The paper estimate of ``n`` samples: the pass on N workers, and what the driver holds."""
+    """The paper estimate of ``n`` samples: the pass on N workers (each at ``rate`` samples/s), and the driver's part."""
     per_sample = 8 + 7 * 8 + 1 + 8 + 4 * 8 + 4 * dim  # hash, statistics, flag, target, shape/dtype refs, features
     lines = [f"per-worker data pass throughput (one shard, one core, this machine): {rate:,.0f} samples/s",
              f"driver memory for the merged results of {n:,} samples: {per_sample * n / 2**30:,.0f} GiB "
-             f"({per_sample} B/sample with {dim}-dim float32 features; 3-channel images: 192 dims, "
-             f"{(per_sample + 4 * 128) * n / 2**30:,.0f} GiB)"]
+             f"({per_sample} B/sample with {dim}-dim float32 features; 3-channel images, 192 dims: "
+             f"{(per_sample + 4 * 128) * n / 2**30:,.0f} GiB); the neighbour search's index about as much again"]
     for workers in (2, 16, 64, 256):
-        lines.append(f"  {n:,} samples on {workers:>3} workers: data pass ~{n / (rate * workers) / 3600:6.2f} h "
-                     f"(+ ~1 min of actor start-up; reading from shared storage not included)")
+        lines.append(f"  {n:,} samples on {workers:>3} workers: data pass ~{n / (rate * workers) / 60:7.1f} min "
+                     f"(+ about a minute of actor start-up; I/O from shared storage not included)")
     return lines
 
 

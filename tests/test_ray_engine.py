@@ -259,6 +259,7 @@ def _findings(report) -> list[dict]:
     return found
 
 
+@pytest.mark.cluster
 def test_ray_cluster_gives_the_local_results(cluster, tmp_path):
     from sanitycheck.engine.config import load_config
 
@@ -285,6 +286,7 @@ def test_ray_cluster_gives_the_local_results(cluster, tmp_path):
     assert any(f.check == "data-integrity" for f in local.findings)
 
 
+@pytest.mark.cluster
 def test_a_ray_dataset_is_used_as_it_is(cluster, tmp_path):
     """``data.train`` a ray.data.Dataset: its rows are the samples (dicts: input_key/target_key), the pass maps its
     own blocks, and the local engine reads the same rows by index."""

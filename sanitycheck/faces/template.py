@@ -32,6 +32,8 @@ fail_on: error                  # error | warning | never: what makes `sanityche
 profile: default                # fast | default | thorough: scales every probe's budget
 # embedding: {source: model}    # what leakage/outliers compare: pixels (default: the inputs) | model (the model's
                                 # penultimate features; layer: NAME takes the input of another submodule)
+# engine: {name: ray, address: auto}  # where the data scans run: local (default) | ray (a Ray cluster; needs
+                                # pip install 'sanitycheck[ray]'; address: auto | HOST:PORT | ray://HOST:10001 | local)
 
 checks:                         # optional per-check settings; every check accepts `enabled: false`
   overfit-batch: {steps: 200}
