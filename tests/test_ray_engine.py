@@ -175,6 +175,24 @@ def test_engine_config_forms():
         load_config({**base, "engine": "spark"})
 
 
+def test_an_address_where_nothing_answers_is_a_config_error_at_once():
+    pytest.importorskip("ray")
+    import socket
+
+    from sanitycheck.engine.config import ConfigError, load_config
+    from sanitycheck.pipeline.ray_engine import connect
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = load_config({"data": {"train": "p:t"}, "model": "p:m", "loss": "p:l",
+                          "engine": {"name": "ray", "address": f"127.0.0.1:{port}"}}).engine
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="nothing answers"):
+        connect(engine)
+    assert time.perf_counter() - started < 10
+
+
 # ------------------------------------------------------------------------------------------ a real cluster
 
 
@@ -333,3 +351,27 @@ def test_a_ray_dataset_is_used_as_it_is(cluster, tmp_path):
     _same_pass(local_ctx.train.data_pass(), ray_ctx.train.data_pass())
     assert ray_ctx.train.data_pass().hashes[10] == ray_ctx.train.data_pass().hashes[20]
     assert _findings(distributed) == _findings(local)
+
+
+@pytest.mark.cluster
+def test_a_dataset_object_from_python_is_shipped_once(cluster):
+    """``sanitycheck.run(train=ds)``: no reference to import, so the object goes to the workers through the object
+    store; an in-memory TensorDataset's tensor stays the driver's input cache (a view, as with the local engine)."""
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.faces.api import build_config
+    from sanitycheck.pipeline.context import PipelineContext
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (4000, 3, 8, 8), generator=g).float()
+    x[9] = x[99]
+    config = build_config(train=TensorDataset(x, torch.arange(4000) % 3),
+                          model=lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3)),
+                          loss=lambda out, y: torch.nn.functional.cross_entropy(out, y), device="cpu")
+    config = load_config(config, engine={"name": "ray", "address": cluster.address})
+    ctx = PipelineContext.open(config)
+    local = PipelineContext.open(load_config(config, engine="local"))
+    ray_pass = ctx.train.data_pass()
+    assert ctx.train.reader.sources["train"].obj is not None
+    assert ray_pass.inputs is not None and np.shares_memory(ray_pass.inputs, x.numpy())
+    _same_pass(local.train.data_pass(), ray_pass)
+

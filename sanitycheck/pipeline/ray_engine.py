@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from sanitycheck.engine.errors import ConfigError, UsageError
-from sanitycheck.pipeline.ray_rows import INSTALL_HINT, RayRows, quiet_ray_data, require_ray
 from sanitycheck.pipeline.data import CHUNK, DataPass, Split, _Accumulator, _ListDataset, _tensor_source, _view, \
     cache_dtype, materialize, scan
+from sanitycheck.pipeline.ray_rows import INSTALL_HINT, RayRows, quiet_ray_data, require_ray
 
 #: Shards are sized for about this many per worker CPU (load balance, and a progress display that moves) ...
 SHARDS_PER_CPU = 4
@@ -64,6 +65,9 @@ def connect(engine: Any) -> None:
     address = None if engine.address == "local" else engine.address
     if address is None:
         kwargs["include_dashboard"] = False
+    elif address != "auto" and not _reachable(address):  # Ray itself retries an unreachable head for minutes
+        raise ConfigError(f"engine.address: nothing answers at {address!r} (within {PROBE_S:.0f} s); is the Ray head "
+                          "running there? (`ray start --head`; Ray Client listens on port 10001)")
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
@@ -72,6 +76,24 @@ def connect(engine: Any) -> None:
             "this machine for `auto`), name its head (`host:6379`, `ray://host:10001`), or use address: local") from exc
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"engine.address: cannot connect to Ray at {engine.address!r}: {exc}") from exc
+
+
+#: Seconds to wait for a TCP answer from a named head before giving up (Ray's own connect retries for minutes).
+PROBE_S = 5.0
+
+
+def _reachable(address: str) -> bool:
+    """Whether something accepts a TCP connection at ``[ray://]host:port`` (a head's GCS or Ray Client server)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return True  # not host:port: let Ray judge (and word) it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S):
+            return True
+    except OSError:
+        return False
 
 
 def cluster_cpus() -> int:
