@@ -258,7 +258,12 @@ def _open_and_run(config):
     from sanitycheck.engine.runner import run
     from sanitycheck.pipeline.context import PipelineContext
 
-    ctx = PipelineContext.open(config)
+    from sanitycheck.engine.progress import listening
+
+    scans: list = []
+    with listening(lambda description, event: scans.append(event)):  # what the live display is told
+        ctx = PipelineContext.open(config)
+    ctx.cache["test:scans"] = scans
 
     class Opened:
         @hookimpl(tryfirst=True)
@@ -291,6 +296,9 @@ def test_ray_cluster_gives_the_local_results(cluster, tmp_path):
     ray_ctx, distributed = _open_and_run(ray_config)
     print(f"ray engine run: {time.perf_counter() - started:.1f}s")
 
+    shown = [e for e in ray_ctx.cache["test:scans"] if e.description.startswith("data pass")]
+    assert shown[0].description == "data pass: train + val (ray, 2 workers)" and shown[0].total == 22000
+    assert shown[-1].finished and shown[-1].done == 22000  # the distributed pass in the same progress display
     job = ray_ctx.train.reader
     assert job is ray_ctx.val.reader and job.stats["workers"] == 2 and job.stats["shards"] >= 4, job.stats  # both nodes
     for name in ("train", "val"):
