@@ -297,10 +297,10 @@ def test_ray_cluster_gives_the_local_results(cluster, tmp_path):
     print(f"ray engine run: {time.perf_counter() - started:.1f}s")
 
     shown = [e for e in ray_ctx.cache["test:scans"] if e.description.startswith("data pass")]
-    assert shown[0].description == "data pass: train + val (ray, 2 workers)" and shown[0].total == 22000
+    assert shown[0].description == "data pass: train + val (ray, 2 CPUs)" and shown[0].total == 22000
     assert shown[-1].finished and shown[-1].done == 22000  # the distributed pass in the same progress display
     job = ray_ctx.train.reader
-    assert job is ray_ctx.val.reader and job.stats["workers"] == 2 and job.stats["shards"] >= 4, job.stats  # both nodes
+    assert job is ray_ctx.val.reader and job.stats["nodes"] == 2 and job.stats["shards"] >= 4, job.stats  # both nodes read
     for name in ("train", "val"):
         ray_pass = getattr(ray_ctx, name).data_pass()
         assert ray_pass.inputs is None and "ray" in ray_pass.inputs_note  # the inputs stayed on the cluster

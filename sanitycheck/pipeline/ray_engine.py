@@ -6,7 +6,7 @@ What runs where:
   raw features of the shared embedding, computed by the very functions the local pass uses
   (:func:`sanitycheck.pipeline.data.scan` into an ``_Accumulator`` covering the shard). A map-style Dataset is
   sharded by index ranges of :func:`shard_size` samples (multiples of :data:`~sanitycheck.pipeline.data.CHUNK`, so
-  every chunk is the one the local pass reads); each worker builds its own dataset object once, as a DataLoader
+  every chunk is the one the local pass reads); each worker process builds its own dataset object once, as a DataLoader
   worker does: it imports the config's ``module:attr`` reference with the config's folder on ``sys.path`` (a
   dataset given as a Python object is pickled once into the object store instead). A ``ray.data.Dataset`` given as
   ``data.train``/``data.val`` is used as it is (:class:`RayRows`): ``map_batches`` over its own blocks.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import time
 from collections.abc import Iterable, Iterator
@@ -179,7 +180,8 @@ class ShardResult:
     input_dtypes: list[tuple[Any, int]]
     target_shapes: list[tuple[Any, int]]
     target_dtypes: list[tuple[Any, int]]
-    first_input: tuple[tuple[int, ...], str] | None = None
+    #: ``node id:pid`` of the worker that read the shard.
+    worker: str = ""
 
 
 def _result(acc: _Accumulator, lo: int) -> ShardResult:
@@ -201,35 +203,40 @@ def read_shard(split: Split, lo: int, hi: int) -> ShardResult:
     return _result(acc, lo)
 
 
-class _ShardReader:
-    """The ``map_batches`` function of the map-style splits: a Ray actor per worker CPU; it builds a split's own
-    dataset object the first time it gets one of its shards (``split``: the position in ``sources``)."""
-
-    def __init__(self, sources: tuple[DatasetSource, ...]):
-        self.sources = sources
-        self.opened: dict[int, Split] = {}
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        blobs = []
-        for k, lo, hi in zip(batch["split"], batch["lo"], batch["hi"]):
-            k = int(k)
-            if k not in self.opened:
-                self.opened[k] = self.sources[k].open()
-            blobs.append(pickle.dumps(read_shard(self.opened[k], int(lo), int(hi)), protocol=5))
-        return {"split": batch["split"], "result": np.array(blobs, dtype=object)}
+#: The splits this worker process has built, by source: each Ray worker process builds a split's dataset once and
+#: keeps it for the next shards it gets (Ray reuses worker processes across tasks), as a DataLoader worker does.
+_OPENED: dict[DatasetSource, Split] = {}
 
 
-class _RowsReader:
+def _where() -> str:
+    """This worker's node and process (the pass reports how many of each took part)."""
+    import ray
+
+    return f"{ray.get_runtime_context().get_node_id()}:{os.getpid()}"
+
+
+def _read_shards(batch: dict[str, np.ndarray], sources: tuple[DatasetSource, ...]) -> dict[str, np.ndarray]:
+    """The ``map_batches`` function of the map-style splits (Ray tasks, retried if a worker dies): each row of
+    ``batch`` is a shard (``split``: its position in ``sources``, ``lo``/``hi``: its samples)."""
+    blobs = []
+    for k, lo, hi in zip(batch["split"], batch["lo"], batch["hi"]):
+        source = sources[int(k)]
+        if source not in _OPENED:
+            _OPENED[source] = source.open()
+        result = read_shard(_OPENED[source], int(lo), int(hi))
+        result.worker = _where()
+        blobs.append(pickle.dumps(result, protocol=5))
+    return {"split": batch["split"], "result": np.array(blobs, dtype=object)}
+
+
+def _read_rows(batch: dict[str, np.ndarray], name: str, input_key: str | None, target_key: str | None) -> dict[str, np.ndarray]:
     """The ``map_batches`` function of a ``ray.data.Dataset`` split: its own batches, rows as samples."""
-
-    def __init__(self, name: str, input_key: str | None, target_key: str | None):
-        self.name, self.input_key, self.target_key = name, input_key, target_key
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = _ListDataset(_batch_rows(batch))
-        split = Split(name=self.name, source=rows, dataset=rows, loader=None, n=len(rows), input_key=self.input_key,
-                      target_key=self.target_key, memory_mb=0)
-        return {"n": np.array([len(rows)]), "result": np.array([pickle.dumps(read_shard(split, 0, len(rows)))], dtype=object)}
+    rows = _ListDataset(_batch_rows(batch))
+    split = Split(name=name, source=rows, dataset=rows, loader=None, n=len(rows), input_key=input_key,
+                  target_key=target_key, memory_mb=0)
+    result = read_shard(split, 0, len(rows))
+    result.worker = _where()
+    return {"n": np.array([len(rows)]), "result": np.array([pickle.dumps(result, protocol=5)], dtype=object)}
 
 
 def _batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -273,24 +280,27 @@ class RayPass:
                  for k, name in enumerate(names) for lo in range(0, self.splits[name].n, size)]
         workers = min(cpus, len(items))
         shards = ray.data.from_items(items, override_num_blocks=len(items))
-        out = shards.map_batches(_bound(_ShardReader, tuple(self.sources[name] for name in names)), batch_size=1,
-                                 batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=workers))
+        out = shards.map_batches(_read_shards, fn_args=(tuple(self.sources[name] for name in names),), batch_size=1,
+                                 batch_format="numpy", num_cpus=1)
         accs = {}
         for name in names:
             accs[name] = _Accumulator(self.splits[name])
             _driver_inputs(self.splits[name], accs[name])
         merges = {name: _Merge(accs[name]) for name in names}
-        with scan_progress(f"data pass: {' + '.join(names)} (ray, {workers} workers)", total) as tick:
+        seen: set[str] = set()
+        with scan_progress(f"data pass: {' + '.join(names)} (ray, {workers} CPUs)", total) as tick:
             for batch in _unwrap_errors(out.iter_batches(batch_size=None, batch_format="numpy")):
                 for k, blob in zip(batch["split"], batch["result"]):
                     r = pickle.loads(blob)
+                    seen.add(r.worker)
                     merges[names[int(k)]].add(r)
                     tick(r.hi - r.lo)
         seconds = time.perf_counter() - start
         for name in names:
             merges[name].finish()
             self.splits[name]._pass = accs[name].finish(seconds)
-        self.stats.update(workers=workers, shards=len(items), shard_size=size, samples=total, seconds=seconds)
+        self.stats.update(cpus=cpus, shards=len(items), shard_size=size, samples=total, seconds=seconds,
+                          nodes=len({w.split(":")[0] for w in seen}), workers=len(seen))
 
 
 @dataclass
@@ -307,16 +317,14 @@ class RayRowsPass:
 
         start = time.perf_counter()
         rows: RayRows = split.dataset
-        cpus = cluster_cpus()
         acc = _Accumulator(split)
         acc.inputs_note = "not cached: the ray engine leaves the inputs on the cluster"
         merge = _Merge(acc)
         ctx = ray.data.DataContext.get_current()
         keep, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
         try:
-            reader = _bound(_RowsReader, split.name, split.input_key, split.target_key)
-            out = rows.ds.map_batches(reader, batch_size=CHUNK, batch_format="numpy", num_cpus=1,
-                                      compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus))
+            out = rows.ds.map_batches(_read_rows, fn_args=(split.name, split.input_key, split.target_key),
+                                      batch_size=CHUNK, batch_format="numpy", num_cpus=1)
             lo = 0
             with scan_progress(f"data pass: {split.name} (ray)", split.n) as tick:
                 for batch in _unwrap_errors(out.iter_batches(batch_size=None, batch_format="numpy")):
@@ -331,12 +339,6 @@ class RayRowsPass:
         merge.finish()
         self.stats.update(samples=split.n, seconds=time.perf_counter() - start)
         return acc.finish(time.perf_counter() - start)
-
-
-def _bound(cls: type, *args: Any) -> type:
-    """``cls`` with its constructor arguments bound: they travel with the class (small), not as object-store
-    arguments of each actor."""
-    return type(cls.__name__, (cls,), {"__init__": lambda self: cls.__init__(self, *args)})
 
 
 def _unwrap_errors(batches: Iterable[Any]) -> Iterator[Any]:
