@@ -38,6 +38,9 @@ def quiet_ray_data() -> None:
     ctx.enable_auto_log_stats = False
     for name in ("ray.data._internal.progress", "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.ERROR)  # "progress bars disabled"; a private local Ray's token
+    for handler in logging.getLogger("ray.data").handlers:  # Ray Data's console (its log file keeps everything)
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(max(handler.level, logging.WARNING))
 
 
 class RayRows(Dataset):
