@@ -174,7 +174,7 @@ def estimate(rate: float, n: int = 100_000_000, dim: int = 64) -> list[str]:
              f"{(per_sample + 4 * 128) * n / 2**30:,.0f} GiB); the neighbour search's index about as much again"]
     for workers in (2, 16, 64, 256):
         lines.append(f"  {n:,} samples on {workers:>3} workers: data pass ~{n / (rate * workers) / 60:7.1f} min "
-                     f"(+ about a minute of actor start-up; I/O from shared storage not included)")
+                     f"(+ about a minute of worker start-up; I/O from shared storage not included)")
     return lines
 
 

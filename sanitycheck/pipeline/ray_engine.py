@@ -252,7 +252,7 @@ def _batch_rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 @dataclass
 class RayPass:
     """The :attr:`~sanitycheck.pipeline.data.Split.reader` of the map-style splits under the ray engine: one Ray Data
-    job reads the shards of every split it serves (one pool of actors, each building a split's dataset when it
+    job reads the shards of every split it serves (Ray tasks; each worker process builds a split's dataset when it
     first gets a shard of it), on the first ``data_pass()`` of any of them; each split keeps its DataPass."""
 
     sources: dict[str, DatasetSource]
