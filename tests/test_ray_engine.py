@@ -383,3 +383,40 @@ def test_a_dataset_object_from_python_is_shipped_once(cluster):
     assert ray_pass.inputs is not None and np.shares_memory(ray_pass.inputs, x.numpy())
     _same_pass(local.train.data_pass(), ray_pass)
 
+
+
+@pytest.mark.cluster
+def test_a_sample_that_fails_on_a_worker_is_a_usage_error(cluster, tmp_path):
+    """The worker's message comes back as the local engine's would: exit 2 naming the sample, no Ray traceback."""
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.engine.errors import UsageError
+    from sanitycheck.pipeline.context import PipelineContext
+
+    (tmp_path / "broken.py").write_text(textwrap.dedent('''
+        import torch
+        from torch.utils.data import Dataset
+
+
+        class Broken(Dataset):
+            def __len__(self):
+                return 3000
+
+            def __getitem__(self, i):
+                if i == 2500:
+                    raise OSError("truncated file img_2500.jpg")
+                return torch.full((4,), float(i)), i % 2
+
+
+        def train():
+            return Broken()
+
+
+        def model():
+            return torch.nn.Linear(4, 2)
+    '''))
+    (tmp_path / "sanitycheck.yaml").write_text(
+        "data: {train: broken:train}\nmodel: broken:model\nloss: torch.nn:CrossEntropyLoss\n"
+        f"engine: {{name: ray, address: '{cluster.address}'}}\n")
+    with pytest.raises(UsageError, match="reading sample 2500 raised OSError: truncated file img_2500.jpg") as caught:
+        PipelineContext.open(load_config(tmp_path / "sanitycheck.yaml"))
+    assert type(caught.value.__cause__).__module__.startswith("ray"), repr(caught.value.__cause__)  # from a worker
