@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
@@ -29,6 +30,10 @@ class Settings(CheckSettings):
                                     "factor over the training steps.")
     dead_fraction: float = Field(0.5, gt=0, le=1, description="Warn when at least this fraction of a ReLU's units "
                                  "is never active on the batch.")
+    accumulation_steps: int = Field(1, ge=1, description="Declares gradient accumulation: your train_step sums the "
+                                    "gradients of this many calls before the optimizer uses and clears them. Above 1, "
+                                    "gradients that carry over from one call to the next are expected (SC1008 is not "
+                                    "checked).")
 
 
 CODES = (
@@ -106,6 +111,27 @@ CODES = (
         "parameters; learning rate 0.",
         fix="Call optimizer.step() after loss.backward(), and build the optimizer over model.parameters() "
         "after the model is final.",
+    ),
+    CodeDoc(
+        code="SC1008", title="Gradients accumulate across steps (no zero_grad)", severity="error",
+        what="Only with your train_step. A fresh model takes two steps, on two different batches of 64 training "
+        "samples; an optimizer step pre-hook records the gradient the optimizer is given at each (g1, then s2). A "
+        "copy of the model as it was before the second step (same parameters, same random state, gradients "
+        "cleared) then takes the second batch alone, through your step again: its gradient g2 is what the second "
+        "step should have seen. Decision rule: error when s2 is not g2 (relative difference above 5%) but is "
+        "g1 + g2 (within 5%), or, in a least-squares fit s2 = a g1 + b g2, g1 explains at least 80% of how far "
+        "s2 is from the best multiple of g2 (residual norms), with a > 0 and a g1 at least 5% of s2's norm: the "
+        "sum, rescaled by in-place gradient clipping or loss scaling. Not checked with "
+        "checks.gradients.accumulation_steps above 1 (declared gradient accumulation) or without a train_step (the "
+        "built-in step zeroes the gradients).",
+        why="loss.backward() adds to .grad. Without optimizer.zero_grad() (or model.zero_grad()) every step applies "
+        "the sum of all gradients so far: the update grows and points in a stale direction. Training still seems "
+        "to run, but far worse (measured on PyTorch's MNIST example: 0.38 validation accuracy after 150 steps "
+        "instead of 0.94).",
+        example="def train_step(model, batch, loss_fn, optimizer): loss = loss_fn(model(x), y); loss.backward(); "
+        "optimizer.step()  # zero_grad() forgotten",
+        fix="Call optimizer.zero_grad() before loss.backward() in every step (or after optimizer.step()). If you "
+        "accumulate gradients on purpose, declare it: checks: {gradients: {accumulation_steps: N}}.",
     ),
 )
 
@@ -230,6 +256,117 @@ class Gradients(Check):
                            f"with a non-zero gradient did not change: {_names(unchanged, kinds)} (are they in the "
                            "optimizer?)."),
                 severity="error" if every else "warning", evidence={**base, "unchanged": unchanged[:100]})
+
+        # Gradients that carry over from one step to the next (zero_grad forgotten).
+        if ctx.has_user_step and settings.accumulation_steps == 1:
+            with quick_cpu():
+                carried = _accumulation_probe(ctx, settings.batch_size)
+            if carried is not None and carried["accumulates"]:
+                yield self.finding(
+                    "SC1008", "The gradient your train_step hands the optimizer at its second step is the sum of the "
+                    "first step's gradient and the second batch's own (relative difference from the sum "
+                    f"{carried['distance_to_sum']:.2g}, from the second batch's own gradient "
+                    f"{carried['distance_to_fresh']:.2g}): .grad is never cleared, so every step applies all the "
+                    "gradients so far. Is optimizer.zero_grad() missing?",
+                    evidence={**{k: v for k, v in base.items() if k != "losses"}, **carried,
+                              "accumulation_steps": settings.accumulation_steps},
+                )
+
+
+#: At most this many gradient entries are compared by the accumulation probe (the first parameters in order).
+ACCUMULATION_ELEMENTS = 5_000_000
+
+
+def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
+    """The SC1008 measurement: the gradients the optimizer sees at two steps of the user's step, and the fresh
+    gradient of the second batch (see the CodeDoc); ``None`` when the step never calls ``optimizer.step()``."""
+    import copy
+
+    import torch
+
+    indices = ctx.sample_indices(ctx.train, 2 * batch_size, "gradients:accumulation")
+    if len(indices) < 2:
+        return None
+    order = ctx.rng("gradients:accumulation:order").permutation(indices)
+    first, second = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+    model = ctx.make_model("gradients:accumulation")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+
+    def watch(net: Any, optimizer: Any, seen: list) -> Any:
+        params = dict(net.named_parameters())
+
+        def hook(opt: Any, args: Any, kwargs: Any) -> None:
+            seen.append(_flat_grads([params[n] for n in names]))
+        return optimizer.register_step_pre_hook(hook)
+
+    seen: list = []
+    optimizer = ctx.make_optimizer(model)
+    handle = watch(model, optimizer, seen)
+    try:
+        ctx.step(model, optimizer, ctx.batch(ctx.train, first))
+        if len(seen) != 1:
+            return None
+        before_second = copy.deepcopy(model)
+        state = torch.random.get_rng_state()  # the fresh step below draws the same dropout masks
+        cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
+        ctx.step(model, optimizer, ctx.batch(ctx.train, second))
+    finally:
+        handle.remove()
+    if len(seen) != 2:
+        return None
+    for p in before_second.parameters():
+        p.grad = None
+    fresh: list = []
+    fresh_optimizer = ctx.make_optimizer(before_second)
+    handle = watch(before_second, fresh_optimizer, fresh)
+    torch.random.set_rng_state(state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state(cuda_state, ctx.device)
+    try:
+        ctx.step(before_second, fresh_optimizer, ctx.batch(ctx.train, second))
+    finally:
+        handle.remove()
+    if len(fresh) != 1:
+        return None
+    return accumulation_verdict(seen[0], seen[1], fresh[0])
+
+
+def _flat_grads(params: list) -> np.ndarray:
+    """The gradients of ``params`` (zeros where none) as one float64 vector, at most ACCUMULATION_ELEMENTS long."""
+    parts, total = [], 0
+    for p in params:
+        g = p.grad.detach().reshape(-1) if p.grad is not None else p.detach().new_zeros(p.numel())
+        g = g[: max(0, ACCUMULATION_ELEMENTS - total)]
+        parts.append(g.double().cpu().numpy())
+        total += len(parts[-1])
+        if total >= ACCUMULATION_ELEMENTS:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def accumulation_verdict(g1: np.ndarray, s2: np.ndarray, g2: np.ndarray) -> dict:
+    """Is ``s2`` (what the optimizer saw at the second step) ``g2`` (the second batch's own gradient) or
+    ``g1 + g2`` (the first step's gradient carried over)? The SC1008 rule; the distances are relative."""
+    def rel(a: np.ndarray, b: np.ndarray) -> float:
+        scale = float(np.linalg.norm(b))
+        return float(np.linalg.norm(a - b)) / scale if scale > 0 else (0.0 if not np.any(a) else math.inf)
+
+    to_fresh, to_sum = rel(s2, g2), rel(s2, g1 + g2)
+    accumulates = to_fresh > 0.05 and to_sum <= 0.05
+    a = b = explained = None
+    if not accumulates and to_fresh > 0.05 and np.any(g1) and np.any(g2):
+        basis = np.stack([g1, g2], axis=1)
+        (a, b), *_ = np.linalg.lstsq(basis, s2, rcond=None)
+        both = float(np.linalg.norm(s2 - basis @ np.array([a, b])))
+        alone = float(np.linalg.norm(s2 - g2 * (np.dot(s2, g2) / np.dot(g2, g2))))
+        explained = 1.0 - both / alone if alone > 0 else 0.0  # share of s2's departure from g2 that g1 explains
+        carried = abs(float(a)) * float(np.linalg.norm(g1)) / max(float(np.linalg.norm(s2)), 1e-30)
+        accumulates = a > 0 and explained >= 0.8 and carried >= 0.05
+        a, b = float(a), float(b)
+    return {"accumulates": bool(accumulates), "distance_to_fresh": rounded(to_fresh), "distance_to_sum": rounded(to_sum),
+            "fit_a": rounded(a), "fit_b": rounded(b), "fit_explained": rounded(explained), "compared_entries": int(len(s2)),
+            "norm_first": rounded(float(np.linalg.norm(g1))), "norm_second_seen": rounded(float(np.linalg.norm(s2))),
+            "norm_second_fresh": rounded(float(np.linalg.norm(g2)))}
 
 
 class _Diagnosis:

@@ -44,12 +44,18 @@ CODES = (
         "reduction='sum' (loss times the batch size).",
         fix="Initialize the last layer small and set its bias to the log class priors (classification) or the "
         "target mean (regression); standardize regression targets; use reduction='mean'.",
+        explained_by=("SC902", "SC903"),
     ),
     CodeDoc(
         code="SC902", title="Outputs are not what the loss expects", severity="warning",
         what="Looks at a fresh model's outputs: probabilities (every row in [0,1] summing to 1) fed to "
-        "CrossEntropyLoss, probabilities in [0,1] fed to BCEWithLogitsLoss, or raw scores (not log-probabilities) "
-        "fed to NLLLoss.",
+        "CrossEntropyLoss, probabilities in [0,1] fed to BCEWithLogitsLoss, or raw scores (not log-probabilities: "
+        "a row's logsumexp is not 0) fed to NLLLoss. Severity: error for raw scores fed to NLLLoss (the loss is "
+        "then unbounded below) and for outputs squashed into [0,1] before BCEWithLogitsLoss when a probe confirms "
+        "the squashing (the model's outputs stay in [0,1] with the weights and bias of its last nn.Linear scaled "
+        "100x, so a sigmoid follows it); warning for a softmax before CrossEntropyLoss (overfit-batch's SC301 is "
+        "the error there, naming the cap the softmax puts on the loss) and for outputs in [0,1] the probe cannot "
+        "confirm.",
         why="CrossEntropyLoss applies log_softmax itself: a softmax before it squashes the gradients and caps how "
         "low the loss can go (about 1.46 on 10 classes), so the model learns slowly and never becomes confident.",
         example="model = nn.Sequential(..., nn.Linear(64, 10), nn.Softmax(dim=1)) with nn.CrossEntropyLoss().",
@@ -119,8 +125,19 @@ class InitLoss(Check):
             )
         wrong = self._outputs_mismatch(kind, out)
         if wrong:
-            yield self.finding("SC902", wrong, evidence={**base, "output_min": _r(float(out.min())),
-                                                          "output_max": _r(float(out.max()))})
+            severity = "error" if kind == "nll" else "warning"
+            squashed = None
+            if kind == "bce_logits":
+                squashed = _stays_in_unit_interval(ctx, model, indices)
+                if squashed:
+                    severity = "error"
+                    wrong += (" Confirmed: with the weights and bias of the last nn.Linear scaled 100x the outputs "
+                              "still lie in [0, 1], so a sigmoid follows it. The loss cannot go below ln(1 + e^-1) = "
+                              "0.313 for a positive label or ln 2 = 0.693 for a negative one, and the gradients "
+                              "vanish as the model becomes confident.")
+            yield self.finding("SC902", wrong, severity=severity,
+                               evidence={**base, "output_min": _r(float(out.min())), "output_max": _r(float(out.max())),
+                                         "squashing_confirmed": squashed})
         if mismatch:
             return
         expected = self._expected(kind, out, tgt, settings)
@@ -191,8 +208,32 @@ class InitLoss(Check):
             lse = torch.logsumexp(out, dim=1)
             if float(lse.abs().max()) > 1e-3:
                 return ("NLLLoss expects log-probabilities (rows whose exp sums to 1), but the model's outputs are raw "
-                        f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss can go below 0 without learning.")
+                        f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss is -output[target], unbounded "
+                        "below, and the model lowers it by growing its scores instead of learning.")
         return None
+
+
+def _stays_in_unit_interval(ctx: Any, model: Any, indices: Any) -> bool | None:
+    """Whether the outputs stay in [0, 1] with the last nn.Linear's weight and bias scaled 100x (a sigmoid or
+    similar squashing follows it); ``None`` when the model has no nn.Linear to scale."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    probe = copy.deepcopy(model)
+    linears = [m for m in probe.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    with torch.no_grad():
+        for param in linears[-1].parameters():
+            param.mul_(100.0)
+        x, _ = ctx.train.unpack(ctx.batch(ctx.train, indices[:64]))
+        out = probe.eval()(x)
+    if not isinstance(out, torch.Tensor):
+        return None
+    out = out.float()
+    return bool(((out >= 0) & (out <= 1)).all()) and float(out.max() - out.min()) > 0
 
 
 def _entropy(labels: np.ndarray, classes: int) -> float:

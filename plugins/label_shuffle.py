@@ -23,6 +23,10 @@ from pydantic import Field
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.probing.trainer import rounded, thin_curve
 
+#: Findings of other checks that explain "not learned" (the pipeline cannot train): the report names them in
+#: SC201/SC204 and lists them first.
+CANNOT_TRAIN = ("SC902", "SC903", "SC904", "SC305", "SC302", "SC303", "SC304", "SC1001", "SC1002", "SC1003", "SC1007", "SC1008", "SC801", "SC803", "SC804", "SC807", "SC808")
+
 REMEDIES = ("more training data, data augmentation, weight decay, dropout, early stopping on a validation "
             "split, or a smaller model")
 
@@ -70,6 +74,7 @@ CODES = (
         fix="Check that each input is paired with its own label (plot a few with their labels), that the inputs "
         "vary, and that the target is the right column. If the model just needs longer to learn, run with "
         "--profile thorough.",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
     CodeDoc(
         code="SC202", title="A model trained on shuffled labels scores above chance", severity="warning",
@@ -114,6 +119,7 @@ CODES = (
         "inputs all equal because of a normalization with the wrong statistics.",
         fix="Look at the inputs the model actually receives (print a batch inside train_step), and make sure "
         "forward() uses its argument.",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
     CodeDoc(
         code="SC205", title="Randomization test inconclusive: training cut by the time cap", severity="info",

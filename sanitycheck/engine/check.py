@@ -29,6 +29,11 @@ class CodeDoc(BaseModel):
     why: str = Field(description="Why it matters: what goes wrong in training when this is present.")
     example: str = Field(description="A short example of a pipeline that triggers it.")
     fix: str = Field(description="How to fix it; also the default `fix` line of a finding.")
+    explained_by: tuple[str, ...] = Field(
+        (), description="Codes of more specific findings that, when found in the same run (as an error or a "
+        "warning), explain this one: a generic consequence such as 'labels not learned'. The report then lists this "
+        "finding after them and its message names them (the runner does both).",
+    )
 
 
 class CheckSettings(BaseModel):

@@ -66,6 +66,7 @@ def run(
             findings.extend(found)
             if progress:
                 progress(name, result)
+    findings = link_causes(findings, host.code_docs())
     report = Report.assemble(cfg.source, findings, results, time.perf_counter() - started)
     report.splits = split_summaries(ctx)
     host.hook.sanitycheck_report(report=report)
@@ -89,6 +90,35 @@ def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings) 
         reason = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
     duration = round(time.perf_counter() - start, 3)
     return CheckResult(name=check.name, status=status, duration_s=duration, reason=reason), found
+
+
+def link_causes(findings: list[Finding], docs: dict[str, tuple[Any, Any]]) -> list[Finding]:
+    """Order findings so that specific causes come before the generic consequences they explain, and name the cause
+    in each consequence's message.
+
+    A finding is a consequence when its code's :attr:`~sanitycheck.engine.check.CodeDoc.explained_by` lists a code
+    found in this run as an error or a warning (e.g. label-shuffle's "labels not learned" with init-loss's "outputs
+    already squashed by a sigmoid"). Its message then names that cause, its evidence lists it under
+    ``explained_by``, and it moves after the unexplained findings; :meth:`Report.assemble` then orders by severity,
+    keeping this order within each severity.
+    """
+    present: dict[str, Finding] = {}
+    for f in findings:
+        if f.severity in ("error", "warning"):
+            present.setdefault(f.code, f)
+    ranked = []
+    for f in findings:
+        doc = docs.get(f.code, (None, None))[1]
+        causes = [code for code in (doc.explained_by if doc is not None else ()) if code in present and code != f.code]
+        if causes:
+            named = "; ".join(f"{c} ({present[c].check}: {present[c].title})" for c in causes)
+            f = f.model_copy(update={
+                "message": f"{f.message} Likely cause, found in this run: {named}. Fix that first: this finding may "
+                           "be its consequence.",
+                "evidence": {**f.evidence, "explained_by": causes},
+            })
+        ranked.append((bool(causes), f))
+    return [f for _, f in sorted(ranked, key=lambda pair: pair[0])]
 
 
 def select_checks(host: PluginHost, cfg: Config, only: Iterable[str] | None, skip: Iterable[str] | None) -> list[str]:
@@ -150,4 +180,4 @@ def _plugin_error(name: str, error: str) -> Finding:
     )
 
 
-__all__ = ["run", "select_checks", "check_settings", "UsageError"]
+__all__ = ["run", "select_checks", "check_settings", "link_causes", "UsageError"]
