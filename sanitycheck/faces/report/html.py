@@ -1,8 +1,11 @@
 """``--format html``: one self-contained page (no network, no script) with pictures where looking beats reading.
 
 - the summary and every finding with its message, fix, flagged samples and evidence;
-- loss curves: a finding's ``evidence["curve"]`` (one series) or ``evidence["curves"]`` ({name: series}),
-  drawn as inline SVG, with ``target_loss`` as a dashed line when present;
+- curves: every curve a finding's evidence holds, drawn as one inline SVG chart per finding, with
+  ``target_loss`` as a dashed line when present. A curve is ``evidence["curve"]`` (one series),
+  ``evidence["curves"]`` ({name: series}), or any other key whose name says curve (``loss_curve_real``) or ends
+  in ``losses``, holding a series or a {name: series} mapping; a series is a list of at least 2 numbers (``null``
+  where a value was not finite). Drawn keys are left out of the evidence table;
 - class histograms per split: from the report's ``splits`` (filled by the runner from the data pass, so they
   show even when ``class-balance`` is clean) and from a finding's ``train_counts`` / ``val_counts``;
 - thumbnails per the ``evidence["thumbnails"]`` convention of :mod:`sanitycheck.probing.thumbnails`: items sharing a
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from html import escape
 from typing import Any
 
@@ -25,6 +29,8 @@ COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b
 SPLIT_COLORS = {"train": "#2563eb", "val": "#ea580c"}
 MAX_BARS = 100  # classes drawn per histogram; more are summarized in the caption
 PICTURE_KEYS = ("curve", "curves", "thumbnails", "train_counts", "val_counts")
+#: Evidence keys (besides ``curve`` / ``curves``) whose series are drawn as curves.
+CURVE_KEY = re.compile(r"curve|(^|_)losses$")
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#111827;background:#f9fafb}
@@ -123,7 +129,8 @@ def _finding(f: Finding, i: int) -> str:
     pictures = _pictures(f)
     if pictures:
         out.append(f'<div class="pictures">{"".join(pictures)}</div>')
-    rest = {k: v for k, v in f.evidence.items() if k not in PICTURE_KEYS}
+    drawn = set(curve_series(f.evidence)[1])
+    rest = {k: v for k, v in f.evidence.items() if k not in PICTURE_KEYS and k not in drawn}
     if rest:
         rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_compact(v))}</td></tr>" for k, v in rest.items())
         out.append(f'<details open><summary>Evidence</summary><table class="ev">{rows}</table></details>')
@@ -134,11 +141,7 @@ def _finding(f: Finding, i: int) -> str:
 def _pictures(f: Finding) -> list[str]:
     ev = f.evidence
     out = []
-    series: dict[str, list] = {}
-    if isinstance(ev.get("curves"), dict):
-        series.update({str(k): v for k, v in ev["curves"].items() if isinstance(v, list)})
-    if isinstance(ev.get("curve"), list):
-        series.setdefault("loss", ev["curve"])
+    series = curve_series(ev)[0]
     if series:
         target = ev.get("target_loss")
         steps = ev.get("steps")
@@ -152,6 +155,35 @@ def _pictures(f: Finding) -> list[str]:
         if grid:
             out.append(grid)
     return out
+
+
+def curve_series(evidence: dict[str, Any]) -> tuple[dict[str, list], list[str]]:
+    """Every curve in a finding's evidence as named series, and the evidence keys they came from (see the module
+    docstring for what counts as a curve)."""
+    series: dict[str, list] = {}
+    keys: list[str] = []
+    for key, value in evidence.items():
+        if key not in ("curve", "curves") and not CURVE_KEY.search(key):
+            continue
+        label = "loss" if key == "curve" else _series_name(key)
+        if _curve_like(value):
+            series.setdefault(label, value)
+            keys.append(key)
+        elif isinstance(value, dict) and value and all(_curve_like(v) for v in value.values()):
+            for name, values in value.items():
+                series.setdefault(str(name) if key == "curves" else f"{label}: {name}", values)
+            keys.append(key)
+    return series, keys
+
+
+def _series_name(key: str) -> str:
+    name = re.sub(r"^(loss_)?curves?_|_curves?$", "", key)
+    return "loss" if name in ("losses", "loss") else name.replace("_", " ")
+
+
+def _curve_like(value: Any) -> bool:
+    return isinstance(value, list) and len(value) >= 2 and all(v is None or _finite(v) for v in value) \
+        and sum(_finite(v) for v in value) >= 2
 
 
 # ------------------------------------------------------------------------------------------------ pictures
