@@ -64,7 +64,17 @@ CODES = (
         "accuracy vs that of its own predictions with the class ids randomly permuted, 9999 relabelings), an "
         "exact binomial test against chance (fewer classes) or a sign-flip test against predicting the mean "
         "(regression). Test (2) is needed because a random-label model's mistakes are clustered, so "
-        "sample-level tests alone call it better than another random-label model far too often.",
+        "sample-level tests alone call it better than another random-label model far too often. Budget: when a "
+        "quick timing of your step says the default budget would take more than 60% of the time cap (10 s at the "
+        "default profile), the budget follows the measured step cost instead: smaller batches (down to 8), as "
+        "many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
+        "held-out subset whose evaluation takes at most 15% of the time (at least 128). On such a fitted budget "
+        "the error needs two more things, else it is SC205: (a) proof that the model trained: it fits its own "
+        "training samples significantly better than the held-out ones (one-sided Mann-Whitney test at alpha, on "
+        "per-sample correctness or losses) and by at least 0.05 (accuracy or R²), as a model memorizing labels it "
+        "cannot generalize does; (b) classification: the inputs themselves do not predict "
+        "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding is "
+        "not significantly above chance (binomial test at alpha/10, or less than 5 points above it).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -122,14 +132,18 @@ CODES = (
         explained_by=CANNOT_TRAIN + ("SC301",),
     ),
     CodeDoc(
-        code="SC205", title="Randomization test inconclusive: training cut by the time cap", severity="info",
-        what="Reported instead of SC201/SC204 when the real-label model is not clearly better but its training "
-        "stopped at the time cap (10 s at the default profile) before its planned steps: a slow model may simply "
-        "not have trained enough to tell. Decision rule: the SC201/SC204 condition holds and the reference run "
-        "stopped on time, not steps.",
+        code="SC205", title="Randomization test inconclusive: not enough training to tell", severity="info",
+        what="Reported instead of SC201/SC204 when the real-label model is not clearly better but no verdict can "
+        "be drawn from its training. Decision rule: the SC201/SC204 condition holds and (a) even the smallest "
+        "budget that can decide (50 steps of batch 8) does not fit the time cap at the measured step cost, or (b) "
+        "the run was cut by the time cap before its planned steps (the machine slowed down), or (c) on a budget "
+        "fitted to the step cost (see SC201), the model did not fit its own training samples better than the "
+        "held-out ones, i.e. it learned nothing measurable. The message says what a verdict would need.",
         why="An error must mean the pipeline is broken, not that the probe's own budget ran out.",
-        example="A large CNN on a CPU: 300 steps take longer than the time cap.",
-        fix="Run with --profile thorough (4x the steps and time), or on a GPU (device: cuda).",
+        example="A large CNN on a busy CPU where one step of 8 samples takes a second: 50 steps do not fit in the "
+        "10 s cap.",
+        fix="Give the check the time it needs: --profile thorough (4x the time cap) when the message says that "
+        "suffices, or a GPU (device: cuda).",
     ),
 )
 
@@ -158,8 +172,8 @@ class LabelShuffle(Check):
         if real.stopped == "nonfinite":
             self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")
         evaluation_split = eval_split_of(ctx, plan)
-        common = dict(steps=real.steps, tag="trainer:reference", eval_split=evaluation_split,
-                      eval_indices=plan.eval_indices, evaluate_train=False)
+        common = dict(steps=real.steps, tag="trainer:reference", batch_size=plan.batch_size,
+                      eval_split=evaluation_split, eval_indices=plan.eval_indices, evaluate_train=False)
         labels = targets[plan.train_indices]
         shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
                          **common)
@@ -173,9 +187,20 @@ class LabelShuffle(Check):
                   "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}
         base = {
             "metric": r.metric, "scores": scores, "train_samples": len(plan.train_indices), "steps": real.steps,
-            "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha,
+            "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha, "budget": plan.describe(),
             "loss_curve_real": thin_curve(real.losses, 50), "loss_curve_shuffled": thin_curve(shuffled.losses, 50),
         }
+        trained, fit_evidence = fits_training_samples(real, settings.alpha)
+        if plan.fitted:
+            base["fits_training_samples"] = fit_evidence
+        # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
+        undecided = _undecided(real, plan, trained)
+        if undecided is None and plan.fitted:  # a fitted budget is short: do the inputs predict the labels at all?
+            signal = input_label_signal(ctx, targets, settings.alpha)
+            if signal is not None:
+                base["input_label_signal"] = signal
+                if signal["predictable"]:
+                    undecided = "predictable"
         rng = ctx.rng("label-shuffle:test")
         p_shuffled, test = better(r, s, rng, settings.permutations)
         p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
@@ -191,8 +216,8 @@ class LabelShuffle(Check):
                 "reaches the model by a path the shuffle does not touch.",
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
-        elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and real.stopped == "seconds":
-            yield from self._inconclusive(real, plan, r, s, base)
+        elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
+            yield self._inconclusive(real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
@@ -207,9 +232,9 @@ class LabelShuffle(Check):
             )
         if zeroed is not None:
             p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations)
-            if p_zero >= settings.alpha and real.stopped == "seconds":
+            if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
-                    yield from self._inconclusive(real, plan, r, zeroed.eval, base)
+                    yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
             elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
@@ -220,14 +245,43 @@ class LabelShuffle(Check):
                 )
         yield from self._memorization(ctx, settings, targets)
 
-    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict):
-        """The time cap cut the real-label run short: not learning may only mean not enough steps."""
-        yield self.finding(
-            "SC205", f"The real-label model trained for only {real.steps} of {plan.steps} steps before the time cap "
-            f"({plan.seconds:g} s) and scores {r.score:.3g}, not clearly better than the comparison run "
-            f"({other.score:.3g}); with so little training that says nothing about the labels. Run with "
-            "--profile thorough (4x the steps and time) for a verdict.",
-            evidence={**base, "planned_steps": plan.steps, "time_cap_s": plan.seconds},
+    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
+        """SC205: the comparison run is not clearly better, and the training cannot support a verdict."""
+        scale = "x" if plan.batch_size is None else f" of batch {plan.batch_size}"
+        if why == "budget":
+            step = plan.cost.step(plan.batch_size or 1)
+            cap = _thorough_cap()
+            thorough = plan.seconds < cap and plan.needs_seconds <= cap
+            hint = ("--profile thorough (4x the time cap) would give it that" if thorough else
+                    "that is more than even --profile thorough allows here: run on a GPU (device: cuda), or with a "
+                    "smaller model or input size for this check")
+            text = (f"One training step{scale} takes {step:.3g} s here, so the time cap ({plan.seconds:g} s per run) "
+                    f"holds only {plan.steps} step(s); a verdict needs at least {_min_steps()} steps: about "
+                    f"{plan.needs_seconds:.0f} s per run (three runs). {hint[0].upper() + hint[1:]}.")
+        elif why == "seconds":
+            text = (f"The real-label model trained for only {real.steps} of {plan.steps} planned steps before the time "
+                    f"cap ({plan.seconds:g} s): the machine ran slower than when the budget was planned. Run again on "
+                    "a quieter machine, or with --profile thorough (4x the time cap).")
+        elif why == "predictable":
+            sig = base["input_label_signal"]
+            text = (f"The model trained ({real.steps} steps{scale} on {len(plan.train_indices)} samples, a budget "
+                    "fitted to the measured step time), but the inputs do predict the labels: a 10-nearest-neighbour "
+                    f"vote on the inputs gets {sig['knn_accuracy']:.1%} of {sig['samples']} training labels right "
+                    f"(chance {sig['chance']:.1%}). So the labels are related to the inputs, and the model needs more "
+                    "training than this budget to show it on held-out samples: --profile thorough (4x the time cap), "
+                    "or a GPU (device: cuda).")
+        else:
+            fit = base.get("fits_training_samples", {})
+            text = (f"In {real.steps} steps{scale} on {len(plan.train_indices)} samples (a budget fitted to the "
+                    f"measured step time) the model did not learn anything measurable: it scores "
+                    f"{_fmt(fit.get('train_score'))} on its own training samples and {_fmt(fit.get('heldout_score'))} on "
+                    "held-out ones. A verdict needs a budget in which the model at least fits its training samples: "
+                    "more steps than the time cap allows here (--profile thorough gives 4x the time; a GPU, "
+                    "device: cuda, far more).")
+        return self.finding(
+            "SC205", f"The real-label model scores {r.score:.3g}, not clearly better than the comparison run "
+            f"({other.score:.3g}), but that says nothing about the labels yet. {text}",
+            evidence={**base, "reason": why, "planned_steps": plan.steps, "time_cap_s": plan.seconds},
         )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
@@ -267,6 +321,104 @@ class LabelShuffle(Check):
             severity="warning" if fast else "info", evidence=evidence,
             fix=("The model can memorize its training set: use " + REMEDIES + ".") if fast else None,
         )
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+
+
+
+def _min_steps() -> int:
+    from sanitycheck.probing import trainer
+
+    return trainer.MIN_STEPS
+
+
+def _undecided(real: Any, plan: Any, trained: bool) -> str | None:
+    """Why a "not learned" result cannot be a verdict (the SC205 reasons), or ``None`` when it can."""
+    if not plan.decisive:
+        return "budget"
+    if real.stopped == "seconds":
+        return "seconds"
+    if plan.fitted and not trained:
+        return "untrained"
+    return None
+
+
+def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | None:
+    """Whether the training inputs predict their labels without any training: the leave-one-out vote of the 10
+    nearest distinct inputs on the run's shared embedding (the neighbours leakage and influence use), against the
+    chance of a vote that ignores the inputs (sum_k p_k^2), one-sided binomial test at ``alpha / 10`` and at least 5
+    points above chance. ``None`` for regression or when the inputs cannot be embedded."""
+    from scipy.stats import binom
+
+    from sanitycheck.probing.neighbors import split_neighbors
+
+    labels = ctx.class_labels(ctx.train)
+    if labels is None:
+        return None
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+    except Exception:  # no embedding for these inputs
+        return None
+    usable = ctx.usable_indices(ctx.train)
+    usable = usable[labels[usable] >= 0]
+    classes = int(labels[usable].max()) + 1 if len(usable) else 0
+    if len(usable) < 20 or classes < 2:
+        return None
+    valid = np.zeros(len(labels), dtype=bool)
+    valid[usable] = True
+    votes = np.zeros((len(usable), classes))
+    rows = nb.inverse[usable]
+    for j in range(nb.idx.shape[1]):
+        cell = nb.idx[rows, j]
+        member = np.where(cell >= 0, nb.unique[np.maximum(cell, 0)], 0)
+        ok = (cell >= 0) & valid[member]
+        np.add.at(votes, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+    voted = votes.sum(1) > 0
+    hits = int((votes[voted].argmax(1) == labels[usable][voted]).sum())
+    n = int(voted.sum())
+    freq = np.bincount(labels[usable], minlength=classes) / len(usable)
+    chance = float((freq ** 2).sum())
+    p = float(binom.sf(hits - 1, n, chance)) if n else 1.0
+    accuracy = hits / n if n else 0.0
+    return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
+            "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05)}
+
+
+def _thorough_cap() -> float:
+    """The reference run's time cap at the thorough profile."""
+    from sanitycheck.engine.config import PROFILES
+    from sanitycheck.probing import trainer
+
+    return trainer.REFERENCE_SECONDS * PROFILES["thorough"]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "?"
+
+
+def fits_training_samples(result: Any, alpha: float) -> tuple[bool, dict]:
+    """Whether a trained model does significantly better on its own training samples than on held-out ones (a
+    one-sided Mann-Whitney test on per-sample correctness, or on per-sample losses when outputs are not class scores,
+    at ``alpha``) and by a margin (accuracy or R² at least 0.05 above held-out): evidence that it trained, whatever
+    its labels."""
+    from scipy.stats import mannwhitneyu
+
+    train, held = result.final, result.eval
+    if train is None or held is None or train.n == 0 or held.n == 0:
+        return False, {"train_score": None, "heldout_score": None, "p_value": None}
+    if train.correct is not None and held.correct is not None:
+        a, b = train.correct.astype(float), held.correct.astype(float)
+        margin = float(a.mean() - b.mean()) >= 0.05
+    else:
+        a, b = -train.losses[np.isfinite(train.losses)], -held.losses[np.isfinite(held.losses)]
+        margin = train.metric != "r2" or train.score - held.score >= 0.05
+    if len(a) == 0 or len(b) == 0 or (np.ptp(np.concatenate([a, b])) == 0):
+        p = 1.0
+    else:
+        p = float(mannwhitneyu(a, b, alternative="greater").pvalue)
+    return p < alpha and margin, {"train_score": rounded(train.score), "heldout_score": rounded(held.score),
+                                  "p_value": rounded(p), "test": "one-sided Mann-Whitney, training vs held-out samples"}
 
 
 # -------------------------------------------------------------------------------------- statistics

@@ -47,6 +47,18 @@ REFERENCE_STEPS = 300
 REFERENCE_SECONDS = 10.0
 REFERENCE_EVAL = 512
 
+#: Fitting the reference budget to a slow model (see :func:`reference_plan`): the share of the time cap a fitted
+#: plan is sized to use (the rest absorbs load swings), the smallest batch it uses, the steps it aims for before it
+#: shrinks the batch, how often it aims to show each training sample, and the least steps, training samples and
+#: held-out samples of a run that can decide anything.
+PLAN_SHARE = 0.6
+MIN_BATCH = 8
+TARGET_STEPS = 150
+TARGET_EPOCHS = 6
+MIN_STEPS = 50
+MIN_TRAIN = 128
+MIN_EVAL = 128
+
 
 @dataclass
 class Evaluation:
@@ -429,6 +441,20 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
 
 
 @dataclass(frozen=True)
+class StepCost:
+    """What one training step and one evaluated sample cost on this machine, measured with the user's step."""
+
+    #: Seconds per step at any batch size (the step's fixed overhead) and per sample in a step.
+    base: float
+    per_sample: float
+    #: Seconds per sample of an evaluation (forward pass only).
+    eval_per_sample: float
+
+    def step(self, batch_size: int) -> float:
+        return self.base + self.per_sample * batch_size
+
+
+@dataclass(frozen=True)
 class Plan:
     """The standard subset and budget of the reference model (and of probes that compare against it)."""
 
@@ -437,24 +463,133 @@ class Plan:
     eval_indices: np.ndarray
     steps: int
     seconds: float
+    #: The batch size of every run on this plan (``None``: the config's).
+    batch_size: int | None = None
+    #: True when the default budget did not fit the time cap and was fitted to the measured step cost.
+    fitted: bool = False
+    #: False when even the smallest fitted budget (MIN_STEPS steps of MIN_BATCH) does not fit the time cap.
+    decisive: bool = True
+    #: The measured cost (only when it was measured, i.e. when the model is not obviously fast).
+    cost: StepCost | None = None
+    #: Seconds one run of the smallest decisive budget would take (only when the plan is not decisive).
+    needs_seconds: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The plan for a finding's evidence."""
+        out: dict[str, Any] = {"train_samples": len(self.train_indices), "eval_samples": len(self.eval_indices),
+                               "steps": self.steps, "batch_size": self.batch_size, "time_cap_s": rounded(self.seconds),
+                               "fitted_to_step_time": self.fitted}
+        if self.cost is not None:
+            out["step_seconds"] = rounded(self.cost.step(self.batch_size or 1))
+        if self.needs_seconds is not None:
+            out["decisive_run_needs_s"] = rounded(self.needs_seconds)
+        return out
 
 
 def reference_plan(ctx: PipelineContext) -> Plan:
-    """Which samples the reference model trains and is evaluated on, and its budget (cached per run)."""
+    """Which samples the reference model trains and is evaluated on, and its budget (cached per run).
+
+    The default budget (scaled by the profile) is REFERENCE_TRAIN samples, REFERENCE_STEPS steps of the config's
+    batch size and REFERENCE_EVAL held-out samples, under a time cap of REFERENCE_SECONDS. When a quick timing of
+    the user's step says that budget would take more than PLAN_SHARE of the cap, the budget follows the measured
+    cost instead of being cut by the cap: the largest batch (halving down to MIN_BATCH, while halving cuts the step
+    time by 20% or more) that still gives TARGET_STEPS steps, as many steps as fit, a training subset small enough to be seen about TARGET_EPOCHS times
+    (at least MIN_TRAIN), and a held-out subset whose evaluation takes at most 15% of the time (at least MIN_EVAL).
+    Such a plan is ``fitted``; it is ``decisive`` when it still has MIN_STEPS steps.
+    """
 
     def compute() -> Plan:
         n_train, n_eval = ctx.budget(REFERENCE_TRAIN, minimum=32), ctx.budget(REFERENCE_EVAL, minimum=32)
+        steps, seconds = ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale
         if ctx.val is not None:
             train_idx = ctx.sample_indices(ctx.train, n_train, "trainer:train")
-            return Plan(train_idx, "val", ctx.sample_indices(ctx.val, n_eval, "trainer:eval"),
-                        ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale)
-        # No validation split: hold out a disjoint part of train (a quarter at most) for evaluation.
-        pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
-        n_eval = min(n_eval, len(pool) // 4)
-        return Plan(np.sort(pool[n_eval:n_eval + n_train]), "train", np.sort(pool[:n_eval]),
-                    ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale)
+            eval_idx = ctx.sample_indices(ctx.val, n_eval, "trainer:eval")
+        else:  # no validation split: hold out a disjoint part of train (a quarter at most) for evaluation
+            pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
+            n_eval = min(n_eval, len(pool) // 4)
+            train_idx, eval_idx = np.sort(pool[n_eval:n_eval + n_train]), np.sort(pool[:n_eval])
+        plan = Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, seconds)
+        return fit_plan(ctx, plan)
 
     return ctx.shared("trainer:plan", compute)
+
+
+def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
+    """``plan`` as it is when its budget fits the time cap, else fitted to the measured step cost (see
+    :func:`reference_plan`)."""
+    import dataclasses
+
+    size = max(1, min(ctx.config.batch_size, len(plan.train_indices)))
+    share = PLAN_SHARE * plan.seconds
+    cost = measure_step_cost(ctx, plan.train_indices, size, also=None)
+
+    def total(steps: int, batch: int, n_train: int, n_eval: int) -> float:  # training + the final evaluations
+        return steps * cost.step(batch) + cost.eval_per_sample * (n_train + n_eval)
+
+    if total(plan.steps, size, len(plan.train_indices), len(plan.eval_indices)) <= share:
+        return plan
+    smallest = min(MIN_BATCH, size)
+    if smallest < size:
+        cost = measure_step_cost(ctx, plan.train_indices, size, also=smallest)
+    n_eval = int(np.clip(0.15 * share / max(cost.eval_per_sample, 1e-9), MIN_EVAL, len(plan.eval_indices)))
+    batch = size
+    while batch > smallest and (share - cost.eval_per_sample * n_eval) / cost.step(batch) < TARGET_STEPS \
+            and cost.step(max(smallest, batch // 2)) < 0.8 * cost.step(batch):  # halving must buy steps
+        batch = max(smallest, batch // 2)
+    steps = n_train = 0
+    for _ in range(3):  # the training subset's final evaluation costs time too: settle in a few rounds
+        room = share - cost.eval_per_sample * (n_eval + n_train)
+        steps = int(min(plan.steps, max(0.0, room) / cost.step(batch)))
+        n_train = int(np.clip(steps * batch // TARGET_EPOCHS, MIN_TRAIN, len(plan.train_indices)))
+    decisive = steps >= MIN_STEPS
+    needs = None
+    if not decisive:
+        steps = max(steps, 1)
+        needs = total(MIN_STEPS, smallest, min(MIN_TRAIN, len(plan.train_indices)),
+                      min(MIN_EVAL, len(plan.eval_indices))) / PLAN_SHARE
+    train_idx = _subset(ctx, plan.train_indices, n_train, "trainer:train:fitted")
+    eval_idx = _subset(ctx, plan.eval_indices, n_eval, "trainer:eval:fitted")
+    return dataclasses.replace(plan, train_indices=train_idx, eval_indices=eval_idx, steps=steps, batch_size=batch,
+                               fitted=True, decisive=decisive, cost=cost, needs_seconds=needs)
+
+
+def _subset(ctx: PipelineContext, indices: np.ndarray, n: int, tag: str) -> np.ndarray:
+    return indices if n >= len(indices) else np.sort(ctx.rng(tag).choice(indices, size=n, replace=False))
+
+
+def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
+    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
+    at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
+    import torch
+
+    rng = ctx.rng("trainer:timing")
+    with quick_cpu():
+        model = ctx.make_model("trainer:timing")
+        optimizer = ctx.make_optimizer(model)
+
+        def timed(size: int, repeats: int) -> float:
+            spent = 0.0
+            for _ in range(repeats):
+                start = time.perf_counter()
+                ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
+                spent += time.perf_counter() - start
+            return spent / repeats
+
+        timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
+        big = timed(batch_size, 2)
+        small = timed(also, 2) if also is not None else None
+        chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
+        start = time.perf_counter()
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(ctx.train.unpack(ctx.batch(ctx.train, chunk))[0])
+        model.train(was)
+        per_eval = (time.perf_counter() - start) / len(chunk)
+    if small is None or also is None or also >= batch_size:
+        return StepCost(0.0, big / batch_size, per_eval)
+    per_sample = max(0.0, (big - small) / (batch_size - also))
+    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
 
 
 def eval_split_of(ctx: PipelineContext, plan: Plan) -> Split:
@@ -469,6 +604,7 @@ def reference_model(ctx: PipelineContext) -> TrainResult:
     def compute() -> TrainResult:
         plan = reference_plan(ctx)
         return train(ctx, ctx.train, plan.train_indices, steps=plan.steps, seconds=plan.seconds,
-                     tag="trainer:reference", eval_split=eval_split_of(ctx, plan), eval_indices=plan.eval_indices)
+                     tag="trainer:reference", batch_size=plan.batch_size, eval_split=eval_split_of(ctx, plan),
+                     eval_indices=plan.eval_indices)
 
     return ctx.shared("trainer:reference", compute)
