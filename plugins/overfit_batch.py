@@ -125,6 +125,8 @@ class OverfitBatch(Check):
                 losses.append(loss)
                 if not math.isfinite(loss):
                     break
+                if step >= 20 and loss < -settings.runaway * max(1.0, abs(losses[0])):
+                    break  # running away below any start: unbounded beyond doubt, no need for the rest
                 target = settings.floor + settings.target_ratio * (losses[0] - settings.floor)
                 if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10 \
                         and losses[0] > settings.floor and not _unbounded(losses, bound, settings.runaway):

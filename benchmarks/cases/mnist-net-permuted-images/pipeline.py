@@ -1,6 +1,6 @@
-"""BUG planted: the training images shuffled without their labels (a "shuffle once before splitting" that
-forgot the labels). Otherwise PyTorch's MNIST example (pytorch/examples, mnist/main.py), as a user adapts it: the same Net, Adadelta and train
-loop, the data read from an .npz copy of MNIST instead of torchvision.
+"""BUG planted: the training images shuffled without their labels (a "shuffle once before splitting" that forgot the
+labels). Otherwise PyTorch's MNIST example (pytorch/examples, mnist/main.py), as a user adapts it: the same Net,
+Adadelta and train loop, the data read from an .npz copy of MNIST instead of torchvision.
 
 Data: the first 10,000 training digits and the first 2,000 test digits of ../shared/data/mnist.npz (or
 $MNIST_NPZ); without the file it falls back to scikit-learn's 8x8 digits upscaled to 28x28.
