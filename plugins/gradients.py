@@ -87,6 +87,7 @@ CODES = (
         "and often ends in NaN.",
         example="SGD with lr=10; Adam with lr=1 on a small MLP; a recurrent model without gradient clipping.",
         fix="Lower the learning rate (10x), add warm-up, clip gradients (clip_grad_norm_), normalize inputs.",
+        explained_by=("SC305", "SC902"),
     ),
     CodeDoc(
         code="SC1006", title="Dead ReLU units", severity="warning",

@@ -144,6 +144,7 @@ CODES = (
         "10 s cap.",
         fix="Give the check the time it needs: --profile thorough (4x the time cap) when the message says that "
         "suffices, or a GPU (device: cuda).",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
 )
 

@@ -113,8 +113,8 @@ def link_causes(findings: list[Finding], docs: dict[str, tuple[Any, Any]]) -> li
         if causes:
             named = "; ".join(f"{c} ({present[c].check}: {present[c].title})" for c in causes)
             f = f.model_copy(update={
-                "message": f"{f.message} Likely cause, found in this run: {named}. Fix that first: this finding may "
-                           "be its consequence.",
+                "message": f"{f.message} This is likely a consequence of {named}, found in this run: fix that "
+                           "first.",
                 "evidence": {**f.evidence, "explained_by": causes},
             })
         ranked.append((bool(causes), f))

@@ -237,6 +237,10 @@ def _print_doc(out: Console, doc, check_name: str) -> None:
     for heading, body in (("What it does", doc.what), ("Why it matters", doc.why), ("Example", doc.example), ("Fix", doc.fix)):
         out.print(f"\n[bold]{heading}[/bold]")
         out.print(body, markup=False)
+    if doc.explained_by:
+        out.print("\n[bold]Explained by[/bold]")
+        out.print(f"{', '.join(doc.explained_by)}: when one of these is found in the same run, this finding is likely "
+                  "its consequence; the report lists it after them and names them.", markup=False)
 
 
 @app.command()
