@@ -154,7 +154,8 @@ class LabelShuffle(Check):
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
                "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized")
     cost = ("a few seconds for a small model: three trainings of 300 steps on 1024 samples (one shared with other "
-            "checks) and two of at most 600 steps on 128 samples")
+            "checks) and two of at most 600 steps on 128 samples; for a slow model, budgets fitted to the measured "
+            "step time: about 3 x 6 s + 2 x 5 s at the default profile")
     codes = CODES
     Settings = Settings
 

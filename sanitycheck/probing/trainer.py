@@ -15,7 +15,10 @@ The API (documented for other checks, e.g. ``augmentation`` and ``influence``):
   per-sample loss, correctness, margin and prediction, in eval mode.
 - :func:`reference_model` ``(ctx) -> TrainResult``: one model trained on a standard subset of the training
   split with the real labels, evaluated on a held-out subset; computed once per run (``ctx.shared``) and
-  reused by every check that asks. :func:`reference_plan` says which samples and budget it uses.
+  reused by every check that asks. :func:`reference_plan` says which samples and budget it uses: the default
+  budget when it fits the time cap, else one fitted to the measured cost of the user's step (smaller batches,
+  fewer samples, a smaller evaluation; ``Plan.fitted``, ``Plan.decisive``, ``Plan.batch_size``). Runs compared
+  with the reference pass ``batch_size=plan.batch_size``.
 
 Reproducibility: the model's initialization, the subset and the batch order are seeded by ``tag``. The
 only source of variation is the time cap: when ``seconds`` runs out first, the result records how many
@@ -449,6 +452,8 @@ class StepCost:
     per_sample: float
     #: Seconds per sample of an evaluation (forward pass only).
     eval_per_sample: float
+    #: True when the step raised at the smaller batch size (then only the config's batch size is used).
+    also_failed: bool = False
 
     def step(self, batch_size: int) -> float:
         return self.base + self.per_sample * batch_size
@@ -531,6 +536,8 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
     smallest = min(MIN_BATCH, size)
     if smallest < size:
         cost = measure_step_cost(ctx, plan.train_indices, size, also=smallest)
+        if cost.also_failed:  # the step does not take smaller batches (a hard-coded batch size): keep the config's
+            smallest = size
     n_eval = int(np.clip(0.15 * share / max(cost.eval_per_sample, 1e-9), MIN_EVAL, len(plan.eval_indices)))
     batch = size
     while batch > smallest and (share - cost.eval_per_sample * n_eval) / cost.step(batch) < TARGET_STEPS \
@@ -577,7 +584,12 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
 
         timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
         big = timed(batch_size, 2)
-        small = timed(also, 2) if also is not None else None
+        small, failed = None, False
+        if also is not None:
+            try:
+                small = timed(also, 2)
+            except Exception:  # e.g. a model that hard-codes its batch size: never shrink the batch
+                failed = True
         chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
         start = time.perf_counter()
         was = model.training
@@ -587,7 +599,7 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
         model.train(was)
         per_eval = (time.perf_counter() - start) / len(chunk)
     if small is None or also is None or also >= batch_size:
-        return StepCost(0.0, big / batch_size, per_eval)
+        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed)
     per_sample = max(0.0, (big - small) / (batch_size - also))
     return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
 
