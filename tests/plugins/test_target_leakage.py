@@ -69,3 +69,19 @@ def test_image_inputs_are_quiet(run_pipeline):
     report = run_pipeline(only=CHECK, train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv), model=casekit.cnn,
                           loss=CE)
     assert not report.crashed and not loud(report, "target-leakage")
+
+
+def test_tabular_pipeline_with_dict_batches_and_workers(run_pipeline):
+    """benchmarks/cases/tabular-mlp-*: a table of named columns, dict samples, DataLoaders with 2 workers; the
+    planted bug keeps the 'target' column among the features (input feature 30)."""
+    import importlib.util
+
+    from conftest import CASES
+
+    spec = importlib.util.spec_from_file_location("tabular_leak", CASES / "tabular-mlp-label-in-features" / "pipeline.py")
+    leak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(leak)
+    report = run_pipeline(only=CHECK, train=leak.train_loader, val=leak.val_loader, model=leak.MLP, loss=CE,
+                          train_step=leak.train_step, data={"input_key": "features", "target_key": "label"})
+    finding = next(f for f in report.findings if f.code == "SC1801")
+    assert finding.evidence["features"] == [leak.FEATURES.index("target")] == [30]
