@@ -82,3 +82,27 @@ def test_the_docs_name_only_codes_that_exist(host):
     for path in (ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "docs" / "architecture.md"):
         for code in re.findall(r"\bSC\d{3,4}\b", path.read_text()):
             assert code in codes, f"{path.relative_to(ROOT)} names {code}, which nothing emits"
+
+
+def test_the_contributing_example_runs(host):
+    """The plugin CONTRIBUTING.md shows is code that works: its check loads, runs and reports its code."""
+    import types
+
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from sanitycheck.engine.host import load_host
+    from sanitycheck.engine.runner import run
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    source = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    module = types.ModuleType("contributing_example")
+    exec(compile(source, "CONTRIBUTING.md", "exec"), module.__dict__)
+    with_example = load_host(extra_plugins=(module,))
+    assert "tiny-dataset" in with_example.checks and not with_example.load_errors
+    x, y = torch.randn(40, 4), torch.arange(40) % 2
+    report = run({"data": {"train": TensorDataset(x, y), "val": TensorDataset(x[:10], y[:10])},
+                  "model": torch.nn.Linear(4, 2), "loss": torch.nn.CrossEntropyLoss()},
+                 only=["tiny-dataset"], host=with_example)
+    assert [f.code for f in report.findings] == ["TINY001"]
+    assert "40 samples" in report.findings[0].message
