@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Probe a PyTorch training pipeline for the bugs that silently ruin training, before you train.",
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # plain click help: flags shown as flags (`-q, --quiet`), brackets in help text kept
 )
 err = Console(stderr=True, highlight=False)
 
@@ -56,21 +57,21 @@ def _names(value: Optional[str]) -> Optional[list[str]]:
 
 @app.command()
 def run(
-    config: Path = typer.Argument(..., help="The sanitycheck.yaml describing your pipeline."),
-    only: Optional[str] = typer.Option(None, help="Run only these checks (comma-separated names)."),
-    skip: Optional[str] = typer.Option(None, help="Skip these checks (comma-separated names)."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The sanitycheck.yaml describing your pipeline."),
+    only: Optional[str] = typer.Option(None, metavar="NAME,...", help="Run only these checks (comma-separated names)."),
+    skip: Optional[str] = typer.Option(None, metavar="NAME,...", help="Skip these checks (comma-separated names)."),
     format: Format = typer.Option(Format.text, "--format", help="Report format."),
-    output: Optional[Path] = typer.Option(None, help="Write the report here; a short summary still goes to the terminal."),
+    output: Optional[Path] = typer.Option(None, metavar="PATH", help="Write the report here; a short summary still goes to the terminal."),
     fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 on findings at or above this severity [config: error]."),
     profile: Optional[Profile] = typer.Option(None, help="Budget of every probe [config: default]."),
-    device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto [config: cpu]."),
-    seed: Optional[int] = typer.Option(None, help="Seed for every probe [config: 0]."),
+    device: Optional[str] = typer.Option(None, metavar="DEV", help="cpu | cuda | cuda:N | auto [config: cpu]."),
+    seed: Optional[int] = typer.Option(None, metavar="N", help="Seed for every probe [config: 0]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (it is also off when stderr is not a terminal)."),
     baseline: Optional[Path] = typer.Option(
         None, "--baseline", metavar="FILE", help="Accept the findings recorded in FILE (by --write-baseline): fail only on new ones."),
     write_baseline: Optional[Path] = typer.Option(
         None, "--write-baseline", metavar="FILE", help="Record every finding of this run in FILE as accepted; exit 0 unless a check crashed."),
-    debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for usage errors."),
 ) -> None:
     """Run the checks on the pipeline CONFIG describes. Exit 0 clean, 1 findings, 2 bad input, 3 a check crashed."""
     from sanitycheck.faces.report import FORMATS, text
@@ -122,7 +123,7 @@ def _run_with_progress(run_checks, cfg, only, skip, show: bool):
 def render(
     report_json: Path = typer.Argument(..., metavar="REPORT.json", help="A report written by `run --format json`."),
     format: Format = typer.Option(Format.html, "--format", help="Output format."),
-    output: Optional[Path] = typer.Option(None, help="Write here instead of stdout."),
+    output: Optional[Path] = typer.Option(None, metavar="PATH", help="Write here instead of stdout."),
 ) -> None:
     """Render a saved JSON report in another format, without running the probes again (CI: one run, every format)."""
     from pydantic import ValidationError
@@ -149,13 +150,13 @@ def render(
 
 @app.command("pre-commit")
 def pre_commit(
-    files: Optional[list[Path]] = typer.Argument(None, help="Changed files (pre-commit passes them)."),
-    config: Path = typer.Option(Path("sanitycheck.yaml"), "--config", "-c", help="The sanitycheck.yaml to run."),
+    files: Optional[list[Path]] = typer.Argument(None, metavar="FILES", help="Changed files (pre-commit passes them)."),
+    config: Path = typer.Option(Path("sanitycheck.yaml"), "--config", "-c", metavar="CONFIG", help="The sanitycheck.yaml to run."),
     profile: Profile = typer.Option(Profile.fast, help="Budget of every probe."),
-    only: Optional[str] = typer.Option(None, help="Run only these checks (comma-separated names)."),
-    skip: Optional[str] = typer.Option(None, help="Skip these checks (comma-separated names)."),
+    only: Optional[str] = typer.Option(None, metavar="NAME,...", help="Run only these checks (comma-separated names)."),
+    skip: Optional[str] = typer.Option(None, metavar="NAME,...", help="Skip these checks (comma-separated names)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE", help="Fail only on findings not in FILE."),
-    debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for usage errors."),
 ) -> None:
     """The pre-commit hook: run CONFIG (profile fast) when it or a file it names is among FILES."""
     from sanitycheck.faces.report import text
@@ -184,17 +185,25 @@ def list_checks() -> None:
     from rich.table import Table
 
     from sanitycheck.engine.host import load_host
+    from sanitycheck.faces import terminal
 
     host = load_host()
+    width = terminal.width(sys.stdout)
     table = Table(expand=True, show_lines=True)
-    table.add_column("check", no_wrap=True, style="bold")
-    table.add_column("codes")
-    table.add_column("detects", ratio=2)
-    table.add_column("cost", ratio=1)
+    table.add_column("check", style="bold", overflow="fold")
+    if width >= 120:  # one column each
+        table.add_column("codes", ratio=2, overflow="fold")
+        table.add_column("detects", ratio=2, overflow="fold")
+        table.add_column("cost", ratio=1, overflow="fold")
+    else:  # narrow: what it detects, its cost and its codes, one under the other
+        table.add_column("detects, cost, codes", ratio=1, overflow="fold")
     for check in host.checks.values():
         codes = "\n".join(f"{d.code} {d.title}" for d in check.codes)
-        table.add_row(check.name, Text(codes), Text(check.summary), Text(check.cost))
-    Console(width=140 if not sys.stdout.isatty() else None).print(table)
+        if width >= 120:
+            table.add_row(check.name, Text(codes), Text(check.summary), Text(check.cost))
+        else:
+            table.add_row(check.name, Text.assemble(check.summary, "\n", (f"cost: {check.cost}", "dim"), "\n", codes))
+    Console(width=width).print(table)
     for name, error in host.load_errors:
         err.print(Text.assemble(("warning: ", "yellow"), f"plugin '{name}' failed to load: {error}"))
 
@@ -207,7 +216,9 @@ def explain(code_or_name: str = typer.Argument(..., metavar="CODE|NAME", help="A
     host = load_host()
     docs = host.code_docs()
     key = code_or_name.strip()
-    out = Console(width=100 if not sys.stdout.isatty() else None, highlight=False)
+    from sanitycheck.faces import terminal
+
+    out = Console(width=terminal.width(sys.stdout), highlight=False)
     if key.upper() in docs:
         check, doc = docs[key.upper()]
         _print_doc(out, doc, check.name if check else "sanitycheck")
@@ -241,8 +252,8 @@ def _print_doc(out: Console, doc, check_name: str) -> None:
 
 @app.command()
 def init(
-    path: Path = typer.Argument(Path("sanitycheck.yaml"), help="Where to write the template."),
-    force: bool = typer.Option(False, help="Overwrite an existing file."),
+    path: Path = typer.Argument(Path("sanitycheck.yaml"), metavar="PATH", help="Where to write the template."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented sanitycheck.yaml to start from."""
     from sanitycheck.faces.template import TEMPLATE
