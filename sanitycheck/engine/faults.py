@@ -196,6 +196,7 @@ def where(exc: BaseException, *, skip_stdlib: bool = True) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return "unknown place"
+    frames = [f for f in frames if f.filename != __file__] or frames  # not our own os._exit stand-in
     chosen = frames[-1]
     if skip_stdlib:
         for frame in reversed(frames):
