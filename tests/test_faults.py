@@ -67,6 +67,10 @@ PIPELINE = textwrap.dedent('''
 
     def augment_raises(inputs):
         raise ValueError("bad crop size")
+
+    def model_exits():
+        import sys
+        sys.exit(3)
 ''')
 
 BASE = {"data": {"train": "pipeline:train", "val": "pipeline:val"}, "model": "pipeline:make_model",
@@ -193,6 +197,27 @@ def test_a_check_stuck_in_python_is_stopped_at_its_time_limit(folder, monkeypatc
     assert time.perf_counter() - start < 30
 
 
+def _hoards(ctx):
+    hoard = []
+    for _ in range(128):  # at most 2 GiB, far above the limit the test sets
+        hoard.append(bytearray(16 * 2**20))
+        time.sleep(0.02)
+
+
+def test_a_check_that_allocates_without_bound_is_stopped_before_the_oom_killer(folder, monkeypatch):
+    from sanitycheck.engine import faults
+
+    limit = faults.resident_bytes() + 200 * 2**20
+    monkeypatch.setattr(faults, "memory_limit_bytes", lambda: limit)
+    monkeypatch.setattr(sanitycheck.engine.runner, "memory_limit_bytes", lambda: limit)
+    plugin_checks(monkeypatch, **{"hoards": _hoards})
+    result = invoke("run", write_config(folder, BASE), "--only", "hoards,data-integrity", "--format", "json")
+    assert result.exit_code == 3, result.output
+    checks = {c.name: c for c in Report.model_validate_json(result.stdout).checks}
+    assert checks["hoards"].status == "error" and "GiB of memory, over the limit" in checks["hoards"].reason
+    assert checks["data-integrity"].status == "passed"
+
+
 def test_the_default_time_limit_follows_the_profile():
     from sanitycheck.engine.check import CheckSettings
     from sanitycheck.engine.config import load_config
@@ -286,7 +311,8 @@ def test_c_calls_past_the_limit_os_exit_and_stray_threads_do_not_stop_the_run(fo
     assert not [p.name for p in tmp.iterdir()]  # no torchinductor_<user>, no cache folder of ours left behind
 
 
-def test_sigint_ends_the_run_130_and_writes_the_finished_checks_marked_interrupted(folder):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_ends_the_run_130_and_writes_the_finished_checks_marked_interrupted(folder, signum):
     out = folder / "report.json"
     out.write_text("a stale report of an earlier run")
     marker = folder / "marker"
@@ -296,7 +322,10 @@ def test_sigint_ends_the_run_130_and_writes_the_finished_checks_marked_interrupt
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
+    # What a SIGKILL now would leave: the checks so far, marked interrupted (rewritten after each check).
+    so_far = json.loads(out.read_text())
+    assert so_far["interrupted"] is True and {c["name"] for c in so_far["checks"]} == {"class-balance", "data-integrity"}
+    proc.send_signal(signum)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
@@ -341,6 +370,11 @@ def test_a_module_that_exits_at_import_is_exit_2_naming_it(folder):
     (folder / "exits_at_import.py").write_text("import sys\ntrain = None\nsys.exit(7)\n")
     result = invoke("run", write_config(folder, config(data_train="exits_at_import:train")))
     one_message(result, "data.train", "importing 'exits_at_import'", "sys.exit(7)", "exits_at_import.py:3")
+
+
+def test_sys_exit_while_the_pipeline_is_opened_is_exit_2_naming_the_place(folder):
+    result = invoke("run", write_config(folder, config(model="pipeline:model_exits")))
+    one_message(result, "called sys.exit(3) at pipeline.py", "(in model_exits)", "while sanitycheck opened it")
 
 
 def test_a_module_that_parses_sys_argv_at_import(folder):

@@ -9,6 +9,9 @@
   Why not a subprocess per check: checks share one context (the data pass, cached embeddings and reference
   models, the user's open DataLoaders), torch does not survive ``fork`` after its thread pools started, and
   spawning would re-import the user's pipeline per check.
+- **Memory.** While a check runs, the process's resident memory is sampled every :data:`POLL_S`; past
+  :func:`memory_limit_bytes` (90% of the memory available to the process: RAM or its cgroup limit) the check is
+  stopped the same way (:class:`CheckMemoryLimit`), before the kernel's OOM killer ends the whole run.
 - **Exits.** ``sys.exit`` and ``os._exit`` in a check end that check (status ``error``, the reason names the
   call); ``os._exit`` is caught by :func:`guard_process_exit` while a run is in progress (only in this process:
   forked DataLoader workers still exit for real). ``KeyboardInterrupt`` ends the run (exit 130).
@@ -34,6 +37,9 @@ from typing import Any
 #: before its thread is abandoned (a thread stuck in a C call never sees the exception).
 STOP_GRACE_S = 1.0
 
+#: How often the waiting thread samples the process's memory while a check runs (seconds).
+POLL_S = 0.25
+
 #: Worker threads abandoned in a C call that would not return (the command line exits with ``os._exit`` when one
 #: is still alive after the report is written, instead of waiting for it forever).
 ABANDONED: list[threading.Thread] = []
@@ -46,6 +52,10 @@ class CheckTimeout(BaseException):
     """
 
 
+class CheckMemoryLimit(BaseException):
+    """Raised inside a check's thread when the process's memory passes :func:`memory_limit_bytes`."""
+
+
 class ProcessExit(SystemExit):
     """``os._exit(code)`` called in the run's own process while a run is in progress (see :func:`guard_process_exit`)."""
 
@@ -53,11 +63,13 @@ class ProcessExit(SystemExit):
 @dataclass
 class Outcome:
     """How an isolated call ended: its ``value``, or the ``error`` it raised; ``timed_out`` when it passed its
-    limit, ``abandoned`` when it was still stuck (in a C call) after :data:`STOP_GRACE_S`."""
+    limit, ``memory`` (bytes) when it was stopped for using too much memory, ``abandoned`` when it was still stuck
+    (in a C call) after :data:`STOP_GRACE_S`."""
 
     value: Any = None
     error: BaseException | None = None
     timed_out: bool = False
+    memory: int | None = None
     abandoned: bool = False
     seconds: float = 0.0
 
@@ -93,18 +105,56 @@ def call_isolated(fn: Callable[[], Any], timeout: float | None, name: str = "che
 
     worker = _Worker(fn, name=f"sanitycheck:{name}")
     start = time.perf_counter()
+    deadline = None if timeout is None else start + timeout
+    limit = memory_limit_bytes()
     worker.start()
     try:
-        done = worker.finished.wait(timeout)
+        while True:
+            wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.perf_counter()))
+            if worker.finished.wait(wait):
+                break
+            used = resident_bytes()
+            if limit and used and used > limit:
+                _stop(worker, CheckMemoryLimit)
+                return Outcome(memory=used, abandoned=not worker.finished.is_set(),
+                               seconds=time.perf_counter() - start)
+            if deadline is not None and time.perf_counter() >= deadline:
+                _stop(worker, CheckTimeout)
+                return Outcome(timed_out=True, abandoned=not worker.finished.is_set(),
+                               seconds=time.perf_counter() - start)
     except KeyboardInterrupt:
         _stop(worker, KeyboardInterrupt)
         raise
-    if not done:
-        _stop(worker, CheckTimeout)
-        seconds = time.perf_counter() - start
-        return Outcome(timed_out=True, abandoned=not worker.finished.is_set(), seconds=seconds)
     worker.join()
     return Outcome(value=worker.value, error=worker.error, seconds=time.perf_counter() - start)
+
+
+def resident_bytes() -> int | None:
+    """The process's resident memory (Linux ``/proc/self/statm``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_limit_bytes() -> int | None:
+    """90% of the memory this process may use: the machine's RAM, or its cgroup's limit when lower (containers,
+    CI runners). None where neither can be read (no limit is enforced then)."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (OSError, ValueError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                text = handle.read().strip()
+            if text.isdigit():
+                limits.append(int(text))
+        except OSError:
+            continue
+    return int(0.9 * min(limits)) if limits else None
 
 
 def _stop(worker: _Worker, exc_type: type[BaseException]) -> None:
@@ -229,6 +279,6 @@ def crash_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
-__all__ = ["CheckTimeout", "ProcessExit", "Outcome", "call_isolated", "guard_process_exit", "stuck_threads",
+__all__ = ["CheckTimeout", "CheckMemoryLimit", "ProcessExit", "memory_limit_bytes", "resident_bytes", "Outcome", "call_isolated", "guard_process_exit", "stuck_threads",
            "where", "exit_reason", "crash_reason", "called_argparse", "clean_argv", "hold_stderr", "STOP_GRACE_S", "ABANDONED"]
 

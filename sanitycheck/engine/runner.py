@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sanitycheck.engine.check import Check, CheckSettings
 from sanitycheck.engine.config import PROFILES, Config, load_config
 from sanitycheck.engine.errors import ConfigError, RunInterrupted, SkipCheck, UsageError
-from sanitycheck.engine.faults import call_isolated, crash_reason, exit_reason, guard_process_exit
+from sanitycheck.engine.faults import call_isolated, crash_reason, exit_reason, guard_process_exit, memory_limit_bytes
 from sanitycheck.engine.host import ENGINE_CODES, PluginHost, load_host
 from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 
@@ -169,9 +169,11 @@ def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings,
 
     outcome = call_isolated(call, timeout, name=check.name)
     status, reason, found = "passed", None, []
-    if outcome.timed_out:
+    if outcome.timed_out or outcome.memory:
         status = "error"
-        reason = f"timed out after {timeout:g} s"
+        reason = f"timed out after {timeout:g} s" if outcome.timed_out else (
+            f"stopped: the process used {outcome.memory / 2**30:.1f} GiB of memory, over the limit of "
+            f"{(memory_limit_bytes() or 0) / 2**30:.1f} GiB (90% of the memory available to it)")
         if outcome.abandoned:
             reason += " (stuck in a call that could not be interrupted, e.g. C code; left running in the background)"
     elif isinstance(outcome.error, KeyboardInterrupt):
