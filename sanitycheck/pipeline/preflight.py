@@ -117,6 +117,9 @@ def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_target
             try:
                 outputs = model(inputs)
             except Exception as exc:
+                outputs = _retry_in_train_dtype(model, inputs, train_inputs)
+                if outputs is not None:  # only the dtype differs (e.g. float64 val): not what this look is for
+                    return
                 raise UsageError(
                     f"data.val: the model failed on a val batch of inputs {describe(inputs)} (a train batch's inputs: "
                     f"{describe(train_inputs)}): {type(exc).__name__}: {exc}"
@@ -133,6 +136,19 @@ def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_target
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise UsageError(f"data.val: the loss of a val batch is {describe(loss)}, not a scalar (outputs "
                          f"{describe(outputs)}, targets {describe(targets)})")
+
+
+def _retry_in_train_dtype(model: Any, inputs: Any, train_inputs: Any) -> Any:
+    """The model's outputs for ``inputs`` cast to the training inputs' floating dtype, or None when that fails too
+    (or does not apply). A split stored in another float dtype is a data-integrity matter, not a preflight error."""
+    if not (isinstance(inputs, torch.Tensor) and isinstance(train_inputs, torch.Tensor)
+            and inputs.dtype != train_inputs.dtype and inputs.dtype.is_floating_point
+            and train_inputs.dtype.is_floating_point):
+        return None
+    try:
+        return model(inputs.to(train_inputs.dtype))
+    except Exception:
+        return None
 
 
 def _user_step(ctx: PipelineContext, batch: Any) -> None:
