@@ -157,6 +157,25 @@ def test_sys_exit_in_a_check_is_that_checks_error_and_the_report_is_written(fold
     assert checks["data-integrity"].status == "passed"  # the other checks' results are kept
 
 
+def _meddles(ctx):
+    import torch
+
+    os.chdir("/")
+    torch.set_default_dtype(torch.float64)
+
+
+def test_a_check_that_changes_the_folder_or_torch_defaults_does_not_change_the_next_one(folder, monkeypatch):
+    import torch
+
+    plugin_checks(monkeypatch, **{"a-meddles": _meddles})
+    write_config(folder, BASE)
+    monkeypatch.chdir(folder)  # relative paths, as a user types them
+    result = invoke("run", "sanitycheck.yaml", "--only", "a-meddles,data-integrity", "--output", "report.json")
+    assert result.exit_code == 0, result.output
+    assert Path.cwd() == folder and (folder / "report.json").is_file()
+    assert torch.get_default_dtype() == torch.float32
+
+
 def _interrupts(ctx):
     raise KeyboardInterrupt
 
@@ -426,6 +445,8 @@ def test_an_output_path_that_cannot_be_written_is_exit_2_before_any_probe(folder
         locked.chmod(0o500)
     unwritable = invoke("run", path, option, locked / "report.json")
     one_message(unwritable, option, "is not writable")
+    one_message(invoke("run", path, option, path), option, "is the config itself")
+    assert path.exists()
 
 
 def test_validate_output_path_for_folders_and_render(folder):

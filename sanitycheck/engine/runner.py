@@ -10,6 +10,7 @@ that finished. A plugin that failed to load is listed as a crashed check.
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -167,7 +168,10 @@ def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings,
     def call() -> list[Finding]:
         return list(host.hook.sanitycheck_run_check(check=check, context=ctx, settings=settings) or [])
 
+    cwd = os.getcwd()
     outcome = call_isolated(call, timeout, name=check.name)
+    if os.getcwd() != cwd:  # a check (or the user's code) that changed folder: relative paths stay the user's
+        os.chdir(cwd)
     status, reason, found = "passed", None, []
     if outcome.timed_out or outcome.memory:
         status = "error"

@@ -90,46 +90,69 @@ def run(
             validate_output_path(output, option="--output")
         if write_baseline is not None:
             validate_output_path(write_baseline, option="--write-baseline")
+        _no_overwrite({"--output": output, "--write-baseline": write_baseline},
+                      {"the config": config, "--baseline": baseline})
+        if output is not None:
+            discard_stale(output)  # a run that fails or is killed never leaves the previous report looking current
         overrides = {"fail_on": fail_on and fail_on.value, "profile": profile and profile.value,
                      "device": device, "seed": seed}
         cfg = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
         accepted = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the probes
         checkpoint = None
         if output is not None:
-            discard_stale(output)  # a run that fails or is killed never leaves the previous report looking current
             checkpoint = _checkpointer(output, FORMATS[format.value], accepted)
         try:
             report = _run_with_progress(run_checks, cfg, _names(only), _names(skip), show=not quiet and err.is_terminal,
                                         checkpoint=checkpoint)
         except RunInterrupted as exc:
             report = exc.report
+        if write_baseline is not None:  # every finding of this run, before the old baseline is applied
+            if report.interrupted:
+                err.print(f"sanitycheck: the run was interrupted; {write_baseline} was not written", markup=False)
+            else:
+                count = _written("--write-baseline", write_baseline, lambda: save_baseline(report, write_baseline))
+                err.print(f"sanitycheck: {count} finding(s) recorded as accepted in {write_baseline}", markup=False)
         if accepted is not None:
             report, known = apply_baseline(report, accepted)
             if known:
                 err.print(f"sanitycheck: {len(known)} known finding(s) accepted by baseline {baseline}", markup=False)
-        if write_baseline is not None:
-            if report.interrupted:
-                err.print(f"sanitycheck: the run was interrupted; {write_baseline} was not written", markup=False)
-            else:
-                count = save_baseline(report, write_baseline)
-                err.print(f"sanitycheck: {count} finding(s) recorded as accepted in {write_baseline}", markup=False)
         rendered = FORMATS[format.value](report)
         if output is not None:
-            atomic_write_text(output, rendered)
+            _written("--output", output, lambda: atomic_write_text(output, rendered))
             typer.echo(f"{text.summary_line(report)}; {format.value} report written to {output}")
         elif format is Format.text:
             sys.stdout.write(text.render(report, color=sys.stdout.isatty()))
         else:
             sys.stdout.write(rendered)
         if report.interrupted:
-            finished = sum(c.status != "skipped" or not (c.reason or "").startswith(("not run", "interrupted"))
-                           for c in report.checks)
-            err.print(f"sanitycheck: interrupted; {finished} of {len(report.checks)} check(s) finished", markup=False)
+            unfinished = sum(c.status == "skipped" and (c.reason or "").startswith(("not run", "interrupted"))
+                             for c in report.checks)
+            err.print(f"sanitycheck: interrupted; {len(report.checks) - unfinished} of {len(report.checks)} check(s) "
+                      "finished", markup=False)
     if report.interrupted:
         raise typer.Exit(130)
     if write_baseline is not None:  # the run's findings are now accepted: only a crash fails
         raise typer.Exit(3 if report.crashed else 0)
     raise typer.Exit(report.exit_code(cfg.fail_on))
+
+
+def _written(option: str, path: Path, write):
+    """``write()``; an OSError (disk full, the folder removed meanwhile) is one usage error naming the path."""
+    try:
+        return write()
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+def _no_overwrite(outputs: dict, inputs: dict) -> None:
+    """An output path that is one of the run's own input files would destroy it: a usage error (exit 2)."""
+    for option, out in outputs.items():
+        for what, source in inputs.items():
+            if out is not None and source is not None and Path(out).resolve() == Path(source).resolve():
+                raise UsageError(f"{option}: {str(out)!r} is {what} itself; write the report somewhere else")
+    if outputs.get("--output") is not None and outputs.get("--write-baseline") is not None \
+            and Path(outputs["--output"]).resolve() == Path(outputs["--write-baseline"]).resolve():
+        raise UsageError("--output and --write-baseline name the same file")
 
 
 def _checkpointer(output: Path, render_format, accepted):
