@@ -403,8 +403,13 @@ def test_a_module_that_parses_sys_argv_at_import(folder):
         parser = argparse.ArgumentParser()
         parser.add_argument("--lr", type=float, default=0.1)
         args = parser.parse_args()
+
+        def make_model():  # and again in the factory, called while the pipeline is opened and by each check
+            parser.parse_args()
+            return nn.Linear(8, 3)
     '''))
-    defaults = invoke("run", write_config(folder, config(model="cli_pipeline:make_model")), "--only", "data-integrity")
+    defaults = invoke("run", write_config(folder, config(model="cli_pipeline:make_model")), "--only",
+                      "data-integrity,init-loss")
     assert defaults.exit_code == 0, defaults.output
     (folder / "needs_args.py").write_text(PIPELINE + textwrap.dedent('''
         import argparse

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sanitycheck.engine.errors import ConfigError
-from sanitycheck.engine.faults import called_argparse, clean_argv, exit_reason, hold_stderr
+from sanitycheck.engine.faults import called_argparse, clean_argv, exit_reason, hold_stderr, where
 
 Ref = Any
 """A ``"module:attr"`` string (``attr`` may be dotted) or, from Python, the object itself."""
@@ -282,11 +282,14 @@ def resolve(ref: Any, key: str, base_dir: Path | None) -> Any:
         with clean_argv(program), hold_stderr() as held:  # argparse at import sees no arguments, not ours
             obj: Any = importlib.import_module(module_name)
     except SystemExit as exc:  # an exit at import would end the run with the user's exit code and no report
-        said = held.last_line()
-        hint = (" (it parses the command line at import: move parse_args() under `if __name__ == '__main__':` or "
-                "use parse_known_args())" if called_argparse(exc) else " (code at module level must not exit)")
-        raise ConfigError(f"{key}: importing '{module_name}' {exit_reason(exc)}{hint}"
-                          + (f"; it said: {said}" if said else "")) from exc
+        if called_argparse(exc):
+            said = held.last_line()
+            raise ConfigError(
+                f"{key}: importing '{module_name}' exited: it parses the command line at import ({where(exc)})"
+                + (f"; argparse said: {said}" if said else "")
+                + ". Move parse_args() under `if __name__ == '__main__':`, or use parse_known_args()") from exc
+        raise ConfigError(f"{key}: importing '{module_name}' {exit_reason(exc)}; code at module level must not exit "
+                          "the process") from exc
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise ConfigError(f"{key}: cannot import module '{module_name}' (from '{ref}'; looked in {base_dir})") from exc

@@ -267,7 +267,8 @@ def exit_reason(exc: BaseException) -> str:
     if isinstance(exc, ProcessExit):
         return f"called os._exit({exc.code!r}) at {where(exc)}"
     if isinstance(exc, SystemExit):
-        how = "argparse exited (it parses the command line)" if called_argparse(exc) else f"called sys.exit({exc.code!r})"
+        how = ("exited in argparse (it parses the command line: there are no arguments to parse)"
+               if called_argparse(exc) else f"called sys.exit({exc.code!r})")
         return f"{how} at {where(exc)}"
     return f"raised {type(exc).__name__}{': ' + str(exc) if str(exc) else ''} at {where(exc)}"
 

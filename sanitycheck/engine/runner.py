@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from sanitycheck.engine.check import Check, CheckSettings
 from sanitycheck.engine.config import PROFILES, Config, load_config
 from sanitycheck.engine.errors import ConfigError, RunInterrupted, SkipCheck, UsageError
-from sanitycheck.engine.faults import call_isolated, crash_reason, exit_reason, guard_process_exit, memory_limit_bytes
+from sanitycheck.engine.faults import (call_isolated, clean_argv, crash_reason, exit_reason, guard_process_exit,
+                                      memory_limit_bytes)
 from sanitycheck.engine.host import ENGINE_CODES, PluginHost, load_host
 from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 
@@ -86,7 +87,9 @@ def run(
         return report
 
     try:
-        with listening(progress), guard_process_exit():  # long scans report to the same callback
+        # Long scans report to the same callback; os._exit is caught; the user's code sees no command-line arguments
+        # (ours are not for it): a factory that calls parse_args() gets its defaults.
+        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")):
             ctx = _open_pipeline(host, cfg)  # the pipeline layer; torch is imported here
             if checkpoint:
                 checkpoint(partial(True))
