@@ -95,7 +95,7 @@ def load_host(extra_plugins: tuple[Any, ...] = (), entry_point_group: str = hook
     for name, plugin_checks in _collect_checks(pm, host):
         for check in plugin_checks or []:
             if not isinstance(check, Check):
-                host.load_errors.append((repr(check), "sanitycheck_checks returned something that is not a Check"))
+                host.load_errors.append((name, f"sanitycheck_checks returned {check!r}, which is not a Check instance"))
             elif check.name in host.checks:
                 host.load_errors.append((check.name, "a check with this name is already registered"))
             else:

@@ -93,14 +93,17 @@ def preflight(ctx: PipelineContext) -> None:
 
 @contextmanager
 def _same_random_streams() -> Iterator[None]:
-    """Restore torch's, NumPy's and ``random``'s global streams after the block."""
+    """Restore torch's (CPU and CUDA), NumPy's and ``random``'s global streams after the block."""
     states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
         yield
     finally:
         torch.set_rng_state(states[0])
         np.random.set_state(states[1])
         random.setstate(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_targets: Any) -> None:
