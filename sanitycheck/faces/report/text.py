@@ -70,7 +70,8 @@ def summary_line(report: Report) -> str:
     s = report.summary
     crashed = len(report.crashed)
     return (f"sanitycheck: {s.errors} error(s), {s.warnings} warning(s), {s.infos} info; "
-            f"{len(report.checks)} check(s) run{f', {crashed} crashed' if crashed else ''} in {s.duration_s:.1f} s")
+            f"{len(report.checks)} check(s) run{f', {crashed} crashed' if crashed else ''} in {s.duration_s:.1f} s"
+            + ("; INTERRUPTED: not every check ran" if report.interrupted else ""))
 
 
 def _preview(indices: list[int], limit: int = 10) -> str:
