@@ -21,6 +21,9 @@ from pydantic import Field
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.probing.trainer import rounded as _r
 
+#: Below this many usable training samples the check is skipped (with-vs-without trainings and AUC have no power).
+MIN_TRAIN_SAMPLES = 32
+
 #: Original/augmented pairs drawn in a finding's thumbnail grid.
 PAIRS = 8
 
@@ -46,7 +49,8 @@ CODES = (
         "augmented model's accuracy is at least 0.1 lower (setting `drop`) and a one-sided paired McNemar test on "
         "the samples one model gets right and the other wrong gives p < 0.01 (`alpha`). The finding lists the "
         "per-class accuracies and the confusions that appear. A model trained on clean inputs only is never "
-        "used as the judge (it flags benign shifts too).",
+        "used as the judge (it flags benign shifts too). The check needs at least 32 usable training samples "
+        "(fewer: skipped).",
         why="If augmented inputs of class A look like real inputs of class B, the model is taught that B-looking "
         "inputs are A: accuracy on real data drops on exactly those classes.",
         example="Random vertical flips / 180-degree rotations of digits (6 becomes 9); hue shifts when colour "
@@ -111,6 +115,9 @@ class Augmentation(Check):
     def run(self, ctx: Any, settings: Settings):
         from sanitycheck.pipeline.rereads import rereads
 
+        usable = len(ctx.usable_indices(ctx.train))
+        if usable < MIN_TRAIN_SAMPLES:  # the trainings and the real-vs-augmented AUC mean nothing on fewer
+            self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples (has {usable})")
         tested = False
         if ctx.val is not None:
             probe = rereads(ctx, ctx.val)

@@ -70,7 +70,7 @@ class BatchIndependence(Check):
 
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "batch-independence")
         if len(indices) < 2:
-            self.skip("fewer than 2 usable training samples")
+            self.skip(f"needs at least 2 usable training samples (has {len(indices)})")
         inputs, _ = ctx.train.unpack(ctx.batch(ctx.train, indices))
         if not isinstance(inputs, torch.Tensor) or not inputs.dtype.is_floating_point:
             self.skip(f"the inputs are {type(inputs).__name__}"

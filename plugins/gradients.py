@@ -20,6 +20,10 @@ from sanitycheck.probing.trainer import rounded
 RELU_TYPES = ("ReLU", "ReLU6")
 
 
+#: SC1006 is only judged on a batch of at least this many samples.
+MIN_DEAD_UNIT_SAMPLES = 8
+
+
 class Settings(CheckSettings):
     batch_size: int = Field(64, ge=2, description="Samples in the probe batch.")
     steps: int = Field(10, ge=1, description="Training steps between the two diagnostic passes (scaled by the "
@@ -94,7 +98,8 @@ CODES = (
         what="Forward hooks on every nn.ReLU/nn.ReLU6 record which units (features, or channels of "
         "convolutional maps) are active (> 0) for at least one sample of the 64-sample batch, in both "
         "diagnostic passes. Decision rule: warning when at least 50% of a module's units are never active in "
-        "either pass (the module is named).",
+        "either pass (the module is named). Needs a batch of at least 8 samples (a unit inactive on fewer is "
+        "not dead: about half of a fresh ReLU's units are off for any one sample).",
         why="A ReLU unit that is zero for every input gets no gradient and never recovers: the layer has "
         "fewer units than it seems, and past a point the model cannot learn.",
         example="A learning rate so high that one step pushes biases far negative; inputs that are all "
@@ -154,6 +159,8 @@ class Gradients(Check):
         batch = ctx.batch(ctx.train, indices)
         model = ctx.make_model("gradients")
         params = dict(model.named_parameters())
+        if not params:
+            self.skip("the model has no parameters: there are no gradients to look at (overfit-batch reports SC304)")
         frozen = [n for n, p in params.items() if not p.requires_grad]
         kinds = _module_kinds(model)
         base = {"batch_size": len(indices), "parameters": len(params)}
@@ -232,7 +239,8 @@ class Gradients(Check):
 
         # Dead ReLU units.
         dead = []
-        for module, (total, dead_init) in init.relus.items():
+        relus = init.relus.items() if len(indices) >= MIN_DEAD_UNIT_SAMPLES else ()  # too few samples to call a unit dead
+        for module, (total, dead_init) in relus:
             dead_after = after.relus.get(module, (total, 0))[1]
             worst = max(dead_init, dead_after)
             if total and worst / total >= settings.dead_fraction:

@@ -105,7 +105,8 @@ class Influence(Check):
         labels = targets[usable].astype(np.int64)
         present = np.unique(labels)
         if len(usable) < 10 * settings.folds or len(present) < 2:
-            self.skip(f"too few labeled training samples ({len(usable)}) for {settings.folds}-fold predictions")
+            self.skip(f"needs at least {10 * settings.folds} labeled training samples in 2 or more classes for "
+                      f"{settings.folds}-fold predictions (has {len(usable)} in {len(present)})")
         neighbor_proba = _neighbor_proba(ctx, targets, usable, classes)
         val = _validation(ctx, features[usable], labels, classes)
         result = label_issues(features[usable], labels, classes, folds=settings.folds,

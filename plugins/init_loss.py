@@ -17,6 +17,10 @@ from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.pipeline.losses import ELEMENTWISE, loss_kind, reduction
 
 
+#: SC901 compares a mean over at least this many training samples with its expected value (fewer: not judged).
+MIN_SAMPLES = 16
+
+
 class Settings(CheckSettings):
     samples: int = Field(256, ge=8, description="Training samples the initial loss is averaged over (scaled by the profile).")
     high_ratio: float = Field(
@@ -36,7 +40,8 @@ CODES = (
         "entropy H(p) is the lowest a constant prediction reaches when classes are skewed), ln 2 for binary "
         "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
         "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
-        "expected value for regression, or below 0.5x the lowest plausible value.",
+        "expected value for regression, or below 0.5x the lowest plausible value. Needs at least 16 training "
+        "samples (fewer: not judged).",
         why="A model that starts far from the expected loss spends its first epochs undoing a bad start (the "
         "'hockey stick' loss curve), or its outputs are not on the scale the loss assumes.",
         example="A final layer whose weights are scaled up (confident random predictions, loss 10+ instead of "
@@ -139,6 +144,8 @@ class InitLoss(Check):
                                evidence={**base, "output_min": _r(float(out.min())), "output_max": _r(float(out.max())),
                                          "squashing_confirmed": squashed})
         if mismatch:
+            return
+        if len(indices) < MIN_SAMPLES:  # the measured mean loss and the targets' statistics are too noisy
             return
         expected = self._expected(kind, out, tgt, settings)
         if expected is None:

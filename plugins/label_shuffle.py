@@ -74,7 +74,8 @@ CODES = (
         "per-sample correctness or losses) and by at least 0.05 (accuracy or R²), as a model memorizing labels it "
         "cannot generalize does; (b) classification: the inputs themselves do not predict "
         "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding is "
-        "not significantly above chance (binomial test at alpha/10, or less than 5 points above it).",
+        "not significantly above chance (binomial test at alpha/10, or less than 5 points above it). The check needs at "
+        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -149,6 +150,12 @@ CODES = (
 )
 
 
+#: Below these sample counts the randomization tests have no power (a clean pipeline was flagged at 20 training
+#: samples on digits and diabetes): the check skips and says so.
+MIN_TRAIN_SAMPLES = 32
+MIN_EVAL_SAMPLES = 10
+
+
 class LabelShuffle(Check):
     name = "label-shuffle"
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
@@ -168,8 +175,13 @@ class LabelShuffle(Check):
         if targets is None:
             self.skip("the training targets do not share one shape, so they cannot be permuted")
         plan = reference_plan(ctx)
-        if len(plan.eval_indices) < 10:
-            self.skip(f"only {len(plan.eval_indices)} held-out samples to compare scores on")
+        if len(plan.train_indices) < MIN_TRAIN_SAMPLES:
+            self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "
+                      f"{len(plan.train_indices)}): below that, real and shuffled labels are both memorized and the "
+                      "tests cannot tell them apart")
+        if len(plan.eval_indices) < MIN_EVAL_SAMPLES:
+            self.skip(f"needs at least {MIN_EVAL_SAMPLES} held-out samples to compare scores on (has "
+                      f"{len(plan.eval_indices)})")
         real = reference_model(ctx)
         if real.stopped == "nonfinite":
             self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")

@@ -58,7 +58,7 @@ class Outliers(Check):
         except EmbeddingUnavailable as exc:
             self.skip(f"the training inputs cannot be embedded: {exc}")
         if len(nb.unique) <= settings.k + 1:
-            self.skip(f"only {len(nb.unique)} distinct training inputs: too few to tell an outlier")
+            self.skip(f"needs at least {settings.k + 2} distinct training inputs to tell an outlier (has {len(nb.unique)})")
         d = nb.dist[:, : settings.k]
         score = np.log(np.where(np.isfinite(d), d, np.nan).mean(1) + 1e-12)
         median = float(np.nanmedian(score))

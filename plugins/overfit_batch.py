@@ -112,7 +112,8 @@ class OverfitBatch(Check):
 
         if trainable == 0:  # nothing can train, and a backward pass would raise: say so directly
             yield self.finding(
-                "SC304", "Every parameter of the model has requires_grad=False: no training step can change it.",
+                "SC304", "Every parameter of the model has requires_grad=False: no training step can change it."
+                if before else "The model has no parameters at all: no training step can change it.",
                 evidence={"trainable_parameters": 0, "parameters": len(before), "batch_size": len(indices)},
                 samples={"train": [int(i) for i in indices]},
             )

@@ -46,6 +46,11 @@ class CheckSettings(BaseModel):
         default_factory=list,
         description="Codes of this check to suppress (e.g. [SC503]): their findings are dropped from the report.",
     )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Time limit in seconds: past it the check is stopped and reported as `error` "
+        "(timed out); the other checks still run. Default: 600 s x the profile's budget factor (fast 150 s, "
+        "default 600 s, thorough 2400 s).",
+    )
 
 
 class Check:

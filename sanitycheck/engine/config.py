@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sanitycheck.engine.errors import ConfigError
+from sanitycheck.engine.faults import called_argparse, clean_argv, exit_reason, hold_stderr, where
 
 Ref = Any
 """A ``"module:attr"`` string (``attr`` may be dotted) or, from Python, the object itself."""
@@ -159,9 +160,10 @@ def load_config(source: str | Path | dict[str, Any] | Config, **overrides: Any) 
         return validate_config({**source, **overrides}, Path.cwd(), "<dict>")
     path = Path(source)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    text = read_text_file(path, "config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -173,6 +175,23 @@ def load_config(source: str | Path | dict[str, Any] | Config, **overrides: Any) 
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return validate_config({**data, **overrides}, path.resolve().parent, str(path))
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a file the tool reads (config, baseline, saved report): UTF-8 (a BOM is allowed), else a
+    :class:`ConfigError` naming the file and the first bad byte, never a ``UnicodeDecodeError`` traceback."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a {what} file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the {what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
 
 
 def validate_config(data: dict[str, Any], base_dir: Path | None, source: str | None, raw: Any = None) -> Config:
@@ -236,6 +255,16 @@ def _forget_shadowed(module_name: str, base_dir: Path) -> None:
             del sys.modules[name]
 
 
+def _module_file(module_name: str, base_dir: Path | None) -> str:
+    """The file a module would be imported from, as the ``sys.argv[0]`` it sees (its name when not local)."""
+    if base_dir is not None:
+        parts = module_name.split(".")
+        for candidate in (Path(base_dir).joinpath(*parts).with_suffix(".py"), Path(base_dir).joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return str(candidate)
+    return module_name
+
+
 def resolve(ref: Any, key: str, base_dir: Path | None) -> Any:
     """Import a ``"module:attr"`` reference (the config's folder first on ``sys.path``); objects pass through.
 
@@ -248,8 +277,19 @@ def resolve(ref: Any, key: str, base_dir: Path | None) -> Any:
         if str(base_dir) not in sys.path[:1]:
             sys.path.insert(0, str(base_dir))
         _forget_shadowed(module_name, Path(base_dir))
+    program = _module_file(module_name, base_dir)
     try:
-        obj: Any = importlib.import_module(module_name)
+        with clean_argv(program), hold_stderr() as held:  # argparse at import sees no arguments, not ours
+            obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # an exit at import would end the run with the user's exit code and no report
+        if called_argparse(exc):
+            said = held.last_line()
+            raise ConfigError(
+                f"{key}: importing '{module_name}' exited: it parses the command line at import ({where(exc)})"
+                + (f"; argparse said: {said}" if said else "")
+                + ". Move parse_args() under `if __name__ == '__main__':`, or use parse_known_args()") from exc
+        raise ConfigError(f"{key}: importing '{module_name}' {exit_reason(exc)}; code at module level must not exit "
+                          "the process") from exc
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise ConfigError(f"{key}: cannot import module '{module_name}' (from '{ref}'; looked in {base_dir})") from exc

@@ -399,6 +399,10 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             raise ValueError(f"labels has {len(labels)} entries for {len(indices)} indices")
     size = max(1, min(batch_size or ctx.config.batch_size, len(indices)))
     model = ctx.make_model(tag)
+    if not any(p.requires_grad for p in model.parameters()):  # a backward pass would raise: nothing can train
+        from sanitycheck.engine.errors import SkipCheck
+
+        raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
     optimizer = ctx.make_optimizer(model)
     order = ctx.rng(tag + ":batches")
     result = TrainResult(model=model, split=split.name, indices=indices, labels=labels)
