@@ -576,6 +576,10 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
     rng = ctx.rng("trainer:timing")
     with quick_cpu():
         model = ctx.make_model("trainer:timing")
+        if not any(p.requires_grad for p in model.parameters()):  # as in train(): nothing can train, nothing to time
+            from sanitycheck.engine.errors import SkipCheck
+
+            raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
         optimizer = ctx.make_optimizer(model)
 
         def timed(size: int, repeats: int) -> float:
