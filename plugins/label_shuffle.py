@@ -207,19 +207,29 @@ class LabelShuffle(Check):
         trained, fit_evidence = fits_training_samples(real, settings.alpha)
         if plan.fitted:
             base["fits_training_samples"] = fit_evidence
-        # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
-        undecided = _undecided(real, plan, trained)
-        if undecided is None and plan.fitted:  # a fitted budget is short: do the inputs predict the labels at all?
-            signal = input_label_signal(ctx, targets, settings.alpha)
-            if signal is not None:
-                base["input_label_signal"] = signal
-                if signal["predictable"]:
-                    undecided = "predictable"
         rng = ctx.rng("label-shuffle:test")
         p_shuffled, test = better(r, s, rng, settings.permutations)
         p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
+        p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations) if zeroed is not None else (0.0, "")
+        # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
+        undecided = _undecided(real, plan, trained)
+        not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
+        if not_learned and undecided is None and plan.fitted:  # a short budget: do the inputs predict the labels?
+            signal = input_label_signal(ctx, targets, settings.alpha)
+            if signal is not None:
+                base["input_label_signal"] = signal
+                if signal["predictable"]:
+                    undecided = "predictable"
+        fitted_note = ""
+        if plan.fitted and not undecided:
+            fit, signal = base["fits_training_samples"], base.get("input_label_signal")
+            fitted_note = (f" On this budget (fitted to the measured step time) the model did learn its own training "
+                           f"samples ({_fmt(fit['train_score'])} on them against {_fmt(fit['heldout_score'])} held-out)"
+                           + (f", and the inputs alone do not predict the labels (a 10-nearest-neighbour vote gets "
+                              f"{signal['knn_accuracy']:.1%}, chance {signal['chance']:.1%})" if signal else "")
+                           + ": what it learns does not carry over to held-out samples.")
         what = "accuracy" if r.metric == "accuracy" else ("R²" if r.metric == "r2" else "negative loss")
 
         if leaks:
@@ -240,12 +250,11 @@ class LabelShuffle(Check):
                 f"with the same labels randomly permuted it scores {s.score:.3g} (chance {chance:.3g}). The real "
                 f"labels are not learned significantly better ({weak}; alpha {settings.alpha:g}, {real.steps} "
                 f"steps on {len(plan.train_indices)} samples): the labels are not related to the inputs the model "
-                "sees.",
+                f"sees.{fitted_note}",
                 evidence={**base, "p_value": rounded(p_shuffled), "test": test, "p_value_vs_chance": rounded(p_real),
                           "test_vs_chance": real_test},
             )
         if zeroed is not None:
-            p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations)
             if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
                     yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
@@ -254,7 +263,7 @@ class LabelShuffle(Check):
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
                     f"held-out samples, against {r.score:.3g} with the real inputs: not significantly worse "
                     f"(p = {p_zero:.2g}, {ztest}, alpha {settings.alpha:g}). The model does not get usable "
-                    "information from its inputs.",
+                    f"information from its inputs.{fitted_note}",
                     evidence={**base, "p_value": rounded(p_zero), "test": ztest},
                 )
         yield from self._memorization(ctx, settings, targets)
