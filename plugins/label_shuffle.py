@@ -117,6 +117,7 @@ CODES = (
         example="A large MLP on a few hundred samples: it fits random labels almost as fast as real ones.",
         fix="Use what limits memorization: " + REMEDIES + ". If the ratio is near 1, check the labels too "
         "(SC201).",
+        explained_by=("SC201",),
     ),
     CodeDoc(
         code="SC204", title="Zeroed inputs are learned as well as real inputs", severity="error",
