@@ -26,6 +26,8 @@ from sanitycheck.probing.trainer import rounded
 
 
 class Settings(CheckSettings):
+    best_tolerance: float = Field(0.02, ge=0, lt=1, description="The early-stopping point is the first checkpoint "
+                                  "whose held-out loss is within this fraction of the lowest one.")
     best_before: float = Field(0.75, gt=0, lt=1, description="Overfitting: the validation loss was lowest at or "
                                "before this fraction of the run's steps ...")
     train_fall: float = Field(2.0, gt=1, description="... and the training loss fell by at least this factor "
@@ -35,7 +37,7 @@ class Settings(CheckSettings):
                                    "overfits sooner than the whole split).")
     memorize_ratio: float = Field(1.25, gt=0, description="Warn when random labels are memorized in fewer than this "
                                   "many times the steps real labels take (label-shuffle's memorization probe).")
-    underfit_level: float = Field(0.5, gt=0, lt=1, description="Underfitting: the training loss ends above this "
+    underfit_level: float = Field(0.7, gt=0, lt=1, description="Underfitting: the training loss ends above this "
                                   "fraction of its initial value ...")
     underfit_plateau: float = Field(0.02, gt=0, lt=1, description="... and the last quarter of the run lowered it by "
                                     "less than this fraction of the initial value.")
@@ -50,11 +52,12 @@ CODES = (
         what="The shared reference run (the configured model, optimizer and train_step; 300 steps on up to 1024 "
         "training samples at the default profile) records the held-out loss (up to 256 validation samples, eval "
         "mode) every 1/20 of the run, and the mean training loss in between. With data.augment set, a run of the "
-        "same plan with the augmentation applied to each training batch is used instead. Decision rule: "
-        "warning when the held-out loss was lowest at or before 75% of the run (`best_before`) and the training "
-        "loss fell at least 2x (`train_fall`) after that point; info instead when the run trained on less than "
-        "half of the training split (`subset_fraction`). The step of the lowest held-out loss is the "
-        "early-stopping point. The finding lists the remedies this pipeline does not use yet (see Fix).",
+        "same plan with the augmentation applied to each training batch is used instead. The early-stopping "
+        "point is the first checkpoint whose held-out loss is within 2% of the lowest (`best_tolerance`). Decision "
+        "rule: warning when that point is at or before 75% of the run (`best_before`) and the training loss fell "
+        "at least 2x (`train_fall`) after it, i.e. validation stopped improving (or rose) while training kept "
+        "fitting; info instead when the run trained on less than half of the training split "
+        "(`subset_fraction`). The finding lists the remedies this pipeline does not use yet (see Fix).",
         why="From that point on the model fits its training samples, not the task: longer training makes the "
         "validation loss worse, and a long run ends with a model worse than one from its first epochs.",
         example="A 300k-parameter MLP trained on 150 digit images with Adam, no dropout, no weight decay, no "
@@ -78,8 +81,8 @@ CODES = (
     CodeDoc(
         code="SC1603", title="Underfitting: training loss plateaus high", severity="info",
         what="The run of SC1601. Decision rule: info when the training loss (mean over the last 1/20 of the run) "
-        "is above half its initial value (`underfit_level`) and the last quarter of the run lowered it by less "
-        "than 2% of the initial value (`underfit_plateau`), and SC1601 did not fire.",
+        "is above 70% of the untrained model's held-out loss (`underfit_level`) and the last quarter of the run "
+        "lowered it by less than 2% of that value (`underfit_plateau`), and SC1601 did not fire.",
         why="A model that cannot lower its training loss will not do better on validation data; regularization "
         "makes it worse. It needs capacity, a better learning rate or longer training first.",
         example="A linear model on images; heavy dropout and weight decay on a small network; a learning rate "
@@ -126,7 +129,10 @@ class Generalization(Check):
         steps = [p.step for p in points]
         val = np.array([p.held_out_loss for p in points], dtype=np.float64)
         train = np.array([math.nan if p.train_loss is None else p.train_loss for p in points], dtype=np.float64)
-        best = int(np.nanargmin(val)) if np.isfinite(val).any() else len(val) - 1
+        lowest = float(np.nanmin(val)) if np.isfinite(val).any() else math.nan
+        # the first checkpoint (nearly) as good as the lowest: on a flat stretch the exact minimum is noise
+        best = int(np.flatnonzero(val <= lowest + settings.best_tolerance * abs(lowest))[0]) \
+            if math.isfinite(lowest) else len(val) - 1
         subset = len(run.indices) / max(1, len(ctx.train))
         size = max(1, min(ctx.config.batch_size, len(run.indices)))
         epochs = steps[best] * size / max(1, len(run.indices))
@@ -140,8 +146,9 @@ class Generalization(Check):
         evidence = {
             "curves": {"train": [rounded(v) for v in train], "validation": [rounded(v) for v in val]},
             "curve_x": steps, "curve_x_label": "step",
-            "best_step": steps[best], "best_val_loss": rounded(val[best]), "final_val_loss": rounded(val[-1]),
-            "val_rise": rounded(val[-1] / val[best] - 1) if val[best] > 0 else None,
+            "best_step": steps[best], "best_val_loss": rounded(val[best]), "lowest_val_loss": rounded(lowest),
+            "final_val_loss": rounded(val[-1]),
+            "val_rise": rounded(val[-1] / lowest - 1) if lowest > 0 else None,
             "train_loss_at_best": rounded(train[best]), "final_train_loss": rounded(train_end),
             "epochs_at_best": rounded(epochs), "train_samples": len(run.indices), "train_split": len(ctx.train),
             "held_out_samples": min(256, len(plan.eval_indices)), "eval_split": plan.eval_split,
@@ -153,27 +160,29 @@ class Generalization(Check):
             remedies = _remedies(ctx, settings, uses, optimizer, trainable, per_sample,
                                  (steps[best], epochs, len(run.indices)) if overfit else None)
             evidence["remedies"] = [name for name, _ in remedies]
-            listed = "; ".join(f"({k + 1}) {text}" for k, (_, text) in enumerate(remedies))
+            listed = ", ".join(f"early stopping at step {steps[best]}" if name == "early_stopping" and overfit
+                               else _SHORT[name] for name, _ in remedies)
             memo_note = (f" It also memorizes random labels about as fast as real ones (ratio {memo.ratio:.2g})."
                          if fast else "")
             if overfit:
                 where = (f"{len(run.indices)} training samples" if subset >= 1 else
                          f"a subset of {len(run.indices)} of the {len(ctx.train)} training samples")
+                small = subset < settings.subset_fraction
                 yield self.finding(
-                    "SC1601", f"Trained on {where}, the validation loss was lowest at step {steps[best]} of "
+                    "SC1601", f"Trained on {where}, the validation loss stopped improving at step {steps[best]} of "
                     f"{run.steps} (~{epochs:.2g} epochs, loss {val[best]:.3g}) and ended at {val[-1]:.3g}, while the "
                     f"training loss kept falling from {train[best]:.3g} to {train_end:.3g}: the model overfits."
-                    + memo_note + (" Measured on a subset, which overfits sooner than the whole split."
-                                   if subset < settings.subset_fraction else "") + f" Remedies: {listed}.",
-                    severity="warning" if subset >= settings.subset_fraction else "info", evidence=evidence,
-                    fix="; ".join(text for _, text in remedies) + ".",
+                    + memo_note + (" Measured on a subset, which overfits sooner than the whole split." if small else "")
+                    + f" Remedies that apply, most promising first: {listed} (see fix).",
+                    severity="info" if small else "warning", evidence=evidence, fix=_fix(remedies),
                 )
             else:
                 yield self.finding(
                     "SC1602", f"The model fits {memo.samples} training samples with random labels in "
                     f"{memo.steps_random} steps, against {memo.steps_real} with the real ones (ratio "
-                    f"{memo.ratio:.2g}): it can memorize its training set. Remedies: {listed}.",
-                    evidence=evidence, fix="; ".join(text for _, text in remedies) + ".",
+                    f"{memo.ratio:.2g}): it can memorize its training set. Remedies that apply, most promising first: "
+                    f"{listed} (see fix).",
+                    evidence=evidence, fix=_fix(remedies),
                 )
             return
 
@@ -211,6 +220,15 @@ class Generalization(Check):
         return ctx.shared("generalization:augmented", compute), True
 
 
+#: Each remedy's name in a finding's message (the fix has the details).
+_SHORT = {"augmentation": "data augmentation", "dropout": "dropout", "weight_decay": "weight decay",
+          "early_stopping": "early stopping", "smaller_model": "a smaller model", "more_data": "more data"}
+
+
+def _fix(remedies: list[tuple[str, str]]) -> str:
+    return " ".join(f"({k + 1}) {text[0].upper()}{text[1:]}." for k, (_, text) in enumerate(remedies))
+
+
 def _remedies(ctx: Any, settings: Settings, uses: dict, optimizer: Any, trainable: int, per_sample: float,
               stop: tuple[int, float, int] | None) -> list[tuple[str, str]]:
     """(name, advice) of each remedy this pipeline does not use yet, most promising first."""
@@ -228,8 +246,8 @@ def _remedies(ctx: Any, settings: Settings, uses: dict, optimizer: Any, trainabl
         out.append(("weight_decay", f"weight decay (it is 0): {how}"))
     if stop is not None:
         step, epochs, n = stop
-        out.append(("early_stopping", f"early stopping: the validation loss was lowest at step {step} (~{epochs:.2g} "
-                    f"epochs over {n} samples); keep the checkpoint with the best validation loss"))
+        out.append(("early_stopping", f"early stopping: the validation loss stopped improving at step {step} "
+                    f"(~{epochs:.2g} epochs over {n} samples); keep the checkpoint with the best validation loss"))
     else:
         out.append(("early_stopping", "early stopping on the validation loss (keep the best checkpoint)"))
     if per_sample >= settings.params_per_sample:
