@@ -160,6 +160,8 @@ class Generalization(Check):
             remedies = _remedies(ctx, settings, uses, optimizer, trainable, per_sample,
                                  (steps[best], epochs, len(run.indices)) if overfit else None)
             evidence["remedies"] = [name for name, _ in remedies]
+            if overfit:
+                evidence["markers"] = {"early stopping": steps[best]}
             listed = ", ".join(f"early stopping at step {steps[best]}" if name == "early_stopping" and overfit
                                else _SHORT[name] for name, _ in remedies)
             memo_note = (f" It also memorizes random labels about as fast as real ones (ratio {memo.ratio:.2g})."

@@ -225,9 +225,13 @@ def line_chart(series: dict[str, list], title: str, target: float | None = None,
         if not xs or (x_log and value <= 0) or not (min(known) <= value <= max(known)):
             continue  # outside the drawn range: the evidence table still has the number
         mx = at(value)
-        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" stroke="#6b7280" '
+        color = "#d97706" if name == "configured" else "#6b7280"
+        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" stroke="{color}" '
                      f'stroke-dasharray="3,3"><title>{escape(name)} {_num(value)}</title></line>')
-        parts.append(f'<text x="{mx + 3:.1f}" y="{top + ph - 4 - 12 * k}">{escape(name)}</text>')
+        right_side = mx > left + 0.7 * pw  # labels near the right edge grow leftwards
+        parts.append(f'<text x="{mx - 3 if right_side else mx + 3:.1f}" y="{top + 36 + 12 * k}" '
+                     f'text-anchor="{"end" if right_side else "start"}" style="fill:{color}">'
+                     f'{escape(name)} {_num(value)}</text>')
     if target is not None and _finite(target) and (not log or target > 0):
         ty = y(float(target))
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#16a34a" stroke-dasharray="5,4"/>')
