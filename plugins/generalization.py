@@ -108,6 +108,9 @@ class Generalization(Check):
         from sanitycheck.probing.structure import dropouts
         from sanitycheck.probing.trainer import reference_plan
 
+        model = ctx.make_model("generalization")
+        if not any(p.requires_grad for p in model.parameters()):
+            self.skip("the model has no trainable parameters (see gradients, SC1002)")
         plan = reference_plan(ctx)
         if len(plan.eval_indices) < 10:
             self.skip(f"only {len(plan.eval_indices)} held-out samples to track the validation loss on")
@@ -118,7 +121,6 @@ class Generalization(Check):
         if len(points) < 4:
             self.skip(f"the run stopped after {run.steps} steps, too few to track the validation loss")
 
-        model = ctx.make_model("generalization")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         optimizer = ctx.make_optimizer(model)
         decay = max((float(g.get("weight_decay") or 0) for g in optimizer.param_groups), default=0.0)

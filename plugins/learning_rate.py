@@ -137,7 +137,7 @@ class LearningRate(Check):
             factor = lr / test.onset
             if ref["reference_unstable"]:
                 yield self.finding(
-                    "SC1301", f"The configured learning rate {lr:g} is {factor:.2g}x the divergence onset of the LR "
+                    "SC1301", f"The configured learning rate {lr:g} is {factor:.3g}x the divergence onset of the LR "
                     f"range test ({test.onset:.2g}: past it the loss climbs; it falls fastest around "
                     f"{test.steepest:.2g}). Trained at {lr:g}, the reference run {ref['reference_verdict']}.",
                     evidence=evidence,
@@ -145,8 +145,8 @@ class LearningRate(Check):
                     f"at most {_nice(test.onset / 3)}, a third of the onset), or add warm-up.",
                 )
                 return
-            note = (f"It is {factor:.2g}x above the onset ({test.onset:.2g}), but the reference run at {lr:g} "
-                    f"trained without overshooting ({ref['reference_verdict']}).")
+            note = (f"The configured {lr:g} is {factor:.3g}x the onset, but the reference run at {lr:g} trained "
+                    f"without overshooting: it {ref['reference_verdict']}.")
         elif lr < test.steepest / settings.low_factor:
             ref = self._reference(ctx, test, settings)
             evidence.update(ref)
@@ -161,8 +161,8 @@ class LearningRate(Check):
                     f"staying below the onset {test.onset:.2g}.",
                 )
                 return
-            note = (f"It is {factor:.3g}x below the steepest-descent region, but the reference run at {lr:g} "
-                    f"{ref['reference_verdict']}.")
+            note = (f"The configured {lr:g} is {factor:.3g}x below the steepest-descent region, but the reference "
+                    f"run at {lr:g} {ref['reference_verdict']}.")
         else:
             note = (f"The configured {lr:g} is {test.steepest / lr:.2g}x below the steepest-descent region and "
                     f"{test.onset / lr:.2g}x below the onset." if lr <= test.steepest else
@@ -184,6 +184,8 @@ class LearningRate(Check):
         size = max(1, min(ctx.config.batch_size, len(indices)))
         lrs = settings.min_lr * (settings.max_lr / settings.min_lr) ** (np.arange(steps) / (steps - 1))
         model = ctx.make_model("learning-rate")
+        if not any(p.requires_grad for p in model.parameters()):
+            self.skip("the model has no trainable parameters (see gradients, SC1002)")
         optimizer = ctx.make_optimizer(model, lr=float(lrs[0]))
         if not all("lr" in g for g in optimizer.param_groups):
             self.skip(f"{type(optimizer).__name__} has no 'lr' in its param_groups to vary")
@@ -242,11 +244,11 @@ class LearningRate(Check):
             out.update(reference_unstable=True, reference_verdict=f"overshot: its loss rose to {peak:.3g} "
                        f"(3-step mean), {peak / test.initial:.2g}x the initial {test.initial:.3g}, and ended at {tail:.3g}")
         elif tail >= 0.9 * test.initial:
-            out.update(reference_unstable=True, reference_verdict=f"made no progress: {ref.steps} steps ended at "
+            out.update(reference_unstable=True, reference_verdict=f"made little progress: {ref.steps} steps ended at "
                        f"{tail:.3g} against an initial {test.initial:.3g}")
         else:
             out.update(reference_unstable=False, reference_verdict=f"went from {test.initial:.3g} to {tail:.3g} in "
-                       f"{ref.steps} steps (lowest 3-step mean {low:.3g}, {progress:.0%} of the range test's drop)")
+                       f"{ref.steps} steps, lowest 3-step mean {low:.3g} ({progress:.0%} of the range test's drop)")
         return out
 
 

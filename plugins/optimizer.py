@@ -32,7 +32,8 @@ CODES = (
         "rate 0 and reads the optimizer's own second-moment estimate v (Adamax: its infinity norm u): Adam's L2 "
         "term shrinks a weight by lr * wd / sqrt(v) per step, AdamW by lr * wd', so wd' = wd / sqrt(v), "
         "different for every weight. The finding gives the median and the 10th-90th percentile of wd / sqrt(v) "
-        "over the weights with a non-zero gradient, measured at initialization.",
+        "over the entries of weight tensors (2+ dimensions) with v > 0, measured at initialization (entries whose "
+        "gradient is ~0, e.g. weights of always-blank pixels, have sqrt(v) ~ wd * |w| and set the upper end).",
         why="In Adam, weight_decay adds wd * w to the gradient, which is then divided by the gradient's running "
         "RMS: weights with large gradients are barely decayed and weights with small gradients are decayed "
         "hard, so it is neither weight decay nor a well-behaved L2 penalty. AdamW applies the decay directly "
@@ -118,10 +119,10 @@ class Optimizer(Check):
         else:
             conversion = ""
             fix = None
-        yield_message = (f"{kind} with weight_decay={wd:g} adds an L2 term to the gradient, which the adaptive step "
-                         "then divides by each weight's gradient RMS: weights with small gradients are decayed "
-                         "much more than others. Decoupled weight decay (AdamW) was probably meant." + conversion)
-        return self.finding("SC1501", yield_message, evidence=evidence, fix=fix)
+        message = (f"{kind} with weight_decay={wd:g} adds an L2 term to the gradient, which the adaptive step "
+                   "then divides by each weight's gradient RMS: weights with small gradients are decayed much "
+                   "more than others. Decoupled weight decay (AdamW) was probably meant." + conversion)
+        return self.finding("SC1501", message, evidence=evidence, fix=fix)
 
 
 def _coupled_adam(optimizer: Any, group: dict) -> bool:
@@ -135,9 +136,9 @@ def _coupled_adam(optimizer: Any, group: dict) -> bool:
 
 
 def _gradient_scale(ctx: Any, steps: int) -> tuple[float, float, float, int] | None:
-    """(10th, 50th, 90th percentile of sqrt(v), weights counted): the denominator of the configured Adam-family
-    optimizer after ``steps`` of the user's step at learning rate 0 (so nothing moves), over the weights
-    (tensors with 2+ dimensions) whose gradient is not zero. ``None`` when it cannot be read."""
+    """(10th, 50th, 90th percentile of sqrt(v), entries counted): the denominator of the configured Adam-family
+    optimizer after ``steps`` of the user's step at learning rate 0 (so nothing moves), over the entries of
+    weight tensors (2+ dimensions) with v > 0. ``None`` when it cannot be read."""
     import torch
 
     from sanitycheck.probing.trainer import quick_cpu
