@@ -185,7 +185,8 @@ class Generalization(Check):
                     "SC1602", f"The model fits {memo.samples} training samples with random labels in "
                     f"{memo.steps_random} steps, against {memo.steps_real} with the real ones (ratio "
                     f"{memo.ratio:.2g}): it can memorize its training set. Remedies that apply, most promising first: "
-                    f"{listed} (see fix).",
+                    f"{listed} (see fix). A ratio near 1 also means the real labels look like noise to the model: "
+                    "if label-shuffle reports SC201, fix the labels first.",
                     evidence=evidence, fix=_fix(remedies),
                 )
             return

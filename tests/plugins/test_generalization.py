@@ -93,3 +93,15 @@ def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
         report = run_kind(run_pipeline, kind, seed)
         assert not report.crashed
         assert not loud(report, "generalization"), (kind, seed, [(f.code, f.message) for f in loud(report, "generalization")])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_labels_memorized_as_fast_as_real_ones(run_pipeline, seed):
+    # Labels permuted: to the model the "real" labels are as random as the shuffled ones (ratio ~1).
+    (xt, yt), _ = casekit.digits(seed=seed)
+    report = run_kind(run_pipeline, seed=seed, model=advicekit.large_mlp,
+                      train=casekit.dataset(xt, probekit.permuted(yt, seed)))
+    assert codes(report, at_least="warning") == {"SC1602"}
+    finding = probekit.finding(report, "SC1602")
+    assert finding.evidence["memorization"]["ratio"] < 1.25 and "SC201" in finding.message
+    assert finding.evidence["remedies"][-1] == "more_data"
