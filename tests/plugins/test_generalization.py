@@ -79,7 +79,7 @@ def test_a_learning_rate_far_too_low_underfits(run_pipeline):
 
 
 def test_well_regularized_cnn_stays_quiet(run_pipeline):
-    for seed in (0, 1):
+    for seed in (1,):  # seed 0 is the benchmark case advice-clean-regularized-cnn
         report = run_pipeline(only=advicekit.ADVICE, **advicekit.regularized(seed))
         assert not report.crashed
         noisy = [(f.code, f.message) for f in report.findings if f.severity != "info"]
@@ -89,7 +89,7 @@ def test_well_regularized_cnn_stays_quiet(run_pipeline):
 
 @pytest.mark.parametrize("kind", probekit.KINDS)
 def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         report = run_kind(run_pipeline, kind, seed)
         assert not report.crashed
         assert not loud(report, "generalization"), (kind, seed, [(f.code, f.message) for f in loud(report, "generalization")])
