@@ -76,8 +76,9 @@ CODES = (
         code="SC1303", title="LR range test", severity="info",
         what="The range test of SC1301 with its steepest-descent region, divergence onset and the configured "
         "learning rate, as a curve (drawn in the HTML report). Reported when neither warning applies, "
-        "including when the configured LR is outside the range but the reference run trains well at it, or "
-        "when the loss did not fall by 10% of its initial value anywhere in the test (no verdict).",
+        "including when the configured LR is outside the range but the reference run trains well at it; and "
+        "with no verdict when the loss did not fall by 10% of its initial value anywhere in the test, or when "
+        "the test's time cap (5 s at the default profile) stopped it first.",
         why="The curve shows how much room the configured learning rate has on either side.",
         example="Adam at lr=1e-3 on a small MLP: steepest descent around 2e-2, onset around 7e-2.",
         fix="Nothing to fix; for speed, a rate near the steepest-descent region (below the onset) is a common "
@@ -124,6 +125,13 @@ class LearningRate(Check):
             "stopped_by": test.stopped, "optimizer": _optimizer_name(ctx), "user_train_step": ctx.has_user_step,
             **_curve_evidence(test, lr),
         }
+        if test.stopped == "seconds" and (test.steepest is None or lr > test.lrs[-1]):
+            yield self.finding(
+                "SC1303", f"The LR range test reached only lr {test.lrs[-1]:.2g} in {len(test.lrs)} step"
+                f"{'s' if len(test.lrs) > 1 else ''} before its "
+                f"time cap ({settings.seconds * ctx.scale:g} s): no verdict on the learning rate {lr:g}.",
+                evidence=evidence, fix="Raise checks.learning-rate.seconds, run with --profile thorough, or on a GPU.")
+            return
         if not math.isfinite(test.drop) or test.drop < 0.1 * abs(test.initial) or test.steepest is None:
             yield self.finding(
                 "SC1303", f"In the LR range test ({test.lrs[0]:.0e} to {test.lrs[-1]:.2g}) the loss never fell by "
