@@ -27,8 +27,8 @@ class Settings(CheckSettings):
     max_lr: float = Field(10.0, gt=0, description="Learning rate of its last step (if the loss has not blown up).")
     steps: int = Field(100, ge=20, description="Steps of the range test (scaled by the profile, at least 50).")
     seconds: float = Field(5.0, gt=0, description="Time cap of the range test (scaled by the profile).")
-    diverge_factor: float = Field(4.0, gt=1, description="The range test stops once the smoothed loss exceeds "
-                                  "this many times its minimum (or is NaN/Inf).")
+    diverge_factor: float = Field(4.0, gt=1, description="The range test stops once the loss's running average "
+                                  "exceeds this many times its lowest value (or the loss is NaN/Inf).")
     high_factor: float = Field(1.0, gt=0, description="Too high: the configured LR is above onset / high_factor ...")
     overshoot: float = Field(1.5, gt=1, description="... and the reference run's loss (3-step mean) rose above this "
                              "many times the initial loss, or it ended with no progress, or it became NaN/Inf.")
@@ -43,9 +43,9 @@ CODES = (
         code="SC1301", title="Learning rate above the divergence onset", severity="warning",
         what="LR range test: a fresh model, the configured optimizer class and your train_step, on the shared "
         "training subset (up to 1024 samples); the learning rate grows exponentially from 1e-7 to 10 over 100 "
-        "steps (one batch per value), stopping once the smoothed loss exceeds 4x its minimum or is NaN/Inf. The "
-        "loss is smoothed with a centered 7-step mean. The divergence onset is the LR at the smoothed loss's "
-        "minimum, past which the loss climbs. Decision rule: warning when the configured LR is above the onset "
+        "steps (one batch per value), stopping once a running average of the loss (EMA, weight 0.2 on each new "
+        "step) exceeds 4x its lowest value, or the loss is NaN/Inf. The curve is then smoothed with a centered "
+        "7-step mean; the divergence onset is the LR at its minimum, past which the loss climbs. Decision rule: warning when the configured LR is above the onset "
         "(`high_factor` 1) and the shared reference run at the configured LR (300 steps) confirms it: its "
         "loss became NaN/Inf, or its 3-step mean rose above 1.5x the initial loss (the mean of the range test's "
         "first 10% of steps, when the LR is too small to move anything), or its last 10% of steps average 0.9x "
