@@ -455,7 +455,8 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
                 break
     finally:
         hook.remove()
-    if track is not None and result.tracked[-1].step != result.steps and math.isfinite(result.losses[-1]):
+    if track is not None and result.losses and result.tracked[-1].step != result.steps \
+            and math.isfinite(result.losses[-1]):
         _track(ctx, model, track, result, result.tracked[-1].step)
     result.seconds = time.perf_counter() - start
     if evaluate_train and result.final is None:
