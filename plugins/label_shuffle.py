@@ -309,39 +309,32 @@ class LabelShuffle(Check):
         )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
-        from sanitycheck.probing.trainer import train
+        from sanitycheck.probing.memorization import memorization, plan_from
 
-        subset = ctx.sample_indices(ctx.train, settings.memorize_samples, "label-shuffle:memorize")
-        steps = ctx.budget(settings.memorize_steps, minimum=20)
-        threshold = settings.fit_accuracy if ctx.task == "classification" else settings.fit_r2
-        common = dict(steps=steps, seconds=settings.memorize_seconds * ctx.scale, tag="label-shuffle:memorize",
-                      fit_threshold=threshold, fit_every=5, evaluate_train=False)
-        real = train(ctx, ctx.train, subset, **common)
-        if real.steps_to_fit is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
+        m = memorization(ctx, plan_from(settings))  # shared with `generalization`: trained once per run
+        if m.steps_real is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
             yield self.finding(
-                "SC203", f"The model did not fit {len(subset)} training samples with their real labels within "
-                f"{real.steps} steps ({real.stopped} budget), so there is no memorization ratio.",
-                evidence={"samples": len(subset), "steps_real": None, "steps_random": None, "max_steps": steps,
-                          "ratio": None, "stopped_by": real.stopped, "fit_threshold": threshold},
+                "SC203", f"The model did not fit {m.samples} training samples with their real labels within "
+                f"the budget ({m.max_steps} steps, stopped by {m.stopped_real}), so there is no memorization ratio.",
+                evidence={"samples": m.samples, "steps_real": None, "steps_random": None, "max_steps": m.max_steps,
+                          "ratio": None, "stopped_by": m.stopped_real, "fit_threshold": m.fit_threshold},
                 fix="If overfit-batch passes, the model just needs more steps: raise checks.label-shuffle."
                 "memorize_steps / memorize_seconds or use --profile thorough.",
             )
             return
-        noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
-                      **common)
-        fitted = noise.steps_to_fit is not None
-        ratio = (noise.steps_to_fit if fitted else noise.steps) / real.steps_to_fit
+        fitted = not m.ratio_is_lower_bound
+        ratio = m.ratio
         bound = "" if fitted else "more than "
-        evidence = {"samples": len(subset), "steps_real": real.steps_to_fit, "steps_random": noise.steps_to_fit,
-                    "max_steps": steps, "random_steps_done": noise.steps, "stopped_by": noise.stopped,
+        evidence = {"samples": m.samples, "steps_real": m.steps_real, "steps_random": m.steps_random,
+                    "max_steps": m.max_steps, "random_steps_done": m.random_steps_done, "stopped_by": m.stopped_random,
                     "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
-                    "fit_threshold": threshold, "warn_ratio": settings.memorize_warn_ratio}
+                    "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio}
         fast = fitted and ratio < settings.memorize_warn_ratio
         yield self.finding(
-            "SC203", f"On {len(subset)} training samples the model fits the real labels in {real.steps_to_fit} steps "
-            f"and randomly permuted labels in {bound}{noise.steps_to_fit or noise.steps} steps: a memorization ratio of "
-            f"{bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
-                                      "" if fitted else " Random labels were not memorized within the budget."),
+            "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps "
+            f"and randomly permuted labels in {bound}{m.steps_random or m.random_steps_done} steps: a memorization "
+            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
+                                               "" if fitted else " Random labels were not memorized within the budget."),
             severity="warning" if fast else "info", evidence=evidence,
             fix=("The model can memorize its training set: use " + REMEDIES + ".") if fast else None,
         )

@@ -18,7 +18,11 @@ The API (documented for other checks, e.g. ``augmentation`` and ``influence``):
   reused by every check that asks. :func:`reference_plan` says which samples and budget it uses: the default
   budget when it fits the time cap, else one fitted to the measured cost of the user's step (smaller batches,
   fewer samples, a smaller evaluation; ``Plan.fitted``, ``Plan.decisive``, ``Plan.batch_size``). Runs compared
-  with the reference pass ``batch_size=plan.batch_size``.
+  with the reference pass ``batch_size=plan.batch_size``. Its ``tracked`` curve holds the held-out loss every
+  twentieth of the run (``generalization`` reads it).
+- ``train(..., track_split=, track_indices=, track_every=)`` records ``TrainResult.tracked``: the mean loss
+  on ``track_split[track_indices]`` (eval mode, real targets, no ``inputs_transform``) before the first step
+  and every ``track_every`` steps, with the mean training-step loss since the previous point.
 
 Reproducibility: the model's initialization, the subset and the batch order are seeded by ``tag``. The
 only source of variation is the time cap: when ``seconds`` runs out first, the result records how many
@@ -49,6 +53,10 @@ REFERENCE_TRAIN = 1024
 REFERENCE_STEPS = 300
 REFERENCE_SECONDS = 10.0
 REFERENCE_EVAL = 512
+#: The reference run's held-out loss is tracked at this many evenly spaced points (plus step 0), on at most
+#: this many of its held-out samples: what ``generalization`` reads the early-stopping point from.
+REFERENCE_TRACK_POINTS = 20
+REFERENCE_TRACK_SAMPLES = 256
 
 #: Fitting the reference budget to a slow model (see :func:`reference_plan`): the share of the time cap a fitted
 #: plan is sized to use (the rest absorbs load swings), the smallest batch it uses, the steps it aims for before it
@@ -122,6 +130,16 @@ class Evaluation:
         return -self.mean_loss
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """One point of a tracked run: steps done, the held-out mean loss then, and the mean loss of the training
+    steps since the previous point (``None`` at step 0)."""
+
+    step: int
+    held_out_loss: float
+    train_loss: float | None
+
+
 @dataclass
 class TrainResult:
     """A trained model and how its training went."""
@@ -145,6 +163,9 @@ class TrainResult:
     final: Evaluation | None = None
     #: Per-sample results on the held-out subset (only with ``eval_split``).
     eval: Evaluation | None = None
+    #: Only with ``track_every``: one :class:`Tracked` point before the first step, then every ``track_every``
+    #: steps and after the last one.
+    tracked: list[Tracked] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -374,7 +395,9 @@ def evaluate(ctx: PipelineContext, model: nn.Module, split: Split, indices: Sequ
 def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: int, seconds: float | None = None,
           labels: np.ndarray | None = None, inputs_transform: Callable | None = None, tag: str = "train",
           batch_size: int | None = None, eval_split: Split | None = None, eval_indices: Sequence[int] | None = None,
-          fit_threshold: float | None = None, fit_every: int = 10, evaluate_train: bool = True) -> TrainResult:
+          fit_threshold: float | None = None, fit_every: int = 10, evaluate_train: bool = True,
+          track_split: Split | None = None, track_indices: Sequence[int] | None = None,
+          track_every: int = 0) -> TrainResult:
     """Train a fresh model (``ctx.make_model(tag)``) on ``split[indices]`` with the configured optimizer and
     the user's step, for ``steps`` steps or ``seconds`` seconds, whichever ends first.
 
@@ -383,15 +406,26 @@ def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: 
     each input batch, in training and in the evaluations. With ``fit_threshold``, every ``fit_every`` steps
     the training subset is scored (accuracy, or R² for regression) and training stops once it reaches the
     threshold (``steps_to_fit``). With ``eval_split``/``eval_indices`` the model is evaluated there at the
-    end, with the real targets.
+    end, with the real targets. With ``track_every`` > 0 the held-out loss on ``track_split[track_indices]``
+    is recorded in ``tracked`` (see :class:`Tracked`); the time the tracking takes counts against ``seconds``.
     """
+    track = (track_split, np.asarray(track_indices, dtype=np.int64), track_every) \
+        if track_every > 0 and track_split is not None and track_indices is not None and len(track_indices) else None
     with quick_cpu():
         return _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
-                      eval_indices, fit_threshold, fit_every, evaluate_train)
+                      eval_indices, fit_threshold, fit_every, evaluate_train, track)
+
+
+def _track(ctx: PipelineContext, model: nn.Module, track: tuple, result: TrainResult, since: int) -> None:
+    """Append one :class:`Tracked` point: the held-out loss now and the mean step loss since step ``since``."""
+    split, indices, _ = track
+    recent = [v for v in result.losses[since:] if math.isfinite(v)]
+    held_out = evaluate(ctx, model, split, indices).mean_loss
+    result.tracked.append(Tracked(result.steps, held_out, float(np.mean(recent)) if recent else None))
 
 
 def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
-           eval_indices, fit_threshold, fit_every, evaluate_train) -> TrainResult:
+           eval_indices, fit_threshold, fit_every, evaluate_train, track=None) -> TrainResult:
     indices = np.asarray(indices, dtype=np.int64)
     if labels is not None:
         labels = np.asarray(labels)
@@ -412,6 +446,8 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
     hook = model.register_forward_hook(lambda module, args, output: seen.__setitem__("out", output))
     start = time.perf_counter()
     queue = np.array([], dtype=np.int64)
+    if track is not None:
+        _track(ctx, model, track, result, 0)
     try:
         for step in range(steps):
             if len(queue) < size:
@@ -423,6 +459,8 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             result.losses.append(loss)
             scored = classify(seen.get("out"), targets, ctx.loss_fn) if ctx.task == "classification" else None
             result.accuracies.append(float(scored[1].float().mean()) if scored is not None else None)
+            if track is not None and (step + 1) % track[2] == 0 and math.isfinite(loss):
+                _track(ctx, model, track, result, step + 1 - track[2])
             if not math.isfinite(loss):
                 result.stopped = "nonfinite"
                 break
@@ -436,6 +474,9 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
                 break
     finally:
         hook.remove()
+    if track is not None and result.losses and result.tracked[-1].step != result.steps \
+            and math.isfinite(result.losses[-1]):
+        _track(ctx, model, track, result, result.tracked[-1].step)
     result.seconds = time.perf_counter() - start
     if evaluate_train and result.final is None:
         result.final = evaluate(ctx, model, split, indices, labels, inputs_transform)
@@ -623,8 +664,11 @@ def reference_model(ctx: PipelineContext) -> TrainResult:
 
     def compute() -> TrainResult:
         plan = reference_plan(ctx)
+        held_out = eval_split_of(ctx, plan)
         return train(ctx, ctx.train, plan.train_indices, steps=plan.steps, seconds=plan.seconds,
-                     tag="trainer:reference", batch_size=plan.batch_size, eval_split=eval_split_of(ctx, plan),
-                     eval_indices=plan.eval_indices)
+                     tag="trainer:reference", batch_size=plan.batch_size, eval_split=held_out,
+                     eval_indices=plan.eval_indices,
+                     track_split=held_out, track_indices=plan.eval_indices[:REFERENCE_TRACK_SAMPLES],
+                     track_every=max(1, plan.steps // REFERENCE_TRACK_POINTS))
 
     return ctx.shared("trainer:reference", compute)
