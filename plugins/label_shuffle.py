@@ -60,7 +60,10 @@ CODES = (
         "accuracy vs that of its own predictions with the class ids randomly permuted, 9999 relabelings), an "
         "exact binomial test against chance (fewer classes) or a sign-flip test against predicting the mean "
         "(regression). Test (2) is needed because a random-label model's mistakes are clustered, so "
-        "sample-level tests alone call it better than another random-label model far too often.",
+        "sample-level tests alone call it better than another random-label model far too often. For task: sequence the "
+        "targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean "
+        "loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level "
+        "is defined for a loss, so test (2) does not apply).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -90,7 +93,8 @@ CODES = (
     ),
     CodeDoc(
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
-        what="Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
+        what="Not run for task: sequence (a text's next tokens cannot be fit to 95% accuracy: the same context has "
+        "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
@@ -105,7 +109,8 @@ CODES = (
     CodeDoc(
         code="SC204", title="Zeroed inputs are learned as well as real inputs", severity="error",
         what="Karpathy's input-independent baseline: the same training as the real-label model (same subset, "
-        "budget, initialization and batch order) with every input set to zero. Decision rule: error unless "
+        "budget, initialization and batch order) with every input set to zero (token ids with task: sequence: "
+        "every id set to 0; other integer inputs are not zeroed). Decision rule: error unless "
         "the real-input model is better on the held-out samples at the 99% level, with the same tests as "
         "SC201.",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
@@ -158,8 +163,10 @@ class LabelShuffle(Check):
         shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
                          **common)
         first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
+        # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
+        zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
         zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
-            if isinstance(first, torch.Tensor) and first.dtype.is_floating_point else None
+            if zeroable else None
 
         r, s = real.eval, shuffled.eval
         chance = _chance(s)
@@ -226,6 +233,9 @@ class LabelShuffle(Check):
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
         from sanitycheck.probing.trainer import train
+
+        if ctx.task == "sequence":
+            return  # a text's next tokens cannot be fit to 95% accuracy: one context has several continuations
 
         subset = ctx.sample_indices(ctx.train, settings.memorize_samples, "label-shuffle:memorize")
         steps = ctx.budget(settings.memorize_steps, minimum=20)

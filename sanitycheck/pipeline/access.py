@@ -41,9 +41,12 @@ class DataAccess:
 
     @property
     def class_limit(self) -> int | None:
-        """Labels must lie in ``[0, class_limit)``: the model's output width for cross-entropy/NLL, else num_classes."""
+        """Labels must lie in ``[0, class_limit)``: the model's output width for cross-entropy/NLL, else num_classes
+        (``task: sequence``: the output width at every position, the vocabulary)."""
         from sanitycheck.pipeline.losses import loss_kind
 
+        if self.task == "sequence":
+            return self.num_classes
         if self.task != "classification":
             return None
         if loss_kind(self.loss_fn) in ("cross_entropy", "nll") and self.output_shape:
@@ -54,7 +57,8 @@ class DataAccess:
         """One integer class id per sample of ``split`` (``-1`` where a label is missing, fractional or negative).
 
         Reads scalar labels, ``(n, 1)`` columns and one-hot rows from the cached data pass. ``None`` when the task
-        is regression or the targets are not class labels (dense or multi-label targets). Computed once per run.
+        is not classification (regression; sequences: a class per position) or the targets are not class labels
+        (dense or multi-label targets). Computed once per run.
         """
         if self.task != "classification":
             return None
@@ -89,6 +93,9 @@ class DataAccess:
         if limit is not None and data.targets is not None and data.targets.ndim == 1 \
                 and np.issubdtype(data.targets.dtype, np.number):
             bad |= (data.targets < 0) | (data.targets >= limit)
+        elif limit is not None and self.task == "sequence" and data.targets is not None and data.targets.ndim >= 2 \
+                and np.issubdtype(data.targets.dtype, np.number):  # negative targets are ignored positions
+            bad |= (data.targets.reshape(len(data.targets), -1) >= limit).any(1)
         return np.flatnonzero(~bad)
 
     def sample_indices(self, split: Split, n: int, tag: str, usable_only: bool = True) -> np.ndarray:
