@@ -128,7 +128,7 @@ class Causality(Check):
             f"the gradient from later positions is {worst['ratio']:.3g}x the largest from positions up to t"
         yield self.finding(
             "SC1701", f"The output at position {t} depends on the inputs at later positions, up to {t + worst['reach']} "
-            f"({ratio}); {len(leaking)} of {len(probes)} probed positions see up to {reach} position(s) ahead. Each "
+            f"({ratio}); {len(leaking)} of {len(probes)} probed positions leak, reading up to {reach} position(s) ahead. Each "
             "position can read the token it is trained to predict: training and validation loss look good, "
             "generation fails." + (f" Positions first mix in module {culprit[0]} ({culprit[1]})." if culprit else ""),
             evidence={**evidence, "first_leaking_position": t, "reach": reach,
@@ -182,6 +182,18 @@ def _leak(out_t: Any, x: Any, t: int, axis: int, tolerance: float) -> dict:
     return {"leak": ratio > tolerance, "ratio": ratio, "reach": int(ahead.max()) + 1 if len(ahead) else 0}
 
 
+def _position_axis(shape: tuple[int, ...], batch_size: int, length: int) -> int | None:
+    """Where the positions are in an intermediate tensor: (B, T, ...) batch first, (T, B, ...) time first
+    (nn.Transformer's default), or (B, C, T) channels first (Conv1d); None for anything else."""
+    if shape[0] == batch_size and shape[1] == length:
+        return 1
+    if shape[0] == length and shape[1] == batch_size:
+        return 0
+    if len(shape) == 3 and shape[0] == batch_size and shape[2] == length:
+        return 2
+    return None
+
+
 def _first_mixing_module(ctx: Any, model: Any, batch: Any, t: int, length: int, tolerance: float) -> tuple | None:
     """``(name, type)`` of the first submodule, in the order calls finish, whose output at position ``t`` depends
     on later positions while its input does not (children finish before their parent, so it is the innermost
@@ -197,10 +209,9 @@ def _first_mixing_module(ctx: Any, model: Any, batch: Any, t: int, length: int, 
         z = first_tensor(value)
         if z is None or not z.requires_grad or z.ndim < 2:
             return False
-        axis = 1 if z.shape[1] == length and z.shape[0] == batch_size else \
-            0 if z.shape[0] == length and z.shape[1] == batch_size else None
+        axis = _position_axis(tuple(z.shape), batch_size, length)
         if axis is None:
-            return False  # no unambiguous position axis (attention weights, flattened tensors)
+            return False  # no position axis (attention weights, flattened tensors)
         if id(z) not in memo:
             memo[id(z)] = _leak(z.select(axis, t), run.inputs, t, 1, tolerance)["leak"]
         return memo[id(z)]

@@ -199,7 +199,8 @@ class LabelShuffle(Check):
                 f"p = {p_real:.2g} against chance, {real_test}"
             yield self.finding(
                 "SC201", f"With the real labels the model scores {what} {r.score:.3g} on {r.n} held-out samples; "
-                f"with the same labels randomly permuted it scores {s.score:.3g} (chance {chance:.3g}). The real "
+                f"with the same labels randomly permuted it scores {s.score:.3g}"
+                + (f" (chance {chance:.3g})" if math.isfinite(chance) else "") + ". The real "
                 f"labels are not learned significantly better ({weak}; alpha {settings.alpha:g}, {real.steps} "
                 f"steps on {len(plan.train_indices)} samples): the labels are not related to the inputs the model "
                 "sees.",

@@ -43,10 +43,12 @@ class CharDataset(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-def splits(block_size: int = 32):
-    """(train, val, vocab_size): the first 90% of the corpus for training, the last 10% for validation."""
+def splits(block_size: int = 32, limit: int | None = None):
+    """(train, val, vocab_size): the first 90% of the corpus (its first ``limit`` characters) for training, the
+    last 10% for validation; the vocabulary is the whole corpus's."""
     text = corpus()
     chars = sorted(set(text))
+    text = text[:limit] if limit else text
     stoi = {ch: i for i, ch in enumerate(chars)}
     data = torch.tensor([stoi[c] for c in text], dtype=torch.long)
     n = int(0.9 * len(data))

@@ -24,6 +24,7 @@ class DataAccess:
     """The part of :class:`~sanitycheck.pipeline.context.PipelineContext` that serves the user's data to checks.
 
     Needs ``self.config``, ``self.device``, ``self.train``, ``self.val``, ``self.loss_fn``, ``self.num_classes``,
+    ``self.token_embedding``,
     ``self.output_shape``, ``self.shared`` and ``self.rng``.
     """
 
@@ -80,7 +81,8 @@ class DataAccess:
         return self.shared(f"class_labels:{split.name}", compute)
 
     def usable_indices(self, split: Split) -> np.ndarray:
-        """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range.
+        """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range, token ids
+        within the model's embedding.
 
         data-integrity reports the others; leaving them out keeps one bad sample from crashing every probe.
         """
@@ -89,6 +91,9 @@ class DataAccess:
         bad[data.nonfinite] = True
         usual_shape = Counter(data.input_shapes).most_common(1)[0][0]
         bad |= np.array([shape != usual_shape for shape in data.input_shapes])  # would not collate with the rest
+        vocabulary = self.token_embedding() if any(d.startswith(("int", "uint")) for d in data.input_dtypes[:1]) else None
+        if vocabulary is not None:  # token ids the embedding has no row for would crash every forward pass
+            bad |= (data.minimum < 0) | (data.maximum >= vocabulary.num_embeddings)
         limit = self.class_limit
         if limit is not None and data.targets is not None and data.targets.ndim == 1 \
                 and np.issubdtype(data.targets.dtype, np.number):

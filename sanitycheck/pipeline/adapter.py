@@ -152,15 +152,20 @@ class ModelAdapter:
         with forward hooks during one forward pass of a fresh model; ``None`` otherwise. Computed once per run."""
 
         def compute() -> TokenEmbedding | None:
-            indices = list(self.usable_indices(self.train)[:4]) or [0]
-            batch = self.batch(self.train, indices)
-            inputs, _ = self.train.unpack(batch)
+            from sanitycheck.pipeline.data import replace_in_batch
+
+            batch = self.batch(self.train, range(min(4, len(self.train))))
+            inputs, targets = self.train.unpack(batch)
             if not isinstance(inputs, torch.Tensor) or inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
                 return None
+            # id 0 is in every vocabulary: an id out of range is data-integrity's finding, not a failed search
+            zeros = torch.zeros_like(inputs)
+            batch = replace_in_batch(self.train, batch, inputs=zeros,
+                                     targets=torch.zeros_like(targets) if isinstance(targets, torch.Tensor) else None)
             model = self.make_model("token-embedding")
             found: list[str] = []
             hooks = [module.register_forward_hook(lambda m, args, out, name=name: found.append(name)
-                                                  if args and is_same_tensor(args[0], inputs) else None)
+                                                  if args and is_same_tensor(args[0], zeros) else None)
                      for name, module in model.named_modules() if isinstance(module, nn.Embedding)]
             try:
                 with torch.no_grad():

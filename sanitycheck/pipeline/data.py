@@ -165,6 +165,23 @@ class Split:
         return self._pass
 
 
+def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any = None) -> Any:
+    """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
+    if isinstance(batch, dict):
+        new = dict(batch)
+        if inputs is not None:
+            new[split.input_key] = inputs
+        if targets is not None:
+            new[split.target_key] = targets
+        return new
+    items = list(batch)
+    if inputs is not None:
+        items[0] = inputs
+    if targets is not None:
+        items[1] = targets
+    return items if isinstance(batch, list) else tuple(items)
+
+
 def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
                 input_key: str | None, target_key: str | None) -> Split:
     """Turn what ``data.<name>`` resolved to into a :class:`Split`, or raise a :class:`UsageError` saying why not."""

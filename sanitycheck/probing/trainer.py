@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sanitycheck.pipeline.data import replace_in_batch  # noqa: F401  (part of this module's API)
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -200,23 +202,6 @@ def thin_curve(values: Sequence[float | None], points: int = 100) -> list[float 
 
 
 # ------------------------------------------------------------------------------------------------ batches
-
-
-def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any = None) -> Any:
-    """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
-    if isinstance(batch, dict):
-        new = dict(batch)
-        if inputs is not None:
-            new[split.input_key] = inputs
-        if targets is not None:
-            new[split.target_key] = targets
-        return new
-    items = list(batch)
-    if inputs is not None:
-        items[0] = inputs
-    if targets is not None:
-        items[1] = targets
-    return items if isinstance(batch, list) else tuple(items)
 
 
 def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, positions: np.ndarray,
