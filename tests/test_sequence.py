@@ -126,6 +126,41 @@ def test_token_id_outside_the_vocabulary(run_pipeline):
     assert f.severity == "error" and f.samples["train"] == [7] and f.evidence["num_embeddings"] == 50
 
 
+def test_sequence_mixing_across_the_batch_is_found_through_the_embedding(run_pipeline):
+    class BatchMean(MaskedLM):  # "normalizes" with the batch's mean: sample i sees sample j
+        def forward(self, idx, targets=None):
+            h = self.embed(idx)
+            logits = self.head(h - h.mean(0, keepdim=True))
+            return logits, None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    x = torch.randint(0, 50, (128, 16), generator=torch.Generator().manual_seed(2))
+    data = TensorDataset(x, torch.roll(x, -1, 1))
+    report = run_pipeline(only=["batch-independence"], train=data, val=data, model=BatchMean, loss="model",
+                          task="sequence")
+    f = next(f for f in report.findings if f.code == "SC1101")
+    assert f.evidence["gradient_with_respect_to"] == "embed"
+    clean = run_pipeline(only=["batch-independence"], train=data, val=data, model=MaskedLM, loss="model",
+                         task="sequence")
+    assert clean.checks[0].status == "passed"
+
+
+def test_channel_first_outputs_with_a_plain_cross_entropy(run_pipeline):
+    """PyTorch's own layout (B, C, T) with nn.CrossEntropyLoss: C is read from dim 1."""
+    class ChannelFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(50, 16), nn.Linear(16, 50)
+
+        def forward(self, idx):
+            return self.head(self.embed(idx)).transpose(1, 2)
+
+    x = torch.randint(0, 50, (128, 16), generator=torch.Generator().manual_seed(3))
+    data = TensorDataset(x, torch.roll(x, -1, 1))
+    report = run_pipeline(only=["init-loss", "data-integrity"], train=data, val=data, model=ChannelFirst,
+                          loss="torch.nn:CrossEntropyLoss", task="sequence")
+    assert [c.status for c in report.checks] == ["passed", "passed"], report.findings
+
+
 # ------------------------------------------------------------------------------------------ leakage
 
 

@@ -69,8 +69,11 @@ def preflight(ctx: PipelineContext) -> None:
             ) from exc
     if isinstance(outputs, torch.Tensor):
         ctx.output_shape = tuple(outputs.shape[1:])
-        if ctx.task == "sequence" and outputs.ndim >= 3:
-            ctx.num_classes = int(outputs.shape[-1])  # the vocabulary: one score per class at every position
+        if ctx.task == "sequence" and outputs.ndim >= 3:  # the vocabulary: one score per class at every position
+            from sanitycheck.pipeline.losses import class_scores
+
+            pair = class_scores(outputs, targets) if not model_loss or not ctx.loss_fn.shift else None
+            ctx.num_classes = int(pair[0].shape[1]) if pair is not None else int(outputs.shape[-1])
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise UsageError(
             f"loss: expected a scalar tensor, got {describe(loss)} for outputs {describe(outputs)} and targets "
