@@ -127,9 +127,9 @@ class Causality(Check):
         ratio = "only on later positions" if worst["ratio"] == float("inf") else \
             f"the gradient from later positions is {worst['ratio']:.3g}x the largest from positions up to t"
         yield self.finding(
-            "SC1701", f"The output at position {t} depends on the inputs at later positions, up to {t + worst['reach']} "
-            f"({ratio}); {len(leaking)} of {len(probes)} probed positions leak, reading up to {reach} position(s) ahead. Each "
-            "position can read the token it is trained to predict: training and validation loss look good, "
+            "SC1701", f"The output at position {t} depends on the inputs at later positions, up to "
+            f"{t + worst['reach']} ({ratio}); {len(leaking)} of {len(probes)} probed positions leak, reading up to "
+            f"{reach} position(s) ahead. Each position can read the token it is trained to predict: training and validation loss look good, "
             "generation fails." + (f" Positions first mix in module {culprit[0]} ({culprit[1]})." if culprit else ""),
             evidence={**evidence, "first_leaking_position": t, "reach": reach,
                       "first_mixing_module": culprit[0] if culprit else None,

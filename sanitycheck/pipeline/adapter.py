@@ -108,14 +108,17 @@ class ModelAdapter:
 
         Plain loss: ``outputs = model(inputs)``, ``loss = loss_fn(outputs, targets)`` (``None`` without
         ``with_loss``). ``loss: model``: ``model(inputs, targets)`` or ``model(**batch)``; ``outputs`` is ``None``
-        when the model returns its loss alone. Raises :class:`UsageError` when a model loss is missing.
+        when the model returns its loss alone. For ``task: sequence`` outputs flattened to ``(B*T, C)`` come back
+        as ``(B, T, C)``. Raises :class:`UsageError` when a model loss is missing.
         """
+        inputs, targets = self.train.unpack(batch)
         if not self.model_computes_loss:
-            inputs, targets = self.train.unpack(batch)
             outputs = model(inputs)
-            return outputs, (self.loss_fn(outputs, targets) if with_loss else None)
-        raw = model(**batch) if isinstance(batch, dict) else model(*self.train.unpack(batch))
+            loss = self.loss_fn(outputs, targets) if with_loss else None
+            return self._per_position(outputs, targets), loss
+        raw = model(**batch) if isinstance(batch, dict) else model(inputs, targets)
         outputs, loss = split_output(raw)
+        outputs = self._per_position(outputs, targets)
         if loss is None and with_loss:
             from sanitycheck.pipeline.preflight import describe
 
@@ -123,6 +126,14 @@ class ModelAdapter:
             raise UsageError(f"loss: model: {call} returned {describe(raw)}; expected a loss tensor, (outputs, loss), "
                              "or an object with .loss and .logits")
         return outputs, loss
+
+    def _per_position(self, outputs: Any, targets: Any) -> Any:
+        """``task: sequence``: outputs flattened to ``(B*T, C)`` for the loss (Karpathy's gpt.py returns them so)
+        seen as ``(B, T, C)``, so that every probe finds the positions."""
+        if self.task == "sequence" and isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor) \
+                and outputs.ndim == 2 and targets.ndim == 2 and outputs.shape[0] == targets.numel() > 0:
+            return outputs.view(*targets.shape, outputs.shape[1])
+        return outputs
 
     def outputs(self, model: nn.Module, batch: Any) -> Any:
         """The model's outputs on ``batch`` (for ``loss: model``: the outputs it returns beside its loss)."""

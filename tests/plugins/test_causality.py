@@ -171,3 +171,60 @@ def test_other_tasks_skip(run_pipeline):
     report = run_pipeline(only=CHECK, train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
                           model=lambda: casekit.mlp(64, 10), loss="torch.nn:CrossEntropyLoss")
     assert report.checks[0].status == "skipped" and "task: classification" in report.checks[0].reason
+
+
+class Head(nn.Module):
+    """One head of self-attention, as in Karpathy's "Let's build GPT" (gpt.py); `masked` False is the bug."""
+
+    def __init__(self, n_embd, head_size, block_size, masked):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.masked = masked
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k, q = self.key(x), self.query(x)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5
+        if self.masked:
+            wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = F.softmax(wei, dim=-1)
+        return wei @ self.value(x)
+
+
+class LectureGPT(nn.Module):
+    """gpt.py's model: forward(idx, targets=None) -> (logits, loss), logits flattened to (B*T, C) with targets."""
+
+    def __init__(self, masked=True, n_embd=32, block_size=32):
+        super().__init__()
+        self.token_embedding_table = nn.Embedding(VOCAB, n_embd)
+        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        self.sa_heads = nn.ModuleList([Head(n_embd, n_embd // 4, block_size, masked) for _ in range(4)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, VOCAB)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = x + torch.cat([h(x) for h in self.sa_heads], dim=-1)
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        B, T, C = logits.shape
+        logits = logits.view(B * T, C)
+        return logits, F.cross_entropy(logits, targets.view(B * T))
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_lecture_gpt_with_flattened_logits(run_pipeline, masked):
+    report = run_pipeline(only=CHECK + ["init-loss"], train=TRAIN, val=VAL, model=lambda: LectureGPT(masked),
+                          loss="model", task="sequence")
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["init-loss"] == "passed"
+    f = finding(report)
+    if masked:
+        assert f is None and statuses["causality"] == "passed"
+    else:
+        assert f is not None and f.evidence["first_mixing_module"] == "sa_heads.0"
