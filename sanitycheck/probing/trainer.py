@@ -56,7 +56,8 @@ class Evaluation:
 
     split: str
     indices: np.ndarray
-    #: Per-sample loss (the configured loss, unreduced); NaN where it could not be computed.
+    #: Per-sample loss (the configured loss, unreduced; task: sequence: the mean over the positions whose target
+    #: counts, with no predictions, correctness or margins); NaN where it could not be computed.
     losses: np.ndarray
     #: The targets the model was scored against (the real ones unless ``labels`` replaced them).
     targets: np.ndarray | None
