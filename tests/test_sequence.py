@@ -272,3 +272,22 @@ def test_model_without_a_loss_is_a_usage_error():
         run({"data": {"train": train, "val": val}, "model": lambda: casekit.mlp(64, 10), "loss": "model"})
     with pytest.raises(UsageError, match="loss: model: model\\(inputs, targets\\) returned shape \\(8, 10\\)"):
         run({"data": {"train": train, "val": val}, "model": LogitsOnly, "loss": "model"})
+
+
+def test_plain_loss_on_flattened_outputs(run_pipeline):
+    """A bigram model that flattens its logits to (B*T, C) and a plain loss written for them, on real text."""
+
+    class Flat(MaskedLM):
+        def forward(self, idx):
+            return self.head(self.embed(idx)).flatten(0, 1)
+
+    def loss(outputs, targets):
+        return F.cross_entropy(outputs, targets.reshape(-1))
+
+    report = run_pipeline(only=["init-loss", "causality", "label-shuffle"], train=TRAIN, val=VAL,
+                          model=lambda: Flat(VOCAB), loss=loss, task="sequence", profile="fast",
+                          optimizer={"lr": 0.01})
+    assert not report.crashed, report.crashed
+    status = {c.name: c.status for c in report.checks}
+    assert status["causality"] == "passed", report.checks
+    assert not loud(report, "label-shuffle"), [f.message for f in report.findings]

@@ -156,9 +156,20 @@ def per_sample(loss_fn: Any, outputs: Any, targets: Any) -> Any:
         if model_loss:
             return np.full(n, math.nan)
         # Anything else: the loss itself, one sample at a time (slower, but exact for any callable).
-        return np.array([float(loss_fn(outputs[i:i + 1], targets[i:i + 1])) for i in range(n)], dtype=np.float64)
+        return np.array([_one_sample(loss_fn, outputs[i:i + 1], targets[i:i + 1]) for i in range(n)], dtype=np.float64)
     except Exception:
         return np.full(n, math.nan)
+
+
+def _one_sample(loss_fn: Any, outputs: Any, targets: Any) -> float:
+    """``loss_fn`` on one sample; per-position outputs ``(1, T, C)`` are retried flattened to ``(T, C)``, the form
+    a loss written for a model that flattens its outputs expects."""
+    try:
+        return float(loss_fn(outputs, targets))
+    except Exception:
+        if getattr(outputs, "ndim", 0) != 3:
+            raise
+        return float(loss_fn(outputs.flatten(0, 1), targets))
 
 
 class ModelLoss:

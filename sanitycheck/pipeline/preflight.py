@@ -40,7 +40,10 @@ def preflight(ctx: PipelineContext) -> None:
     model_loss = ctx.model_computes_loss
     call = ("model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)") if model_loss else "model(inputs)"
     try:
-        outputs, model_loss_value = ctx.forward(model, batch, with_loss=False)  # plain loss: outputs only
+        if model_loss:
+            outputs, model_loss_value = ctx.forward(model, batch, with_loss=False)
+        else:
+            outputs = model(inputs)
     except Exception as exc:
         raise UsageError(
             f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
@@ -67,6 +70,7 @@ def preflight(ctx: PipelineContext) -> None:
             raise UsageError(
                 f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
             ) from exc
+        outputs = ctx._per_position(outputs, targets)  # sequences: (B*T, C) seen as (B, T, C), as probes see them
     if isinstance(outputs, torch.Tensor):
         ctx.output_shape = tuple(outputs.shape[1:])
         if ctx.task == "sequence" and outputs.ndim >= 3:  # the vocabulary: one score per class at every position
