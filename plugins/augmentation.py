@@ -248,7 +248,9 @@ class Augmentation(Check):
         firsts = [ctx.train.inputs([i])[0] for i in probe.indices]
         thumbs = _grid(ctx, probe.indices, firsts, probe.second)
         realism: dict[str, Any] = {}
-        if ctx.val is not None:
+        if ctx.inputs_are_token_ids():  # e.g. random windows of a text: ids are categorical, no embedding to compare
+            realism["compared"] = "not compared: the inputs are token ids"
+        elif ctx.val is not None:
             val_idx = ctx.sample_indices(ctx.val, ctx.budget(settings.realism_samples, minimum=32),
                                          "augmentation:realism-val")
             train_idx = ctx.sample_indices(ctx.train, ctx.budget(settings.realism_samples, minimum=32),

@@ -96,7 +96,8 @@ CODES = (
     CodeDoc(
         code="SC1006", title="Dead ReLU units", severity="warning",
         what="Forward hooks on every nn.ReLU/nn.ReLU6 record which units (features, or channels of "
-        "convolutional maps) are active (> 0) for at least one sample of the 64-sample batch, in both "
+        "convolutional maps; the last dimension for task: sequence, whose activations are (batch, position, "
+        "features)) are active (> 0) for at least one sample of the 64-sample batch, in both "
         "diagnostic passes. Decision rule: warning when at least 50% of a module's units are never active in "
         "either pass (the module is named). Needs a batch of at least 8 samples (a unit inactive on fewer is "
         "not dead: about half of a fresh ReLU's units are off for any one sample).",
@@ -388,17 +389,17 @@ class _Diagnosis:
 def _diagnose(ctx: Any, model: Any, batch: Any) -> _Diagnosis:
     import torch
 
-    inputs, targets = ctx.train.unpack(batch)
     relus: dict[str, tuple[int, int]] = {}
     hooks = []
     for name, module in model.named_modules():
         if type(module).__name__ in RELU_TYPES:
-            hooks.append(module.register_forward_hook(_relu_hook(name or type(module).__name__, relus)))
+            hooks.append(module.register_forward_hook(_relu_hook(name or type(module).__name__, relus,
+                                                                 channel_last=ctx.task == "sequence")))
     model.train()
     for p in model.parameters():
         p.grad = None
     try:
-        loss = ctx.loss_fn(model(inputs), targets)
+        loss = ctx.compute_loss(model, batch)
         if loss.requires_grad:  # else the graph is cut above every parameter: SC1001 reports it
             loss.backward()
     finally:
@@ -418,7 +419,7 @@ def _diagnose(ctx: Any, model: Any, batch: Any) -> _Diagnosis:
     return _Diagnosis(grads, float(loss.detach()), math.sqrt(squares), relus)
 
 
-def _relu_hook(name: str, store: dict):
+def _relu_hook(name: str, store: dict, channel_last: bool = False):
     """Records (units, units never active on the batch) per call; a module called twice gets two entries."""
     calls = [0]
 
@@ -428,7 +429,8 @@ def _relu_hook(name: str, store: dict):
         if not isinstance(output, torch.Tensor) or output.ndim < 2:
             return
         calls[0] += 1
-        active = (output.detach() > 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)
+        axis = output.ndim - 1 if channel_last else 1
+        active = (output.detach() > 0).movedim(axis, 0).reshape(output.shape[axis], -1).any(1)
         key = name if calls[0] == 1 else f"{name} (call {calls[0]})"
         store[key] = (int(active.numel()), int((~active).sum()))
     return hook

@@ -80,6 +80,10 @@ class Influence(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
+        if ctx.task == "sequence":
+            self.skip("task: sequence: the targets are the next tokens of a text (or per-position tags), not "
+                      "per-sample labels that an annotator could have got wrong; mislabeling and per-sample "
+                      "influence are not defined for them")
         if ctx.task != "classification":
             self.skip("label issues need class labels (task is not classification)")
         targets = ctx.train.data_pass().targets
@@ -366,8 +370,9 @@ def _last_layer_grads(ctx: Any, model: Any, split: Any, indices: np.ndarray, cla
         with torch.no_grad():
             for start in range(0, len(indices), 256):
                 chunk = [int(i) for i in indices[start:start + 256]]
-                x, y = split.unpack(ctx.batch(split, chunk))
-                out = model(x)
+                batch = ctx.batch(split, chunk)
+                _, y = split.unpack(batch)
+                out = ctx.outputs(model, batch)
                 if "h" not in seen or not isinstance(out, torch.Tensor) or out.shape != (len(chunk), classes):
                     return None
                 p = torch.softmax(out.float(), 1)

@@ -37,11 +37,14 @@ CODES = (
         code="SC901", title="Loss at initialization far from its expected value", severity="warning",
         what="Averages the loss of a fresh model (train mode, no update) over 256 training samples and compares "
         "it with what an untrained model should score: ln C for cross-entropy/NLL on C outputs (the label-prior "
-        "entropy H(p) is the lowest a constant prediction reaches when classes are skewed), ln 2 for binary "
+        "entropy H(p) is the lowest a constant prediction reaches when classes are skewed); for task: sequence ln C per "
+        "counted token, C the output width at each position (the vocabulary), positions whose target is ignored "
+        "(negative, e.g. ignore_index -100) left out of the loss and of the target-token entropy; ln 2 for binary "
         "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
         "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
         "expected value for regression, or below 0.5x the lowest plausible value. Needs at least 16 training "
-        "samples (fewer: not judged).",
+        "samples (fewer: not judged). With loss: model the model's own loss is measured, and compared when the "
+        "preflight matched it with the cross-entropy of its outputs.",
         why="A model that starts far from the expected loss spends its first epochs undoing a bad start (the "
         "'hockey stick' loss curve), or its outputs are not on the scale the loss assumes.",
         example="A final layer whose weights are scaled up (confident random predictions, loss 10+ instead of "
@@ -104,14 +107,18 @@ class InitLoss(Check):
         with torch.no_grad():
             for start in range(0, len(indices), ctx.config.batch_size):
                 chunk = indices[start:start + ctx.config.batch_size]
-                x, y = ctx.train.unpack(ctx.batch(ctx.train, chunk))
-                out = model(x)
-                losses.append((float(ctx.loss_fn(out, y)), len(chunk)))
+                batch = ctx.batch(ctx.train, chunk)
+                _, y = ctx.train.unpack(batch)
+                out, loss = ctx.forward(model, batch)
+                losses.append((float(loss), len(chunk)))
                 if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
                     outputs.append(out.detach().float().cpu())
                     targets.append(y.detach().cpu())
         measured = sum(v * n for v, n in losses) / sum(n for _, n in losses)
-        base = {"loss": kind if kind != "unknown" else type(ctx.loss_fn).__name__,
+        name = kind if kind != "unknown" else type(ctx.loss_fn).__name__
+        if ctx.model_computes_loss:
+            name = "the model's own loss" + (f" ({kind})" if kind != "unknown" else "")
+        base = {"loss": name,
                 "reduction": reduction(ctx.loss_fn), "measured": _r(measured), "samples": len(indices)}
 
         if not math.isfinite(measured):
@@ -128,7 +135,7 @@ class InitLoss(Check):
                 f"{tuple(tgt.shape[1:])}: PyTorch broadcasts them and the loss compares the wrong pairs.",
                 evidence={**base, "output_shape": list(out.shape[1:]), "target_shape": list(tgt.shape[1:])},
             )
-        wrong = self._outputs_mismatch(kind, out)
+        wrong = self._outputs_mismatch(kind, out, -1 if ctx.task == "sequence" else 1)
         if wrong:
             severity = "error" if kind == "nll" else "warning"
             squashed = None
@@ -147,7 +154,7 @@ class InitLoss(Check):
             return
         if len(indices) < MIN_SAMPLES:  # the measured mean loss and the targets' statistics are too noisy
             return
-        expected = self._expected(kind, out, tgt, settings)
+        expected = self._expected(kind, out, tgt, settings, ctx.task, getattr(ctx.loss_fn, "shift", 0))
         if expected is None:
             return
         low, high, label, ceiling = expected
@@ -167,13 +174,24 @@ class InitLoss(Check):
             )
 
     @staticmethod
-    def _expected(kind: str, out: Any, tgt: Any, settings: Settings) -> tuple[float, float, str, float] | None:
+    def _expected(kind: str, out: Any, tgt: Any, settings: Settings, task: str = "classification",
+                  shift: int = 0) -> tuple[float, float, str, float] | None:
         """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown."""
+        from sanitycheck.pipeline.losses import class_scores, shifted
 
         def ceiling_c(expected: float) -> float:  # an absolute allowance keeps small ln C (binary) from flagging noise
             return max(settings.high_ratio * expected, expected + 0.5)
 
         high_r = settings.high_ratio_regression
+        if kind in ("cross_entropy", "nll") and task == "sequence":
+            # one class per position: ln C per counted token, C the output width; ignored targets (< 0) left out
+            pair = class_scores(*shifted(out, tgt, shift))
+            if pair is None:
+                return None
+            classes = int(pair[0].shape[1])
+            prior = _entropy(pair[1].long().numpy(), classes)
+            return prior, math.log(classes), f"the expected ln {classes} = {math.log(classes):.4g} per token for " \
+                f"{classes} outputs per position (target-token entropy {prior:.4g})", ceiling_c(math.log(classes))
         if kind in ("cross_entropy", "nll") and out.ndim >= 2:
             classes = out.shape[1]
             labels = tgt.long().reshape(-1).numpy() if tgt.ndim == out.ndim - 1 else None
@@ -199,20 +217,21 @@ class InitLoss(Check):
         return None
 
     @staticmethod
-    def _outputs_mismatch(kind: str, out: Any) -> str | None:
+    def _outputs_mismatch(kind: str, out: Any, axis: int = 1) -> str | None:
+        """What is wrong with a fresh model's outputs for this loss (``axis``: the class axis), or None."""
         import torch
 
         if out.numel() < 8:
             return None
         in_unit = bool(((out >= 0) & (out <= 1)).all())
-        if kind == "cross_entropy" and out.ndim >= 2 and in_unit and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3):
+        if kind == "cross_entropy" and out.ndim >= 2 and in_unit and torch.allclose(out.sum(axis), torch.ones(()), atol=1e-3):
             return ("The model's outputs are probabilities (every row sums to 1) but CrossEntropyLoss expects raw "
                     "logits: a softmax is applied twice, squashing gradients and capping how low the loss can go.")
         if kind == "bce_logits" and in_unit:
             return ("Every output lies in [0, 1], as after a sigmoid, but BCEWithLogitsLoss applies the sigmoid "
                     "itself: the model's confidence is squashed and the loss cannot approach 0.")
         if kind == "nll" and out.ndim >= 2:
-            lse = torch.logsumexp(out, dim=1)
+            lse = torch.logsumexp(out, dim=axis)
             if float(lse.abs().max()) > 1e-3:
                 return ("NLLLoss expects log-probabilities (rows whose exp sums to 1), but the model's outputs are raw "
                         f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss is -output[target], unbounded "

@@ -75,7 +75,7 @@ CODES = (
         "cannot generalize does; (b) classification: the inputs themselves do not predict "
         "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding is "
         "not significantly above chance (binomial test at alpha/10, or less than 5 points above it). The check needs at "
-        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205).",
+        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -106,7 +106,8 @@ CODES = (
     ),
     CodeDoc(
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
-        what="Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
+        what="Not run for task: sequence (a text's next tokens cannot be fit to 95% accuracy: the same context has "
+        "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
@@ -122,7 +123,8 @@ CODES = (
     CodeDoc(
         code="SC204", title="Zeroed inputs are learned as well as real inputs", severity="error",
         what="Karpathy's input-independent baseline: the same training as the real-label model (same subset, "
-        "budget, initialization and batch order) with every input set to zero. Decision rule: error unless "
+        "budget, initialization and batch order) with every input set to zero (token ids with task: sequence: "
+        "every id set to 0; other integer inputs are not zeroed). Decision rule: error unless "
         "the real-input model is better on the held-out samples at the 99% level, with the same tests as "
         "SC201.",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
@@ -193,8 +195,10 @@ class LabelShuffle(Check):
         shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
                          **common)
         first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
+        # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
+        zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
         zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
-            if isinstance(first, torch.Tensor) and first.dtype.is_floating_point else None
+            if zeroable else None
 
         r, s = real.eval, shuffled.eval
         chance = _chance(s)
@@ -248,7 +252,8 @@ class LabelShuffle(Check):
                 f"p = {p_real:.2g} against chance, {real_test}"
             yield self.finding(
                 "SC201", f"With the real labels the model scores {what} {r.score:.3g} on {r.n} held-out samples; "
-                f"with the same labels randomly permuted it scores {s.score:.3g} (chance {chance:.3g}). The real "
+                f"with the same labels randomly permuted it scores {s.score:.3g}"
+                + (f" (chance {chance:.3g})" if math.isfinite(chance) else "") + ". The real "
                 f"labels are not learned significantly better ({weak}; alpha {settings.alpha:g}, {real.steps} "
                 f"steps on {len(plan.train_indices)} samples): the labels are not related to the inputs the model "
                 f"sees.{fitted_note}",
@@ -310,6 +315,9 @@ class LabelShuffle(Check):
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
         from sanitycheck.probing.memorization import memorization, plan_from
+
+        if ctx.task == "sequence":
+            return  # a text's next tokens cannot be fit to 95% accuracy: one context has several continuations
 
         m = memorization(ctx, plan_from(settings))  # shared with `generalization`: trained once per run
         if m.steps_real is None:  # no ratio to give; overfit-batch says why a small set cannot be fit

@@ -139,7 +139,6 @@ def _gradient_scale(ctx: Any, steps: int) -> tuple[float, float, float, int] | N
     """(10th, 50th, 90th percentile of sqrt(v), entries counted): the denominator of the configured Adam-family
     optimizer after ``steps`` of the user's step at learning rate 0 (so nothing moves), over the entries of
     weight tensors (2+ dimensions) with v > 0. ``None`` when it cannot be read."""
-    import torch
 
     from sanitycheck.probing.trainer import quick_cpu
 

@@ -53,6 +53,9 @@ class Outliers(Check):
         from sanitycheck.probing.embedding import EmbeddingUnavailable
         from sanitycheck.probing.neighbors import split_neighbors
 
+        if ctx.inputs_are_token_ids() and ctx.config.embedding.source == "pixels":
+            self.skip("the inputs are token ids: categorical, so the distance between id vectors means nothing "
+                      "(embedding: {source: model} compares the model's features instead)")
         try:
             nb = split_neighbors(ctx, ctx.train)
         except EmbeddingUnavailable as exc:

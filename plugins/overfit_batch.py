@@ -305,7 +305,7 @@ def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
     if loss_kind(ctx.loss_fn) != "cross_entropy":
         return None
     with torch.no_grad():
-        out = model.eval()(ctx.train.unpack(batch)[0])
+        out = ctx.outputs(model.eval(), batch)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
         return None
     probabilities = bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3)

@@ -22,6 +22,9 @@ from sanitycheck.engine.faults import called_argparse, clean_argv, exit_reason, 
 Ref = Any
 """A ``"module:attr"`` string (``attr`` may be dotted) or, from Python, the object itself."""
 
+#: ``loss: model``: the model computes its loss itself (see :class:`~sanitycheck.pipeline.adapter.ModelLoss`).
+MODEL_LOSS = "model"
+
 PROFILES: dict[str, float] = {"fast": 0.25, "default": 1.0, "thorough": 4.0}
 """Each profile scales every check's budget (steps, samples, seconds) by this factor."""
 
@@ -96,11 +99,16 @@ class EmbeddingConfig(StrictModel):
 class Config(StrictModel):
     """A `sanitycheck.yaml`, validated."""
 
-    task: Literal["classification", "regression"] = Field("classification", description="What the model predicts.")
+    task: Literal["classification", "regression", "sequence"] = Field(
+        "classification", description="What the model predicts. sequence: a class per position (next-token prediction, "
+        "tagging): targets (B, T) of class ids, negative ids (ignore_index -100, nanoGPT's -1) ignored; outputs (B, T, C).",
+    )
     num_classes: int | None = Field(None, ge=2, description="Classification only; inferred from the labels when absent.")
     data: DataConfig
     model: Ref = Field(description="An nn.Module, or a zero-arg callable returning a fresh one (preferred).")
-    loss: Ref = Field(description="callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments.")
+    loss: Ref = Field(description="callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments. "
+                      "`model`: the model computes its own loss, called as model(inputs, targets) (dict batches: "
+                      "model(**batch)) and returning a loss, (outputs, loss), or an object with .loss and .logits.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     train_step: Ref | None = Field(None, description="callable(model, batch, loss_fn, optimizer) -> loss.")
     batch_size: int = Field(32, ge=1, description="Used when data entries are Datasets.")
@@ -120,7 +128,17 @@ class Config(StrictModel):
     #: Where the config came from, for messages and the report; not a YAML key.
     source: str | None = Field(None, exclude=True)
 
-    _refs = field_validator("model", "loss", "train_step")(classmethod(lambda cls, v: _check_ref(v)))
+    _refs = field_validator("model", "train_step")(classmethod(lambda cls, v: _check_ref(v)))
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, value: Any) -> Any:
+        return value if value == MODEL_LOSS else _check_ref(value)
+
+    @property
+    def model_loss(self) -> bool:
+        """``loss: model``: the model computes its own loss."""
+        return self.loss == MODEL_LOSS
 
     @field_validator("device")
     @classmethod

@@ -49,11 +49,17 @@ def preflight(ctx: PipelineContext) -> None:
         from sanitycheck.pipeline.capture import FeatureCapture
 
         capture = FeatureCapture(model, ctx.config.embedding.layer)
+    model_loss = ctx.model_computes_loss
+    call = ("model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)") if model_loss else "model(inputs)"
     try:
-        outputs = model(inputs)
+        if model_loss:
+            outputs, model_loss_value = ctx.forward(model, batch, with_loss=False)
+        else:
+            outputs = model(inputs)
     except Exception as exc:
         raise UsageError(
-            f"model: forward pass failed on a train batch of inputs {describe(inputs)}: {type(exc).__name__}: {exc}"
+            f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
+            f"{' and targets ' + describe(targets) if model_loss else ''}: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         if capture is not None:
@@ -63,14 +69,27 @@ def preflight(ctx: PipelineContext) -> None:
             capture.take(len(indices))
         except ValueError as exc:
             raise ConfigError(f"embedding.layer: {exc}") from exc
-    try:
-        loss = ctx.loss_fn(outputs, targets)
-    except Exception as exc:
-        raise UsageError(
-            f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
-        ) from exc
+    if model_loss:
+        loss = model_loss_value
+        if loss is None:
+            raise UsageError(f"loss: model: {call} returned {describe(outputs)}; expected a loss tensor, "
+                             "(outputs, loss), or an object with .loss and .logits")
+        ctx.loss_fn.infer(outputs, targets, loss, ctx.task)
+    else:
+        try:
+            loss = ctx.loss_fn(outputs, targets)
+        except Exception as exc:
+            raise UsageError(
+                f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        outputs = ctx._per_position(outputs, targets)  # sequences: (B*T, C) seen as (B, T, C), as probes see them
     if isinstance(outputs, torch.Tensor):
         ctx.output_shape = tuple(outputs.shape[1:])
+        if ctx.task == "sequence" and outputs.ndim >= 3:  # the vocabulary: one score per class at every position
+            from sanitycheck.pipeline.losses import class_scores
+
+            pair = class_scores(outputs, targets) if not model_loss or not ctx.loss_fn.shift else None
+            ctx.num_classes = int(pair[0].shape[1]) if pair is not None else int(outputs.shape[-1])
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise UsageError(
             f"loss: expected a scalar tensor, got {describe(loss)} for outputs {describe(outputs)} and targets "

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sanitycheck.pipeline.data import replace_in_batch  # noqa: F401  (part of this module's API)
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -77,7 +79,8 @@ class Evaluation:
 
     split: str
     indices: np.ndarray
-    #: Per-sample loss (the configured loss, unreduced); NaN where it could not be computed.
+    #: Per-sample loss (the configured loss, unreduced; task: sequence: the mean over the positions whose target
+    #: counts, with no predictions, correctness or margins); NaN where it could not be computed.
     losses: np.ndarray
     #: The targets the model was scored against (the real ones unless ``labels`` replaced them).
     targets: np.ndarray | None
@@ -238,23 +241,6 @@ def thin_curve(values: Sequence[float | None], points: int = 100) -> list[float 
 # ------------------------------------------------------------------------------------------------ batches
 
 
-def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any = None) -> Any:
-    """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
-    if isinstance(batch, dict):
-        new = dict(batch)
-        if inputs is not None:
-            new[split.input_key] = inputs
-        if targets is not None:
-            new[split.target_key] = targets
-        return new
-    items = list(batch)
-    if inputs is not None:
-        items[0] = inputs
-    if targets is not None:
-        items[1] = targets
-    return items if isinstance(batch, list) else tuple(items)
-
-
 def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, positions: np.ndarray,
                     labels: np.ndarray | None, inputs_transform: Callable | None) -> tuple[Any, Any, Any]:
     """The batch of ``indices[positions]`` with labels / transform applied: (batch, inputs, targets)."""
@@ -280,45 +266,12 @@ def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, pos
 
 def per_sample_loss(loss_fn: Any, outputs: Any, targets: Any) -> np.ndarray:
     """The loss of each sample of a batch: the functional form of a standard loss with ``reduction='none'``
-    (keeping the loss's weight / label smoothing), else the loss called on one sample at a time."""
-    import torch
-    import torch.nn.functional as F
+    (keeping the loss's weight / label smoothing), else the loss called on one sample at a time
+    (:func:`sanitycheck.pipeline.losses.per_sample`; :meth:`ModelAdapter.sample_losses` also covers models that
+    compute their own loss)."""
+    from sanitycheck.pipeline.losses import per_sample
 
-    from sanitycheck.pipeline.losses import loss_kind
-
-    kind = loss_kind(loss_fn)
-    n = len(targets) if hasattr(targets, "__len__") else 1
-    try:
-        if isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor):
-            opt = lambda name, default: getattr(loss_fn, name, default)  # noqa: E731
-            same = outputs.shape == targets.shape
-            value = None
-            if kind == "cross_entropy":
-                value = F.cross_entropy(outputs, targets, weight=opt("weight", None), reduction="none",
-                                        ignore_index=opt("ignore_index", -100),
-                                        label_smoothing=opt("label_smoothing", 0.0))
-            elif kind == "nll":
-                value = F.nll_loss(outputs, targets, weight=opt("weight", None), reduction="none",
-                                   ignore_index=opt("ignore_index", -100))
-            elif kind == "bce_logits" and same:
-                value = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none",
-                                                           pos_weight=opt("pos_weight", None))
-            elif kind == "bce" and same:
-                value = F.binary_cross_entropy(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "mse" and same:
-                value = F.mse_loss(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "l1" and same:
-                value = F.l1_loss(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "huber" and same:
-                value = F.smooth_l1_loss(outputs, targets.to(outputs.dtype), reduction="none", beta=opt("beta", 1.0)) \
-                    if type(loss_fn).__name__ == "SmoothL1Loss" else \
-                    F.huber_loss(outputs, targets.to(outputs.dtype), reduction="none", delta=opt("delta", 1.0))
-            if value is not None:
-                return value.detach().float().reshape(n, -1).mean(1).cpu().numpy().astype(np.float64)
-        # Anything else: the loss itself, one sample at a time (slower, but exact for any callable).
-        return np.array([float(loss_fn(outputs[i:i + 1], targets[i:i + 1])) for i in range(n)], dtype=np.float64)
-    except Exception:
-        return np.full(n, math.nan)
+    return per_sample(loss_fn, outputs, targets)
 
 
 def classify(outputs: Any, targets: Any, loss_fn: Any) -> tuple[Any, Any, Any] | None:
@@ -366,9 +319,9 @@ def evaluate(ctx: PipelineContext, model: nn.Module, split: Split, indices: Sequ
         with torch.no_grad():
             for start in range(0, len(indices), size):
                 positions = np.arange(start, min(start + size, len(indices)))
-                _, x, y = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
-                out = model(x)
-                losses.append(per_sample_loss(ctx.loss_fn, out, y))
+                batch, x, y = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
+                out = ctx.outputs(model, batch)
+                losses.append(ctx.sample_losses(model, batch, out))
                 if isinstance(y, torch.Tensor):
                     targets.append(y.detach().cpu().numpy())
                 scored = classify(out, y, ctx.loss_fn) if classes else None
@@ -426,6 +379,8 @@ def _track(ctx: PipelineContext, model: nn.Module, track: tuple, result: TrainRe
 
 def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
            eval_indices, fit_threshold, fit_every, evaluate_train, track=None) -> TrainResult:
+    from sanitycheck.pipeline.losses import split_output
+
     indices = np.asarray(indices, dtype=np.int64)
     if labels is not None:
         labels = np.asarray(labels)
@@ -444,6 +399,7 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
     # The step's own forward pass is seen through a hook, so per-step accuracy costs no extra forward.
     seen: dict[str, Any] = {}
     hook = model.register_forward_hook(lambda module, args, output: seen.__setitem__("out", output))
+    model_outputs = (lambda raw: split_output(raw)[0]) if ctx.model_computes_loss else (lambda raw: raw)  # noqa: E731
     start = time.perf_counter()
     queue = np.array([], dtype=np.int64)
     if track is not None:
@@ -457,7 +413,8 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             seen.clear()
             loss = ctx.step(model, optimizer, batch)
             result.losses.append(loss)
-            scored = classify(seen.get("out"), targets, ctx.loss_fn) if ctx.task == "classification" else None
+            scored = classify(model_outputs(seen.get("out")), targets, ctx.loss_fn) \
+                if ctx.task == "classification" else None
             result.accuracies.append(float(scored[1].float().mean()) if scored is not None else None)
             if track is not None and (step + 1) % track[2] == 0 and math.isfinite(loss):
                 _track(ctx, model, track, result, step + 1 - track[2])
