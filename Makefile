@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-cluster bench clean
+.PHONY: install demo test test-cluster bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-cluster: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# docs/checks/: one page per check, generated from its CodeDocs and Settings (tests/test_docs.py checks they match)
+docs: $(STAMP)
+	$(BIN)/python -m sanitycheck.faces.docgen docs/checks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -19,7 +19,11 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.augment import BatchAugment
 from sanitycheck.probing.trainer import rounded as _r
+
+#: Below this many usable training samples the check is skipped (with-vs-without trainings and AUC have no power).
+MIN_TRAIN_SAMPLES = 32
 
 #: Original/augmented pairs drawn in a finding's thumbnail grid.
 PAIRS = 8
@@ -46,7 +50,8 @@ CODES = (
         "augmented model's accuracy is at least 0.1 lower (setting `drop`) and a one-sided paired McNemar test on "
         "the samples one model gets right and the other wrong gives p < 0.01 (`alpha`). The finding lists the "
         "per-class accuracies and the confusions that appear. A model trained on clean inputs only is never "
-        "used as the judge (it flags benign shifts too).",
+        "used as the judge (it flags benign shifts too). The check needs at least 32 usable training samples "
+        "(fewer: skipped).",
         why="If augmented inputs of class A look like real inputs of class B, the model is taught that B-looking "
         "inputs are A: accuracy on real data drops on exactly those classes.",
         example="Random vertical flips / 180-degree rotations of digits (6 becomes 9); hue shifts when colour "
@@ -111,6 +116,9 @@ class Augmentation(Check):
     def run(self, ctx: Any, settings: Settings):
         from sanitycheck.pipeline.rereads import rereads
 
+        usable = len(ctx.usable_indices(ctx.train))
+        if usable < MIN_TRAIN_SAMPLES:  # the trainings and the real-vs-augmented AUC mean nothing on fewer
+            self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples (has {usable})")
         tested = False
         if ctx.val is not None:
             probe = rereads(ctx, ctx.val)
@@ -240,7 +248,9 @@ class Augmentation(Check):
         firsts = [ctx.train.inputs([i])[0] for i in probe.indices]
         thumbs = _grid(ctx, probe.indices, firsts, probe.second)
         realism: dict[str, Any] = {}
-        if ctx.val is not None:
+        if ctx.inputs_are_token_ids():  # e.g. random windows of a text: ids are categorical, no embedding to compare
+            realism["compared"] = "not compared: the inputs are token ids"
+        elif ctx.val is not None:
             val_idx = ctx.sample_indices(ctx.val, ctx.budget(settings.realism_samples, minimum=32),
                                          "augmentation:realism-val")
             train_idx = ctx.sample_indices(ctx.train, ctx.budget(settings.realism_samples, minimum=32),
@@ -264,76 +274,6 @@ class Augmentation(Check):
 
 
 # ----------------------------------------------------------------------------------------- augmenting
-
-
-class BatchAugment:
-    """Applies a one-input augmentation to every input of a batch (the trainer's ``inputs_transform``).
-
-    Seeded (torch, NumPy and ``random`` global streams are set from its own stream before each batch) so a run
-    is reproducible; tensors are augmented on the CPU and moved back. Returns NumPy or PIL results as tensors.
-    """
-
-    def __init__(self, ctx: Any, fn: Any, seed: int):
-        self.ctx, self.fn = ctx, fn
-        self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def _seed(self) -> None:
-        import random
-
-        import torch
-
-        s = int(self.rng.integers(2**31))
-        torch.manual_seed(s)
-        np.random.seed(s)
-        random.seed(s)
-
-    def one(self, x: Any) -> Any:
-        self._seed()
-        return _apply(self.fn, x)
-
-    def __call__(self, inputs: Any) -> Any:
-        import torch
-
-        if not isinstance(inputs, torch.Tensor):
-            return inputs
-        self._seed()
-        device, dtype = inputs.device, inputs.dtype
-        out = [_as_tensor(_apply(self.fn, x), x) for x in inputs.detach().cpu()]
-        return torch.stack(out).to(device=device, dtype=dtype)
-
-
-def _apply(fn: Any, x: Any) -> Any:
-    """``fn(x)``; a transform that only takes PIL images (old torchvision) gets one and its result converted back."""
-    try:
-        return fn(x)
-    except (TypeError, AttributeError) as exc:
-        try:
-            from PIL import Image
-        except ImportError:
-            raise exc from None
-        from sanitycheck.pipeline.tensors import to_numpy
-
-        a = to_numpy(x)
-        if a.ndim == 3 and a.shape[0] in (1, 3):
-            a = np.moveaxis(a, 0, -1)
-        scale = 255.0 if a.max() <= 1.0 else 1.0
-        image = Image.fromarray((np.squeeze(a) * scale).clip(0, 255).astype(np.uint8))
-        back = np.asarray(fn(image), dtype=np.float32) / scale
-        if back.ndim == 2 and to_numpy(x).ndim == 3:
-            back = back[None]
-        elif back.ndim == 3 and to_numpy(x).ndim == 3 and to_numpy(x).shape[0] in (1, 3):
-            back = np.moveaxis(back, -1, 0)
-        return back
-
-
-def _as_tensor(value: Any, like: Any) -> Any:
-    import torch
-
-    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    return t.reshape(like.shape) if t.numel() == like.numel() else t
 
 
 # ------------------------------------------------------------------------------------------- measures

@@ -32,7 +32,8 @@ CODES = (
     CodeDoc(
         code="SC1101", title="Samples mix across the batch in eval mode", severity="error",
         what="In eval mode, backpropagates the summed output of one sample (the first, middle and last of a "
-        "batch of 8) to the inputs and measures the gradient on the other samples' inputs. Decision rule: "
+        "batch of 8) to the inputs (task: sequence with token ids: to the output of the nn.Embedding applied to "
+        "them) and measures the gradient on the other samples' inputs. Decision rule: "
         "error when its largest magnitude exceeds 1e-6 times that of the sample's own input gradient. The "
         "first module (in execution order) whose output mixes samples is named, found with forward hooks.",
         why="A prediction that depends on which other samples share its batch is wrong at inference (batch "
@@ -68,28 +69,38 @@ class BatchIndependence(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
+        from sanitycheck.probing.inputgrad import InputGradUnavailable, input_grad_pass
+
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "batch-independence")
         if len(indices) < 2:
-            self.skip("fewer than 2 usable training samples")
-        inputs, _ = ctx.train.unpack(ctx.batch(ctx.train, indices))
-        if not isinstance(inputs, torch.Tensor) or not inputs.dtype.is_floating_point:
+            self.skip(f"needs at least 2 usable training samples (has {len(indices)})")
+        batch = ctx.batch(ctx.train, indices)
+        inputs, _ = ctx.train.unpack(batch)
+        if ctx.task != "sequence" and not (isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point):
             self.skip(f"the inputs are {type(inputs).__name__}"
                       f"{' of dtype ' + str(inputs.dtype) if isinstance(inputs, torch.Tensor) else ''}, "
-                      "not a floating-point tensor that can carry a gradient")
+                      "not a floating-point tensor that can carry a gradient (token ids are probed through their "
+                      "nn.Embedding with task: sequence)")
         model = ctx.make_model("batch-independence")
+        try:
+            with torch.no_grad():
+                source = input_grad_pass(ctx, model.eval(), batch).source
+        except InputGradUnavailable as exc:
+            self.skip(f"{exc}: there is nothing to take a gradient with respect to")
         probes = sorted({0, len(indices) // 2, len(indices) - 1}) if settings.probes >= 3 else \
             list(range(min(settings.probes, len(indices))))
-        evidence = {"batch_size": len(indices), "probed_samples": probes}
+        evidence = {"batch_size": len(indices), "probed_samples": probes, "gradient_with_respect_to": source}
 
         with quick_cpu():
-            yield from self._probe(model, inputs, indices, probes, settings, evidence)
+            yield from self._probe(ctx, model, batch, indices, probes, settings, evidence)
 
-    def _probe(self, model: Any, inputs: Any, indices: Any, probes: list[int], settings: Settings, evidence: dict):
-        eval_mix = _mixing(model.eval(), inputs, probes, settings.tolerance)
+    def _probe(self, ctx: Any, model: Any, batch: Any, indices: Any, probes: list[int], settings: Settings,
+               evidence: dict):
+        eval_mix = _mixing(ctx, model.eval(), batch, probes, settings.tolerance)
         if eval_mix is None:
             self.skip("the model's output is not a tensor with the batch as its first dimension")
         if eval_mix["ratio"] > settings.tolerance:
-            culprit = _first_mixing_module(model.eval(), inputs, probes[0], settings.tolerance)
+            culprit = _first_mixing_module(ctx, model.eval(), batch, probes[0], settings.tolerance)
             yield self.finding(
                 "SC1101", f"In eval mode the output of sample {eval_mix['sample']} depends on the inputs of other "
                 f"samples of its batch ({_ratio_text(eval_mix['ratio'])})"
@@ -99,9 +110,9 @@ class BatchIndependence(Check):
                 samples={"train": [int(indices[eval_mix["sample"]])]},
             )
             return
-        train_mix = _mixing(model.train(), inputs, probes, settings.tolerance)
+        train_mix = _mixing(ctx, model.train(), batch, probes, settings.tolerance)
         if train_mix is not None and train_mix["ratio"] > settings.tolerance:
-            culprit = _first_mixing_module(model.train(), inputs, probes[0], settings.tolerance, kinds=True)
+            culprit = _first_mixing_module(ctx, model.train(), batch, probes[0], settings.tolerance, kinds=True)
             name, kind = culprit if culprit else (None, None)
             legit = kind in BATCH_STAT_LAYERS or (kind is None and _has_batch_stat_layer(model))
             yield self.finding(
@@ -120,27 +131,19 @@ def _ratio_text(ratio: float) -> str:
     return f"the gradient from other samples' inputs is {ratio:.3g}x that from its own"
 
 
-def _output_tensor(out: Any) -> Any:
-    """The first tensor of a model's output (a tensor, or a tuple/list/dict of them)."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    values = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else ()
-    return next((v for v in values if isinstance(v, torch.Tensor)), None)
-
-
-def _mixing(model: Any, inputs: Any, probes: list[int], tolerance: float) -> dict | None:
+def _mixing(ctx: Any, model: Any, batch: Any, probes: list[int], tolerance: float) -> dict | None:
     """The largest cross-sample gradient ratio over the probed samples (and where), or None if not applicable."""
     import torch
 
+    from sanitycheck.probing.inputgrad import first_tensor, input_grad_pass
+
     worst = {"ratio": 0.0, "sample": probes[0], "others": []}
+    run = input_grad_pass(ctx, model, batch)
+    x, out = run.inputs, first_tensor(run.outputs)
+    if out is None or out.ndim == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
+        return None
     for i in probes:
-        x = inputs.detach().clone().requires_grad_(True)
-        out = _output_tensor(model(x))
-        if out is None or out.ndim == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
-            return None
-        (grad,) = torch.autograd.grad(out[i].float().sum(), x, allow_unused=True)
+        (grad,) = torch.autograd.grad(out[i].float().sum(), x, retain_graph=True, allow_unused=True)
         if grad is None:
             continue
         per_sample = grad.detach().abs().reshape(len(x), -1).amax(1)
@@ -154,22 +157,17 @@ def _mixing(model: Any, inputs: Any, probes: list[int], tolerance: float) -> dic
     return worst
 
 
-def _first_mixing_module(model: Any, inputs: Any, i: int, tolerance: float, kinds: bool = False) -> Any:
+def _first_mixing_module(ctx: Any, model: Any, batch: Any, i: int, tolerance: float, kinds: bool = False) -> Any:
     """The first module, in execution order, whose output row ``i`` depends on other rows of the input."""
     import torch
 
-    outputs: list[tuple[str, Any]] = []
-    hooks = [m.register_forward_hook(lambda mod, a, o, n=n: outputs.append((n, o)))
-             for n, m in model.named_modules() if n]
-    x = inputs.detach().clone().requires_grad_(True)
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    from sanitycheck.probing.inputgrad import first_tensor, input_grad_pass
+
+    run = input_grad_pass(ctx, model, batch, record=True)
+    x = run.inputs
     types = {n: type(m).__name__ for n, m in model.named_modules()}
-    for name, out in outputs:
-        out = _output_tensor(out)
+    for name, _, out in run.calls:
+        out = first_tensor(out)
         if out is None or out.ndim == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
             continue
         (grad,) = torch.autograd.grad(out[i].float().sum(), x, retain_graph=True, allow_unused=True)

@@ -71,6 +71,9 @@ class ClassBalance(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
+        if ctx.task == "sequence":
+            self.skip("task: sequence: per-position targets follow their text (token frequencies are skewed by "
+                      "nature, Zipf's law), so class imbalance and shift rules for labels do not apply")
         if ctx.task != "classification":
             self.skip("regression task: no classes to count")
         train = ctx.class_labels(ctx.train)

@@ -89,12 +89,27 @@ CODES = (
     CodeDoc(
         code="SC809", title="Inputs far from a normalized scale", severity="warning",
         what="Decision rule: the median over samples of each input's largest absolute value must lie between "
-        "0.01 and 10; mean and std of the inputs are in the evidence.",
+        "0.01 and 10; mean and std of the inputs are in the evidence. Token ids (integer inputs that the model "
+        "feeds to an nn.Embedding, or integer inputs with task: sequence) are indices, not magnitudes: they are "
+        "checked against the vocabulary instead (SC810).",
         why="Networks are initialized for inputs of roughly unit scale: raw pixel values (0-255) or raw sensor "
         "units saturate activations, blow up the initial loss and slow or stall training.",
         example="Images fed as uint8 0-255 without ToTensor/Normalize; sklearn digits (0-16) fed unscaled.",
         fix="Normalize inputs: divide by 255 for images, or standardize with the training set's mean and std "
         "(transforms.Normalize, sklearn StandardScaler fitted on train only).",
+    ),
+    CodeDoc(
+        code="SC810", title="Token ids outside the embedding's vocabulary", severity="error",
+        what="For token-id inputs (integer inputs the model feeds to an nn.Embedding, found with forward hooks on "
+        "one batch), every sample's smallest and largest id from the data pass is compared with the embedding's "
+        "num_embeddings V. Decision rule: error when an id is negative or at least V; the samples are listed.",
+        why="nn.Embedding raises IndexError on the CPU for an id outside [0, V), and on a GPU fails with a "
+        "device-side assert that names nothing; a vocabulary built on one split and applied to another, or a "
+        "padding id of -1, is the usual cause.",
+        example="A character vocabulary built from the training text only, so a validation character gets id V; "
+        "nn.Embedding(vocab_size - 1, d) (off by one); padding with -100 in input_ids instead of in labels.",
+        fix="Build the vocabulary from all the text (or map unknown tokens to an <unk> id), size the embedding "
+        "len(vocab), and pad input_ids with a real pad id (ignore_index -100 belongs in the labels only).",
     ),
 )
 
@@ -109,12 +124,32 @@ class DataIntegrity(Check):
 
     def run(self, ctx: Any, settings: Settings):
         passes = {split.name: split.data_pass() for split in ctx.splits()}
+        tokens = ctx.inputs_are_token_ids()
         yield from self._non_finite(passes)
-        yield from self._empty_and_constant(passes, settings)
-        yield from self._consistency(passes)
-        if ctx.task == "classification":
+        yield from self._empty_and_constant(passes, settings, tokens)
+        yield from self._consistency(passes, ctx.task == "sequence")
+        if ctx.task in ("classification", "sequence"):
             yield from self._labels(ctx, passes)
-        yield from self._scale(passes, settings)
+        if tokens:
+            yield from self._vocabulary(ctx, passes)
+        else:
+            yield from self._scale(passes, settings)
+
+    def _vocabulary(self, ctx: Any, passes: dict[str, Any]):
+        found = ctx.token_embedding()
+        if found is None:
+            return  # integer inputs the model does not embed itself (one-hot in forward?): no vocabulary to compare
+        size = found.num_embeddings
+        bad = {n: np.flatnonzero((p.minimum < 0) | (p.maximum >= size)).tolist() for n, p in passes.items()}
+        if any(bad.values()):
+            low = min(float(np.nanmin(p.minimum)) for p in passes.values())
+            high = max(float(np.nanmax(p.maximum)) for p in passes.values())
+            yield self.finding(
+                "SC810", f"Token ids outside [0, {size}) ({found.name}: nn.Embedding({size}, ...)) in "
+                + _per_split(bad, passes) + f"; ids range from {low:.0f} to {high:.0f}.",
+                samples=bad, evidence={"num_embeddings": size, "embedding": found.name, "min_id": low,
+                                       "max_id": high, "samples": {n: len(v) for n, v in bad.items()}},
+            )
 
     def _non_finite(self, passes: dict[str, Any]):
         bad_x = {n: np.flatnonzero((p.nan_count > 0) | (p.inf_count > 0)).tolist() for n, p in passes.items()}
@@ -131,7 +166,7 @@ class DataIntegrity(Check):
             yield self.finding("SC802", "NaN/Inf targets in " + _per_split(bad_y, passes) + ".", samples=bad_y,
                                evidence={"samples": {n: len(v) for n, v in bad_y.items()}})
 
-    def _empty_and_constant(self, passes: dict[str, Any], settings: Settings):
+    def _empty_and_constant(self, passes: dict[str, Any], settings: Settings, tokens: bool = False):
         empty = {n: np.flatnonzero(p.numel == 0).tolist() for n, p in passes.items()}
         if any(empty.values()):
             yield self.finding("SC803", "Empty inputs in " + _per_split(empty, passes) + ".", samples=empty,
@@ -140,15 +175,17 @@ class DataIntegrity(Check):
         if any(constant.values()):
             fractions = {n: len(v) / passes[n].n for n, v in constant.items()}
             severe = max(fractions.values()) >= settings.constant_error_fraction
+            # a window of one repeated token is text (a run of spaces, padding), not a blank decode
             yield self.finding(
                 "SC804", "Inputs with one value everywhere in " + _per_split(constant, passes)
-                + (": the inputs carry no signal." if severe else "."),
-                severity="error" if severe else "warning", samples=constant,
+                + (": the inputs carry no signal." if severe else
+                   ": windows of one repeated token (runs of spaces, padding), ordinary in text." if tokens else "."),
+                severity="error" if severe else "info" if tokens else "warning", samples=constant,
                 evidence={"samples": {n: len(v) for n, v in constant.items()},
                           "fraction": {n: round(f, 4) for n, f in fractions.items()}},
             )
 
-    def _consistency(self, passes: dict[str, Any]):
+    def _consistency(self, passes: dict[str, Any], sequences: bool = False):
         for code, attr in (("SC805", "input_shapes"), ("SC806", "input_dtypes")):
             per_split = {n: Counter(getattr(p, attr)) for n, p in passes.items()}
             overall = Counter()
@@ -160,14 +197,21 @@ class DataIntegrity(Check):
             odd = {n: [i for i, v in enumerate(getattr(p, attr)) if v != usual] for n, p in passes.items()}
             kinds = {n: {str(k): v for k, v in c.items()} for n, c in per_split.items()}
             what = "shapes" if code == "SC805" else "dtypes"
+            # sequences of different lengths are the norm (a collate_fn pads them): only the rank must agree
+            lengths = sequences and code == "SC805" and len({len(k) for k in overall}) == 1
             yield self.finding(
                 code, f"Inputs have {len(overall)} different {what}; the most common is {usual}. "
-                + "; ".join(f"{n}: {', '.join(f'{k} x{v}' for k, v in c.items())}" for n, c in kinds.items()) + ".",
+                + "; ".join(f"{n}: {', '.join(f'{k} x{v}' for k, v in c.items())}" for n, c in kinds.items())
+                + (": sequences of different lengths, which is ordinary for task: sequence." if lengths else "."),
                 samples=odd, evidence={what: kinds, "most_common": str(usual),
                                        "other": {n: len(v) for n, v in odd.items()}},
+                severity="info" if lengths else None,
             )
 
     def _labels(self, ctx: Any, passes: dict[str, Any]):
+        if ctx.task == "sequence":
+            yield from self._position_labels(ctx, passes)
+            return
         width = None
         if loss_kind(ctx.loss_fn) in ("cross_entropy", "nll") and ctx.output_shape:
             width = ctx.output_shape[0]
@@ -200,6 +244,33 @@ class DataIntegrity(Check):
             yield self.finding(
                 "SC807", f"Labels {values[:10]} fall outside [0, {limit}) ({source}) in " + _per_split(outside, passes) + ".",
                 samples=outside, evidence={"labels_outside": values[:50], "num_classes": limit,
+                                           "samples": {n: len(v) for n, v in outside.items()}},
+            )
+
+    def _position_labels(self, ctx: Any, passes: dict[str, Any]):
+        """task: sequence: every target is a class id below the output width; negative ids are ignored positions."""
+        limit = ctx.class_limit
+        not_int, outside, seen = {}, {}, set()
+        for n, p in passes.items():
+            t = p.targets
+            if t is None or not np.issubdtype(t.dtype, np.number):
+                continue  # targets of different lengths: the loss sees them padded
+            flat = t.reshape(len(t), -1).astype(np.float64)
+            finite = np.isfinite(flat)
+            not_int[n] = np.flatnonzero((finite & (flat != np.round(flat))).any(1)).tolist()
+            if limit:
+                over = finite & (flat >= limit) & (flat == np.round(flat))
+                outside[n] = np.flatnonzero(over.any(1)).tolist()
+                seen |= {int(v) for v in np.unique(flat[over])[:50]}
+        if any(not_int.values()):
+            yield self.finding("SC808", "Per-position targets that are not whole-number class ids in "
+                               + _per_split(not_int, passes) + ".", samples=not_int,
+                               evidence={"samples": {n: len(v) for n, v in not_int.items()}})
+        if any(outside.values()):
+            yield self.finding(
+                "SC807", f"Per-position targets {sorted(seen)[:10]} fall outside [0, {limit}) (the model's {limit} "
+                "outputs per position) in " + _per_split(outside, passes) + "; negative targets count as ignored.",
+                samples=outside, evidence={"labels_outside": sorted(seen)[:50], "num_classes": limit,
                                            "samples": {n: len(v) for n, v in outside.items()}},
             )
 

@@ -17,6 +17,10 @@ from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.pipeline.losses import ELEMENTWISE, loss_kind, reduction
 
 
+#: SC901 compares a mean over at least this many training samples with its expected value (fewer: not judged).
+MIN_SAMPLES = 16
+
+
 class Settings(CheckSettings):
     samples: int = Field(256, ge=8, description="Training samples the initial loss is averaged over (scaled by the profile).")
     high_ratio: float = Field(
@@ -33,10 +37,14 @@ CODES = (
         code="SC901", title="Loss at initialization far from its expected value", severity="warning",
         what="Averages the loss of a fresh model (train mode, no update) over 256 training samples and compares "
         "it with what an untrained model should score: ln C for cross-entropy/NLL on C outputs (the label-prior "
-        "entropy H(p) is the lowest a constant prediction reaches when classes are skewed), ln 2 for binary "
+        "entropy H(p) is the lowest a constant prediction reaches when classes are skewed); for task: sequence ln C per "
+        "counted token, C the output width at each position (the vocabulary), positions whose target is ignored "
+        "(negative, e.g. ignore_index -100) left out of the loss and of the target-token entropy; ln 2 for binary "
         "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
         "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
-        "expected value for regression, or below 0.5x the lowest plausible value.",
+        "expected value for regression, or below 0.5x the lowest plausible value. Needs at least 16 training "
+        "samples (fewer: not judged). With loss: model the model's own loss is measured, and compared when the "
+        "preflight matched it with the cross-entropy of its outputs.",
         why="A model that starts far from the expected loss spends its first epochs undoing a bad start (the "
         "'hockey stick' loss curve), or its outputs are not on the scale the loss assumes.",
         example="A final layer whose weights are scaled up (confident random predictions, loss 10+ instead of "
@@ -44,12 +52,18 @@ CODES = (
         "reduction='sum' (loss times the batch size).",
         fix="Initialize the last layer small and set its bias to the log class priors (classification) or the "
         "target mean (regression); standardize regression targets; use reduction='mean'.",
+        explained_by=("SC902", "SC903"),
     ),
     CodeDoc(
         code="SC902", title="Outputs are not what the loss expects", severity="warning",
         what="Looks at a fresh model's outputs: probabilities (every row in [0,1] summing to 1) fed to "
-        "CrossEntropyLoss, probabilities in [0,1] fed to BCEWithLogitsLoss, or raw scores (not log-probabilities) "
-        "fed to NLLLoss.",
+        "CrossEntropyLoss, probabilities in [0,1] fed to BCEWithLogitsLoss, or raw scores (not log-probabilities: "
+        "a row's logsumexp is not 0) fed to NLLLoss. Severity: error for raw scores fed to NLLLoss (the loss is "
+        "then unbounded below) and for outputs squashed into [0,1] before BCEWithLogitsLoss when a probe confirms "
+        "the squashing (the model's outputs stay in [0,1] with the weights and bias of its last nn.Linear scaled "
+        "100x, so a sigmoid follows it); warning for a softmax before CrossEntropyLoss (overfit-batch's SC301 is "
+        "the error there, naming the cap the softmax puts on the loss) and for outputs in [0,1] the probe cannot "
+        "confirm.",
         why="CrossEntropyLoss applies log_softmax itself: a softmax before it squashes the gradients and caps how "
         "low the loss can go (about 1.46 on 10 classes), so the model learns slowly and never becomes confident.",
         example="model = nn.Sequential(..., nn.Linear(64, 10), nn.Softmax(dim=1)) with nn.CrossEntropyLoss().",
@@ -93,14 +107,18 @@ class InitLoss(Check):
         with torch.no_grad():
             for start in range(0, len(indices), ctx.config.batch_size):
                 chunk = indices[start:start + ctx.config.batch_size]
-                x, y = ctx.train.unpack(ctx.batch(ctx.train, chunk))
-                out = model(x)
-                losses.append((float(ctx.loss_fn(out, y)), len(chunk)))
+                batch = ctx.batch(ctx.train, chunk)
+                _, y = ctx.train.unpack(batch)
+                out, loss = ctx.forward(model, batch)
+                losses.append((float(loss), len(chunk)))
                 if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
                     outputs.append(out.detach().float().cpu())
                     targets.append(y.detach().cpu())
         measured = sum(v * n for v, n in losses) / sum(n for _, n in losses)
-        base = {"loss": kind if kind != "unknown" else type(ctx.loss_fn).__name__,
+        name = kind if kind != "unknown" else type(ctx.loss_fn).__name__
+        if ctx.model_computes_loss:
+            name = "the model's own loss" + (f" ({kind})" if kind != "unknown" else "")
+        base = {"loss": name,
                 "reduction": reduction(ctx.loss_fn), "measured": _r(measured), "samples": len(indices)}
 
         if not math.isfinite(measured):
@@ -117,13 +135,26 @@ class InitLoss(Check):
                 f"{tuple(tgt.shape[1:])}: PyTorch broadcasts them and the loss compares the wrong pairs.",
                 evidence={**base, "output_shape": list(out.shape[1:]), "target_shape": list(tgt.shape[1:])},
             )
-        wrong = self._outputs_mismatch(kind, out)
+        wrong = self._outputs_mismatch(kind, out, -1 if ctx.task == "sequence" else 1)
         if wrong:
-            yield self.finding("SC902", wrong, evidence={**base, "output_min": _r(float(out.min())),
-                                                          "output_max": _r(float(out.max()))})
+            severity = "error" if kind == "nll" else "warning"
+            squashed = None
+            if kind == "bce_logits":
+                squashed = _stays_in_unit_interval(ctx, model, indices)
+                if squashed:
+                    severity = "error"
+                    wrong += (" Confirmed: with the weights and bias of the last nn.Linear scaled 100x the outputs "
+                              "still lie in [0, 1], so a sigmoid follows it. The loss cannot go below ln(1 + e^-1) = "
+                              "0.313 for a positive label or ln 2 = 0.693 for a negative one, and the gradients "
+                              "vanish as the model becomes confident.")
+            yield self.finding("SC902", wrong, severity=severity,
+                               evidence={**base, "output_min": _r(float(out.min())), "output_max": _r(float(out.max())),
+                                         "squashing_confirmed": squashed})
         if mismatch:
             return
-        expected = self._expected(kind, out, tgt, settings)
+        if len(indices) < MIN_SAMPLES:  # the measured mean loss and the targets' statistics are too noisy
+            return
+        expected = self._expected(kind, out, tgt, settings, ctx.task, getattr(ctx.loss_fn, "shift", 0))
         if expected is None:
             return
         low, high, label, ceiling = expected
@@ -143,13 +174,24 @@ class InitLoss(Check):
             )
 
     @staticmethod
-    def _expected(kind: str, out: Any, tgt: Any, settings: Settings) -> tuple[float, float, str, float] | None:
+    def _expected(kind: str, out: Any, tgt: Any, settings: Settings, task: str = "classification",
+                  shift: int = 0) -> tuple[float, float, str, float] | None:
         """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown."""
+        from sanitycheck.pipeline.losses import class_scores, shifted
 
         def ceiling_c(expected: float) -> float:  # an absolute allowance keeps small ln C (binary) from flagging noise
             return max(settings.high_ratio * expected, expected + 0.5)
 
         high_r = settings.high_ratio_regression
+        if kind in ("cross_entropy", "nll") and task == "sequence":
+            # one class per position: ln C per counted token, C the output width; ignored targets (< 0) left out
+            pair = class_scores(*shifted(out, tgt, shift))
+            if pair is None:
+                return None
+            classes = int(pair[0].shape[1])
+            prior = _entropy(pair[1].long().numpy(), classes)
+            return prior, math.log(classes), f"the expected ln {classes} = {math.log(classes):.4g} per token for " \
+                f"{classes} outputs per position (target-token entropy {prior:.4g})", ceiling_c(math.log(classes))
         if kind in ("cross_entropy", "nll") and out.ndim >= 2:
             classes = out.shape[1]
             labels = tgt.long().reshape(-1).numpy() if tgt.ndim == out.ndim - 1 else None
@@ -175,24 +217,49 @@ class InitLoss(Check):
         return None
 
     @staticmethod
-    def _outputs_mismatch(kind: str, out: Any) -> str | None:
+    def _outputs_mismatch(kind: str, out: Any, axis: int = 1) -> str | None:
+        """What is wrong with a fresh model's outputs for this loss (``axis``: the class axis), or None."""
         import torch
 
         if out.numel() < 8:
             return None
         in_unit = bool(((out >= 0) & (out <= 1)).all())
-        if kind == "cross_entropy" and out.ndim >= 2 and in_unit and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3):
+        if kind == "cross_entropy" and out.ndim >= 2 and in_unit and torch.allclose(out.sum(axis), torch.ones(()), atol=1e-3):
             return ("The model's outputs are probabilities (every row sums to 1) but CrossEntropyLoss expects raw "
                     "logits: a softmax is applied twice, squashing gradients and capping how low the loss can go.")
         if kind == "bce_logits" and in_unit:
             return ("Every output lies in [0, 1], as after a sigmoid, but BCEWithLogitsLoss applies the sigmoid "
                     "itself: the model's confidence is squashed and the loss cannot approach 0.")
         if kind == "nll" and out.ndim >= 2:
-            lse = torch.logsumexp(out, dim=1)
+            lse = torch.logsumexp(out, dim=axis)
             if float(lse.abs().max()) > 1e-3:
                 return ("NLLLoss expects log-probabilities (rows whose exp sums to 1), but the model's outputs are raw "
-                        f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss can go below 0 without learning.")
+                        f"scores (logsumexp up to {float(lse.abs().max()):.3g}): the loss is -output[target], unbounded "
+                        "below, and the model lowers it by growing its scores instead of learning.")
         return None
+
+
+def _stays_in_unit_interval(ctx: Any, model: Any, indices: Any) -> bool | None:
+    """Whether the outputs stay in [0, 1] with the last nn.Linear's weight and bias scaled 100x (a sigmoid or
+    similar squashing follows it); ``None`` when the model has no nn.Linear to scale."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    probe = copy.deepcopy(model)
+    linears = [m for m in probe.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    with torch.no_grad():
+        for param in linears[-1].parameters():
+            param.mul_(100.0)
+        x, _ = ctx.train.unpack(ctx.batch(ctx.train, indices[:64]))
+        out = probe.eval()(x)
+    if not isinstance(out, torch.Tensor):
+        return None
+    out = out.float()
+    return bool(((out >= 0) & (out <= 1)).all()) and float(out.max() - out.min()) > 0
 
 
 def _entropy(labels: np.ndarray, classes: int) -> float:

@@ -23,6 +23,10 @@ from pydantic import Field
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.probing.trainer import rounded, thin_curve
 
+#: Findings of other checks that explain "not learned" (the pipeline cannot train): the report names them in
+#: SC201/SC204 and lists them first.
+CANNOT_TRAIN = ("SC902", "SC903", "SC904", "SC305", "SC302", "SC303", "SC304", "SC1001", "SC1002", "SC1003", "SC1007", "SC1008", "SC801", "SC803", "SC804", "SC807", "SC808")
+
 REMEDIES = ("more training data, data augmentation, weight decay, dropout, early stopping on a validation "
             "split, or a smaller model")
 
@@ -60,7 +64,18 @@ CODES = (
         "accuracy vs that of its own predictions with the class ids randomly permuted, 9999 relabelings), an "
         "exact binomial test against chance (fewer classes) or a sign-flip test against predicting the mean "
         "(regression). Test (2) is needed because a random-label model's mistakes are clustered, so "
-        "sample-level tests alone call it better than another random-label model far too often.",
+        "sample-level tests alone call it better than another random-label model far too often. Budget: when a "
+        "quick timing of your step says the default budget would take more than 60% of the time cap (10 s at the "
+        "default profile), the budget follows the measured step cost instead: smaller batches (down to 8), as "
+        "many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
+        "held-out subset whose evaluation takes at most 15% of the time (at least 128). On such a fitted budget "
+        "the error needs two more things, else it is SC205: (a) proof that the model trained: it fits its own "
+        "training samples significantly better than the held-out ones (one-sided Mann-Whitney test at alpha, on "
+        "per-sample correctness or losses) and by at least 0.05 (accuracy or R²), as a model memorizing labels it "
+        "cannot generalize does; (b) classification: the inputs themselves do not predict "
+        "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding is "
+        "not significantly above chance (binomial test at alpha/10, or less than 5 points above it). The check needs at "
+        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -70,6 +85,7 @@ CODES = (
         fix="Check that each input is paired with its own label (plot a few with their labels), that the inputs "
         "vary, and that the target is the right column. If the model just needs longer to learn, run with "
         "--profile thorough.",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
     CodeDoc(
         code="SC202", title="A model trained on shuffled labels scores above chance", severity="warning",
@@ -90,7 +106,8 @@ CODES = (
     ),
     CodeDoc(
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
-        what="Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
+        what="Not run for task: sequence (a text's next tokens cannot be fit to 95% accuracy: the same context has "
+        "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
@@ -101,11 +118,13 @@ CODES = (
         example="A large MLP on a few hundred samples: it fits random labels almost as fast as real ones.",
         fix="Use what limits memorization: " + REMEDIES + ". If the ratio is near 1, check the labels too "
         "(SC201).",
+        explained_by=("SC201",),
     ),
     CodeDoc(
         code="SC204", title="Zeroed inputs are learned as well as real inputs", severity="error",
         what="Karpathy's input-independent baseline: the same training as the real-label model (same subset, "
-        "budget, initialization and batch order) with every input set to zero. Decision rule: error unless "
+        "budget, initialization and batch order) with every input set to zero (token ids with task: sequence: "
+        "every id set to 0; other integer inputs are not zeroed). Decision rule: error unless "
         "the real-input model is better on the held-out samples at the 99% level, with the same tests as "
         "SC201.",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
@@ -114,18 +133,30 @@ CODES = (
         "inputs all equal because of a normalization with the wrong statistics.",
         fix="Look at the inputs the model actually receives (print a batch inside train_step), and make sure "
         "forward() uses its argument.",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
     CodeDoc(
-        code="SC205", title="Randomization test inconclusive: training cut by the time cap", severity="info",
-        what="Reported instead of SC201/SC204 when the real-label model is not clearly better but its training "
-        "stopped at the time cap (10 s at the default profile) before its planned steps: a slow model may simply "
-        "not have trained enough to tell. Decision rule: the SC201/SC204 condition holds and the reference run "
-        "stopped on time, not steps.",
+        code="SC205", title="Randomization test inconclusive: not enough training to tell", severity="info",
+        what="Reported instead of SC201/SC204 when the real-label model is not clearly better but no verdict can "
+        "be drawn from its training. Decision rule: the SC201/SC204 condition holds and (a) even the smallest "
+        "budget that can decide (50 steps of batch 8) does not fit the time cap at the measured step cost, or (b) "
+        "the run was cut by the time cap before its planned steps (the machine slowed down), or (c) on a budget "
+        "fitted to the step cost (see SC201), the model did not fit its own training samples better than the "
+        "held-out ones, i.e. it learned nothing measurable. The message says what a verdict would need.",
         why="An error must mean the pipeline is broken, not that the probe's own budget ran out.",
-        example="A large CNN on a CPU: 300 steps take longer than the time cap.",
-        fix="Run with --profile thorough (4x the steps and time), or on a GPU (device: cuda).",
+        example="A large CNN on a busy CPU where one step of 8 samples takes a second: 50 steps do not fit in the "
+        "10 s cap.",
+        fix="Give the check the time it needs: --profile thorough (4x the time cap) when the message says that "
+        "suffices, or a GPU (device: cuda).",
+        explained_by=CANNOT_TRAIN + ("SC301",),
     ),
 )
+
+
+#: Below these sample counts the randomization tests have no power (a clean pipeline was flagged at 20 training
+#: samples on digits and diabetes): the check skips and says so.
+MIN_TRAIN_SAMPLES = 32
+MIN_EVAL_SAMPLES = 10
 
 
 class LabelShuffle(Check):
@@ -133,7 +164,8 @@ class LabelShuffle(Check):
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
                "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized")
     cost = ("a few seconds for a small model: three trainings of 300 steps on 1024 samples (one shared with other "
-            "checks) and two of at most 600 steps on 128 samples")
+            "checks) and two of at most 600 steps on 128 samples; for a slow model, budgets fitted to the measured "
+            "step time: about 3 x 6 s + 2 x 5 s at the default profile")
     codes = CODES
     Settings = Settings
 
@@ -146,20 +178,27 @@ class LabelShuffle(Check):
         if targets is None:
             self.skip("the training targets do not share one shape, so they cannot be permuted")
         plan = reference_plan(ctx)
-        if len(plan.eval_indices) < 10:
-            self.skip(f"only {len(plan.eval_indices)} held-out samples to compare scores on")
+        if len(plan.train_indices) < MIN_TRAIN_SAMPLES:
+            self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "
+                      f"{len(plan.train_indices)}): below that, real and shuffled labels are both memorized and the "
+                      "tests cannot tell them apart")
+        if len(plan.eval_indices) < MIN_EVAL_SAMPLES:
+            self.skip(f"needs at least {MIN_EVAL_SAMPLES} held-out samples to compare scores on (has "
+                      f"{len(plan.eval_indices)})")
         real = reference_model(ctx)
         if real.stopped == "nonfinite":
             self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")
         evaluation_split = eval_split_of(ctx, plan)
-        common = dict(steps=real.steps, tag="trainer:reference", eval_split=evaluation_split,
-                      eval_indices=plan.eval_indices, evaluate_train=False)
+        common = dict(steps=real.steps, tag="trainer:reference", batch_size=plan.batch_size,
+                      eval_split=evaluation_split, eval_indices=plan.eval_indices, evaluate_train=False)
         labels = targets[plan.train_indices]
         shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
                          **common)
         first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
+        # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
+        zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
         zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
-            if isinstance(first, torch.Tensor) and first.dtype.is_floating_point else None
+            if zeroable else None
 
         r, s = real.eval, shuffled.eval
         chance = _chance(s)
@@ -167,14 +206,35 @@ class LabelShuffle(Check):
                   "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}
         base = {
             "metric": r.metric, "scores": scores, "train_samples": len(plan.train_indices), "steps": real.steps,
-            "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha,
+            "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha, "budget": plan.describe(),
             "loss_curve_real": thin_curve(real.losses, 50), "loss_curve_shuffled": thin_curve(shuffled.losses, 50),
         }
+        trained, fit_evidence = fits_training_samples(real, settings.alpha)
+        if plan.fitted:
+            base["fits_training_samples"] = fit_evidence
         rng = ctx.rng("label-shuffle:test")
         p_shuffled, test = better(r, s, rng, settings.permutations)
         p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
+        p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations) if zeroed is not None else (0.0, "")
+        # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
+        undecided = _undecided(real, plan, trained)
+        not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
+        if not_learned and undecided is None and plan.fitted:  # a short budget: do the inputs predict the labels?
+            signal = input_label_signal(ctx, targets, settings.alpha)
+            if signal is not None:
+                base["input_label_signal"] = signal
+                if signal["predictable"]:
+                    undecided = "predictable"
+        fitted_note = ""
+        if plan.fitted and not undecided:
+            fit, signal = base["fits_training_samples"], base.get("input_label_signal")
+            fitted_note = (f" On this budget (fitted to the measured step time) the model did learn its own training "
+                           f"samples ({_fmt(fit['train_score'])} on them against {_fmt(fit['heldout_score'])} held-out)"
+                           + (f", and the inputs alone do not predict the labels (a 10-nearest-neighbour vote gets "
+                              f"{signal['knn_accuracy']:.1%}, chance {signal['chance']:.1%})" if signal else "")
+                           + ": what it learns does not carry over to held-out samples.")
         what = "accuracy" if r.metric == "accuracy" else ("R²" if r.metric == "r2" else "negative loss")
 
         if leaks:
@@ -185,82 +245,205 @@ class LabelShuffle(Check):
                 "reaches the model by a path the shuffle does not touch.",
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
-        elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and real.stopped == "seconds":
-            yield from self._inconclusive(real, plan, r, s, base)
+        elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
+            yield self._inconclusive(real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
             yield self.finding(
                 "SC201", f"With the real labels the model scores {what} {r.score:.3g} on {r.n} held-out samples; "
-                f"with the same labels randomly permuted it scores {s.score:.3g} (chance {chance:.3g}). The real "
+                f"with the same labels randomly permuted it scores {s.score:.3g}"
+                + (f" (chance {chance:.3g})" if math.isfinite(chance) else "") + ". The real "
                 f"labels are not learned significantly better ({weak}; alpha {settings.alpha:g}, {real.steps} "
                 f"steps on {len(plan.train_indices)} samples): the labels are not related to the inputs the model "
-                "sees.",
+                f"sees.{fitted_note}",
                 evidence={**base, "p_value": rounded(p_shuffled), "test": test, "p_value_vs_chance": rounded(p_real),
                           "test_vs_chance": real_test},
             )
         if zeroed is not None:
-            p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations)
-            if p_zero >= settings.alpha and real.stopped == "seconds":
+            if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
-                    yield from self._inconclusive(real, plan, r, zeroed.eval, base)
+                    yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
             elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
                     f"held-out samples, against {r.score:.3g} with the real inputs: not significantly worse "
                     f"(p = {p_zero:.2g}, {ztest}, alpha {settings.alpha:g}). The model does not get usable "
-                    "information from its inputs.",
+                    f"information from its inputs.{fitted_note}",
                     evidence={**base, "p_value": rounded(p_zero), "test": ztest},
                 )
         yield from self._memorization(ctx, settings, targets)
 
-    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict):
-        """The time cap cut the real-label run short: not learning may only mean not enough steps."""
-        yield self.finding(
-            "SC205", f"The real-label model trained for only {real.steps} of {plan.steps} steps before the time cap "
-            f"({plan.seconds:g} s) and scores {r.score:.3g}, not clearly better than the comparison run "
-            f"({other.score:.3g}); with so little training that says nothing about the labels. Run with "
-            "--profile thorough (4x the steps and time) for a verdict.",
-            evidence={**base, "planned_steps": plan.steps, "time_cap_s": plan.seconds},
+    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
+        """SC205: the comparison run is not clearly better, and the training cannot support a verdict."""
+        scale = "x" if plan.batch_size is None else f" of batch {plan.batch_size}"
+        if why == "budget":
+            step = plan.cost.step(plan.batch_size or 1)
+            cap = _thorough_cap()
+            thorough = plan.seconds < cap and plan.needs_seconds <= cap
+            hint = ("--profile thorough (4x the time cap) would give it that" if thorough else
+                    "that is more than even --profile thorough allows here: run on a GPU (device: cuda), or with a "
+                    "smaller model or input size for this check")
+            text = (f"One training step{scale} takes {step:.3g} s here, so the time cap ({plan.seconds:g} s per run) "
+                    f"holds only {plan.steps} step(s); a verdict needs at least {_min_steps()} steps: about "
+                    f"{plan.needs_seconds:.0f} s per run (three runs). {hint[0].upper() + hint[1:]}.")
+        elif why == "seconds":
+            text = (f"The real-label model trained for only {real.steps} of {plan.steps} planned steps before the time "
+                    f"cap ({plan.seconds:g} s): the machine ran slower than when the budget was planned. Run again on "
+                    "a quieter machine, or with --profile thorough (4x the time cap).")
+        elif why == "predictable":
+            sig = base["input_label_signal"]
+            text = (f"The model trained ({real.steps} steps{scale} on {len(plan.train_indices)} samples, a budget "
+                    "fitted to the measured step time), but the inputs do predict the labels: a 10-nearest-neighbour "
+                    f"vote on the inputs gets {sig['knn_accuracy']:.1%} of {sig['samples']} training labels right "
+                    f"(chance {sig['chance']:.1%}). So the labels are related to the inputs, and the model needs more "
+                    "training than this budget to show it on held-out samples: --profile thorough (4x the time cap), "
+                    "or a GPU (device: cuda).")
+        else:
+            fit = base.get("fits_training_samples", {})
+            text = (f"In {real.steps} steps{scale} on {len(plan.train_indices)} samples (a budget fitted to the "
+                    f"measured step time) the model did not learn anything measurable: it scores "
+                    f"{_fmt(fit.get('train_score'))} on its own training samples and {_fmt(fit.get('heldout_score'))} on "
+                    "held-out ones. A verdict needs a budget in which the model at least fits its training samples: "
+                    "more steps than the time cap allows here (--profile thorough gives 4x the time; a GPU, "
+                    "device: cuda, far more).")
+        return self.finding(
+            "SC205", f"The real-label model scores {r.score:.3g}, not clearly better than the comparison run "
+            f"({other.score:.3g}), but that says nothing about the labels yet. {text}",
+            evidence={**base, "reason": why, "planned_steps": plan.steps, "time_cap_s": plan.seconds},
         )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
-        from sanitycheck.probing.trainer import train
+        from sanitycheck.probing.memorization import memorization, plan_from
 
-        subset = ctx.sample_indices(ctx.train, settings.memorize_samples, "label-shuffle:memorize")
-        steps = ctx.budget(settings.memorize_steps, minimum=20)
-        threshold = settings.fit_accuracy if ctx.task == "classification" else settings.fit_r2
-        common = dict(steps=steps, seconds=settings.memorize_seconds * ctx.scale, tag="label-shuffle:memorize",
-                      fit_threshold=threshold, fit_every=5, evaluate_train=False)
-        real = train(ctx, ctx.train, subset, **common)
-        if real.steps_to_fit is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
+        if ctx.task == "sequence":
+            return  # a text's next tokens cannot be fit to 95% accuracy: one context has several continuations
+
+        m = memorization(ctx, plan_from(settings))  # shared with `generalization`: trained once per run
+        if m.steps_real is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
             yield self.finding(
-                "SC203", f"The model did not fit {len(subset)} training samples with their real labels within "
-                f"{real.steps} steps ({real.stopped} budget), so there is no memorization ratio.",
-                evidence={"samples": len(subset), "steps_real": None, "steps_random": None, "max_steps": steps,
-                          "ratio": None, "stopped_by": real.stopped, "fit_threshold": threshold},
+                "SC203", f"The model did not fit {m.samples} training samples with their real labels within "
+                f"the budget ({m.max_steps} steps, stopped by {m.stopped_real}), so there is no memorization ratio.",
+                evidence={"samples": m.samples, "steps_real": None, "steps_random": None, "max_steps": m.max_steps,
+                          "ratio": None, "stopped_by": m.stopped_real, "fit_threshold": m.fit_threshold},
                 fix="If overfit-batch passes, the model just needs more steps: raise checks.label-shuffle."
                 "memorize_steps / memorize_seconds or use --profile thorough.",
             )
             return
-        noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
-                      **common)
-        fitted = noise.steps_to_fit is not None
-        ratio = (noise.steps_to_fit if fitted else noise.steps) / real.steps_to_fit
+        fitted = not m.ratio_is_lower_bound
+        ratio = m.ratio
         bound = "" if fitted else "more than "
-        evidence = {"samples": len(subset), "steps_real": real.steps_to_fit, "steps_random": noise.steps_to_fit,
-                    "max_steps": steps, "random_steps_done": noise.steps, "stopped_by": noise.stopped,
+        evidence = {"samples": m.samples, "steps_real": m.steps_real, "steps_random": m.steps_random,
+                    "max_steps": m.max_steps, "random_steps_done": m.random_steps_done, "stopped_by": m.stopped_random,
                     "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
-                    "fit_threshold": threshold, "warn_ratio": settings.memorize_warn_ratio}
+                    "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio}
         fast = fitted and ratio < settings.memorize_warn_ratio
         yield self.finding(
-            "SC203", f"On {len(subset)} training samples the model fits the real labels in {real.steps_to_fit} steps "
-            f"and randomly permuted labels in {bound}{noise.steps_to_fit or noise.steps} steps: a memorization ratio of "
-            f"{bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
-                                      "" if fitted else " Random labels were not memorized within the budget."),
+            "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps "
+            f"and randomly permuted labels in {bound}{m.steps_random or m.random_steps_done} steps: a memorization "
+            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
+                                               "" if fitted else " Random labels were not memorized within the budget."),
             severity="warning" if fast else "info", evidence=evidence,
             fix=("The model can memorize its training set: use " + REMEDIES + ".") if fast else None,
         )
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+
+
+
+def _min_steps() -> int:
+    from sanitycheck.probing import trainer
+
+    return trainer.MIN_STEPS
+
+
+def _undecided(real: Any, plan: Any, trained: bool) -> str | None:
+    """Why a "not learned" result cannot be a verdict (the SC205 reasons), or ``None`` when it can."""
+    if not plan.decisive:
+        return "budget"
+    if real.stopped == "seconds":
+        return "seconds"
+    if plan.fitted and not trained:
+        return "untrained"
+    return None
+
+
+def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | None:
+    """Whether the training inputs predict their labels without any training: the leave-one-out vote of the 10
+    nearest distinct inputs on the run's shared embedding (the neighbours leakage and influence use), against the
+    chance of a vote that ignores the inputs (sum_k p_k^2), one-sided binomial test at ``alpha / 10`` and at least 5
+    points above chance. ``None`` for regression or when the inputs cannot be embedded."""
+    from scipy.stats import binom
+
+    from sanitycheck.probing.neighbors import split_neighbors
+
+    labels = ctx.class_labels(ctx.train)
+    if labels is None:
+        return None
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+    except Exception:  # no embedding for these inputs
+        return None
+    usable = ctx.usable_indices(ctx.train)
+    usable = usable[labels[usable] >= 0]
+    classes = int(labels[usable].max()) + 1 if len(usable) else 0
+    if len(usable) < 20 or classes < 2:
+        return None
+    valid = np.zeros(len(labels), dtype=bool)
+    valid[usable] = True
+    votes = np.zeros((len(usable), classes))
+    rows = nb.inverse[usable]
+    for j in range(nb.idx.shape[1]):
+        cell = nb.idx[rows, j]
+        member = np.where(cell >= 0, nb.unique[np.maximum(cell, 0)], 0)
+        ok = (cell >= 0) & valid[member]
+        np.add.at(votes, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+    voted = votes.sum(1) > 0
+    hits = int((votes[voted].argmax(1) == labels[usable][voted]).sum())
+    n = int(voted.sum())
+    freq = np.bincount(labels[usable], minlength=classes) / len(usable)
+    chance = float((freq ** 2).sum())
+    p = float(binom.sf(hits - 1, n, chance)) if n else 1.0
+    accuracy = hits / n if n else 0.0
+    return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
+            "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05)}
+
+
+def _thorough_cap() -> float:
+    """The reference run's time cap at the thorough profile."""
+    from sanitycheck.engine.config import PROFILES
+    from sanitycheck.probing import trainer
+
+    return trainer.REFERENCE_SECONDS * PROFILES["thorough"]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "?"
+
+
+def fits_training_samples(result: Any, alpha: float) -> tuple[bool, dict]:
+    """Whether a trained model does significantly better on its own training samples than on held-out ones (a
+    one-sided Mann-Whitney test on per-sample correctness, or on per-sample losses when outputs are not class scores,
+    at ``alpha``) and by a margin (accuracy or R² at least 0.05 above held-out): evidence that it trained, whatever
+    its labels."""
+    from scipy.stats import mannwhitneyu
+
+    train, held = result.final, result.eval
+    if train is None or held is None or train.n == 0 or held.n == 0:
+        return False, {"train_score": None, "heldout_score": None, "p_value": None}
+    if train.correct is not None and held.correct is not None:
+        a, b = train.correct.astype(float), held.correct.astype(float)
+        margin = float(a.mean() - b.mean()) >= 0.05
+    else:
+        a, b = -train.losses[np.isfinite(train.losses)], -held.losses[np.isfinite(held.losses)]
+        margin = train.metric != "r2" or train.score - held.score >= 0.05
+    if len(a) == 0 or len(b) == 0 or (np.ptp(np.concatenate([a, b])) == 0):
+        p = 1.0
+    else:
+        p = float(mannwhitneyu(a, b, alternative="greater").pvalue)
+    return p < alpha and margin, {"train_score": rounded(train.score), "heldout_score": rounded(held.score),
+                                  "p_value": rounded(p), "test": "one-sided Mann-Whitney, training vs held-out samples"}
 
 
 # -------------------------------------------------------------------------------------- statistics

@@ -30,6 +30,10 @@ class Settings(CheckSettings):
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
     align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
+    text_error_fraction: float = Field(0.5, gt=0, le=1, description="Token windows (text): validation windows that "
+                                       "are exact or shifted copies of training windows are an error from this "
+                                       "fraction up (below: info, a corpus repeats itself); duplicates inside a split "
+                                       "a warning from it up.")
 
 
 RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance between embeddings, r_k(x) the "
@@ -88,8 +92,14 @@ CODES = (
         "centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the same way on 2000 "
         "random training samples scored like validation ones; alpha then adds up over the three looks. "
         "Every pair, with its distance, score and look, "
-        
-        "and the cutoff are in the evidence.",
+        "and the cutoff are in the evidence. Token windows (integer token ids, e.g. task: sequence) are judged as "
+        "text: the near-duplicate search is skipped (ids are categorical; the distance between id vectors means "
+        "nothing), and a validation window counts as a copy when it equals a training window or is one shifted by 1 "
+        "to T/4 tokens (its last T-s ids are a training window's first T-s, or its first T-s the last T-s; hashed). "
+        "Decision rule for text: error when the copies are at least 50% of the validation windows "
+        "(text_error_fraction: the same text on both sides, e.g. overlapping windows split at random), else info "
+        "(any corpus repeats lines and boilerplate: 14% of 32-character windows of standard-library source recur "
+        "exactly).",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
         example="Augmented copies of the same photo saved as separate files and split at random; a dataset scraped "
@@ -111,7 +121,8 @@ CODES = (
         "SC101 between a sample and its nearest neighbour in the same split at most half the SC101 cutoff: the cutoff "
         "is fitted to these very scores, so the full cutoff would always flag a fraction of every split). "
         "Decision rule: warning when there are exact copies or the duplicated samples are at least 1% of the split; "
-        "info for a few near copies.",
+        "info for a few near copies. Token windows (text): exact copies only, info unless they are at least 50% of the "
+        "split (repeated lines recur in any text, and overlapping windows share text by construction).",
         why="Duplicated training samples are seen several times per epoch (an unintended weighting); duplicated "
         "validation samples count twice in the metric.",
         example="The same image stored under two file names; a CSV concatenated with itself.",
@@ -152,6 +163,9 @@ class Leakage(Check):
                 "SC102", f"data.val is data.train: {same}. Validation measures memorization.",
                 samples={"val": list(range(len(val)))}, evidence={"reason": same, "val_samples": len(val)},
             )
+        if ctx.inputs_are_token_ids():
+            yield from self._text(ctx, settings, same)
+            return
         calib, note = None, None
         if settings.near:
             try:
@@ -179,6 +193,66 @@ class Leakage(Check):
             conflict = self._conflicts(ctx, groups, labels, settings, cross_significant)
             if conflict is not None:
                 yield conflict
+
+    # ----------------------------------------------------------------------------------------- text
+
+    def _text(self, ctx: Any, settings: Settings, same: str | None):
+        """Windows of token ids, judged as text: exact copies inside a split, exact or shifted copies across."""
+        from sanitycheck.probing.textdup import shifted_copies
+
+        note = ("near duplicates not searched: the inputs are token ids (categorical; the distance between id "
+                "vectors means nothing); windows are compared as text, exact and shifted copies")
+        for split in ctx.splits():
+            found = _in_split(ctx, split, None)
+            if found is None:
+                continue
+            flagged = sorted({i for g in found["groups"] for i in g[1:]})
+            fraction = len(flagged) / len(split)
+            yield self.finding(
+                "SC103", f"{len(flagged)} {split.name} windows ({fraction:.1%}) repeat another {split.name} window "
+                f"exactly ({len(found['groups'])} group(s))" + (": the text is largely duplicated." if
+                fraction >= settings.text_error_fraction else ": text repeats itself (repeated lines, boilerplate), "
+                "which is not a problem for a language model."),
+                severity="warning" if fraction >= settings.text_error_fraction else "info",
+                samples={split.name: [i for g in found["groups"] for i in g]},
+                fix=None if fraction >= settings.text_error_fraction else "Nothing to fix for repeated lines.",
+                evidence={"groups": len(found["groups"]), "duplicates": len(flagged), "split_samples": len(split),
+                          "fraction": round(fraction, 5), "warn_fraction": settings.text_error_fraction,
+                          "largest_groups": [g[:20] for g in found["groups"][:10]], "note": note},
+            )
+        if ctx.val is None or same:
+            return
+        cross = _cross(ctx, settings, None)
+        pairs = cross["pairs"]
+        xt, xv = ctx.train.data_pass().inputs, ctx.val.data_pass().inputs
+        length = xt.shape[1] if xt is not None and xt.ndim == 2 else 0
+        max_shift = max(1, length // 4)
+        if xt is not None and xv is not None and xt.ndim == 2 and xv.shape[1:] == xt.shape[1:]:
+            rest = np.setdiff1d(np.arange(len(ctx.val)), [p["val"] for p in pairs])
+            rows, train_rows, shifts = shifted_copies(xt.astype(np.int64), xv[rest].astype(np.int64), max_shift)
+            pairs = pairs + [{"val": int(rest[r]), "train": int(t), "kind": "shifted", "shift": int(s)}
+                             for r, t, s in zip(rows, train_rows, shifts)]
+        if not pairs:
+            return
+        n_val = len(ctx.val)
+        exact = sum(p["kind"] == "exact" for p in pairs)
+        fraction = len(pairs) / n_val
+        leaked = fraction >= settings.text_error_fraction
+        yield self.finding(
+            "SC101", f"{len(pairs)} of {n_val} validation windows ({fraction:.1%}) are copies of training text "
+            f"({exact} exact, {len(pairs) - exact} shifted by 1 to {max_shift} tokens)"
+            + (": the same text is on both sides of the split (overlapping windows split at random?)." if leaked else
+               f": below {settings.text_error_fraction:.0%}, the repeated lines and boilerplate any corpus has, not "
+               "leakage."),
+            severity="error" if leaked else "info",
+            samples={"val": [p["val"] for p in pairs], "train": _dedupe(p["train"] for p in pairs)},
+            evidence={"exact": exact, "shifted": len(pairs) - exact, "val_samples": n_val,
+                      "fraction": round(fraction, 5), "error_fraction": settings.text_error_fraction,
+                      "max_shift": max_shift, "note": note, "pairs": pairs[:1000]},
+            fix="Split the text first and cut windows inside each part (e.g. the first 90% of the tokens for "
+            "training, the rest for validation), and deduplicate documents before splitting." if leaked else
+            "Nothing to fix for repeated lines; if whole documents recur, deduplicate them before splitting.",
+        )
 
     # ----------------------------------------------------------------------------------------- findings
 

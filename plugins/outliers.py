@@ -53,12 +53,15 @@ class Outliers(Check):
         from sanitycheck.probing.embedding import EmbeddingUnavailable
         from sanitycheck.probing.neighbors import split_neighbors
 
+        if ctx.inputs_are_token_ids() and ctx.config.embedding.source == "pixels":
+            self.skip("the inputs are token ids: categorical, so the distance between id vectors means nothing "
+                      "(embedding: {source: model} compares the model's features instead)")
         try:
             nb = split_neighbors(ctx, ctx.train)
         except EmbeddingUnavailable as exc:
             self.skip(f"the training inputs cannot be embedded: {exc}")
         if len(nb.unique) <= settings.k + 1:
-            self.skip(f"only {len(nb.unique)} distinct training inputs: too few to tell an outlier")
+            self.skip(f"needs at least {settings.k + 2} distinct training inputs to tell an outlier (has {len(nb.unique)})")
         d = nb.dist[:, : settings.k]
         score = np.log(np.where(np.isfinite(d), d, np.nan).mean(1) + 1e-12)
         median = float(np.nanmedian(score))

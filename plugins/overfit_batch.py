@@ -25,6 +25,8 @@ class Settings(CheckSettings):
         0.1, gt=0, lt=1, description="Pass when the lowest loss reaches floor + target_ratio x (initial - floor)."
     )
     floor: float = Field(0.0, description="The loss's minimum (0 for cross-entropy, MSE, L1 ...).")
+    runaway: float = Field(10.0, gt=1, description="A loss of unknown kind counts as unbounded below when it falls under "
+                           "-runaway x max(1, |initial loss|) (SC305).")
 
 
 CODES = (
@@ -42,6 +44,7 @@ CODES = (
         "classes instead of reaching 0. Or a learning rate so small that nothing moves in 200 steps.",
         fix="Feed raw logits to CrossEntropyLoss (no softmax), check the output layer's size and the targets, "
         "raise the learning rate, and make sure train_step calls zero_grad, backward and step.",
+        explained_by=("SC902", "SC903", "SC904", "SC1001", "SC1002", "SC1003", "SC1008", "SC801", "SC804"),
     ),
     CodeDoc(
         code="SC302", title="Loss became NaN or Inf while fitting one batch", severity="error",
@@ -66,6 +69,20 @@ CODES = (
         example="A train_step that forgets optimizer.step(); every parameter with requires_grad=False; lr=0.",
         fix="Call optimizer.step() after loss.backward(), pass model.parameters() to the optimizer, and unfreeze "
         "the layers you mean to train.",
+    ),
+    CodeDoc(
+        code="SC305", title="Loss unbounded below", severity="error",
+        what="Watches the loss of the one-batch fit (see SC301) for values no proper loss reaches. Decision rule: "
+        "error when a standard loss that cannot be negative on what it expects (cross-entropy, NLL, binary "
+        "cross-entropy, MSE, L1, Huber) falls below 0 (by more than 1e-4 + 1e-3 x |initial loss|), or any other "
+        "loss falls below -10 x max(1, |initial loss|), or the loss becomes -inf. Such a fit never counts as "
+        "reaching the target of SC301, however low the loss goes.",
+        why="A loss that can go to minus infinity is minimized by growing the outputs, not by fitting the labels: "
+        "the loss curve falls for ever and looks like learning, while the model learns nothing useful.",
+        example="F.nll_loss on raw scores (the model has no log_softmax): the loss is -score[target], which the model "
+        "drives to -1e4 and beyond; `return -criterion(outputs, targets)` (a sign error).",
+        fix="Give NLLLoss log-probabilities (end the model with F.log_softmax(x, dim=1)) or use CrossEntropyLoss on "
+        "raw logits; check the sign of the loss you return.",
     ),
 )
 
@@ -95,20 +112,25 @@ class OverfitBatch(Check):
 
         if trainable == 0:  # nothing can train, and a backward pass would raise: say so directly
             yield self.finding(
-                "SC304", "Every parameter of the model has requires_grad=False: no training step can change it.",
+                "SC304", "Every parameter of the model has requires_grad=False: no training step can change it."
+                if before else "The model has no parameters at all: no training step can change it.",
                 evidence={"trainable_parameters": 0, "parameters": len(before), "batch_size": len(indices)},
                 samples={"train": [int(i) for i in indices]},
             )
             return
         losses: list[float] = []
+        bound = _lower_bound(ctx)
         with quick_cpu():
             for step in range(steps):
                 loss = ctx.step(model, optimizer, batch)
                 losses.append(loss)
                 if not math.isfinite(loss):
                     break
+                if step >= 20 and loss < -settings.runaway * max(1.0, abs(losses[0])):
+                    break  # running away below any start: unbounded beyond doubt, no need for the rest
                 target = settings.floor + settings.target_ratio * (losses[0] - settings.floor)
-                if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10:
+                if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10 \
+                        and losses[0] > settings.floor and not _unbounded(losses, bound, settings.runaway):
                     break  # well past the target: no need to spend the rest of the budget
 
         changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
@@ -124,6 +146,9 @@ class OverfitBatch(Check):
         }
         batch_ids = {"train": [int(i) for i in indices]}
 
+        if _unbounded(losses, bound, settings.runaway):
+            yield self._unbounded_finding(ctx, model, batch, losses, bound, settings.runaway, evidence, batch_ids)
+            return
         if not math.isfinite(final):
             yield self.finding(
                 "SC302", f"The loss became {final} at step {len(losses)} of the one-batch fit "
@@ -154,6 +179,11 @@ class OverfitBatch(Check):
             if plateau is not None:
                 detail = (f" It plateaus: the last quarter of the steps lowered it by only {plateau:.2g} "
                           f"({plateau / max(initial - settings.floor, 1e-12):.1%} of the way to the floor).")
+            squash = _sigmoid_cap(ctx, model, batch)
+            if squash is not None:
+                detail += (f" The model's outputs stay in [0, 1] (a sigmoid before BCEWithLogitsLoss, which applies "
+                           f"one itself): on this batch the loss cannot go below {squash:.4g} (ln(1 + e^-1) per "
+                           "positive label, ln 2 per negative one). Remove the final sigmoid.")
             if cap is not None:
                 detail += (f" The model's outputs are probabilities (rows sum to 1) fed to CrossEntropyLoss, which "
                            f"applies log_softmax again: the loss cannot go below ln(1 + (C-1)/e) = {cap:.4g} for "
@@ -163,9 +193,75 @@ class OverfitBatch(Check):
                 f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to "
                 f"{settings.floor:g}).{detail}",
                 evidence={**evidence, "plateau": plateau is not None, "plateau_drop": _r(plateau) if plateau is not None else None,
-                          "softmax_cap": _r(cap) if cap is not None else None},
+                          "softmax_cap": _r(cap) if cap is not None else None,
+                          "sigmoid_cap": _r(squash) if squash is not None else None},
                 samples=batch_ids,
             )
+
+
+    def _unbounded_finding(self, ctx: Any, model: Any, batch: Any, losses: list[float], bound: float | None,
+                           runaway: float, evidence: dict, batch_ids: dict):
+        from sanitycheck.pipeline.losses import loss_kind
+
+        kind = loss_kind(ctx.loss_fn)
+        finite = [v for v in losses if math.isfinite(v)]
+        lowest = min(finite) if finite else -math.inf
+        if losses[-1] == -math.inf:
+            lowest = -math.inf
+        where = (f"below 0, the least {_LOSS_NAMES.get(kind, kind)} can be on what it expects" if bound is not None
+                 else f"below {-runaway * max(1.0, abs(losses[0])):.4g} (-{runaway:g} x the initial loss or 1)")
+        lse = _logsumexp_max(ctx, model, batch) if kind == "nll" else None
+        cause = (f" The model's outputs are not log-probabilities (logsumexp of a row up to {lse:.3g}, where "
+                 "log_softmax gives 0): NLLLoss is -output[target], and raw scores make it unbounded. End the model "
+                 "with F.log_softmax(x, dim=1), or use CrossEntropyLoss on the raw logits."
+                 if lse is not None and lse > 1e-3 else
+                 " A loss that is minimized by growing the outputs: check its sign and that it gets what it expects.")
+        return self.finding(
+            "SC305", f"The loss on one fixed batch went from {losses[0]:.4g} to {lowest:.4g} in {len(losses)} steps, "
+            f"{where}: the loss is unbounded below, and the optimizer lowers it by growing the outputs, not by fitting "
+            f"the labels.{cause}",
+            evidence={**evidence, "min_loss": _r(lowest) if math.isfinite(lowest) else "-inf",
+                      "lower_bound": bound, "loss_kind": kind, "max_logsumexp": _r(lse) if lse is not None else None},
+            samples=batch_ids,
+        )
+
+
+#: How the messages name each standard loss family.
+_LOSS_NAMES = {"cross_entropy": "CrossEntropyLoss", "nll": "NLLLoss", "bce_logits": "BCEWithLogitsLoss",
+               "bce": "BCELoss", "mse": "MSELoss", "l1": "L1Loss", "huber": "Huber/SmoothL1Loss"}
+
+
+def _lower_bound(ctx: Any) -> float | None:
+    """0 for the standard losses that cannot be negative on what they expect; ``None`` when unknown."""
+    from sanitycheck.pipeline.losses import loss_kind
+
+    return 0.0 if loss_kind(ctx.loss_fn) in _LOSS_NAMES else None
+
+
+def _unbounded(losses: list[float], bound: float | None, runaway: float) -> bool:
+    """The SC305 rule: below a known bound of 0 (with a tolerance), far below any start, or -inf."""
+    if not losses:
+        return False
+    if losses[-1] == -math.inf:
+        return True
+    finite = [v for v in losses if math.isfinite(v)]
+    if not finite:
+        return False
+    lowest, scale = min(finite), abs(losses[0]) if math.isfinite(losses[0]) else 1.0
+    if bound is not None and lowest < bound - (1e-4 + 1e-3 * scale):
+        return True
+    return lowest < -runaway * max(1.0, scale)
+
+
+def _logsumexp_max(ctx: Any, model: Any, batch: Any) -> float | None:
+    """The largest |logsumexp| over the rows of the model's outputs on ``batch`` (0 for log-probabilities)."""
+    import torch
+
+    with torch.no_grad():
+        out = model.eval()(ctx.train.unpack(batch)[0])
+    if not isinstance(out, torch.Tensor) or out.ndim < 2:
+        return None
+    return float(torch.logsumexp(out.float(), dim=1).abs().max())
 
 
 def _plateau(losses: list[float], initial: float, floor: float) -> float | None:
@@ -175,6 +271,26 @@ def _plateau(losses: list[float], initial: float, floor: float) -> float | None:
     cut = len(losses) * 3 // 4
     drop = min(losses[:cut]) - min(losses[cut:])
     return max(drop, 0.0) if drop < 0.02 * (initial - floor) else None
+
+
+def _sigmoid_cap(ctx: Any, model: Any, batch: Any) -> float | None:
+    """The lowest BCEWithLogitsLoss reachable on ``batch`` when the trained model's outputs all lie in [0, 1]."""
+    import torch
+
+    from sanitycheck.pipeline.losses import loss_kind
+
+    if loss_kind(ctx.loss_fn) != "bce_logits":
+        return None
+    inputs, targets = ctx.train.unpack(batch)
+    with torch.no_grad():
+        out = model.eval()(inputs)
+    if not isinstance(out, torch.Tensor) or not isinstance(targets, torch.Tensor) or out.numel() != targets.numel():
+        return None
+    if not bool(((out >= 0) & (out <= 1)).all()):
+        return None
+    y = targets.float().reshape(-1)
+    best = y * math.log1p(math.exp(-1.0)) + (1 - y) * math.log(2.0)
+    return float(best.mean())
 
 
 def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
@@ -189,7 +305,7 @@ def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
     if loss_kind(ctx.loss_fn) != "cross_entropy":
         return None
     with torch.no_grad():
-        out = model.eval()(ctx.train.unpack(batch)[0])
+        out = ctx.outputs(model.eval(), batch)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
         return None
     probabilities = bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3)

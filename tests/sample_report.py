@@ -33,6 +33,8 @@ def thumbnails() -> list[dict]:
 
 def sample_report() -> Report:
     curve = [2.3 * math.exp(-i / 40) + 1.2 for i in range(101)]
+    lrs = [1e-7 * 10 ** (i / 10) for i in range(75)]  # an LR range test: a log x axis with markers
+    lr_curve = [2.3 if lr < 1e-3 else 2.3 - math.log10(lr / 1e-3) if lr < 0.05 else 0.6 + 40 * (lr - 0.05) for lr in lrs]
     findings = [
         Finding(check="overfit-batch", code="SC301", severity="error", title="Loss does not approach its minimum",
                 message="The loss only fell from 2.3 to 1.46 <b>|</b> & more.", samples={"train": [4, 8, 15]},
@@ -47,6 +49,10 @@ def sample_report() -> Report:
                 evidence={"train_counts": [146, 140, 14], "val_counts": [36, 35, 37]}),
         Finding(check="sanitycheck", code="SC001", severity="warning", title="A plugin failed to load",
                 message="plugin 'acme' failed to load: ImportError: no module named acme"),
+        Finding(check="learning-rate", code="SC1303", severity="info", title="LR range test",
+                message="the loss falls fastest around 0.01 and climbs past 0.05",
+                evidence={"curves": {"loss": lr_curve, "smoothed": lr_curve}, "curve_x": lrs,
+                          "curve_x_label": "learning rate", "markers": {"configured": 0.001, "onset": 0.05}}),
     ]
     checks = [CheckResult(name="overfit-batch", status="failed", duration_s=1.3),
               CheckResult(name="label-shuffle", status="failed", duration_s=12.0),

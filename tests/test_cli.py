@@ -142,10 +142,12 @@ def test_a_plugin_that_fails_to_load_is_reported_not_fatal(monkeypatch):
     monkeypatch.setattr(sanitycheck.engine.host, "entry_points", with_broken)
     result = invoke("run", str(CLEAN), "--only", "data-integrity", "--format", "json")
     report = Report.model_validate_json(result.stdout)
-    assert result.exit_code == 0  # a warning, below the default fail_on
+    assert result.exit_code == 3  # issue 14: a plugin that fails to load is a crashed check, not a silent warning
     sc001 = [f for f in report.findings if f.code == "SC001"]
     assert sc001 and "broken-plugin" in sc001[0].message
-    assert report.checks[0].status == "passed"
+    assert report.checks[0].status == "passed"  # the other checks still run
+    broken = report.checks[-1]
+    assert broken.name == "broken-plugin" and broken.status == "error" and "no_such_module_xyz" in broken.reason
 
 
 @pytest.mark.parametrize("hook_name", ["sanitycheck_chekcs"])

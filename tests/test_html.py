@@ -89,8 +89,8 @@ def test_pictures_render_without_errors(page, tmp_path):
     assert probe["problems"] == []
     expected_images = len(sample_report().findings[2].evidence["thumbnails"])
     assert probe["images"] == probe["images_decoded"] == expected_images
-    assert probe["charts"] == probe["charts_drawn"] == 4  # 2 loss-curve charts, 2 class histograms
-    assert probe["curves"] >= 3  # one overfit-batch curve, two label-shuffle curves
+    assert probe["charts"] == probe["charts_drawn"] == 5  # 3 loss-curve charts (one over learning rates), 2 histograms
+    assert probe["curves"] >= 5  # one overfit-batch curve, two label-shuffle curves, two LR range test curves
     assert probe["bars"] >= 2 * 3 * 2  # train and val bars for 3 classes, in two histograms
 
 

@@ -106,7 +106,8 @@ def test_html_structure_is_self_contained():
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert "<script" not in page and "Content-Security-Policy" in page
     assert page.count("<img ") == len(sample_report().findings[2].evidence["thumbnails"])
-    assert page.count('class="chart curve"') == 2 and page.count('class="chart histogram"') == 2
+    assert page.count('class="chart curve"') == 3 and page.count('class="chart histogram"') == 2
+    assert "learning rate (log)" in page and "configured 0.001" in page  # curve_x on a log axis, markers
     assert "&lt;b&gt;|&lt;/b&gt;" in page  # escaped
 
 

@@ -113,3 +113,19 @@ def test_binary_single_logit_and_dict_batches():
                            eval_split=ctx.val, eval_indices=np.arange(len(ctx.val)))
     assert result.final.metric == "accuracy" and result.final.accuracy > 0.8  # fits the flipped labels
     assert result.eval.accuracy < 0.3  # which are wrong on the real held-out labels
+
+
+def test_tracking_the_held_out_loss_does_not_change_the_run(ctx):
+    idx = ctx.sample_indices(ctx.train, 256, "t")
+    held_out = ctx.sample_indices(ctx.val, 64, "e")
+    plain = trainer.train(ctx, ctx.train, idx, steps=25, tag="track")
+    tracked = trainer.train(ctx, ctx.train, idx, steps=25, tag="track", track_split=ctx.val, track_indices=held_out,
+                            track_every=10)
+    assert tracked.losses == plain.losses  # eval-mode evaluations draw no randomness and update nothing
+    assert [p.step for p in tracked.tracked] == [0, 10, 20, 25]
+    assert tracked.tracked[0].train_loss is None
+    assert tracked.tracked[1].train_loss == pytest.approx(np.mean(plain.losses[:10]))
+    assert tracked.tracked[-1].train_loss == pytest.approx(np.mean(plain.losses[20:]))
+    assert tracked.tracked[-1].held_out_loss == pytest.approx(ctx.evaluate_loss(tracked.model.eval(), ctx.val, held_out),
+                                                             rel=1e-4)
+    assert tracked.tracked[-1].held_out_loss < tracked.tracked[0].held_out_loss

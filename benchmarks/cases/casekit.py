@@ -35,6 +35,50 @@ def breast_cancer(seed: int = 0, val_fraction: float = 0.2):
     return ((xt - mean) / std, yt), ((xv - mean) / std, yv)
 
 
+def iris(seed: int = 0, val_fraction: float = 0.2):
+    """Three classes of iris flowers, four features standardized with the training split's statistics."""
+    from sklearn.datasets import load_iris
+
+    return _standardized(load_iris(), seed, val_fraction)
+
+
+def wine(seed: int = 0, val_fraction: float = 0.2):
+    """Three wine cultivars, 13 chemical features standardized with the training split's statistics."""
+    from sklearn.datasets import load_wine
+
+    return _standardized(load_wine(), seed, val_fraction)
+
+
+def _standardized(data, seed, val_fraction):
+    (xt, yt), (xv, yv) = _split(data.data.astype(np.float32), data.target.astype(np.int64), seed, val_fraction, True)
+    mean, std = xt.mean(0), xt.std(0)
+    return ((xt - mean) / std, yt), ((xv - mean) / std, yv)
+
+
+def cifar10(path=None, train: int = 8000, val: int = 2000):
+    """Real CIFAR-10 images (the 10,000 test images of ``../shared/data/cifar10_test.npz``): the first ``train`` for
+    training and the last ``val`` for validation, as float32 (N, 3, 32, 32) in [0, 1]; ``None`` without the file."""
+    from pathlib import Path
+
+    path = Path(path) if path else Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10_test.npz"
+    if not path.is_file():
+        return None
+    d = np.load(path)
+    x = torch.from_numpy(d["x_test"]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(d["y_test"]).long()
+    return (x[:train], y[:train]), (x[len(y) - val:], y[len(y) - val:])
+
+
+def flip_labels(y, fraction: float, seed: int = 0):
+    """``y`` (a tensor of class ids) with ``fraction`` of them moved to another class at random; also the indices."""
+    rng = np.random.default_rng(seed)
+    labels = y.numpy().copy()
+    classes = int(labels.max()) + 1
+    flipped = rng.choice(len(labels), int(fraction * len(labels)), replace=False)
+    labels[flipped] = (labels[flipped] + rng.integers(1, classes, len(flipped))) % classes
+    return torch.from_numpy(labels), set(flipped.tolist())
+
+
 def diabetes(seed: int = 0, val_fraction: float = 0.2, standardize_targets: bool = True):
     """Regression with inputs standardized; targets (float32, shape (N, 1)) standardized unless asked not to."""
     from sklearn.datasets import load_diabetes

@@ -57,6 +57,16 @@ def step_without_optimizer_step(model, batch, loss_fn, optimizer):
     return loss  # BUG: optimizer.step() is missing
 
 
+def step_without_zero_grad(model, batch, loss_fn, optimizer):
+    """A train_step that never clears the gradients: every step applies the sum of all gradients so far."""
+    inputs, targets = batch
+    model.train()
+    loss = loss_fn(model(inputs), targets)  # BUG: optimizer.zero_grad() is missing
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def frozen_mlp() -> nn.Module:
     model = casekit.mlp(64, 10)
     for p in model.parameters():

@@ -29,6 +29,11 @@ class CodeDoc(BaseModel):
     why: str = Field(description="Why it matters: what goes wrong in training when this is present.")
     example: str = Field(description="A short example of a pipeline that triggers it.")
     fix: str = Field(description="How to fix it; also the default `fix` line of a finding.")
+    explained_by: tuple[str, ...] = Field(
+        (), description="Codes of more specific findings that, when found in the same run (as an error or a "
+        "warning), explain this one: a generic consequence such as 'labels not learned'. The report then lists this "
+        "finding after them and its message names them (the runner does both).",
+    )
 
 
 class CheckSettings(BaseModel):
@@ -40,6 +45,11 @@ class CheckSettings(BaseModel):
     ignore: list[str] = Field(
         default_factory=list,
         description="Codes of this check to suppress (e.g. [SC503]): their findings are dropped from the report.",
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Time limit in seconds: past it the check is stopped and reported as `error` "
+        "(timed out); the other checks still run. Default: 600 s x the profile's budget factor (fast 150 s, "
+        "default 600 s, thorough 2400 s).",
     )
 
 

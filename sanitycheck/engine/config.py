@@ -17,9 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sanitycheck.engine.errors import ConfigError
+from sanitycheck.engine.faults import called_argparse, clean_argv, exit_reason, hold_stderr, where
 
 Ref = Any
 """A ``"module:attr"`` string (``attr`` may be dotted) or, from Python, the object itself."""
+
+#: ``loss: model``: the model computes its loss itself (see :class:`~sanitycheck.pipeline.adapter.ModelLoss`).
+MODEL_LOSS = "model"
 
 PROFILES: dict[str, float] = {"fast": 0.25, "default": 1.0, "thorough": 4.0}
 """Each profile scales every check's budget (steps, samples, seconds) by this factor."""
@@ -108,11 +112,16 @@ class EngineConfig(StrictModel):
 class Config(StrictModel):
     """A `sanitycheck.yaml`, validated."""
 
-    task: Literal["classification", "regression"] = Field("classification", description="What the model predicts.")
+    task: Literal["classification", "regression", "sequence"] = Field(
+        "classification", description="What the model predicts. sequence: a class per position (next-token prediction, "
+        "tagging): targets (B, T) of class ids, negative ids (ignore_index -100, nanoGPT's -1) ignored; outputs (B, T, C).",
+    )
     num_classes: int | None = Field(None, ge=2, description="Classification only; inferred from the labels when absent.")
     data: DataConfig
     model: Ref = Field(description="An nn.Module, or a zero-arg callable returning a fresh one (preferred).")
-    loss: Ref = Field(description="callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments.")
+    loss: Ref = Field(description="callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments. "
+                      "`model`: the model computes its own loss, called as model(inputs, targets) (dict batches: "
+                      "model(**batch)) and returning a loss, (outputs, loss), or an object with .loss and .logits.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     train_step: Ref | None = Field(None, description="callable(model, batch, loss_fn, optimizer) -> loss.")
     batch_size: int = Field(32, ge=1, description="Used when data entries are Datasets.")
@@ -135,7 +144,17 @@ class Config(StrictModel):
     #: Where the config came from, for messages and the report; not a YAML key.
     source: str | None = Field(None, exclude=True)
 
-    _refs = field_validator("model", "loss", "train_step")(classmethod(lambda cls, v: _check_ref(v)))
+    _refs = field_validator("model", "train_step")(classmethod(lambda cls, v: _check_ref(v)))
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, value: Any) -> Any:
+        return value if value == MODEL_LOSS else _check_ref(value)
+
+    @property
+    def model_loss(self) -> bool:
+        """``loss: model``: the model computes its own loss."""
+        return self.loss == MODEL_LOSS
 
     @field_validator("device")
     @classmethod
@@ -182,9 +201,10 @@ def load_config(source: str | Path | dict[str, Any] | Config, **overrides: Any) 
         return validate_config({**source, **overrides}, Path.cwd(), "<dict>")
     path = Path(source)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    text = read_text_file(path, "config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -196,6 +216,23 @@ def load_config(source: str | Path | dict[str, Any] | Config, **overrides: Any) 
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return validate_config({**data, **overrides}, path.resolve().parent, str(path))
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a file the tool reads (config, baseline, saved report): UTF-8 (a BOM is allowed), else a
+    :class:`ConfigError` naming the file and the first bad byte, never a ``UnicodeDecodeError`` traceback."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a {what} file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the {what} file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
 
 
 def validate_config(data: dict[str, Any], base_dir: Path | None, source: str | None, raw: Any = None) -> Config:
@@ -259,6 +296,16 @@ def _forget_shadowed(module_name: str, base_dir: Path) -> None:
             del sys.modules[name]
 
 
+def _module_file(module_name: str, base_dir: Path | None) -> str:
+    """The file a module would be imported from, as the ``sys.argv[0]`` it sees (its name when not local)."""
+    if base_dir is not None:
+        parts = module_name.split(".")
+        for candidate in (Path(base_dir).joinpath(*parts).with_suffix(".py"), Path(base_dir).joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return str(candidate)
+    return module_name
+
+
 def resolve(ref: Any, key: str, base_dir: Path | None) -> Any:
     """Import a ``"module:attr"`` reference (the config's folder first on ``sys.path``); objects pass through.
 
@@ -271,8 +318,19 @@ def resolve(ref: Any, key: str, base_dir: Path | None) -> Any:
         if str(base_dir) not in sys.path[:1]:
             sys.path.insert(0, str(base_dir))
         _forget_shadowed(module_name, Path(base_dir))
+    program = _module_file(module_name, base_dir)
     try:
-        obj: Any = importlib.import_module(module_name)
+        with clean_argv(program), hold_stderr() as held:  # argparse at import sees no arguments, not ours
+            obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # an exit at import would end the run with the user's exit code and no report
+        if called_argparse(exc):
+            said = held.last_line()
+            raise ConfigError(
+                f"{key}: importing '{module_name}' exited: it parses the command line at import ({where(exc)})"
+                + (f"; argparse said: {said}" if said else "")
+                + ". Move parse_args() under `if __name__ == '__main__':`, or use parse_known_args()") from exc
+        raise ConfigError(f"{key}: importing '{module_name}' {exit_reason(exc)}; code at module level must not exit "
+                          "the process") from exc
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise ConfigError(f"{key}: cannot import module '{module_name}' (from '{ref}'; looked in {base_dir})") from exc

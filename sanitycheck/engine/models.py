@@ -91,6 +91,10 @@ class Report(BaseModel):
         default_factory=dict,
         description="Per split: size and class counts, from the shared data pass (reports draw histograms from it).",
     )
+    interrupted: bool = Field(
+        False, description="True when the run was stopped (Ctrl-C) before every selected check ran: `checks` lists "
+        "the ones that finished; the others are `skipped` with the reason. The exit code is then 130.",
+    )
 
     @classmethod
     def assemble(
@@ -117,11 +121,13 @@ class Report(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """No error finding and no crashed check."""
-        return not self.failing("error") and not self.crashed
+        """No error finding, no crashed check, and the run was not interrupted."""
+        return not self.failing("error") and not self.crashed and not self.interrupted
 
     def exit_code(self, fail_on: str = "error") -> int:
-        """The contract's exit code: 3 a check crashed, 1 findings at or above ``fail_on``, else 0."""
+        """The contract's exit code: 130 interrupted, 3 a check crashed, 1 findings at or above ``fail_on``, else 0."""
+        if self.interrupted:
+            return 130
         if self.crashed:
             return 3
         return 1 if self.failing(fail_on) else 0

@@ -1,10 +1,17 @@
-"""configure -> collect checks -> run each (timed, crash-isolated) -> Report. No printing here."""
+"""configure -> collect checks -> run each (timed, crash- and time-isolated) -> Report. No printing here.
+
+Every way user or plugin code can leave a check has one outcome (docs/faults.md): an exception, ``sys.exit``,
+``os._exit`` or ``GeneratorExit`` makes that check ``error`` (the reason names the call); passing its time limit
+(``checks.NAME.timeout_s``, default :data:`DEFAULT_TIMEOUT_S` x the profile's factor) makes it ``error``
+"timed out after N s"; Ctrl-C stops the run with :class:`RunInterrupted`, which carries the report of the checks
+that finished. A plugin that failed to load is listed as a crashed check.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,8 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from sanitycheck.engine.check import Check, CheckSettings
-from sanitycheck.engine.config import Config, load_config
-from sanitycheck.engine.errors import ConfigError, SkipCheck, UsageError
+from sanitycheck.engine.config import PROFILES, Config, load_config
+from sanitycheck.engine.errors import ConfigError, RunInterrupted, SkipCheck, UsageError
+from sanitycheck.engine.faults import (call_isolated, clean_argv, crash_reason, exit_reason, guard_process_exit,
+                                      memory_limit_bytes)
 from sanitycheck.engine.host import ENGINE_CODES, PluginHost, load_host
 from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 
@@ -21,6 +30,11 @@ from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 #: pipeline is opened), "start", then the finished CheckResult; and, named by their description, the
 #: :class:`~sanitycheck.engine.progress.ScanEvent` of every long scan (data pass, k-NN search) during the run.
 Progress = Callable[[str, Any], None]
+
+#: A check's time limit at the default profile, in seconds; scaled by the profile's factor (fast 150 s, default
+#: 600 s, thorough 2400 s) unless ``checks.NAME.timeout_s`` sets it. The slowest built-in check on a 1M-sample
+#: split (leakage) takes about 120 s on a shared 2-core machine, so the default only stops a check that hangs.
+DEFAULT_TIMEOUT_S = 600.0
 
 
 def run(
@@ -30,74 +44,198 @@ def run(
     skip: Iterable[str] | None = None,
     host: PluginHost | None = None,
     progress: Progress | None = None,
+    checkpoint: Callable[[Report], None] | None = None,
     **overrides: Any,
 ) -> Report:
     """Run the selected checks on the pipeline a config describes and return the :class:`Report`.
 
     Raises :class:`~sanitycheck.engine.errors.UsageError` for bad input (the CLI's exit code 2). A check that
-    crashes does not raise: it is a :class:`CheckResult` with status ``error``.
+    crashes, exits or times out does not raise: it is a :class:`CheckResult` with status ``error``. Ctrl-C raises
+    :class:`~sanitycheck.engine.errors.RunInterrupted` (a ``KeyboardInterrupt``) carrying the partial report.
+    ``checkpoint``, when given, is called with the report so far (marked ``interrupted``) once the pipeline is
+    open and after each check, so that a process killed from outside still leaves the finished checks behind.
     """
     started = time.perf_counter()
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = load_config(config, **overrides)
     host = host or load_host()
-    host.hook.sanitycheck_configure.call_historic(kwargs={"config": cfg})
+    results: list[CheckResult] = []
+    findings = [_plugin_error(name, error) for name, error in host.load_errors]
+    crashed_hook = _guarded_hook("sanitycheck_configure", lambda: host.hook.sanitycheck_configure.call_historic(
+        kwargs={"config": cfg}))
     selected = select_checks(host, cfg, only, skip)
     settings = {name: check_settings(host.checks[name], cfg) for name in selected}
+    skipped = set(skip or [])
+    # Listed after the checks that ran: a plugin that failed to load (or a hook that failed) is a crashed check.
+    broken = [CheckResult(name=name, status="error", duration_s=0.0, reason=f"plugin failed to load: {error}")
+              for name, error in host.load_errors if name not in skipped]
+    broken += [crashed_hook] if crashed_hook else []
 
-    findings = [_plugin_error(name, error) for name, error in host.load_errors]
-    results: list[CheckResult] = []
     if progress:
         for name in selected:
             progress(name, "queued")
     from sanitycheck.engine.progress import listening
 
-    with listening(progress):  # long scans report to the same callback
-        ctx = host.hook.sanitycheck_open_pipeline(config=cfg)  # the pipeline layer; torch is imported here
+    ctx = None
+    done: set[str] = set()
+    current: tuple[str, float] | None = None
+
+    def partial(interrupted: bool) -> Report:
+        linked = link_causes(findings, host.code_docs())  # causes before the consequences they explain
+        report = Report.assemble(cfg.source, linked, results + broken, time.perf_counter() - started)
+        report.interrupted = interrupted
+        report.splits = split_summaries(ctx) if ctx is not None else {}
+        return report
+
+    try:
+        # Long scans report to the same callback; os._exit is caught; the user's code sees no command-line arguments
+        # (ours are not for it): a factory that calls parse_args() gets its defaults.
+        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")):
+            ctx = _open_pipeline(host, cfg)  # the pipeline layer; torch is imported here
+            if checkpoint:
+                checkpoint(partial(True))
+            for name in selected:
+                check = host.checks[name]
+                if not settings[name].enabled:
+                    results.append(CheckResult(name=name, status="skipped", duration_s=0.0,
+                                               reason="enabled: false in config"))
+                    done.add(name)
+                    continue
+                if progress:
+                    progress(name, "start")
+                current = (name, time.perf_counter())
+                result, found = _run_one(host, check, ctx, settings[name], check_timeout(cfg, settings[name]))
+                current = None
+                results.append(result)
+                findings.extend(found)
+                done.add(name)
+                if progress:
+                    progress(name, result)
+                if checkpoint:
+                    checkpoint(partial(True))
+    except KeyboardInterrupt:
         for name in selected:
-            check = host.checks[name]
-            if not settings[name].enabled:
-                results.append(CheckResult(name=name, status="skipped", duration_s=0.0, reason="enabled: false in config"))
+            if name in done:
                 continue
-            if progress:
-                progress(name, "start")
-            result, found = _run_one(host, check, ctx, settings[name])
-            results.append(result)
-            findings.extend(found)
-            if progress:
-                progress(name, result)
-    report = Report.assemble(cfg.source, findings, results, time.perf_counter() - started)
-    report.splits = split_summaries(ctx)
-    host.hook.sanitycheck_report(report=report)
+            if current is not None and current[0] == name:
+                reason = f"interrupted after {time.perf_counter() - current[1]:.1f} s (the run was stopped)"
+            else:
+                reason = "not run: the run was interrupted"
+            results.append(CheckResult(name=name, status="skipped", duration_s=0.0, reason=reason))
+        report = partial(True)
+        _guarded_hook("sanitycheck_report", lambda: host.hook.sanitycheck_report(report=report))
+        raise RunInterrupted(report) from None
+    report = partial(False)
+    crashed_hook = _guarded_hook("sanitycheck_report", lambda: host.hook.sanitycheck_report(report=report))
+    if crashed_hook:
+        report.checks.append(crashed_hook)
     return report
 
 
-def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings) -> tuple[CheckResult, list[Finding]]:
-    """Run one check, timed; a crash becomes status ``error`` with the exception as the reason."""
-    start = time.perf_counter()
-    status, reason, found = "passed", None, []
+def check_timeout(cfg: Config, settings: CheckSettings) -> float:
+    """A check's time limit: ``checks.NAME.timeout_s``, else :data:`DEFAULT_TIMEOUT_S` x the profile's factor."""
+    return settings.timeout_s if settings.timeout_s is not None else DEFAULT_TIMEOUT_S * PROFILES[cfg.profile]
+
+
+def _open_pipeline(host: PluginHost, cfg: Config) -> Any:
+    """The ``sanitycheck_open_pipeline`` hook; an exit called by the user's code while it runs is a usage error."""
     try:
-        found = list(host.hook.sanitycheck_run_check(check=check, context=ctx, settings=settings) or [])
-        found = [f for f in found if f.code not in settings.ignore]  # checks: {NAME: {ignore: [CODE]}}
+        return host.hook.sanitycheck_open_pipeline(config=cfg)
+    except (SystemExit, GeneratorExit) as exc:
+        raise UsageError(f"the pipeline {exit_reason(exc)} while sanitycheck opened it (importing, reading the data, "
+                         "building the model or the preflight step); code that a pipeline's objects run must not "
+                         "exit the process") from exc
+
+
+def _guarded_hook(name: str, call: Callable[[], Any]) -> CheckResult | None:
+    """Call a plugin hook that is not a check; what it raises (or an exit) becomes a crashed entry named after it."""
+    start = time.perf_counter()
+    try:
+        call()
+    except KeyboardInterrupt:
+        raise
+    except (Exception, SystemExit, GeneratorExit) as exc:
+        reason = crash_reason(exc) if isinstance(exc, Exception) else exit_reason(exc)
+        return CheckResult(name=f"hook {name}", status="error", duration_s=round(time.perf_counter() - start, 3),
+                           reason=f"a plugin's {name} hook failed: {reason}")
+    return None
+
+
+def _run_one(host: PluginHost, check: Check, ctx: Any, settings: CheckSettings,
+             timeout: float | None = None) -> tuple[CheckResult, list[Finding]]:
+    """Run one check in its own thread, timed and limited to ``timeout`` seconds.
+
+    A crash, ``sys.exit``/``os._exit``/``GeneratorExit`` or the time limit becomes status ``error`` with the reason;
+    ``KeyboardInterrupt`` (Ctrl-C, here or raised in the check) propagates to stop the run.
+    """
+
+    def call() -> list[Finding]:
+        return list(host.hook.sanitycheck_run_check(check=check, context=ctx, settings=settings) or [])
+
+    cwd = os.getcwd()
+    outcome = call_isolated(call, timeout, name=check.name)
+    if os.getcwd() != cwd:  # a check (or the user's code) that changed folder: relative paths stay the user's
+        os.chdir(cwd)
+    status, reason, found = "passed", None, []
+    if outcome.timed_out or outcome.memory:
+        status = "error"
+        reason = f"timed out after {timeout:g} s" if outcome.timed_out else (
+            f"stopped: the process used {outcome.memory / 2**30:.1f} GiB of memory, over the limit of "
+            f"{(memory_limit_bytes() or 0) / 2**30:.1f} GiB (90% of the memory available to it)")
+        if outcome.abandoned:
+            reason += " (stuck in a call that could not be interrupted, e.g. C code; left running in the background)"
+    elif isinstance(outcome.error, KeyboardInterrupt):
+        raise outcome.error
+    elif isinstance(outcome.error, SkipCheck):
+        status, reason = "skipped", str(outcome.error)
+    elif isinstance(outcome.error, Exception):  # crash isolation: the other checks still run
+        status, reason = "error", crash_reason(outcome.error)
+    elif outcome.error is not None:  # SystemExit, os._exit, GeneratorExit ...: never the end of the run
+        status, reason = "error", exit_reason(outcome.error)
+    else:
+        found = [f for f in outcome.value if f.code not in settings.ignore]  # checks: {NAME: {ignore: [CODE]}}
         if any(f.severity in ("error", "warning") for f in found):
             status = "failed"
-    except SkipCheck as exc:
-        status, reason = "skipped", str(exc)
-    except Exception as exc:  # crash isolation: the other checks still run
-        status = "error"
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        reason = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
-    duration = round(time.perf_counter() - start, 3)
-    return CheckResult(name=check.name, status=status, duration_s=duration, reason=reason), found
+    return CheckResult(name=check.name, status=status, duration_s=round(outcome.seconds, 3), reason=reason), found
+
+
+def link_causes(findings: list[Finding], docs: dict[str, tuple[Any, Any]]) -> list[Finding]:
+    """Order findings so that specific causes come before the generic consequences they explain, and name the cause
+    in each consequence's message.
+
+    A finding is a consequence when its code's :attr:`~sanitycheck.engine.check.CodeDoc.explained_by` lists a code
+    found in this run as an error or a warning (e.g. label-shuffle's "labels not learned" with init-loss's "outputs
+    already squashed by a sigmoid"). Its message then names that cause, its evidence lists it under
+    ``explained_by``, and it moves after the unexplained findings; :meth:`Report.assemble` then orders by severity,
+    keeping this order within each severity.
+    """
+    present: dict[str, Finding] = {}
+    for f in findings:
+        if f.severity in ("error", "warning"):
+            present.setdefault(f.code, f)
+    ranked = []
+    for f in findings:
+        doc = docs.get(f.code, (None, None))[1]
+        causes = [code for code in (doc.explained_by if doc is not None else ()) if code in present and code != f.code]
+        if causes:
+            named = "; ".join(f"{c} ({present[c].check}: {present[c].title})" for c in causes)
+            f = f.model_copy(update={
+                "message": f"{f.message} This is likely a consequence of {named}, found in this run: fix that "
+                           "first.",
+                "evidence": {**f.evidence, "explained_by": causes},
+            })
+        ranked.append((bool(causes), f))
+    return [f for _, f in sorted(ranked, key=lambda pair: pair[0])]
 
 
 def select_checks(host: PluginHost, cfg: Config, only: Iterable[str] | None, skip: Iterable[str] | None) -> list[str]:
     """The names of the checks to run, in registration order, after ``--only`` and ``--skip``."""
     known = list(host.checks)
     only, skip = list(only or []), list(skip or [])
+    failed_plugins = {name for name, _error in host.load_errors}  # --skip NAME lets a run go on without it
     for flag, names in (("--only", only), ("--skip", skip), ("checks", list(cfg.checks))):
         for name in names:
-            if name not in known:
+            if name not in known and name not in failed_plugins:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (known checks: {', '.join(known)})"
                 raise ConfigError(f"{flag}: unknown check '{name}'{hint}")
@@ -150,4 +288,4 @@ def _plugin_error(name: str, error: str) -> Finding:
     )
 
 
-__all__ = ["run", "select_checks", "check_settings", "UsageError"]
+__all__ = ["run", "select_checks", "check_settings", "check_timeout", "link_causes", "UsageError", "RunInterrupted"]

@@ -47,27 +47,47 @@ def write_baseline(report: Report, path: str | Path) -> int:
     """Write the baseline of ``report`` to ``path`` (JSON, sorted: diff-friendly in review); returns its size."""
     doc = baseline_of(report)
     doc["findings"].sort(key=lambda e: (e["check"], e["code"], e["fingerprint"]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    from sanitycheck.faces.outputs import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(doc, indent=2) + "\n")
     return len(doc["findings"])
 
 
 def load_baseline(path: str | Path) -> list[dict[str, Any]]:
     """The accepted findings of a baseline file; a missing or malformed file is a usage error (exit 2)."""
+    from sanitycheck.engine.config import read_text_file
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--baseline: file not found: {path} (create it with --write-baseline {path})")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_text_file(path, "baseline"))
+    except ConfigError as exc:
+        raise ConfigError(f"--baseline: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--baseline: {path} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or "sanitycheck_baseline" not in doc or not isinstance(doc.get("findings"), list):
         raise ConfigError(f"--baseline: {path} is not a sanitycheck baseline (write one with --write-baseline)")
     for i, entry in enumerate(doc["findings"]):
-        if not isinstance(entry, dict) or not {"check", "code"} <= set(entry):
-            raise ConfigError(f"--baseline: {path}: findings[{i}] needs at least 'check' and 'code'")
+        problem = _entry_problem(entry)
+        if problem:
+            raise ConfigError(f"--baseline: {path}: findings[{i}] {problem}")
     return doc["findings"]
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one baseline entry (the fields :func:`is_known` reads), or None."""
+    if not isinstance(entry, dict) or not {"check", "code"} <= set(entry):
+        return "needs at least 'check' and 'code'"
+    if not isinstance(entry["check"], str) or not isinstance(entry["code"], str):
+        return "'check' and 'code' must be strings"
+    if "severity" in entry and entry["severity"] not in SEVERITY_ORDER:
+        return f"'severity' must be one of {', '.join(SEVERITY_ORDER)} (got {entry['severity']!r})"
+    samples = entry.get("samples")
+    if samples is not None and not (isinstance(samples, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, int) for i in v) for k, v in samples.items())):
+        return "'samples' must map split names to lists of sample indices"
+    return None
 
 
 def is_known(finding: Finding, accepted: list[dict[str, Any]]) -> bool:
@@ -96,6 +116,7 @@ def apply_baseline(report: Report, accepted: list[dict[str, Any]]) -> tuple[Repo
               for c in report.checks]
     out = Report.assemble(report.config, new, checks, report.summary.duration_s)
     out.splits = report.splits
+    out.interrupted = report.interrupted
     return out, known
 
 

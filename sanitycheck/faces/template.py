@@ -5,7 +5,8 @@ TEMPLATE = """\
 # Run it with: sanitycheck run sanitycheck.yaml     (sanitycheck explain CODE explains a finding)
 # "module:attr" paths are imported with this file's folder first on sys.path.
 
-task: classification            # classification | regression
+task: classification            # classification | regression | sequence (a class per position: targets (B, T),
+                                # outputs (B, T, C); negative targets such as ignore_index -100 are ignored)
 # num_classes: 10               # optional for classification: inferred from the labels when absent
 
 data:
@@ -19,6 +20,8 @@ data:
 
 model: pipeline:make_model      # an nn.Module, or a zero-arg callable returning a fresh one (preferred)
 loss: torch.nn:CrossEntropyLoss # callable(outputs, targets) -> scalar tensor; a class is instantiated with no arguments
+                                # model: the model computes its loss: model(inputs, targets) (dict batches:
+                                # model(**batch)) returns a loss, (outputs, loss), or an object with .loss and .logits
 
 optimizer:                      # optional; default Adam, lr 1e-3
   target: torch.optim:Adam

@@ -24,6 +24,7 @@ class DataAccess:
     """The part of :class:`~sanitycheck.pipeline.context.PipelineContext` that serves the user's data to checks.
 
     Needs ``self.config``, ``self.device``, ``self.train``, ``self.val``, ``self.loss_fn``, ``self.num_classes``,
+    ``self.token_embedding``,
     ``self.output_shape``, ``self.shared`` and ``self.rng``.
     """
 
@@ -41,9 +42,12 @@ class DataAccess:
 
     @property
     def class_limit(self) -> int | None:
-        """Labels must lie in ``[0, class_limit)``: the model's output width for cross-entropy/NLL, else num_classes."""
+        """Labels must lie in ``[0, class_limit)``: the model's output width for cross-entropy/NLL, else num_classes
+        (``task: sequence``: the output width at every position, the vocabulary)."""
         from sanitycheck.pipeline.losses import loss_kind
 
+        if self.task == "sequence":
+            return self.num_classes
         if self.task != "classification":
             return None
         if loss_kind(self.loss_fn) in ("cross_entropy", "nll") and self.output_shape:
@@ -54,7 +58,8 @@ class DataAccess:
         """One integer class id per sample of ``split`` (``-1`` where a label is missing, fractional or negative).
 
         Reads scalar labels, ``(n, 1)`` columns and one-hot rows from the cached data pass. ``None`` when the task
-        is regression or the targets are not class labels (dense or multi-label targets). Computed once per run.
+        is not classification (regression; sequences: a class per position) or the targets are not class labels
+        (dense or multi-label targets). Computed once per run.
         """
         if self.task != "classification":
             return None
@@ -76,7 +81,8 @@ class DataAccess:
         return self.shared(f"class_labels:{split.name}", compute)
 
     def usable_indices(self, split: Split) -> np.ndarray:
-        """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range.
+        """Indices of samples a training probe can use: no NaN/Inf, the usual input shape, labels in range, token ids
+        within the model's embedding.
 
         data-integrity reports the others; leaving them out keeps one bad sample from crashing every probe.
         """
@@ -85,10 +91,16 @@ class DataAccess:
         bad[data.nonfinite] = True
         usual_shape = Counter(data.input_shapes).most_common(1)[0][0]
         bad |= np.array([shape != usual_shape for shape in data.input_shapes])  # would not collate with the rest
+        vocabulary = self.token_embedding() if any(d.startswith(("int", "uint")) for d in data.input_dtypes[:1]) else None
+        if vocabulary is not None:  # token ids the embedding has no row for would crash every forward pass
+            bad |= (data.minimum < 0) | (data.maximum >= vocabulary.num_embeddings)
         limit = self.class_limit
         if limit is not None and data.targets is not None and data.targets.ndim == 1 \
                 and np.issubdtype(data.targets.dtype, np.number):
             bad |= (data.targets < 0) | (data.targets >= limit)
+        elif limit is not None and self.task == "sequence" and data.targets is not None and data.targets.ndim >= 2 \
+                and np.issubdtype(data.targets.dtype, np.number):  # negative targets are ignored positions
+            bad |= (data.targets.reshape(len(data.targets), -1) >= limit).any(1)
         return np.flatnonzero(~bad)
 
     def sample_indices(self, split: Split, n: int, tag: str, usable_only: bool = True) -> np.ndarray:

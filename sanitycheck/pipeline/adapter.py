@@ -1,6 +1,9 @@
 """The model adapter: fresh models, the configured optimizer, and one training step with the user's code.
 
-One place that knows how to call the user's model, loss and ``train_step``; every probe trains through it.
+One place that knows how to call the user's model, loss and ``train_step``; every probe trains and evaluates
+through it. :meth:`ModelAdapter.forward` is the one call of the model: ``loss_fn(model(inputs), targets)`` for a
+plain loss; for ``loss: model`` the model computes its loss, ``model(inputs, targets)`` (dict batches:
+``model(**batch)``), returning a loss, ``(outputs, loss)`` or an object with ``.loss`` and ``.logits``.
 """
 
 from __future__ import annotations
@@ -8,12 +11,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from sanitycheck.engine.errors import UsageError
+from sanitycheck.pipeline.losses import per_sample, split_output
 
 if TYPE_CHECKING:
     from sanitycheck.pipeline.data import Split
@@ -24,6 +30,15 @@ def loss_value(loss: Any) -> float:
     if isinstance(loss, torch.Tensor):
         return float(loss.detach().float().mean().cpu())
     return float(loss)
+
+
+@dataclass(frozen=True)
+class TokenEmbedding:
+    """The ``nn.Embedding`` a model applies to its inputs (token ids), found by :meth:`ModelAdapter.token_embedding`."""
+
+    name: str
+    num_embeddings: int
+    padding_idx: int | None
 
 
 class ModelAdapter:
@@ -74,13 +89,118 @@ class ModelAdapter:
 
     def default_train_step(self, model: nn.Module, batch: Any, loss_fn: Any, optimizer: torch.optim.Optimizer) -> Any:
         """What a plain PyTorch loop does: zero_grad, forward, loss, backward, step."""
-        inputs, targets = self.train.unpack(batch)
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), targets)
+        _, loss = self.forward(model, batch)
         loss.backward()
         optimizer.step()
         return loss.detach()
+
+    # ------------------------------------------------------------------------------- calling the model
+
+    @property
+    def model_computes_loss(self) -> bool:
+        """``loss: model``: the model is called with the targets and returns its loss."""
+        return self.config.model_loss
+
+    def forward(self, model: nn.Module, batch: Any, with_loss: bool = True) -> tuple[Any, Any]:
+        """``(outputs, loss)`` of ``model`` on ``batch`` (the user's format), the way the pipeline computes them.
+
+        Plain loss: ``outputs = model(inputs)``, ``loss = loss_fn(outputs, targets)`` (``None`` without
+        ``with_loss``). ``loss: model``: ``model(inputs, targets)`` or ``model(**batch)``; ``outputs`` is ``None``
+        when the model returns its loss alone. For ``task: sequence`` outputs flattened to ``(B*T, C)`` come back
+        as ``(B, T, C)``. Raises :class:`UsageError` when a model loss is missing.
+        """
+        inputs, targets = self.train.unpack(batch)
+        if not self.model_computes_loss:
+            outputs = model(inputs)
+            loss = self.loss_fn(outputs, targets) if with_loss else None
+            return self._per_position(outputs, targets), loss
+        raw = model(**batch) if isinstance(batch, dict) else model(inputs, targets)
+        outputs, loss = split_output(raw)
+        outputs = self._per_position(outputs, targets)
+        if loss is None and with_loss:
+            from sanitycheck.pipeline.preflight import describe
+
+            call = "model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)"
+            raise UsageError(f"loss: model: {call} returned {describe(raw)}; expected a loss tensor, (outputs, loss), "
+                             "or an object with .loss and .logits")
+        return outputs, loss
+
+    def _per_position(self, outputs: Any, targets: Any) -> Any:
+        """``task: sequence``: outputs flattened to ``(B*T, C)`` for the loss (Karpathy's gpt.py returns them so)
+        seen as ``(B, T, C)``, so that every probe finds the positions."""
+        if self.task == "sequence" and isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor) \
+                and outputs.ndim == 2 and targets.ndim == 2 and outputs.shape[0] == targets.numel() > 0:
+            return outputs.view(*targets.shape, outputs.shape[1])
+        return outputs
+
+    def outputs(self, model: nn.Module, batch: Any) -> Any:
+        """The model's outputs on ``batch`` (for ``loss: model``: the outputs it returns beside its loss)."""
+        return self.forward(model, batch, with_loss=False)[0]
+
+    def compute_loss(self, model: nn.Module, batch: Any) -> Any:
+        """The pipeline's loss of ``model`` on ``batch`` (a tensor with its graph)."""
+        return self.forward(model, batch)[1]
+
+    def sample_losses(self, model: nn.Module, batch: Any, outputs: Any = None) -> np.ndarray:
+        """The loss of each sample of ``batch`` (float64), given the batch's ``outputs`` when already computed.
+
+        A model loss whose kind the preflight could not match is computed by running the model on one sample at
+        a time (exact, slower).
+        """
+        _, targets = self.train.unpack(batch)
+        if outputs is None:
+            outputs = self.outputs(model, batch)
+        values = per_sample(self.loss_fn, outputs, targets)
+        if self.model_computes_loss and np.isnan(values).all():
+            values = np.array([loss_value(self.compute_loss(model, slice_batch(batch, i, i + 1)))
+                               for i in range(batch_size_of(batch))], dtype=np.float64)
+        return values
+
+    def token_embedding(self) -> TokenEmbedding | None:
+        """The ``nn.Embedding`` the model applies to its inputs when they are token ids (integer tensors), found
+        with forward hooks during one forward pass of a fresh model; ``None`` otherwise. Computed once per run."""
+
+        def compute() -> TokenEmbedding | None:
+            from sanitycheck.pipeline.data import replace_in_batch
+
+            batch = self.batch(self.train, range(min(4, len(self.train))))
+            inputs, targets = self.train.unpack(batch)
+            if not isinstance(inputs, torch.Tensor) or inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
+                return None
+            # id 0 is in every vocabulary: an id out of range is data-integrity's finding, not a failed search
+            zeros = torch.zeros_like(inputs)
+            batch = replace_in_batch(self.train, batch, inputs=zeros,
+                                     targets=torch.zeros_like(targets) if isinstance(targets, torch.Tensor) else None)
+            model = self.make_model("token-embedding")
+            found: list[str] = []
+            hooks = [module.register_forward_hook(lambda m, args, out, name=name: found.append(name)
+                                                  if args and is_same_tensor(args[0], zeros) else None)
+                     for name, module in model.named_modules() if isinstance(module, nn.Embedding)]
+            try:
+                with torch.no_grad():
+                    self.forward(model.eval(), batch, with_loss=False)
+            except Exception:
+                return None
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            if not found:
+                return None
+            module = model.get_submodule(found[0])
+            return TokenEmbedding(found[0], int(module.num_embeddings), module.padding_idx)
+
+        return self.shared("token-embedding", compute)
+
+    def inputs_are_token_ids(self) -> bool:
+        """Whether the inputs are token ids: integer inputs the model feeds to an ``nn.Embedding``, or any integer
+        inputs with ``task: sequence``. Token ids are indices, not magnitudes: no pixel scale, no Euclidean
+        distance between them."""
+        dtypes = {d for split in self.splits() for d in split.data_pass().input_dtypes}
+        if not dtypes or not all(d.startswith(("int", "uint")) for d in dtypes):
+            return False
+        return self.task == "sequence" or self.token_embedding() is not None
 
     @torch.no_grad()
     def evaluate_loss(self, model: nn.Module, split: Split, indices: Sequence[int], batch_size: int | None = None) -> float:
@@ -89,7 +209,38 @@ class ModelAdapter:
         total, count = 0.0, 0
         for start in range(0, len(indices), size):
             chunk = list(indices[start:start + size])
-            inputs, targets = split.unpack(self.batch(split, chunk))
-            total += loss_value(self.loss_fn(model(inputs), targets)) * len(chunk)
+            total += loss_value(self.compute_loss(model, self.batch(split, chunk))) * len(chunk)
             count += len(chunk)
         return total / count if count else math.nan
+
+
+def is_same_tensor(a: Any, b: Any) -> bool:
+    """``a`` is ``b``, or holds the same values (a model may move or cast its inputs before embedding them)."""
+    if a is b:
+        return True
+    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+        and bool(torch.equal(a.detach().to(b.device, b.dtype), b))
+
+
+def batch_size_of(batch: Any) -> int:
+    """The number of samples in a batch in the user's format (the first dimension of its first tensor)."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    values = batch.values() if isinstance(batch, dict) else batch
+    for value in values:
+        size = batch_size_of(value) if isinstance(value, (torch.Tensor, dict, list, tuple)) else None
+        if size is not None:
+            return size
+    return 0
+
+
+def slice_batch(batch: Any, lo: int, hi: int) -> Any:
+    """Samples ``lo:hi`` of a batch in the user's format (every tensor sliced along its first dimension)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[lo:hi]
+    if isinstance(batch, dict):
+        return {k: slice_batch(v, lo, hi) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        items = [slice_batch(v, lo, hi) for v in batch]
+        return items if isinstance(batch, list) else tuple(items)
+    return batch

@@ -25,6 +25,7 @@ from sanitycheck.engine.errors import ConfigError
 from sanitycheck.pipeline.access import DataAccess
 from sanitycheck.pipeline.adapter import ModelAdapter, loss_value
 from sanitycheck.pipeline.data import Split, materialize
+from sanitycheck.pipeline.losses import ModelLoss
 from sanitycheck.pipeline.preflight import describe, preflight
 from sanitycheck.pipeline.seeds import SeedsAndBudgets
 
@@ -62,7 +63,7 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
         model_source = resolve(config.model, "model", base)
         if not (isinstance(model_source, nn.Module) or callable(model_source)):
             raise ConfigError(f"model: {config.model!r} is a {type(model_source).__name__}, not an nn.Module or a callable")
-        loss_fn = resolve(config.loss, "loss", base)
+        loss_fn = ModelLoss() if config.model_loss else resolve(config.loss, "loss", base)
         if inspect.isclass(loss_fn):
             try:
                 loss_fn = loss_fn()

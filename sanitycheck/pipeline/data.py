@@ -168,6 +168,23 @@ class Split:
         return self._pass
 
 
+def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any = None) -> Any:
+    """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
+    if isinstance(batch, dict):
+        new = dict(batch)
+        if inputs is not None:
+            new[split.input_key] = inputs
+        if targets is not None:
+            new[split.target_key] = targets
+        return new
+    items = list(batch)
+    if inputs is not None:
+        items[0] = inputs
+    if targets is not None:
+        items[1] = targets
+    return items if isinstance(batch, list) else tuple(items)
+
+
 def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
                 input_key: str | None, target_key: str | None) -> Split:
     """Turn what ``data.<name>`` resolved to into a :class:`Split`, or raise a :class:`UsageError` saying why not."""
@@ -205,6 +222,7 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
     if max_samples is not None:
         n = min(n, max_samples)
     collate = loader.collate_fn if loader is not None and loader.collate_fn is not None else default_collate
+    input_key, target_key = _conventional_keys(dataset, input_key, target_key)
     split = Split(name=name, source=obj, dataset=dataset, loader=loader, n=n,
                   input_key=input_key, target_key=target_key, collate_fn=collate, memory_mb=memory_mb)
     try:
@@ -214,6 +232,23 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
     except Exception as exc:
         raise UsageError(f"{key}: reading sample 0 raised {type(exc).__name__}: {exc}") from exc
     return split
+
+
+#: Keys of dict samples read without data.input_key / data.target_key: Hugging Face's names.
+CONVENTIONAL_KEYS = ("input_ids", "labels")
+
+
+def _conventional_keys(dataset: Any, input_key: str | None, target_key: str | None) -> tuple[str | None, str | None]:
+    """Dict samples with Hugging Face's ``input_ids`` and ``labels`` keys need no data.input_key / target_key."""
+    if input_key is not None and target_key is not None:
+        return input_key, target_key
+    try:
+        first = dataset[0]
+    except Exception:
+        return input_key, target_key  # materialize reports it
+    if isinstance(first, dict) and all(k in first for k in CONVENTIONAL_KEYS):
+        return input_key or CONVENTIONAL_KEYS[0], target_key or CONVENTIONAL_KEYS[1]
+    return input_key, target_key
 
 
 # ---------------------------------------------------------------------------------------------- data pass

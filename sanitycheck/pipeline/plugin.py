@@ -13,3 +13,19 @@ def sanitycheck_open_pipeline(config: Any) -> Any:
     from sanitycheck.pipeline.context import PipelineContext  # torch is imported only when a run starts
 
     return PipelineContext.open(config)
+
+
+@hookimpl(wrapper=True)
+def sanitycheck_run_check(check: Any, context: Any, settings: Any) -> Any:
+    """Process-wide torch settings a check (or the user's code it calls) changes are put back after it: the default
+    dtype and the number of intra-op threads, so that one check cannot change how the next one computes."""
+    import torch
+
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    try:
+        return (yield)
+    finally:
+        if torch.get_default_dtype() != dtype:
+            torch.set_default_dtype(dtype)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

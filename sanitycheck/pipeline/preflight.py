@@ -1,12 +1,24 @@
-"""The preflight: a pipeline that cannot run at all is one clear usage error (exit 2), not a crash inside a check."""
+"""The preflight: a pipeline that cannot run at all is one clear usage error (exit 2), not a crash inside a check.
+
+On a batch of 8 training samples: one forward pass, the loss, one backward pass, the optimizer; then, each once,
+the user's ``train_step`` on a fresh model (it must run and return the loss), a validation batch through the model
+and the loss, and ``data.augment`` on one input. Each failure names its key (``model``, ``loss``, ``train_step``,
+``data.val``, ``data.augment``). The random streams are restored afterwards, so the checks see the same seeds as
+without these extra calls. A model with no trainable parameters passes: overfit-batch reports it (SC304).
+"""
 
 from __future__ import annotations
 
+import random
+from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from sanitycheck.engine.errors import ConfigError, UsageError
+from sanitycheck.engine.faults import crash_reason
 
 if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
@@ -37,11 +49,17 @@ def preflight(ctx: PipelineContext) -> None:
         from sanitycheck.pipeline.capture import FeatureCapture
 
         capture = FeatureCapture(model, ctx.config.embedding.layer)
+    model_loss = ctx.model_computes_loss
+    call = ("model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)") if model_loss else "model(inputs)"
     try:
-        outputs = model(inputs)
+        if model_loss:
+            outputs, model_loss_value = ctx.forward(model, batch, with_loss=False)
+        else:
+            outputs = model(inputs)
     except Exception as exc:
         raise UsageError(
-            f"model: forward pass failed on a train batch of inputs {describe(inputs)}: {type(exc).__name__}: {exc}"
+            f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
+            f"{' and targets ' + describe(targets) if model_loss else ''}: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         if capture is not None:
@@ -51,14 +69,27 @@ def preflight(ctx: PipelineContext) -> None:
             capture.take(len(indices))
         except ValueError as exc:
             raise ConfigError(f"embedding.layer: {exc}") from exc
-    try:
-        loss = ctx.loss_fn(outputs, targets)
-    except Exception as exc:
-        raise UsageError(
-            f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
-        ) from exc
+    if model_loss:
+        loss = model_loss_value
+        if loss is None:
+            raise UsageError(f"loss: model: {call} returned {describe(outputs)}; expected a loss tensor, "
+                             "(outputs, loss), or an object with .loss and .logits")
+        ctx.loss_fn.infer(outputs, targets, loss, ctx.task)
+    else:
+        try:
+            loss = ctx.loss_fn(outputs, targets)
+        except Exception as exc:
+            raise UsageError(
+                f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        outputs = ctx._per_position(outputs, targets)  # sequences: (B*T, C) seen as (B, T, C), as probes see them
     if isinstance(outputs, torch.Tensor):
         ctx.output_shape = tuple(outputs.shape[1:])
+        if ctx.task == "sequence" and outputs.ndim >= 3:  # the vocabulary: one score per class at every position
+            from sanitycheck.pipeline.losses import class_scores
+
+            pair = class_scores(outputs, targets) if not model_loss or not ctx.loss_fn.shift else None
+            ctx.num_classes = int(pair[0].shape[1]) if pair is not None else int(outputs.shape[-1])
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise UsageError(
             f"loss: expected a scalar tensor, got {describe(loss)} for outputs {describe(outputs)} and targets "
@@ -73,3 +104,136 @@ def preflight(ctx: PipelineContext) -> None:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     ctx.make_optimizer(model)
+    with _same_random_streams():
+        _val_batch(ctx, model, inputs, targets)
+        _user_step(ctx, batch)
+        _augment_one(ctx, indices[0] if indices else 0, inputs)
+
+
+@contextmanager
+def _same_random_streams() -> Iterator[None]:
+    """Restore torch's (CPU and CUDA), NumPy's and ``random``'s global streams after the block."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_targets: Any) -> None:
+    """A val batch through the model (eval mode, no grad) and the loss: a val split of another shape is exit 2."""
+    if ctx.val is None or len(ctx.val) == 0:
+        return
+    usable = ctx.usable_indices(ctx.val)
+    indices = list(usable[:8]) if len(usable) else list(range(min(8, len(ctx.val))))
+    inputs, targets = ctx.val.unpack(ctx.batch(ctx.val, indices))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                outputs = model(inputs)
+            except Exception as exc:
+                outputs = _retry_in_train_dtype(model, inputs, train_inputs)
+                if outputs is not None:  # only the dtype differs (e.g. float64 val): not what this look is for
+                    return
+                raise UsageError(
+                    f"data.val: the model failed on a val batch of inputs {describe(inputs)} (a train batch's inputs: "
+                    f"{describe(train_inputs)}): {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                loss = ctx.loss_fn(outputs, targets)
+            except Exception as exc:
+                raise UsageError(
+                    f"loss: failed on a data.val batch: outputs {describe(outputs)} and targets {describe(targets)} (a "
+                    f"train batch's targets: {describe(train_targets)}): {type(exc).__name__}: {exc}"
+                ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise UsageError(f"data.val: the loss of a val batch is {describe(loss)}, not a scalar (outputs "
+                         f"{describe(outputs)}, targets {describe(targets)})")
+
+
+def _retry_in_train_dtype(model: Any, inputs: Any, train_inputs: Any) -> Any:
+    """The model's outputs for ``inputs`` cast to the training inputs' floating dtype, or None when that fails too
+    (or does not apply). A split stored in another float dtype is a data-integrity matter, not a preflight error."""
+    if not (isinstance(inputs, torch.Tensor) and isinstance(train_inputs, torch.Tensor)
+            and inputs.dtype != train_inputs.dtype and inputs.dtype.is_floating_point
+            and train_inputs.dtype.is_floating_point):
+        return None
+    try:
+        return model(inputs.to(train_inputs.dtype))
+    except Exception:
+        return None
+
+
+def _user_step(ctx: PipelineContext, batch: Any) -> None:
+    """The user's ``train_step`` once, on a fresh model through ``ctx.step``: it must run and return the loss."""
+    if not ctx.has_user_step:
+        return
+    model = ctx.make_model("preflight:train_step")
+    if not any(p.requires_grad for p in model.parameters()):
+        return  # nothing to train: the step's backward would fail; overfit-batch reports it (SC304)
+    optimizer = ctx.make_optimizer(model)
+    ref = ctx.config.train_step if isinstance(ctx.config.train_step, str) else getattr(ctx._train_step, "__name__", "")
+    user = ctx._train_step
+    returned: list[Any] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        returned.append(user(*args, **kwargs))
+        return returned[-1]
+
+    ctx._train_step = recording
+    try:
+        ctx.step(model, optimizer, batch)
+    except Exception as exc:
+        if returned and returned[-1] is None:
+            raise UsageError(f"train_step returned None; it must return the loss (add `return loss` to {ref})") from exc
+        if returned:
+            raise UsageError(f"train_step: {ref} returned {describe(returned[-1])}; it must return the loss (a scalar "
+                             f"tensor or a number): {type(exc).__name__}: {exc}") from exc
+        raise UsageError(f"train_step: {ref} raised {crash_reason(exc)} on a train batch of "
+                         f"{describe(batch)}") from exc
+    finally:
+        ctx._train_step = user
+
+
+def _augment_one(ctx: PipelineContext, index: int, batch_inputs: Any) -> None:
+    """``data.augment`` on one training input: it must run and return something."""
+    if ctx.augment is None:
+        return
+    ref = ctx.config.data.augment if isinstance(ctx.config.data.augment, str) else getattr(ctx.augment, "__name__", "")
+    raw = ctx.train.sample(index)[0]
+    candidates = [raw]
+    if isinstance(batch_inputs, torch.Tensor) and len(batch_inputs):
+        candidates.append(batch_inputs[0].detach().cpu())  # what the augmentation check passes: one row of a batch
+    errors: list[BaseException] = []
+    for x in candidates:
+        try:
+            out = ctx.augment(x)
+        except Exception as exc:
+            errors.append(exc)
+            continue
+        if out is None:
+            raise UsageError(f"data.augment: {ref} returned None for train sample {index}; it must return the "
+                             "augmented input")
+        return
+    if all(isinstance(e, (TypeError, AttributeError)) for e in errors) and _has_pil():
+        return  # perhaps a PIL-only transform: the augmentation check retries with a PIL image
+    exc = errors[0]
+    raise UsageError(f"data.augment: {ref} raised {crash_reason(exc)} on train sample {index} (input "
+                     f"{describe(raw)})") from exc
+
+
+def _has_pil() -> bool:
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -199,14 +199,15 @@ class _Featurizer:
         self.projection: Any = None
         self.template = ctx.train.raw(0)  # the user's sample format, for extra inputs
 
-    def features(self, inputs: Any, batch_size: int) -> np.ndarray:
-        """Raw (flattened, projected) features ``(batch_size, d)`` of one batch of model inputs."""
+    def features(self, batch: Any, batch_size: int) -> np.ndarray:
+        """Raw (flattened, projected) features ``(batch_size, d)`` of one batch (the user's format), the model
+        called the way the pipeline calls it (``loss: model``: with the targets)."""
         import torch
 
         with torch.no_grad():
             self.capture.value = self.capture.called = None
             try:
-                self.model(inputs)
+                self.ctx.outputs(self.model, batch)
             except Exception as exc:
                 raise EmbeddingUnavailable(f"the model's forward pass failed: {type(exc).__name__}: {exc}") from exc
             try:
@@ -233,8 +234,7 @@ class _Featurizer:
         for shape, indices in groups.items():
             for lo in range(0, len(indices), size):
                 chunk = indices[lo:lo + size]
-                inputs, _ = split.unpack(ctx.batch(split, chunk))
-                feats = self.features(inputs, len(chunk))
+                feats = self.features(ctx.batch(split, chunk), len(chunk))
                 if out is None:
                     out = np.zeros((len(split), feats.shape[1]), dtype=np.float32)
                 elif feats.shape[1] != out.shape[1]:
@@ -252,8 +252,7 @@ class _Featurizer:
         parts = []
         for lo in range(0, len(arr), ctx.config.batch_size):
             items = [self._like_template(x) for x in arr[lo:lo + ctx.config.batch_size]]
-            inputs, _ = split.unpack(to_device(split.collate_fn(items), ctx.device))
-            parts.append(self.features(inputs, len(items)))
+            parts.append(self.features(to_device(split.collate_fn(items), ctx.device), len(items)))
         return np.concatenate(parts) if parts else np.zeros((0, space(ctx).dim), dtype=np.float32)
 
     def _like_template(self, x: np.ndarray) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -67,15 +68,20 @@ def predict_proba(model, x: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int, epochs: int, hidden: int,
-                      seed: int) -> np.ndarray:
+                      seed: int, also: np.ndarray | None = None) -> Any:
     """``(n, classes)`` probabilities, each row predicted by a model that never saw that sample (k-fold;
-    folds drawn with ``seed``, stratified by label so every fold sees every class)."""
+    folds drawn with ``seed``, stratified by label so every fold sees every class).
+
+    With ``also`` (other samples' features, e.g. a validation split's), returns ``(proba, also_proba)`` where
+    ``also_proba[k]`` is fold model k's ``(len(also), classes)`` prediction: the same kind of model scoring samples
+    none of the folds trained on."""
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=np.int64)
     for c in np.unique(y):  # stratified: deal each class's shuffled members round-robin to the folds
         members = rng.permutation(np.flatnonzero(y == c))
         fold[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
     proba = np.zeros((len(y), classes), dtype=np.float32)
+    extra = np.full((folds, 0 if also is None else len(also), classes), np.nan, dtype=np.float32)
     with small_model_threads():
         for k in range(folds):
             held = fold == k
@@ -83,7 +89,9 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
                 continue
             model = fit_mlp(x[~held], y[~held], classes, epochs=epochs, hidden=hidden, seed=seed + k)
             proba[held] = predict_proba(model, x[held])
-    return proba
+            if also is not None and len(also):
+                extra[k] = predict_proba(model, also)
+    return proba if also is None else (proba, extra)
 
 
 def cross_validated_auc(a: np.ndarray, b: np.ndarray, *, seed: int, folds: int = 2, epochs: int = 30,

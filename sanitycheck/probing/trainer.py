@@ -15,7 +15,14 @@ The API (documented for other checks, e.g. ``augmentation`` and ``influence``):
   per-sample loss, correctness, margin and prediction, in eval mode.
 - :func:`reference_model` ``(ctx) -> TrainResult``: one model trained on a standard subset of the training
   split with the real labels, evaluated on a held-out subset; computed once per run (``ctx.shared``) and
-  reused by every check that asks. :func:`reference_plan` says which samples and budget it uses.
+  reused by every check that asks. :func:`reference_plan` says which samples and budget it uses: the default
+  budget when it fits the time cap, else one fitted to the measured cost of the user's step (smaller batches,
+  fewer samples, a smaller evaluation; ``Plan.fitted``, ``Plan.decisive``, ``Plan.batch_size``). Runs compared
+  with the reference pass ``batch_size=plan.batch_size``. Its ``tracked`` curve holds the held-out loss every
+  twentieth of the run (``generalization`` reads it).
+- ``train(..., track_split=, track_indices=, track_every=)`` records ``TrainResult.tracked``: the mean loss
+  on ``track_split[track_indices]`` (eval mode, real targets, no ``inputs_transform``) before the first step
+  and every ``track_every`` steps, with the mean training-step loss since the previous point.
 
 Reproducibility: the model's initialization, the subset and the batch order are seeded by ``tag``. The
 only source of variation is the time cap: when ``seconds`` runs out first, the result records how many
@@ -34,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sanitycheck.pipeline.data import replace_in_batch  # noqa: F401  (part of this module's API)
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -46,6 +55,22 @@ REFERENCE_TRAIN = 1024
 REFERENCE_STEPS = 300
 REFERENCE_SECONDS = 10.0
 REFERENCE_EVAL = 512
+#: The reference run's held-out loss is tracked at this many evenly spaced points (plus step 0), on at most
+#: this many of its held-out samples: what ``generalization`` reads the early-stopping point from.
+REFERENCE_TRACK_POINTS = 20
+REFERENCE_TRACK_SAMPLES = 256
+
+#: Fitting the reference budget to a slow model (see :func:`reference_plan`): the share of the time cap a fitted
+#: plan is sized to use (the rest absorbs load swings), the smallest batch it uses, the steps it aims for before it
+#: shrinks the batch, how often it aims to show each training sample, and the least steps, training samples and
+#: held-out samples of a run that can decide anything.
+PLAN_SHARE = 0.6
+MIN_BATCH = 8
+TARGET_STEPS = 150
+TARGET_EPOCHS = 6
+MIN_STEPS = 50
+MIN_TRAIN = 128
+MIN_EVAL = 128
 
 
 @dataclass
@@ -54,7 +79,8 @@ class Evaluation:
 
     split: str
     indices: np.ndarray
-    #: Per-sample loss (the configured loss, unreduced); NaN where it could not be computed.
+    #: Per-sample loss (the configured loss, unreduced; task: sequence: the mean over the positions whose target
+    #: counts, with no predictions, correctness or margins); NaN where it could not be computed.
     losses: np.ndarray
     #: The targets the model was scored against (the real ones unless ``labels`` replaced them).
     targets: np.ndarray | None
@@ -107,6 +133,16 @@ class Evaluation:
         return -self.mean_loss
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """One point of a tracked run: steps done, the held-out mean loss then, and the mean loss of the training
+    steps since the previous point (``None`` at step 0)."""
+
+    step: int
+    held_out_loss: float
+    train_loss: float | None
+
+
 @dataclass
 class TrainResult:
     """A trained model and how its training went."""
@@ -130,6 +166,9 @@ class TrainResult:
     final: Evaluation | None = None
     #: Per-sample results on the held-out subset (only with ``eval_split``).
     eval: Evaluation | None = None
+    #: Only with ``track_every``: one :class:`Tracked` point before the first step, then every ``track_every``
+    #: steps and after the last one.
+    tracked: list[Tracked] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -202,23 +241,6 @@ def thin_curve(values: Sequence[float | None], points: int = 100) -> list[float 
 # ------------------------------------------------------------------------------------------------ batches
 
 
-def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any = None) -> Any:
-    """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
-    if isinstance(batch, dict):
-        new = dict(batch)
-        if inputs is not None:
-            new[split.input_key] = inputs
-        if targets is not None:
-            new[split.target_key] = targets
-        return new
-    items = list(batch)
-    if inputs is not None:
-        items[0] = inputs
-    if targets is not None:
-        items[1] = targets
-    return items if isinstance(batch, list) else tuple(items)
-
-
 def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, positions: np.ndarray,
                     labels: np.ndarray | None, inputs_transform: Callable | None) -> tuple[Any, Any, Any]:
     """The batch of ``indices[positions]`` with labels / transform applied: (batch, inputs, targets)."""
@@ -244,45 +266,12 @@ def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, pos
 
 def per_sample_loss(loss_fn: Any, outputs: Any, targets: Any) -> np.ndarray:
     """The loss of each sample of a batch: the functional form of a standard loss with ``reduction='none'``
-    (keeping the loss's weight / label smoothing), else the loss called on one sample at a time."""
-    import torch
-    import torch.nn.functional as F
+    (keeping the loss's weight / label smoothing), else the loss called on one sample at a time
+    (:func:`sanitycheck.pipeline.losses.per_sample`; :meth:`ModelAdapter.sample_losses` also covers models that
+    compute their own loss)."""
+    from sanitycheck.pipeline.losses import per_sample
 
-    from sanitycheck.pipeline.losses import loss_kind
-
-    kind = loss_kind(loss_fn)
-    n = len(targets) if hasattr(targets, "__len__") else 1
-    try:
-        if isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor):
-            opt = lambda name, default: getattr(loss_fn, name, default)  # noqa: E731
-            same = outputs.shape == targets.shape
-            value = None
-            if kind == "cross_entropy":
-                value = F.cross_entropy(outputs, targets, weight=opt("weight", None), reduction="none",
-                                        ignore_index=opt("ignore_index", -100),
-                                        label_smoothing=opt("label_smoothing", 0.0))
-            elif kind == "nll":
-                value = F.nll_loss(outputs, targets, weight=opt("weight", None), reduction="none",
-                                   ignore_index=opt("ignore_index", -100))
-            elif kind == "bce_logits" and same:
-                value = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none",
-                                                           pos_weight=opt("pos_weight", None))
-            elif kind == "bce" and same:
-                value = F.binary_cross_entropy(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "mse" and same:
-                value = F.mse_loss(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "l1" and same:
-                value = F.l1_loss(outputs, targets.to(outputs.dtype), reduction="none")
-            elif kind == "huber" and same:
-                value = F.smooth_l1_loss(outputs, targets.to(outputs.dtype), reduction="none", beta=opt("beta", 1.0)) \
-                    if type(loss_fn).__name__ == "SmoothL1Loss" else \
-                    F.huber_loss(outputs, targets.to(outputs.dtype), reduction="none", delta=opt("delta", 1.0))
-            if value is not None:
-                return value.detach().float().reshape(n, -1).mean(1).cpu().numpy().astype(np.float64)
-        # Anything else: the loss itself, one sample at a time (slower, but exact for any callable).
-        return np.array([float(loss_fn(outputs[i:i + 1], targets[i:i + 1])) for i in range(n)], dtype=np.float64)
-    except Exception:
-        return np.full(n, math.nan)
+    return per_sample(loss_fn, outputs, targets)
 
 
 def classify(outputs: Any, targets: Any, loss_fn: Any) -> tuple[Any, Any, Any] | None:
@@ -330,9 +319,9 @@ def evaluate(ctx: PipelineContext, model: nn.Module, split: Split, indices: Sequ
         with torch.no_grad():
             for start in range(0, len(indices), size):
                 positions = np.arange(start, min(start + size, len(indices)))
-                _, x, y = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
-                out = model(x)
-                losses.append(per_sample_loss(ctx.loss_fn, out, y))
+                batch, x, y = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
+                out = ctx.outputs(model, batch)
+                losses.append(ctx.sample_losses(model, batch, out))
                 if isinstance(y, torch.Tensor):
                     targets.append(y.detach().cpu().numpy())
                 scored = classify(out, y, ctx.loss_fn) if classes else None
@@ -359,7 +348,9 @@ def evaluate(ctx: PipelineContext, model: nn.Module, split: Split, indices: Sequ
 def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: int, seconds: float | None = None,
           labels: np.ndarray | None = None, inputs_transform: Callable | None = None, tag: str = "train",
           batch_size: int | None = None, eval_split: Split | None = None, eval_indices: Sequence[int] | None = None,
-          fit_threshold: float | None = None, fit_every: int = 10, evaluate_train: bool = True) -> TrainResult:
+          fit_threshold: float | None = None, fit_every: int = 10, evaluate_train: bool = True,
+          track_split: Split | None = None, track_indices: Sequence[int] | None = None,
+          track_every: int = 0) -> TrainResult:
     """Train a fresh model (``ctx.make_model(tag)``) on ``split[indices]`` with the configured optimizer and
     the user's step, for ``steps`` steps or ``seconds`` seconds, whichever ends first.
 
@@ -368,15 +359,28 @@ def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: 
     each input batch, in training and in the evaluations. With ``fit_threshold``, every ``fit_every`` steps
     the training subset is scored (accuracy, or R² for regression) and training stops once it reaches the
     threshold (``steps_to_fit``). With ``eval_split``/``eval_indices`` the model is evaluated there at the
-    end, with the real targets.
+    end, with the real targets. With ``track_every`` > 0 the held-out loss on ``track_split[track_indices]``
+    is recorded in ``tracked`` (see :class:`Tracked`); the time the tracking takes counts against ``seconds``.
     """
+    track = (track_split, np.asarray(track_indices, dtype=np.int64), track_every) \
+        if track_every > 0 and track_split is not None and track_indices is not None and len(track_indices) else None
     with quick_cpu():
         return _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
-                      eval_indices, fit_threshold, fit_every, evaluate_train)
+                      eval_indices, fit_threshold, fit_every, evaluate_train, track)
+
+
+def _track(ctx: PipelineContext, model: nn.Module, track: tuple, result: TrainResult, since: int) -> None:
+    """Append one :class:`Tracked` point: the held-out loss now and the mean step loss since step ``since``."""
+    split, indices, _ = track
+    recent = [v for v in result.losses[since:] if math.isfinite(v)]
+    held_out = evaluate(ctx, model, split, indices).mean_loss
+    result.tracked.append(Tracked(result.steps, held_out, float(np.mean(recent)) if recent else None))
 
 
 def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
-           eval_indices, fit_threshold, fit_every, evaluate_train) -> TrainResult:
+           eval_indices, fit_threshold, fit_every, evaluate_train, track=None) -> TrainResult:
+    from sanitycheck.pipeline.losses import split_output
+
     indices = np.asarray(indices, dtype=np.int64)
     if labels is not None:
         labels = np.asarray(labels)
@@ -384,6 +388,10 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             raise ValueError(f"labels has {len(labels)} entries for {len(indices)} indices")
     size = max(1, min(batch_size or ctx.config.batch_size, len(indices)))
     model = ctx.make_model(tag)
+    if not any(p.requires_grad for p in model.parameters()):  # a backward pass would raise: nothing can train
+        from sanitycheck.engine.errors import SkipCheck
+
+        raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
     optimizer = ctx.make_optimizer(model)
     order = ctx.rng(tag + ":batches")
     result = TrainResult(model=model, split=split.name, indices=indices, labels=labels)
@@ -391,8 +399,11 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
     # The step's own forward pass is seen through a hook, so per-step accuracy costs no extra forward.
     seen: dict[str, Any] = {}
     hook = model.register_forward_hook(lambda module, args, output: seen.__setitem__("out", output))
+    model_outputs = (lambda raw: split_output(raw)[0]) if ctx.model_computes_loss else (lambda raw: raw)  # noqa: E731
     start = time.perf_counter()
     queue = np.array([], dtype=np.int64)
+    if track is not None:
+        _track(ctx, model, track, result, 0)
     try:
         for step in range(steps):
             if len(queue) < size:
@@ -402,8 +413,11 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             seen.clear()
             loss = ctx.step(model, optimizer, batch)
             result.losses.append(loss)
-            scored = classify(seen.get("out"), targets, ctx.loss_fn) if ctx.task == "classification" else None
+            scored = classify(model_outputs(seen.get("out")), targets, ctx.loss_fn) \
+                if ctx.task == "classification" else None
             result.accuracies.append(float(scored[1].float().mean()) if scored is not None else None)
+            if track is not None and (step + 1) % track[2] == 0 and math.isfinite(loss):
+                _track(ctx, model, track, result, step + 1 - track[2])
             if not math.isfinite(loss):
                 result.stopped = "nonfinite"
                 break
@@ -417,6 +431,9 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
                 break
     finally:
         hook.remove()
+    if track is not None and result.losses and result.tracked[-1].step != result.steps \
+            and math.isfinite(result.losses[-1]):
+        _track(ctx, model, track, result, result.tracked[-1].step)
     result.seconds = time.perf_counter() - start
     if evaluate_train and result.final is None:
         result.final = evaluate(ctx, model, split, indices, labels, inputs_transform)
@@ -429,6 +446,22 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
 
 
 @dataclass(frozen=True)
+class StepCost:
+    """What one training step and one evaluated sample cost on this machine, measured with the user's step."""
+
+    #: Seconds per step at any batch size (the step's fixed overhead) and per sample in a step.
+    base: float
+    per_sample: float
+    #: Seconds per sample of an evaluation (forward pass only).
+    eval_per_sample: float
+    #: True when the step raised at the smaller batch size (then only the config's batch size is used).
+    also_failed: bool = False
+
+    def step(self, batch_size: int) -> float:
+        return self.base + self.per_sample * batch_size
+
+
+@dataclass(frozen=True)
 class Plan:
     """The standard subset and budget of the reference model (and of probes that compare against it)."""
 
@@ -437,24 +470,144 @@ class Plan:
     eval_indices: np.ndarray
     steps: int
     seconds: float
+    #: The batch size of every run on this plan (``None``: the config's).
+    batch_size: int | None = None
+    #: True when the default budget did not fit the time cap and was fitted to the measured step cost.
+    fitted: bool = False
+    #: False when even the smallest fitted budget (MIN_STEPS steps of MIN_BATCH) does not fit the time cap.
+    decisive: bool = True
+    #: The measured cost (only when it was measured, i.e. when the model is not obviously fast).
+    cost: StepCost | None = None
+    #: Seconds one run of the smallest decisive budget would take (only when the plan is not decisive).
+    needs_seconds: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The plan for a finding's evidence."""
+        out: dict[str, Any] = {"train_samples": len(self.train_indices), "eval_samples": len(self.eval_indices),
+                               "steps": self.steps, "batch_size": self.batch_size, "time_cap_s": rounded(self.seconds),
+                               "fitted_to_step_time": self.fitted}
+        if self.cost is not None:
+            out["step_seconds"] = rounded(self.cost.step(self.batch_size or 1))
+        if self.needs_seconds is not None:
+            out["decisive_run_needs_s"] = rounded(self.needs_seconds)
+        return out
 
 
 def reference_plan(ctx: PipelineContext) -> Plan:
-    """Which samples the reference model trains and is evaluated on, and its budget (cached per run)."""
+    """Which samples the reference model trains and is evaluated on, and its budget (cached per run).
+
+    The default budget (scaled by the profile) is REFERENCE_TRAIN samples, REFERENCE_STEPS steps of the config's
+    batch size and REFERENCE_EVAL held-out samples, under a time cap of REFERENCE_SECONDS. When a quick timing of
+    the user's step says that budget would take more than PLAN_SHARE of the cap, the budget follows the measured
+    cost instead of being cut by the cap: the largest batch (halving down to MIN_BATCH, while halving cuts the step
+    time by 20% or more) that still gives TARGET_STEPS steps, as many steps as fit, a training subset small enough to be seen about TARGET_EPOCHS times
+    (at least MIN_TRAIN), and a held-out subset whose evaluation takes at most 15% of the time (at least MIN_EVAL).
+    Such a plan is ``fitted``; it is ``decisive`` when it still has MIN_STEPS steps.
+    """
 
     def compute() -> Plan:
         n_train, n_eval = ctx.budget(REFERENCE_TRAIN, minimum=32), ctx.budget(REFERENCE_EVAL, minimum=32)
+        steps, seconds = ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale
         if ctx.val is not None:
             train_idx = ctx.sample_indices(ctx.train, n_train, "trainer:train")
-            return Plan(train_idx, "val", ctx.sample_indices(ctx.val, n_eval, "trainer:eval"),
-                        ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale)
-        # No validation split: hold out a disjoint part of train (a quarter at most) for evaluation.
-        pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
-        n_eval = min(n_eval, len(pool) // 4)
-        return Plan(np.sort(pool[n_eval:n_eval + n_train]), "train", np.sort(pool[:n_eval]),
-                    ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale)
+            eval_idx = ctx.sample_indices(ctx.val, n_eval, "trainer:eval")
+        else:  # no validation split: hold out a disjoint part of train (a quarter at most) for evaluation
+            pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
+            n_eval = min(n_eval, len(pool) // 4)
+            train_idx, eval_idx = np.sort(pool[n_eval:n_eval + n_train]), np.sort(pool[:n_eval])
+        plan = Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, seconds)
+        return fit_plan(ctx, plan)
 
     return ctx.shared("trainer:plan", compute)
+
+
+def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
+    """``plan`` as it is when its budget fits the time cap, else fitted to the measured step cost (see
+    :func:`reference_plan`)."""
+    import dataclasses
+
+    size = max(1, min(ctx.config.batch_size, len(plan.train_indices)))
+    share = PLAN_SHARE * plan.seconds
+    cost = measure_step_cost(ctx, plan.train_indices, size, also=None)
+
+    def total(steps: int, batch: int, n_train: int, n_eval: int) -> float:  # training + the final evaluations
+        return steps * cost.step(batch) + cost.eval_per_sample * (n_train + n_eval)
+
+    if total(plan.steps, size, len(plan.train_indices), len(plan.eval_indices)) <= share:
+        return plan
+    smallest = min(MIN_BATCH, size)
+    if smallest < size:
+        cost = measure_step_cost(ctx, plan.train_indices, size, also=smallest)
+        if cost.also_failed:  # the step does not take smaller batches (a hard-coded batch size): keep the config's
+            smallest = size
+    n_eval = int(np.clip(0.15 * share / max(cost.eval_per_sample, 1e-9), MIN_EVAL, len(plan.eval_indices)))
+    batch = size
+    while batch > smallest and (share - cost.eval_per_sample * n_eval) / cost.step(batch) < TARGET_STEPS \
+            and cost.step(max(smallest, batch // 2)) < 0.8 * cost.step(batch):  # halving must buy steps
+        batch = max(smallest, batch // 2)
+    steps = n_train = 0
+    for _ in range(3):  # the training subset's final evaluation costs time too: settle in a few rounds
+        room = share - cost.eval_per_sample * (n_eval + n_train)
+        steps = int(min(plan.steps, max(0.0, room) / cost.step(batch)))
+        n_train = int(np.clip(steps * batch // TARGET_EPOCHS, MIN_TRAIN, len(plan.train_indices)))
+    decisive = steps >= MIN_STEPS
+    needs = None
+    if not decisive:
+        steps = max(steps, 1)
+        needs = total(MIN_STEPS, smallest, min(MIN_TRAIN, len(plan.train_indices)),
+                      min(MIN_EVAL, len(plan.eval_indices))) / PLAN_SHARE
+    train_idx = _subset(ctx, plan.train_indices, n_train, "trainer:train:fitted")
+    eval_idx = _subset(ctx, plan.eval_indices, n_eval, "trainer:eval:fitted")
+    return dataclasses.replace(plan, train_indices=train_idx, eval_indices=eval_idx, steps=steps, batch_size=batch,
+                               fitted=True, decisive=decisive, cost=cost, needs_seconds=needs)
+
+
+def _subset(ctx: PipelineContext, indices: np.ndarray, n: int, tag: str) -> np.ndarray:
+    return indices if n >= len(indices) else np.sort(ctx.rng(tag).choice(indices, size=n, replace=False))
+
+
+def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
+    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
+    at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
+    import torch
+
+    rng = ctx.rng("trainer:timing")
+    with quick_cpu():
+        model = ctx.make_model("trainer:timing")
+        if not any(p.requires_grad for p in model.parameters()):  # as in train(): nothing can train, nothing to time
+            from sanitycheck.engine.errors import SkipCheck
+
+            raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
+        optimizer = ctx.make_optimizer(model)
+
+        def timed(size: int, repeats: int) -> float:
+            spent = 0.0
+            for _ in range(repeats):
+                start = time.perf_counter()
+                ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
+                spent += time.perf_counter() - start
+            return spent / repeats
+
+        timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
+        big = timed(batch_size, 2)
+        small, failed = None, False
+        if also is not None:
+            try:
+                small = timed(also, 2)
+            except Exception:  # e.g. a model that hard-codes its batch size: never shrink the batch
+                failed = True
+        chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
+        start = time.perf_counter()
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(ctx.train.unpack(ctx.batch(ctx.train, chunk))[0])
+        model.train(was)
+        per_eval = (time.perf_counter() - start) / len(chunk)
+    if small is None or also is None or also >= batch_size:
+        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed)
+    per_sample = max(0.0, (big - small) / (batch_size - also))
+    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
 
 
 def eval_split_of(ctx: PipelineContext, plan: Plan) -> Split:
@@ -468,7 +621,11 @@ def reference_model(ctx: PipelineContext) -> TrainResult:
 
     def compute() -> TrainResult:
         plan = reference_plan(ctx)
+        held_out = eval_split_of(ctx, plan)
         return train(ctx, ctx.train, plan.train_indices, steps=plan.steps, seconds=plan.seconds,
-                     tag="trainer:reference", eval_split=eval_split_of(ctx, plan), eval_indices=plan.eval_indices)
+                     tag="trainer:reference", batch_size=plan.batch_size, eval_split=held_out,
+                     eval_indices=plan.eval_indices,
+                     track_split=held_out, track_indices=plan.eval_indices[:REFERENCE_TRACK_SAMPLES],
+                     track_every=max(1, plan.steps // REFERENCE_TRACK_POINTS))
 
     return ctx.shared("trainer:reference", compute)

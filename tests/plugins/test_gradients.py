@@ -26,6 +26,76 @@ def test_train_step_without_optimizer_step(run_pipeline):
     assert finding.severity == "error" and len(finding.evidence["unchanged"]) == 4
 
 
+def test_train_step_without_zero_grad_accumulates(run_pipeline):
+    report = run_kind(run_pipeline, train_step=probekit.step_without_zero_grad)
+    finding = probekit.finding(report, "SC1008")
+    assert finding.severity == "error" and "zero_grad" in finding.message
+    assert finding.evidence["distance_to_sum"] < 0.05 < finding.evidence["distance_to_fresh"]
+
+
+def dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
+
+
+def step_clipping_without_zero_grad(model, batch, loss_fn, optimizer):
+    inputs, targets = batch
+    model.train()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # rescales the accumulated sum in place
+    optimizer.step()
+    return loss
+
+
+@pytest.mark.parametrize("step", [probekit.step_without_zero_grad, step_clipping_without_zero_grad])
+def test_accumulation_found_through_dropout_and_clipping(run_pipeline, step):
+    report = run_kind(run_pipeline, model=dropout_mlp, train_step=step)
+    assert "SC1008" in codes(report, at_least="error")
+
+
+def step_zeroing_after(model, batch, loss_fn, optimizer):
+    inputs, targets = batch
+    model.train()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+    optimizer.step()
+    model.zero_grad()  # after the step: as correct as before the backward
+    return loss
+
+
+@pytest.mark.parametrize("step", [casekit.default_step, step_zeroing_after])
+def test_steps_that_clear_gradients_are_quiet(run_pipeline, step):
+    report = run_kind(run_pipeline, model=dropout_mlp, train_step=step)
+    assert "SC1008" not in codes(report)
+
+
+class AccumulateTwo:
+    """Gradient accumulation on purpose: the optimizer steps and clears every second call."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, batch, loss_fn, optimizer):
+        inputs, targets = batch
+        model.train()
+        loss = loss_fn(model(inputs), targets) / 2
+        loss.backward()
+        self.calls += 1
+        if self.calls % 2 == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+        return loss
+
+
+def test_declared_gradient_accumulation_is_not_reported(run_pipeline):
+    declared = run_kind(run_pipeline, train_step=probekit.step_without_zero_grad,
+                        checks={"gradients": {"accumulation_steps": 4}})
+    assert "SC1008" not in codes(declared)
+    on_purpose = run_kind(run_pipeline, train_step=AccumulateTwo(), checks={"gradients": {"accumulation_steps": 2}})
+    assert not on_purpose.crashed and "SC1008" not in codes(on_purpose)
+
+
 def test_every_parameter_frozen(run_pipeline):
     report = run_kind(run_pipeline, model=probekit.frozen_mlp)
     assert codes(report, at_least="error") == {"SC1002"}

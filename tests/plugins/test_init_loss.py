@@ -55,6 +55,27 @@ def test_sigmoid_before_bce_with_logits(run_pipeline):
     assert "SC902" in codes(report)
 
 
+def test_squashed_or_unbounded_outputs_are_errors(run_pipeline):
+    nll = digits_run(run_pipeline, lambda: casekit.mlp(64, 10), loss="torch.nn:NLLLoss")
+    assert "SC902" in codes(nll, at_least="error")  # raw scores: the loss is unbounded below
+    (xt, yt), (xv, yv) = casekit.breast_cancer()
+    binary = dict(only=["init-loss"], train=casekit.dataset(xt, yt.float()[:, None]),
+                  val=casekit.dataset(xv, yv.float()[:, None]), loss="torch.nn:BCEWithLogitsLoss")
+    squashed = run_pipeline(model=lambda: casekit.mlp(30, 1, last=nn.Sigmoid()), **binary)
+    finding = next(f for f in squashed.findings if f.code == "SC902")
+    assert finding.severity == "error" and finding.evidence["squashing_confirmed"] is True
+
+    def small_logits():  # raw logits that happen to start inside [0, 1]: not squashed, so not an error
+        model = casekit.mlp(30, 1)
+        with torch.no_grad():
+            model[-1].weight.mul_(0.001)
+            model[-1].bias.fill_(0.5)
+        return model
+
+    unconfirmed = run_pipeline(model=small_logits, **binary)
+    assert "SC902" not in codes(unconfirmed, at_least="error")
+
+
 def test_regression_outputs_broadcast_against_targets(run_pipeline):
     (xt, yt), (xv, yv) = casekit.diabetes()
     report = run_pipeline(only=["init-loss"], task="regression", train=casekit.dataset(xt, yt[:, 0]),

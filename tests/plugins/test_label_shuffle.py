@@ -117,3 +117,63 @@ def test_statistics_are_calibrated_on_clustered_random_predictions():
     assert sign_flip(rng.normal(1.0, 1.0, 100), rng, 999) < 0.01
     draws = [sign_flip(rng.normal(0.0, 1.0, 50), rng, 199) for _ in range(100)]
     assert np.mean(np.array(draws) < 0.05) < 0.12
+
+
+def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: float = 0.0005):
+    """Make the trainer believe each step costs ``base + per_sample * batch`` seconds (the plan is fitted to it)."""
+    from sanitycheck.probing import trainer
+
+    monkeypatch.setattr(trainer, "measure_step_cost",
+                        lambda *a, **k: trainer.StepCost(base, per_sample, eval_per_sample))
+
+
+@pytest.mark.parametrize("permute", [True, False])
+def test_a_slow_model_gets_a_budget_that_decides(run_pipeline, monkeypatch, permute):
+    fake_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
+    spec = probekit.clean("mlp")
+    x, y = spec["train"].tensors
+    report = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y) if permute else y),
+                      checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    if permute:
+        finding = probekit.finding(report, "SC201")
+        assert finding.severity == "error"
+        budget = finding.evidence["budget"]
+        assert budget["fitted_to_step_time"] and budget["batch_size"] < 32 and budget["train_samples"] < 1024
+        assert finding.evidence["fits_training_samples"]["p_value"] < 0.01  # it memorized what it cannot generalize
+        assert finding.evidence["input_label_signal"]["predictable"] is False
+    else:
+        assert not loud(report, "label-shuffle")
+        assert "SC205" not in codes(report)
+
+
+@pytest.mark.parametrize("per_sample,hint", [(0.02, "--profile thorough"), (0.2, "device: cuda")])
+def test_no_budget_can_decide_says_what_it_needs(run_pipeline, monkeypatch, per_sample, hint):
+    fake_cost(monkeypatch, 0.001, per_sample)  # 50 steps of 8 do not fit in 60% of the 10 s cap
+    spec = probekit.clean("mlp")
+    x, y = spec["train"].tensors
+    report = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y)),
+                      checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    finding = probekit.finding(report, "SC205")
+    assert finding.severity == "info" and finding.evidence["reason"] == "budget"
+    assert hint in finding.message and "a verdict needs at least 50 steps" in finding.message
+    assert not codes(report) & {"SC201", "SC204"}
+    if hint == "device: cuda":
+        assert "--profile thorough (4x the time cap) would" not in finding.message  # a hint that would not help
+
+
+def test_inputs_that_predict_their_labels_are_told_apart_from_permuted_ones(run_pipeline):
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.engine.host import load_host
+    from sanitycheck_plugins.label_shuffle import input_label_signal
+
+    spec = probekit.clean("mlp")
+    x, y = spec["train"].tensors
+    host = load_host()
+    signals = {}
+    for name, labels in (("clean", y), ("permuted", probekit.permuted(y))):
+        cfg = load_config({"data": {"train": casekit.dataset(x, labels), "val": spec["val"]}, "model": spec["model"],
+                           "loss": spec["loss"]})
+        ctx = host.hook.sanitycheck_open_pipeline(config=cfg)
+        signals[name] = input_label_signal(ctx, labels.numpy(), 0.01)
+    assert signals["clean"]["predictable"] and signals["clean"]["knn_accuracy"] > 0.9
+    assert not signals["permuted"]["predictable"]

@@ -32,6 +32,33 @@ def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
     assert len(curve) <= 101 and curve[0] == finding.evidence["initial_loss"]
 
 
+def test_nll_loss_on_raw_scores_is_unbounded_below(run_pipeline):
+    report = run_kind(run_pipeline, loss="torch.nn:NLLLoss")  # the mlp has no log_softmax
+    finding = probekit.finding(report, "SC305")
+    assert finding.severity == "error" and "log_softmax" in finding.message
+    assert finding.evidence["min_loss"] == "-inf" or finding.evidence["min_loss"] < -1
+    assert "SC301" not in codes(report)  # a loss sliding to minus infinity never counts as fitting
+
+
+def negated_cross_entropy(outputs, targets):
+    return -torch.nn.functional.cross_entropy(outputs, targets)  # BUG: a sign error
+
+
+def test_sign_error_runs_away(run_pipeline):
+    report = run_kind(run_pipeline, loss=negated_cross_entropy)
+    finding = probekit.finding(report, "SC305")
+    assert finding.evidence["lower_bound"] is None and "sign" in finding.message
+
+
+def test_sigmoid_before_bce_with_logits_names_its_cap(run_pipeline):
+    spec = probekit.clean("binary")
+    report = run_kind(run_pipeline, "binary", model=lambda: casekit.mlp(30, 1, last=torch.nn.Sigmoid()))
+    finding = probekit.finding(report, "SC301")
+    assert finding.evidence["sigmoid_cap"] is not None and "sigmoid" in finding.message
+    assert finding.evidence["min_loss"] >= finding.evidence["sigmoid_cap"] - 1e-3
+    assert spec["loss"] == "torch.nn:BCEWithLogitsLoss"
+
+
 def test_train_step_without_optimizer_step(run_pipeline):
     report = run_kind(run_pipeline, train_step=probekit.step_without_optimizer_step)
     assert codes(report, at_least="error") == {"SC304"}

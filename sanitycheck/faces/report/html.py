@@ -1,8 +1,13 @@
 """``--format html``: one self-contained page (no network, no script) with pictures where looking beats reading.
 
 - the summary and every finding with its message, fix, flagged samples and evidence;
-- loss curves: a finding's ``evidence["curve"]`` (one series) or ``evidence["curves"]`` ({name: series}),
-  drawn as inline SVG, with ``target_loss`` as a dashed line when present;
+- curves: every curve a finding's evidence holds, drawn as one inline SVG chart per finding, with
+  ``target_loss`` as a dashed line when present. A curve is ``evidence["curve"]`` (one series),
+  ``evidence["curves"]`` ({name: series}), or any other key whose name says curve (``loss_curve_real``) or ends
+  in ``losses``, holding a series or a {name: series} mapping; a series is a list of at least 2 numbers (``null``
+  where a value was not finite). Drawn keys are left out of the evidence table. By default against the step, or
+  against ``evidence["curve_x"]`` (one value per point, named by ``curve_x_label``; a log axis when the values
+  span over 100x, e.g. learning rates) with ``evidence["markers"]`` ({label: x}) as labelled vertical lines;
 - class histograms per split: from the report's ``splits`` (filled by the runner from the data pass, so they
   show even when ``class-balance`` is clean) and from a finding's ``train_counts`` / ``val_counts``;
 - thumbnails per the ``evidence["thumbnails"]`` convention of :mod:`sanitycheck.probing.thumbnails`: items sharing a
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from html import escape
 from typing import Any
 
@@ -24,7 +30,9 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777")
 SPLIT_COLORS = {"train": "#2563eb", "val": "#ea580c"}
 MAX_BARS = 100  # classes drawn per histogram; more are summarized in the caption
-PICTURE_KEYS = ("curve", "curves", "thumbnails", "train_counts", "val_counts")
+PICTURE_KEYS = ("curve", "curves", "curve_x", "thumbnails", "train_counts", "val_counts")
+#: Evidence keys (besides ``curve`` / ``curves``) whose series are drawn as curves (``curve_x`` is their x axis).
+CURVE_KEY = re.compile(r"curve(?!_x)|(^|_)losses$")
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#111827;background:#f9fafb}
@@ -123,7 +131,8 @@ def _finding(f: Finding, i: int) -> str:
     pictures = _pictures(f)
     if pictures:
         out.append(f'<div class="pictures">{"".join(pictures)}</div>')
-    rest = {k: v for k, v in f.evidence.items() if k not in PICTURE_KEYS}
+    drawn = set(curve_series(f.evidence)[1])
+    rest = {k: v for k, v in f.evidence.items() if k not in PICTURE_KEYS and k not in drawn}
     if rest:
         rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_compact(v))}</td></tr>" for k, v in rest.items())
         out.append(f'<details open><summary>Evidence</summary><table class="ev">{rows}</table></details>')
@@ -134,16 +143,18 @@ def _finding(f: Finding, i: int) -> str:
 def _pictures(f: Finding) -> list[str]:
     ev = f.evidence
     out = []
-    series: dict[str, list] = {}
-    if isinstance(ev.get("curves"), dict):
-        series.update({str(k): v for k, v in ev["curves"].items() if isinstance(v, list)})
-    if isinstance(ev.get("curve"), list):
-        series.setdefault("loss", ev["curve"])
+    series = curve_series(ev)[0]
     if series:
         target = ev.get("target_loss")
         steps = ev.get("steps")
-        out.append(line_chart(series, f"{f.code}: loss per step", target if _finite(target) else None,
-                              steps if isinstance(steps, int) and steps > 0 else None))
+        xs = ev.get("curve_x")
+        xs = xs if isinstance(xs, list) and all(len(v) == len(xs) for v in series.values()) else None
+        label = str(ev.get("curve_x_label") or "step") if xs else "step"
+        markers = {str(k): float(v) for k, v in ev["markers"].items() if _finite(v)} \
+            if xs and isinstance(ev.get("markers"), dict) else None
+        out.append(line_chart(series, f"{f.code}: loss per {label}", target if _finite(target) else None,
+                              steps if isinstance(steps, int) and steps > 0 else None, xs=xs, x_label=label,
+                              markers=markers))
     counts = {split: ev[f"{split}_counts"] for split in ("train", "val") if isinstance(ev.get(f"{split}_counts"), list)}
     if counts:
         out.append(histogram(counts, f"{f.code}: samples per class"))
@@ -154,14 +165,46 @@ def _pictures(f: Finding) -> list[str]:
     return out
 
 
+def curve_series(evidence: dict[str, Any]) -> tuple[dict[str, list], list[str]]:
+    """Every curve in a finding's evidence as named series, and the evidence keys they came from (see the module
+    docstring for what counts as a curve)."""
+    series: dict[str, list] = {}
+    keys: list[str] = []
+    for key, value in evidence.items():
+        if key not in ("curve", "curves") and not CURVE_KEY.search(key):
+            continue
+        label = "loss" if key == "curve" else _series_name(key)
+        if _curve_like(value):
+            series.setdefault(label, value)
+            keys.append(key)
+        elif isinstance(value, dict) and value and all(_curve_like(v) for v in value.values()):
+            for name, values in value.items():
+                series.setdefault(str(name) if key == "curves" else f"{label}: {name}", values)
+            keys.append(key)
+    return series, keys
+
+
+def _series_name(key: str) -> str:
+    name = re.sub(r"^(loss_)?curves?_|_curves?$", "", key)
+    return "loss" if name in ("losses", "loss") else name.replace("_", " ")
+
+
+def _curve_like(value: Any) -> bool:
+    return isinstance(value, list) and len(value) >= 2 and all(v is None or _finite(v) for v in value) \
+        and sum(_finite(v) for v in value) >= 2
+
+
 # ------------------------------------------------------------------------------------------------ pictures
 
 
 def line_chart(series: dict[str, list], title: str, target: float | None = None, last_step: int | None = None,
-               width: int = 460, height: int = 220) -> str:
+               width: int = 460, height: int = 220, xs: list | None = None, x_label: str = "step",
+               markers: dict[str, float] | None = None) -> str:
     """Loss curves as an inline SVG line chart (a log y axis when the values span over 100x).
 
-    ``last_step`` labels the x axis when a long curve was subsampled (the evidence's ``steps``).
+    ``last_step`` labels the x axis when a long curve was subsampled (the evidence's ``steps``). With ``xs`` (one
+    x value per point) the points are placed at those values instead (a log x axis when they are positive and
+    span over 100x), and each of ``markers`` ({label: x}) is drawn as a labelled vertical dashed line.
     """
     values = [float(v) for s in series.values() for v in s if _finite(v)]
     if not values:
@@ -176,9 +219,20 @@ def line_chart(series: dict[str, list], title: str, target: float | None = None,
     n = max(len(s) for s in series.values())
     left, right, top, bottom = 52, 10, 22, 30
     pw, ph = width - left - right, height - top - bottom
+    known = [float(v) for v in (xs or []) if _finite(v)]
+    if xs is not None and len(known) != len(xs):
+        xs = None  # a missing x value: fall back to steps rather than guess
+    x_log = bool(xs) and min(known) > 0 and max(known) / min(known) > 100
+    xf = (lambda v: math.log10(v)) if x_log else (lambda v: v)
+    x_lo, x_hi = (xf(min(known)), xf(max(known))) if xs else (0.0, 1.0)
+    if x_hi - x_lo < 1e-12:
+        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+
+    def at(value: float) -> float:
+        return left + pw * (xf(value) - x_lo) / (x_hi - x_lo)
 
     def x(i: int) -> float:
-        return left + pw * (i / max(1, n - 1))
+        return at(float(xs[i])) if xs else left + pw * (i / max(1, n - 1))
 
     def y(v: float) -> float:
         return top + ph * (1 - (tf(v) - lo) / (hi - lo))
@@ -191,8 +245,25 @@ def line_chart(series: dict[str, list], title: str, target: float | None = None,
         label = 10 ** raw if log else raw
         yy = top + ph * (1 - frac)
         parts.append(f'<text x="{left - 4}" y="{yy + 4:.1f}" text-anchor="end">{_num(label)}</text>')
-    parts.append(f'<text x="{left}" y="{height - 8}">step 1</text>')
-    parts.append(f'<text x="{left + pw}" y="{height - 8}" text-anchor="end">step {last_step or n}</text>')
+    if xs:
+        parts.append(f'<text x="{left}" y="{height - 8}">{_num(min(known))}</text>')
+        parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+                     f'{escape(x_label)}{" (log)" if x_log else ""}</text>')
+        parts.append(f'<text x="{left + pw}" y="{height - 8}" text-anchor="end">{_num(max(known))}</text>')
+    else:
+        parts.append(f'<text x="{left}" y="{height - 8}">step 1</text>')
+        parts.append(f'<text x="{left + pw}" y="{height - 8}" text-anchor="end">step {last_step or n}</text>')
+    for k, (name, value) in enumerate((markers or {}).items()):
+        if not xs or (x_log and value <= 0) or not (min(known) <= value <= max(known)):
+            continue  # outside the drawn range: the evidence table still has the number
+        mx = at(value)
+        color = "#d97706" if name == "configured" else "#6b7280"
+        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" stroke="{color}" '
+                     f'stroke-dasharray="3,3"><title>{escape(name)} {_num(value)}</title></line>')
+        right_side = mx > left + 0.7 * pw  # labels near the right edge grow leftwards
+        parts.append(f'<text x="{mx - 3 if right_side else mx + 3:.1f}" y="{top + 36 + 12 * k}" '
+                     f'text-anchor="{"end" if right_side else "start"}" style="fill:{color}">'
+                     f'{escape(name)} {_num(value)}</text>')
     if target is not None and _finite(target) and (not log or target > 0):
         ty = y(float(target))
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#16a34a" stroke-dasharray="5,4"/>')

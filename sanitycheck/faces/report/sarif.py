@@ -38,7 +38,10 @@ def to_sarif(report: Report, docs: dict[str, tuple[Any, Any]] | None = None) -> 
          "descriptor": {"id": c.name}}
         for c in report.crashed
     ]
-    invocation: dict[str, Any] = {"executionSuccessful": not report.crashed}
+    if report.interrupted:
+        notifications.append({"level": "error", "message": {"text": "the run was interrupted: not every check ran"},
+                              "descriptor": {"id": "interrupted"}})
+    invocation: dict[str, Any] = {"executionSuccessful": not report.crashed and not report.interrupted}
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
     run: dict[str, Any] = {

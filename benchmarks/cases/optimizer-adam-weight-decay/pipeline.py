@@ -1,0 +1,14 @@
+"""Adam with weight_decay: L2 coupled into the adaptive step where AdamW was meant."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import casekit  # noqa: E402
+
+(_xt, _yt), (_xv, _yv) = casekit.digits()
+train, val = casekit.dataset(_xt, _yt), casekit.dataset(_xv, _yv)
+
+
+def make_model():
+    return casekit.mlp(64, 10)

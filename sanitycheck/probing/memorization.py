@@ -1,0 +1,96 @@
+"""The memorization probe (Zhang et al. 2017): how many steps the model needs to fit a small training subset
+with its real labels, and with the labels randomly permuted.
+
+Computed once per run and shared (``ctx.shared``): ``label-shuffle`` reports the ratio (SC203) and
+``generalization`` reads it as one sign of overfitting risk; whichever runs first trains, the other reuses it.
+The subset size and budget belong to ``label-shuffle``'s settings (``checks.label-shuffle.memorize_*``,
+``fit_accuracy``, ``fit_r2``); :func:`plan_from` reads them, so both checks ask for the same plan and hit
+the same cached result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sanitycheck.pipeline.context import PipelineContext
+
+
+@dataclass(frozen=True)
+class MemorizationPlan:
+    """Subset size and budget of the probe, before the profile's scaling (``label-shuffle``'s defaults)."""
+
+    memorize_samples: int = 128
+    memorize_steps: int = 600
+    memorize_seconds: float = 5.0
+    fit_accuracy: float = 0.95
+    fit_r2: float = 0.9
+
+
+def plan_from(settings: Any) -> MemorizationPlan:
+    """The plan from ``label-shuffle``'s settings: a settings object, or the raw ``checks.label-shuffle`` mapping
+    (keys it does not set keep their defaults)."""
+    fields = MemorizationPlan.__dataclass_fields__
+    if isinstance(settings, Mapping):
+        values = {k: settings[k] for k in fields if k in settings}
+    else:
+        values = {k: getattr(settings, k) for k in fields if hasattr(settings, k)}
+    return MemorizationPlan(**values)
+
+
+@dataclass(frozen=True)
+class Memorization:
+    """What the probe measured. ``steps_random`` is ``None`` when random labels were not fit within the budget
+    (then the ratio is a lower bound), or when the real labels were not fit (then there is no ratio)."""
+
+    samples: int
+    max_steps: int
+    fit_threshold: float
+    steps_real: int | None
+    stopped_real: str
+    steps_random: int | None = None
+    random_steps_done: int | None = None
+    stopped_random: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Steps to fit random labels / steps to fit real ones (a lower bound when random ones were not fit)."""
+        if self.steps_real is None or self.random_steps_done is None:
+            return None
+        return (self.steps_random or self.random_steps_done) / self.steps_real
+
+    @property
+    def ratio_is_lower_bound(self) -> bool:
+        return self.steps_random is None
+
+    def as_evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def memorization(ctx: PipelineContext, plan: MemorizationPlan | None = None) -> Memorization:
+    """Run the probe once per run and plan (cached in ``ctx.shared``); see the module docstring."""
+    plan = plan or MemorizationPlan()
+    key = "memorization:" + ",".join(f"{k}={v}" for k, v in asdict(plan).items())
+    return ctx.shared(key, lambda: _measure(ctx, plan))
+
+
+def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
+    from sanitycheck.probing.trainer import train
+
+    subset = ctx.sample_indices(ctx.train, plan.memorize_samples, "label-shuffle:memorize")
+    steps = ctx.budget(plan.memorize_steps, minimum=20)
+    threshold = plan.fit_accuracy if ctx.task == "classification" else plan.fit_r2
+    common = dict(steps=steps, seconds=plan.memorize_seconds * ctx.scale, tag="label-shuffle:memorize",
+                  fit_threshold=threshold, fit_every=5, evaluate_train=False)
+    real = train(ctx, ctx.train, subset, **common)
+    base = dict(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=real.steps_to_fit,
+                stopped_real=real.stopped)
+    if real.steps_to_fit is None:  # no ratio to give
+        return Memorization(**base)
+    targets = ctx.train.data_pass().targets
+    noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
+                  **common)
+    return Memorization(**base, steps_random=noise.steps_to_fit, random_steps_done=noise.steps,
+                        stopped_random=noise.stopped)

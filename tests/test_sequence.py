@@ -1,0 +1,293 @@
+"""task: sequence and loss: model: a char-level GPT and a Hugging-Face-style model run as users write them.
+
+Planted: targets not aligned with their windows, overlapping windows split at random, token ids beyond the
+embedding, a model that returns no loss. Clean: the GPT exits 0 without a warning, ignore_index is honoured,
+token ids are not pixels. The causal-mask probe has its own tests (tests/plugins/test_causality.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset, TensorDataset, random_split
+from typer.testing import CliRunner
+
+import casekit
+import charlm
+from conftest import CASES, codes, loud
+
+GPT_CASE = CASES / "sequence-gpt-clean" / "sanitycheck.yaml"
+HF_CASE = CASES / "sequence-hf-clean" / "sanitycheck.yaml"
+TRAIN, VAL, VOCAB = charlm.splits(block_size=32, limit=6000)
+
+
+def make_gpt(vocab: int = VOCAB):
+    return lambda: charlm.GPT(charlm.GPTConfig(block_size=32, vocab_size=vocab))
+
+
+def run_gpt(run_pipeline, only, train=TRAIN, val=VAL, model=None, **config):
+    return run_pipeline(only=only, train=train, val=val, model=model or make_gpt(), loss="model", task="sequence",
+                        **config)
+
+
+# ------------------------------------------------------------------------------------------------ clean
+
+
+def test_clean_gpt_exits_0_without_a_warning():
+    from sanitycheck.faces.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(GPT_CASE), "--profile", "fast", "--fail-on", "warning"])
+    assert result.exit_code == 0, result.output
+    assert "0 error(s), 0 warning(s)" in result.stdout
+
+
+def test_hf_style_output_object_and_dict_batches():
+    """model(**batch) returning an object with .loss and .logits; input_ids / labels found without keys."""
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.engine.runner import run
+    from sanitycheck.pipeline.context import PipelineContext
+
+    ctx = PipelineContext.open(load_config(HF_CASE))
+    assert (ctx.train.input_key, ctx.train.target_key) == ("input_ids", "labels")
+    assert ctx.loss_fn.kind == "cross_entropy" and ctx.loss_fn.shift == 1  # labels == input_ids, shifted inside
+    assert ctx.token_embedding().name == "embed_tokens"
+    assert ctx.num_classes == ctx.token_embedding().num_embeddings  # the output width: the vocabulary
+    report = run(HF_CASE, only=["init-loss", "overfit-batch", "gradients", "batch-independence", "causality",
+                                "data-integrity", "leakage"])
+    assert not report.crashed, report.crashed
+    assert not [f for f in report.findings if f.severity in ("error", "warning")], report.findings
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["causality"] == statuses["batch-independence"] == "passed"
+
+
+# -------------------------------------------------------------------------------------------- init loss
+
+
+class MaskedLM(nn.Module):
+    """A per-position model returning (logits, loss) with F.cross_entropy's default ignore_index=-100."""
+
+    def __init__(self, vocab: int = 50):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 16)
+        self.head = nn.Linear(16, vocab)
+
+    def forward(self, idx, targets=None):
+        logits = self.head(self.embed(idx))
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+
+def test_ignore_index_is_honoured_in_init_loss(run_pipeline):
+    """Targets -100 on three quarters of the positions: the loss and the target entropy count the others only."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 50, (256, 16), generator=g)
+    y = torch.full_like(x, -100)
+    y[:, ::4] = x[:, ::4] % 2  # the counted targets: two classes only (entropy ln 2), out of 50 outputs
+    data = TensorDataset(x, y)
+    report = run_pipeline(only=["init-loss", "data-integrity"], train=data, val=data, model=MaskedLM, loss="model",
+                          task="sequence")
+    assert not report.crashed and not loud(report, "init-loss") and not loud(report, "data-integrity")
+    assert {c.name: c.status for c in report.checks} == {"init-loss": "passed", "data-integrity": "passed"}
+    # the expectation: ln 50 per counted token; -100 positions neither counted nor treated as labels
+    with_evidence = run_pipeline(only=["init-loss"], train=data, val=data, model=_overconfident, loss="model",
+                                 task="sequence")
+    f = next(f for f in with_evidence.findings if f.code == "SC901")
+    assert f.evidence["expected"] == pytest.approx(math.log(50), rel=1e-4)
+    assert f.evidence["lowest_plausible"] == pytest.approx(math.log(2), rel=1e-3)
+
+
+def _overconfident():
+    model = MaskedLM()
+    with torch.no_grad():
+        model.head.weight.mul_(400)  # confident random predictions: the loss far above ln 50
+    return model
+
+
+# ---------------------------------------------------------------------------------------- data integrity
+
+
+def test_token_ids_are_not_flagged_as_unscaled(run_pipeline):
+    report = run_gpt(run_pipeline, ["data-integrity"])
+    assert "SC809" not in codes(report) and not loud(report, "data-integrity")
+
+
+def test_token_id_outside_the_vocabulary(run_pipeline):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 50, (128, 16), generator=g)
+    x[7, 3] = 50  # one id the embedding has no row for
+    y = torch.roll(x, -1, 1).clamp(max=49)
+    report = run_pipeline(only=["data-integrity"], train=TensorDataset(x, y), val=TensorDataset(x[:32], y[:32]),
+                          model=MaskedLM, loss="model", task="sequence")
+    f = next(f for f in report.findings if f.code == "SC810")
+    assert f.severity == "error" and f.samples["train"] == [7] and f.evidence["num_embeddings"] == 50
+
+
+def test_sequence_mixing_across_the_batch_is_found_through_the_embedding(run_pipeline):
+    class BatchMean(MaskedLM):  # "normalizes" with the batch's mean: sample i sees sample j
+        def forward(self, idx, targets=None):
+            h = self.embed(idx)
+            logits = self.head(h - h.mean(0, keepdim=True))
+            return logits, None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    x = torch.randint(0, 50, (128, 16), generator=torch.Generator().manual_seed(2))
+    data = TensorDataset(x, torch.roll(x, -1, 1))
+    report = run_pipeline(only=["batch-independence"], train=data, val=data, model=BatchMean, loss="model",
+                          task="sequence")
+    f = next(f for f in report.findings if f.code == "SC1101")
+    assert f.evidence["gradient_with_respect_to"] == "embed"
+    clean = run_pipeline(only=["batch-independence"], train=data, val=data, model=MaskedLM, loss="model",
+                         task="sequence")
+    assert clean.checks[0].status == "passed"
+
+
+def test_channel_first_outputs_with_a_plain_cross_entropy(run_pipeline):
+    """PyTorch's own layout (B, C, T) with nn.CrossEntropyLoss: C is read from dim 1."""
+    class ChannelFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(50, 16), nn.Linear(16, 50)
+
+        def forward(self, idx):
+            return self.head(self.embed(idx)).transpose(1, 2)
+
+    x = torch.randint(0, 50, (128, 16), generator=torch.Generator().manual_seed(3))
+    data = TensorDataset(x, torch.roll(x, -1, 1))
+    report = run_pipeline(only=["init-loss", "data-integrity"], train=data, val=data, model=ChannelFirst,
+                          loss="torch.nn:CrossEntropyLoss", task="sequence")
+    assert [c.status for c in report.checks] == ["passed", "passed"], report.findings
+
+
+# ------------------------------------------------------------------------------------------ leakage
+
+
+def test_repeated_text_is_not_leakage_but_a_random_split_of_windows_is(run_pipeline):
+    clean = run_gpt(run_pipeline, ["leakage"])
+    assert not loud(clean, "leakage")
+    windows = charlm.splits(block_size=32, limit=3000)[0]
+    train, val = random_split(windows, [0.9, 0.1], generator=torch.Generator().manual_seed(0))
+    leaked = run_gpt(run_pipeline, ["leakage"], train=train, val=val)
+    f = next(f for f in leaked.findings if f.code == "SC101")
+    assert f.severity == "error" and f.evidence["shifted"] > 0.5 * len(val)
+
+
+# ------------------------------------------------------------------------------------ label-shuffle
+
+
+class Misaligned(Dataset):
+    """Windows whose targets come from another part of the text: y is not x shifted."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return self.base[i][0], self.base[(i + 1777) % len(self.base)][1]
+
+
+def test_label_shuffle_finds_targets_not_aligned_with_their_windows(run_pipeline):
+    """Targets permuted across sequences are learned as well as these: an error (and the inputs are no use: SC204).
+    The clean GPT passes the same test in test_clean_gpt_exits_0_without_a_warning."""
+    tiny = lambda: charlm.GPT(charlm.GPTConfig(block_size=32, vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=32))  # noqa: E731
+    broken = run_gpt(run_pipeline, ["label-shuffle"], train=Misaligned(TRAIN), val=Misaligned(VAL), model=tiny,
+                     batch_size=16)
+    assert {"SC201", "SC204"} <= codes(broken, "label-shuffle", "error")
+
+
+# -------------------------------------------------------------------------------- loss: model, other forms
+
+
+class DigitsNet(nn.Module):
+    """Classification with the loss inside: forward(x, y=None) -> (logits, loss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = casekit.mlp(64, 10)
+
+    def forward(self, x, y=None):
+        logits = self.net(x)
+        return logits, (F.cross_entropy(logits, y) if y is not None else None)
+
+
+class LossOnly(DigitsNet):
+    def forward(self, x, y):
+        return super().forward(x, y)[1]
+
+
+def _digits():
+    (xt, yt), (xv, yv) = casekit.digits()
+    return casekit.dataset(xt, yt), casekit.dataset(xv, yv)
+
+
+PROBES = ["init-loss", "overfit-batch", "gradients", "label-shuffle", "influence", "batch-independence"]
+
+
+def test_classification_model_computing_its_loss_is_quiet(run_pipeline):
+    train, val = _digits()
+    report = run_pipeline(only=PROBES, train=train, val=val, model=DigitsNet, loss="model", profile="fast")
+    assert not report.crashed, report.crashed
+    assert not [f for f in report.findings if f.severity in ("error", "warning")], report.findings
+    assert {c.name: c.status for c in report.checks}["init-loss"] == "passed"
+
+
+def test_model_returning_only_its_loss(run_pipeline):
+    train, val = _digits()
+    report = run_pipeline(only=["init-loss", "overfit-batch", "label-shuffle"], train=train, val=val, model=LossOnly,
+                          loss="model", profile="fast")
+    assert not report.crashed, report.crashed
+    status = {c.name: c for c in report.checks}
+    assert status["init-loss"].status == "skipped" and status["overfit-batch"].status == "passed"
+    assert not loud(report, "label-shuffle")
+
+
+def test_user_train_step_with_a_model_loss(run_pipeline):
+    def step(model, batch, loss_fn, optimizer):
+        x, y = batch
+        optimizer.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    train, val = _digits()
+    report = run_pipeline(only=["overfit-batch"], train=train, val=val, model=DigitsNet, loss="model", train_step=step)
+    assert report.checks[0].status == "passed"
+
+
+def test_model_without_a_loss_is_a_usage_error():
+    from sanitycheck.engine.errors import UsageError
+    from sanitycheck.engine.runner import run
+
+    class LogitsOnly(DigitsNet):
+        def forward(self, x, y=None):
+            return self.net(x)
+
+    train, val = _digits()
+    with pytest.raises(UsageError, match="forward pass model\\(inputs, targets\\) failed .* takes 2 positional"):
+        run({"data": {"train": train, "val": val}, "model": lambda: casekit.mlp(64, 10), "loss": "model"})
+    with pytest.raises(UsageError, match="loss: model: model\\(inputs, targets\\) returned shape \\(8, 10\\)"):
+        run({"data": {"train": train, "val": val}, "model": LogitsOnly, "loss": "model"})
+
+
+def test_plain_loss_on_flattened_outputs(run_pipeline):
+    """A bigram model that flattens its logits to (B*T, C) and a plain loss written for them, on real text."""
+
+    class Flat(MaskedLM):
+        def forward(self, idx):
+            return self.head(self.embed(idx)).flatten(0, 1)
+
+    def loss(outputs, targets):
+        return F.cross_entropy(outputs, targets.reshape(-1))
+
+    report = run_pipeline(only=["init-loss", "causality", "label-shuffle"], train=TRAIN, val=VAL,
+                          model=lambda: Flat(VOCAB), loss=loss, task="sequence", profile="fast",
+                          optimizer={"lr": 0.01})
+    assert not report.crashed, report.crashed
+    status = {c.name: c.status for c in report.checks}
+    assert status["causality"] == "passed", report.checks
+    assert not loud(report, "label-shuffle"), [f.message for f in report.findings]
