@@ -14,7 +14,7 @@ training images (benchmarks/neardup.py: JPEG-like re-encoding, 1-2 px shifts, 1-
 brightness/contrast, down-up resizes; half of them re-encoded again; `--kinds` picks others, e.g. colour casts
 or the far shifts and crops beyond the aligned look's range). Printed: recall on the planted copies,
 flagged clean validation samples (an upper bound on false alarms: Fashion-MNIST has real near duplicates
-between its splits), wall seconds, peak RSS. Data from ../shared/data (see its README); synthetic fallback.
+between its splits), wall seconds, CPU seconds (user + system: less moved by other work on a shared machine), peak RSS. Data from ../shared/data (see its README); synthetic fallback.
 """
 
 from __future__ import annotations
@@ -120,9 +120,17 @@ def _scan(train_x, train_y, val_x, val_y, only=("leakage",)):
         "loss": lambda out, y: torch.nn.functional.cross_entropy(out.float(), y),
         "num_classes": 10,
     }
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     report = sanitycheck.run(config, only=list(only))
+    _scan.cpu = _cpu_seconds() - cpu
     return report, time.perf_counter() - start
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its finished children used: unlike wall time, barely moved
+    by other work on a shared machine."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _accuracy(report, planted: int, n_val: int, src: np.ndarray, used: list[str]) -> dict:
@@ -183,7 +191,7 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         x = np.concatenate([_smooth_images(min(50000, n + n // 10 - i), rng) for i in range(0, n + n // 10, 50000)])
         y = rng.integers(0, 10, len(x))
         report, seconds = _scan(x[:n], y[:n], x[n:], y[n:], only=("leakage", "outliers"))
-        return {"scenario": name, "train": n, "val": n // 10, "seconds": round(seconds, 2),
+        return {"scenario": name, "train": n, "val": n // 10, "seconds": round(seconds, 2), "cpu_s": round(_scan.cpu, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "benchmark_data_mb": round(x.nbytes / 2**20), "load_1min": round(os.getloadavg()[0], 2),
                 "checks": [(c.name, c.status, c.duration_s) + ((c.reason,) if c.reason else ()) for c in report.checks]}
@@ -191,7 +199,7 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown scenario {name}")
     report, seconds = _scan(train_x, train_y, val_x, val_y)
     out = {"scenario": name, "train": len(train_x), "val": len(val_x), "planted": args.planted,
-           "seconds": round(seconds, 2), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "seconds": round(seconds, 2), "cpu_s": round(_scan.cpu, 2), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            **_accuracy(report, args.planted, len(val_x), src, used)}
     return out
 

@@ -144,15 +144,16 @@ def test_input_cache_keeps_narrow_dtypes_and_does_not_copy_a_tensor_dataset():
     assert wide.inputs.dtype == np.float32 and np.array_equal(wide.inputs, x.numpy())
 
 
-def test_distance_blocks_in_reused_buffers_give_the_same_numbers():
-    from sanitycheck.probing.neighbors import _Distances, _sq_norms
+def test_distance_blocks_give_the_same_numbers(monkeypatch):
+    """Exact search in blocks of any shape gives the exact distances and the same neighbours."""
+    from sanitycheck.probing import neighbors
 
     rng = np.random.default_rng(0)
-    q, b = torch.from_numpy(rng.standard_normal((300, 24), dtype=np.float32)), \
-        torch.from_numpy(rng.standard_normal((500, 24), dtype=np.float32))
-    assert torch.equal(_sq_norms(q), (q * q).sum(1))
-    qn, bn = _sq_norms(q), _sq_norms(b)
-    sqdist = _Distances(q.device)
-    for rows in (300, 7):  # the buffers are reused for blocks of any shape
-        expected = (qn[:rows, None] + bn[None, :] - 2.0 * (q[:rows] @ b.T)).clamp_min_(0.0)
-        assert torch.equal(sqdist(q[:rows], b, qn[:rows], bn), expected)
+    q, b = rng.standard_normal((300, 24), dtype=np.float32), rng.standard_normal((500, 24), dtype=np.float32)
+    exact = np.sort(np.sqrt(((q[:, None].astype(np.float64) - b[None]) ** 2).sum(-1)), 1)[:, :5]
+    d, i = knn(q, b, 5, exact=True)
+    assert np.allclose(d, exact, atol=1e-4)
+    for rows in (300, 7, 1):  # blocks of any shape
+        monkeypatch.setattr(neighbors, "BLOCK", 500 * rows)
+        d_rows, i_rows = knn(q, b, 5, exact=True)
+        assert np.array_equal(i_rows, i) and np.allclose(d_rows, d, atol=1e-5)

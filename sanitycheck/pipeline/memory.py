@@ -1,11 +1,10 @@
 """Give freed heap memory back to the operating system after the long scans (glibc only; a no-op elsewhere).
 
-Why: the k-NN search through the index (:mod:`sanitycheck.probing.neighbors`) allocates and frees thousands of
-mid-sized temporaries (0.1-8 MiB: a cell's members, a block of distances). glibc serves them from its heap and
-keeps what they free for reuse, and the heap fragments: measured at 1M samples, one search over 1M queries left
-0.1 to 1.4 GB of free but resident heap (it varied from run to run, and whole runs peaked at 3-4 GB and once
-10 GB), which ``malloc_trim`` returned at once. Calling :func:`trim` after each block of a scan bounds the resident
-memory to what is live plus one block's working set. It only releases free pages: it changes no setting of the
+Why: a long scan (the data pass over a split) allocates and frees many mid-sized temporaries (a chunk of
+inputs converted to float32, its features), and glibc keeps what they free for reuse, so the heap fragments:
+measured at 1M samples, the scans left 0.1 to 1.4 GB of free but resident heap (it varied from run to run),
+which ``malloc_trim`` returned at once. Calling :func:`trim` after a scan bounds the resident memory to what
+is live. (The neighbour search no longer needs it: FAISS works in fixed, reused blocks.) It only releases free pages: it changes no setting of the
 allocator, so it is safe in a user's own process.
 """
 

@@ -76,7 +76,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
     from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, per_channel
     from sanitycheck.pipeline.features import GRID
     from sanitycheck.probing.embedding import embedding
-    from sanitycheck.probing.neighbors import knn, knn_device, single_thread
+    from sanitycheck.probing.neighbors import knn, knn_device
     from sanitycheck.engine.progress import scan_progress
 
     nb = calib["neighbors"]
@@ -91,9 +91,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
     out: dict[str, list] = {}
-    # mid-sized products: a thread pool only adds wake-ups
-    with torch.no_grad(), single_thread(torch.device("cpu")), \
-            scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
+    with torch.no_grad(), scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
