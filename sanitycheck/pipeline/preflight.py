@@ -131,11 +131,24 @@ def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_target
         return
     usable = ctx.usable_indices(ctx.val)
     indices = list(usable[:8]) if len(usable) else list(range(min(8, len(ctx.val))))
-    inputs, targets = ctx.val.unpack(ctx.batch(ctx.val, indices))
+    batch = ctx.batch(ctx.val, indices)
+    inputs, targets = ctx.val.unpack(batch)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
+            if ctx.model_computes_loss:  # loss: model: one call gives both, so a failure is the val batch's
+                try:
+                    outputs, loss = ctx.forward(model, batch)
+                except UsageError:
+                    raise
+                except Exception as exc:
+                    raise UsageError(
+                        f"data.val: the model failed on a val batch of inputs {describe(inputs)} and targets "
+                        f"{describe(targets)} (a train batch's inputs: {describe(train_inputs)}): "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                return _check_scalar(loss, outputs, targets)
             try:
                 outputs = model(inputs)
             except Exception as exc:
@@ -155,6 +168,10 @@ def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_target
                 ) from exc
     finally:
         model.train(was_training)
+    _check_scalar(loss, outputs, targets)
+
+
+def _check_scalar(loss: Any, outputs: Any, targets: Any) -> None:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise UsageError(f"data.val: the loss of a val batch is {describe(loss)}, not a scalar (outputs "
                          f"{describe(outputs)}, targets {describe(targets)})")

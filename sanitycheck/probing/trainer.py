@@ -601,7 +601,7 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
         was = model.training
         model.eval()
         with torch.no_grad():
-            model(ctx.train.unpack(ctx.batch(ctx.train, chunk))[0])
+            ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
         model.train(was)
         per_eval = (time.perf_counter() - start) / len(chunk)
     if small is None or also is None or also >= batch_size:
