@@ -156,6 +156,8 @@ def _drop_self(d2: np.ndarray, i2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     own[~own.any(1), -1] = True
     keep = ~own
     width = i2.shape[1] - 1
+    if width == 0:  # a base of one row: nothing is left besides the query itself
+        return d2[:, :0], i2[:, :0]
     return d2[keep].reshape(-1, width), i2[keep].reshape(-1, width)
 
 
