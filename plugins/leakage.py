@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, duplicate_groups, kth,
-                                         pair_score, tail_cutoff)
+from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, drop_list,
+                                         duplicate_groups, kth, pair_score, score_histogram, tail_cutoff)
 
 
 class Settings(CheckSettings):
@@ -145,13 +145,15 @@ class Leakage(Check):
         train, val = ctx.train, ctx.val
         labels = {s.name: ctx.class_labels(s) for s in ctx.splits()}
         groups: list[tuple[str, list[int], list[int], bool]] = []  # (kind, train, val, exact copies?) for SC104
+        links: list[tuple[tuple[str, int], tuple[str, int]]] = []  # every duplicate pair, for the drop list
+        findings = []
         cross_significant = False  # near matches across splits beyond what chance explains
         same = _same_split(train, val) if val is not None else None
         if same:
-            yield self.finding(
+            findings.append(self.finding(
                 "SC102", f"data.val is data.train: {same}. Validation measures memorization.",
                 samples={"val": list(range(len(val)))}, evidence={"reason": same, "val_samples": len(val)},
-            )
+            ))
         calib, note = None, None
         if settings.near:
             try:
@@ -159,12 +161,15 @@ class Leakage(Check):
             except EmbeddingUnavailable as exc:
                 note = f"near duplicates not searched: {exc}"
         for split in ctx.splits():
-            found = _in_split(ctx, split, calib)
+            if same and split is val:
+                continue  # the same samples again: SC102 says it all
+            found = _in_split(ctx, split, calib, settings)
             if found is not None:
-                yield self._in_split_finding(ctx, split, found, calib, settings)
+                findings.append(self._in_split_finding(ctx, split, found, calib, settings))
                 h = split.data_pass().hashes
                 groups += [("in-split", g, [], _has_copies(h, g)) if split.name == "train"
                            else ("in-split", [], g, _has_copies(h, g)) for g in found["groups"]]
+                links += [((split.name, r["index"]), (split.name, r["partner"])) for r in found["rows"]]
         if val is not None and not same:
             try:
                 cross = _cross(ctx, settings, calib)
@@ -173,12 +178,19 @@ class Leakage(Check):
             if cross["pairs"]:
                 finding = self._cross_finding(ctx, cross, calib, settings, note)
                 cross_significant = finding.severity != "info"
-                yield finding
+                findings.insert(1 if same else 0, finding)
                 groups += [("cross", [p["train"]], [p["val"]], p["kind"] == "exact") for p in cross["pairs"]]
+                links += [(("val", p["val"]), ("train", p["train"])) for p in cross["pairs"]]
         if labels.get("train") is not None and groups:
             conflict = self._conflicts(ctx, groups, labels, settings, cross_significant)
             if conflict is not None:
-                yield conflict
+                findings.append(conflict)
+        duplicates = [f for f in findings if f.code in ("SC101", "SC103")]
+        if duplicates and links:
+            # one answer to "what do I remove?" for all of them: leakage/drop.csv in the export
+            duplicates[0].export["drop"] = drop_list(links)
+            duplicates[0].evidence["drop"] = len(duplicates[0].export["drop"])
+        yield from findings
 
     # ----------------------------------------------------------------------------------------- findings
 
@@ -208,18 +220,28 @@ class Leakage(Check):
                             f"training split's own rate (p = {p:.2g}); look at the pairs, but it need not be leakage.")
         if note:
             evidence["note"] = note
-        evidence["pairs"] = pairs[:1000]
+        evidence["pairs"] = pairs[:MAX_PAIRS]
+        if len(pairs) > MAX_PAIRS:
+            evidence.update({"pairs_total": len(pairs), "truncated": True})
+        if cross.get("relative") is not None:
+            evidence["score_histogram"] = score_histogram(
+                cross["relative"], "validation samples by their best score over its cutoff (at most 1: flagged)")
         evidence["seconds"] = round(cross["seconds"], 3)
         thumbs = _pair_thumbnails(ctx, [(p["val"], p["train"], p["kind"]) for p in pairs], settings.thumbnails,
                                   ("val", "train"))
         if thumbs:
             evidence["thumbnails"] = thumbs
+        rows = [{"split": "val", "index": p["val"], "partner_split": "train", "partner": p["train"], "kind": p["kind"],
+                 "distance": p["distance"], "score": p["score"], "relative_score": p.get("relative", 0.0)} for p in pairs]
         return self.finding(
             "SC101", message, severity=severity, evidence=evidence,
             samples={"val": [p["val"] for p in pairs], "train": _dedupe(p["train"] for p in pairs)},
+            export={"SC101": rows},
         )
 
     def _in_split_finding(self, ctx: Any, split: Any, found: dict, calib: dict | None, settings: Settings):
+        from scipy.stats import binom
+
         n = len(split)
         flagged = sorted({i for g in found["groups"] for i in g[1:]})  # every copy beyond the first of a group
         members = [i for g in found["groups"] for i in g]
@@ -230,16 +252,28 @@ class Leakage(Check):
             "near_pairs": found["near"], "split_samples": n, "fraction": round(fraction, 5),
             "largest_groups": [g[:20] for g in found["groups"][:10]],
         }
+        message = (f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
+                   f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).")
         if calib is not None:
-            evidence.update({"near_threshold": _r(calib["cutoff"] * IN_SPLIT_FACTOR), **_rule(calib)})
-        thumbs = _pair_thumbnails(ctx, [(g[0], g[1], "") for g in found["groups"]], settings.thumbnails,
-                                  (split.name, split.name))
+            chance = calib["alpha"] * found["searched"]
+            near = found["near_samples"]
+            p = float(binom.sf(near - 1, found["searched"], calib["alpha"])) if near else 1.0
+            evidence.update({"near_threshold": _r(calib["cutoff"]), **_rule(calib), "expected_by_chance": round(chance, 2),
+                             "p_value": float(f"{p:.3g}")})
+            if found["relative"] is not None:
+                evidence["score_histogram"] = score_histogram(
+                    found["relative"], f"distinct {split.name} samples by their best score with another {split.name} "
+                    "sample over its cutoff (at most 1: flagged)")
+            if not found["exact"] and p >= settings.p_value:
+                message += (f" That is no more near matches than the {chance:.1f} expected by chance at the training "
+                            f"split's own rate (p = {p:.2g}); look at the pairs, but they need not be copies.")
+        thumbs = _pair_thumbnails(ctx, [(r["index"], r["partner"], r["kind"]) for r in found["best"]],
+                                  settings.thumbnails, (split.name, split.name))
         if thumbs:
             evidence["thumbnails"] = thumbs
         return self.finding(
-            "SC103", f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
-            f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).",
-            severity=severity, samples={split.name: members}, evidence=evidence,
+            "SC103", message, severity=severity, samples={split.name: members}, evidence=evidence,
+            export={f"SC103-{split.name}": found["rows"]},
         )
 
     def _conflicts(self, ctx: Any, groups: list, labels: dict, settings: Settings, cross_significant: bool):
@@ -270,9 +304,8 @@ class Leakage(Check):
 
 # --------------------------------------------------------------------------------------------- the probes
 
-#: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is fitted to the
-#: in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
-IN_SPLIT_FACTOR = 0.5
+#: Pairs listed in the evidence (every one is in the export).
+MAX_PAIRS = 1000
 
 
 def _same_split(train: Any, val: Any) -> str | None:
@@ -301,15 +334,8 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
     from sanitycheck.probing.neighbors import split_neighbors
 
     nb = split_neighbors(ctx, ctx.train)
-    k = settings.k
-    radius = nb.radius(k)
-    ok = np.flatnonzero(nb.idx[:, 0] >= 0)
-    partner = nb.idx[ok, 0]
-    # the partner's scale must leave the sample itself out, as a validation sample is not among the partner's
-    # training neighbours: when the sample is one of the partner's k nearest, take the partner's (k+1)-th
-    inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
-    partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
-    scores = pair_score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+    radius = nb.radius(settings.k)
+    _, _, scores = _nearest_scores(nb, settings.k)
     cutoff, exponent, alpha = tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
              "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
@@ -317,7 +343,7 @@ def _calibrate(ctx: Any, settings: Settings) -> dict:
         # the same calibration for the aligned and colour looks, on a seeded subset of training samples
         sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
         looks = {}
-        for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings.k,
+        for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], nb, settings.k,
                                                          self_ids=sub).items():
             cut, exp, look_alpha = tail_cutoff(look_scores, settings.alpha)
             looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha, "samples": len(sub)}
@@ -359,9 +385,10 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     uniq, first = np.unique(th, return_index=True)
     pos = np.clip(np.searchsorted(uniq, vh), 0, len(uniq) - 1)
     matched = np.flatnonzero(uniq[pos] == vh)
-    pairs = [{"val": int(i), "train": int(first[pos[i]]), "kind": "exact", "distance": 0.0, "score": 0.0}
+    pairs = [{"val": int(i), "train": int(first[pos[i]]), "kind": "exact", "distance": 0.0, "score": 0.0, "relative": 0.0}
              for i in matched]
     rest = np.setdiff1d(np.arange(len(ctx.val)), matched)
+    relative = None
     if calib is not None and len(rest):
         nb = calib["neighbors"]
         val_emb = embedding(ctx, ctx.val)
@@ -372,41 +399,114 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
                         label="leakage: val against train")
         d1, u1 = dist[:, 0], idx[:, 0]
         score = pair_score(d1, np.minimum(kth(dist, settings.k), calib["radius"][u1]))
-        hit = np.flatnonzero(score <= calib["cutoff"])
+        relative = score / calib["cutoff"]
+        hit = np.flatnonzero(relative <= 1)
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
-                   "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
+                   "score": _r(score[j]), "relative": _r(relative[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
         if aligned:
             left = np.setdiff1d(np.arange(len(rest)), hit)
             taken = np.zeros(len(left), dtype=bool)
-            for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], calib, settings.k,
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], nb, settings.k,
                                                              cand=idx[left]).items():
-                more = np.flatnonzero((score_s <= calib["looks"][look]["cutoff"]) & ~taken)
+                rel = score_s / calib["looks"][look]["cutoff"]
+                relative[left] = np.minimum(relative[left], rel)
+                more = np.flatnonzero((rel <= 1) & ~taken)
                 taken[more] = True
                 pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": f"near ({look})",
-                           "distance": _r(d_s[j]), "score": _r(score_s[j])}
+                           "distance": _r(d_s[j]), "score": _r(score_s[j]), "relative": _r(rel[j])}
                           for j in more[np.argsort(score_s[more], kind="stable")]]
-    return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
+    return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start, "relative": relative}
 
 
-def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
-    """Duplicate groups inside one split: exact copies by hash, near pairs by the (stricter) neighbourhood rule."""
+def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> dict | None:
+    """Duplicate groups inside one split: exact copies by hash, near pairs by the same rule and looks as across
+    splits (each distinct input against the split's other distinct inputs, at the same cutoffs)."""
     from sanitycheck.probing.neighbors import split_neighbors, unique_inputs
 
     unique, inverse = unique_inputs(split.data_pass().hashes)
-    near = np.zeros((0, 2), dtype=np.int64)
+    links: list[tuple[int, int, str, float, float, float]] = []  # (u, v, kind, distance, score, relative), distinct ids
+    relative = None
     if calib is not None and len(unique) > 2:
-        nb = split_neighbors(ctx, split)
-        radius = nb.radius(calib["k"])
-        d1, u1 = nb.dist[:, 0], nb.idx[:, 0]
-        ok = np.flatnonzero(u1 >= 0)
-        score = pair_score(d1[ok], np.minimum(radius[ok], radius[u1[ok]]))
-        close = ok[score <= calib["cutoff"] * IN_SPLIT_FACTOR]
-        near = np.stack([close, u1[close]], 1)
+        nb = calib["neighbors"] if split is ctx.train else split_neighbors(ctx, split)
+        k = calib["k"]
+        ok, partner, score = _nearest_scores(nb, k)
+        relative = np.full(len(unique), np.inf)
+        relative[ok] = score / calib["cutoff"]
+        hit = ok[relative[ok] <= 1]
+        links += [(int(u), int(nb.idx[u, 0]), "near", float(nb.dist[u, 0]), float(relative[u] * calib["cutoff"]),
+                   float(relative[u])) for u in hit]
+        if calib["looks"] and len(unique) > 2 * ALIGN_CANDIDATES:
+            rest = np.setdiff1d(np.arange(len(unique)), hit)
+            taken = np.zeros(len(rest), dtype=bool)
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, split, nb.unique[rest], nb, k, base_split=split,
+                                                             self_ids=rest).items():
+                rel = score_s / calib["looks"][look]["cutoff"]
+                relative[rest] = np.minimum(relative[rest], rel)
+                more = np.flatnonzero((rel <= 1) & ~taken)
+                taken[more] = True
+                links += [(int(rest[j]), int(u_s[j]), f"near ({look})", float(d_s[j]), float(score_s[j]), float(rel[j]))
+                          for j in more]
+    near = np.array([(a, b) for a, b, *_ in links], dtype=np.int64).reshape(-1, 2)
     groups, near_pairs = duplicate_groups(inverse, len(unique), near)
     if not groups:
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
-    return {"groups": groups, "exact": exact, "near": near_pairs}
+    rows, best = _group_rows(split.name, unique, inverse, groups, links)
+    return {"groups": groups, "exact": exact, "near": near_pairs, "rows": rows, "best": best, "relative": relative,
+            "searched": len(unique), "near_samples": len({a for a, *_ in links})}
+
+
+def _nearest_scores(nb: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct input of a split scored with its nearest other one: ``(ids, partner ids, scores)``.
+
+    The partner's scale leaves the sample itself out, as a validation sample is not among the partner's training
+    neighbours: when the sample is one of the partner's k nearest, the partner's (k+1)-th is taken. The
+    calibration and the duplicates inside a split use exactly these scores."""
+    radius = nb.radius(k)
+    ok = np.flatnonzero(nb.idx[:, 0] >= 0)
+    partner = nb.idx[ok, 0]
+    inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
+    partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
+    return ok, partner, pair_score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+
+
+def _group_rows(split: str, unique: np.ndarray, inverse: np.ndarray, groups: list[list[int]],
+                links: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """One export row per member of every duplicate group (its partner: the first copy for an exact copy, else the
+    sample its near link joins it to), and the near links best first (for thumbnails)."""
+    out_link: dict[int, tuple] = {}
+    in_link: dict[int, tuple] = {}
+    for a, b, kind, d, sc, rel in links:
+        out_link.setdefault(a, (b, kind, d, sc, rel))
+        in_link.setdefault(b, (a, kind, d, sc, rel))
+    rows = []
+    for g, members in enumerate(groups):
+        first_copy: dict[int, int] = {}
+        for i in members:
+            u = int(inverse[i])
+            if u in first_copy:
+                rows.append({"split": split, "index": int(i), "group": g, "partner": first_copy[u], "kind": "exact",
+                             "distance": 0.0, "score": 0.0, "relative_score": 0.0})
+                continue
+            first_copy[u] = int(i)
+            link = out_link.get(u) or in_link.get(u)
+            if link is None:  # a distinct input whose only copies are exact: its partner is its next copy
+                twin = next(j for j in members if int(inverse[j]) == u and j != i)
+                rows.append({"split": split, "index": int(i), "group": g, "partner": int(twin), "kind": "exact",
+                             "distance": 0.0, "score": 0.0, "relative_score": 0.0})
+                continue
+            v, kind, d, sc, rel = link
+            rows.append({"split": split, "index": int(i), "group": g, "partner": int(unique[v]), "kind": kind,
+                         "distance": _r(d), "score": _r(sc), "relative_score": _r(rel)})
+    best = sorted((r for r in rows if r["kind"] != "exact"), key=lambda r: r["relative_score"])
+    seen: set[frozenset] = set()
+    pairs = []
+    for r in [r for r in rows if r["kind"] == "exact"] + best:
+        key = frozenset((r["index"], r["partner"]))
+        if key not in seen:
+            seen.add(key)
+            pairs.append(r)
+    return rows, pairs
 
 
 def _has_copies(h: np.ndarray, group: list[int]) -> bool:

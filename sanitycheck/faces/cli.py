@@ -70,6 +70,9 @@ def run(
         None, "--baseline", metavar="FILE", help="Accept the findings recorded in FILE (by --write-baseline): fail only on new ones."),
     write_baseline: Optional[Path] = typer.Option(
         None, "--write-baseline", metavar="FILE", help="Record every finding of this run in FILE as accepted; exit 0 unless a check crashed."),
+    export: Optional[Path] = typer.Option(
+        None, "--export", metavar="DIR", help="Write every flagged sample of every finding as CSV under DIR (the report "
+        "lists at most 1000 per split); for leakage also drop.csv, the samples to remove."),
     debug: bool = typer.Option(False, help="Show tracebacks for usage errors."),
 ) -> None:
     """Run the checks on the pipeline CONFIG describes. Exit 0 clean, 1 findings, 2 bad input, 3 a check crashed."""
@@ -86,6 +89,10 @@ def run(
                      "device": device, "seed": seed}
         cfg = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
         accepted = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the probes
+        if export is not None:  # so does an export folder that cannot be written
+            from sanitycheck.faces.export import prepare_export_dir
+
+            prepare_export_dir(export)
         report = _run_with_progress(run_checks, cfg, _names(only), _names(skip), show=not quiet and err.is_terminal)
     if write_baseline is not None:
         count = save_baseline(report, write_baseline)
@@ -94,6 +101,12 @@ def run(
         report, known = apply_baseline(report, accepted)
         if known:
             err.print(f"sanitycheck: {len(known)} known finding(s) accepted by baseline {baseline}", markup=False)
+    if export is not None:
+        from sanitycheck.faces.export import write_export
+
+        with _usage_errors(debug):
+            files = write_export(report, export)
+        err.print(f"sanitycheck: {len(files) - 1} CSV table(s) and index.csv written to {export}", markup=False)
     rendered = FORMATS[format.value](report)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

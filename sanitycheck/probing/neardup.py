@@ -54,22 +54,22 @@ ALIGN_CALIBRATION = 2000
 ALIGN_BLOCK = 256
 
 
-def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: int,
-                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
-    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best training
-    partner, the partner's distinct id, score).
+def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, base_split: Any = None,
+                   self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
+    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best partner in
+    ``base_split`` (default the training split), the partner's distinct id, score).
 
-    Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
+    ``nb``: the base split's :class:`~sanitycheck.probing.neighbors.SplitNeighbors` (its distinct inputs, their
+    embeddings and index). Candidates are the sample's ALIGN_CANDIDATES nearest distinct base samples on the embedding. Each is
     compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
     distance; the sample's scale is the k-th smallest of these. Then 3 x ZOOM_CANDIDATES of them (the best after
     shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are searched for a crop resized back, both ways
     (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
     candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
     centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.
-    ``calib``: the leakage check's calibration (its ``neighbors``, the training split's :class:`Neighbors`).
-    ``self_ids``: the samples are these distinct training inputs, each left out of its own candidates
-    (calibration). ``cand``: the candidates when the caller has searched them already (distinct ids, nearest
-    first).
+    ``self_ids``: the samples are these distinct inputs of the base split itself, each left out of its own
+    candidates (calibration, duplicates inside a split). ``cand``: the candidates when the caller has searched them
+    already (distinct ids, nearest first).
     """
     import torch
 
@@ -79,7 +79,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
     from sanitycheck.probing.neighbors import knn, knn_device, single_thread
     from sanitycheck.engine.progress import scan_progress
 
-    nb = calib["neighbors"]
+    base_split = ctx.train if base_split is None else base_split
     extra = 1 if self_ids is not None else 0
     kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
     if cand is None:
@@ -97,8 +97,8 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            blocks = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
-                                    inner, colour, nb.unique, k)
+            blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base,
+                                    coarse, inner, colour, nb.unique, k)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
             tick(hi - lo)
@@ -147,7 +147,7 @@ def with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.
     return every
 
 
-def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
+def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
                    inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
@@ -177,7 +177,7 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     top = c.gather(1, pick)  # (m, 3z)
     # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
     targets = plain.repeat_interleave(pick.shape[1], 0)[:, None]
-    dc = crop_distance(as_chw(ctx.train.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
+    dc = crop_distance(as_chw(base_split.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
     dq = crop_distance(q, base[top])
     refined = torch.minimum(dc, dq)
     refined[bad.gather(1, pick)] = float("inf")
@@ -239,3 +239,51 @@ def duplicate_groups(inverse: np.ndarray, distinct: int, near: np.ndarray) -> tu
     groups = [g.tolist() for g in np.split(order, bounds)] if len(order) else []
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups, links
+
+
+#: Relative scores (score / cutoff: 1 is the cutoff) are binned over [0, HISTOGRAM_TOP] in HISTOGRAM_BINS bins for the
+#: evidence's histogram; larger ones are counted as the overflow.
+HISTOGRAM_TOP = 2.0
+HISTOGRAM_BINS = 40
+
+
+def score_histogram(relative: np.ndarray, label: str) -> dict:
+    """The distribution of relative scores (each sample's best score over its cutoff; at most 1 is flagged) for a
+    report to draw: ``{"edges", "counts", "overflow", "cutoff": 1.0, "samples", "label"}``. The counts just above 1
+    show how close the next candidates came."""
+    finite = relative[np.isfinite(relative)]
+    counts, edges = np.histogram(np.clip(finite, 0, None), bins=HISTOGRAM_BINS, range=(0.0, HISTOGRAM_TOP))
+    return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist(),
+            "overflow": int((finite > HISTOGRAM_TOP).sum()), "cutoff": 1.0, "samples": int(len(relative)),
+            "label": label}
+
+
+def drop_list(links: list[tuple[tuple[str, int], tuple[str, int]]], keep_order: tuple[str, ...] = ("train", "val")) \
+        -> list[dict]:
+    """What to remove so that no two duplicates remain and one of each group is kept.
+
+    ``links``: pairs of samples, ``(split, index)`` each, judged duplicates (across or inside splits). They are
+    joined transitively into groups; each group keeps one sample: from the first split of ``keep_order`` it has
+    members in (by default a training sample: the validation copy goes), the lowest index there; every other
+    member is listed with the one kept. Rows ``{"split", "index", "keep_split", "keep_index", "group"}``, in
+    ``keep_order`` then index order.
+    """
+    nodes: dict[tuple[str, int], int] = {}
+    for a, b in links:
+        nodes.setdefault(a, len(nodes))
+        nodes.setdefault(b, len(nodes))
+    if not nodes:
+        return []
+    pairs = np.array([(nodes[a], nodes[b]) for a, b in links], dtype=np.int64)
+    inverse = np.arange(len(nodes))
+    groups, _ = duplicate_groups(inverse, len(nodes), pairs)
+    keys = list(nodes)
+    rank = {split: i for i, split in enumerate(keep_order)}
+    rows = []
+    for g, members in enumerate(groups):
+        samples = sorted((keys[m] for m in members), key=lambda s: (rank.get(s[0], len(rank)), s[0], s[1]))
+        keep = samples[0]
+        rows += [{"split": s, "index": int(i), "keep_split": keep[0], "keep_index": int(keep[1]), "group": g}
+                 for s, i in samples[1:]]
+    rows.sort(key=lambda r: (rank.get(r["split"], len(rank)), r["split"], r["index"]))
+    return rows
