@@ -138,7 +138,7 @@ def halves(pairs: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ tools
 
 
-def run_ours(x: np.ndarray, y: np.ndarray, side: np.ndarray) -> dict:
+def run_ours(x: np.ndarray, y: np.ndarray, side: np.ndarray, settings: dict | None = None) -> dict:
     """Our `leakage` check through the public API: the cross setting, then the in-split one."""
     import torch
     from torch.utils.data import TensorDataset
@@ -159,8 +159,8 @@ def run_ours(x: np.ndarray, y: np.ndarray, side: np.ndarray) -> dict:
     def scan(train_idx, val_idx):
         start = time.perf_counter()
         report = sanitycheck.run({"data": {"train": ds(train_idx), "val": ds(val_idx) if val_idx is not None else None},
-                                  "model": model, "loss": "torch.nn:CrossEntropyLoss", "num_classes": 10},
-                                 only=["leakage"])
+                                  "model": model, "loss": "torch.nn:CrossEntropyLoss", "num_classes": 10,
+                                  "checks": {"leakage": settings or {}}}, only=["leakage"])
         return report, time.perf_counter() - start
 
     tr, va = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
@@ -295,6 +295,7 @@ def main() -> int:
     parser.add_argument("--review-out", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--clean", action="store_true")
+    parser.add_argument("--ours-settings", default="{}", help="checks.leakage settings for ours, as JSON")
     args = parser.parse_args()
 
     x, y, human = load()
@@ -309,7 +310,7 @@ def main() -> int:
         for tool in [t for t in args.tools.split(",") if t]:
             print(f"running {tool} ...", file=sys.stderr, flush=True)
             if tool == "ours":
-                r = run_ours(x, y, side)
+                r = run_ours(x, y, side, json.loads(args.ours_settings))
                 cross_links = r["cross"]
                 every = r["cross"] + r["cross_inside"]
                 row = {"tool": "ours", "note": r["note"], "seconds_cross": round(r["cross_seconds"], 1),

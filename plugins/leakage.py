@@ -24,11 +24,15 @@ from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZO
 class Settings(CheckSettings):
     k: int = Field(9, ge=2, le=9, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="False-alarm rate of each look on clean data: the cutoff is where the power-law tail fitted to the training split's own pair scores reaches it.")
-    ratio: float = Field(0.5, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
+    ratio: float = Field(0.7, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
     align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts).")
+    in_split_looks: int = Field(20000, ge=0, description="Duplicates inside a split get the aligned and colour looks too "
+                                "when the split has at most this many distinct samples, scaled by the profile (fast x0.25, "
+                                "thorough x4); a larger split gets the exact and plain looks only (the looks cost about "
+                                "0.5 ms per sample on 2 CPU cores).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
 
 
@@ -255,9 +259,15 @@ class Leakage(Check):
         message = (f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
                    f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).")
         if calib is not None:
-            chance = calib["alpha"] * found["searched"]
+            # the looks that ran add their false-alarm rates
+            alpha = calib["alpha"] - (0 if found["looks"] else sum(look["alpha"] for look in calib["looks"].values()))
+            chance = alpha * found["searched"]
             near = found["near_samples"]
-            p = float(binom.sf(near - 1, found["searched"], calib["alpha"])) if near else 1.0
+            p = float(binom.sf(near - 1, found["searched"], alpha)) if near else 1.0
+            evidence["looks"] = ("plain, " + ", ".join(calib["looks"]) if found["looks"] else "plain") + (
+                "" if found["looks"] or not calib["looks"] else
+                f" (the other looks run on splits of at most {ctx.budget(settings.in_split_looks, minimum=0)} distinct "
+                "samples: checks.leakage.in_split_looks, scaled by the profile)")
             evidence.update({"near_threshold": _r(calib["cutoff"]), **_rule(calib), "expected_by_chance": round(chance, 2),
                              "p_value": float(f"{p:.3g}")})
             if found["relative"] is not None:
@@ -426,6 +436,7 @@ def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> d
     unique, inverse = unique_inputs(split.data_pass().hashes)
     links: list[tuple[int, int, str, float, float, float]] = []  # (u, v, kind, distance, score, relative), distinct ids
     relative = None
+    looks_budget = 0
     if calib is not None and len(unique) > 2:
         nb = calib["neighbors"] if split is ctx.train else split_neighbors(ctx, split)
         k = calib["k"]
@@ -435,11 +446,14 @@ def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> d
         hit = ok[relative[ok] <= 1]
         links += [(int(u), int(nb.idx[u, 0]), "near", float(nb.dist[u, 0]), float(relative[u] * calib["cutoff"]),
                    float(relative[u])) for u in hit]
-        if calib["looks"] and len(unique) > 2 * ALIGN_CANDIDATES:
+        looks_budget = ctx.budget(settings.in_split_looks, minimum=0)
+        if calib["looks"] and 2 * ALIGN_CANDIDATES < len(unique) <= looks_budget:
             rest = np.setdiff1d(np.arange(len(unique)), hit)
             taken = np.zeros(len(rest), dtype=bool)
+            # the candidates: the split's own neighbours, already searched (ALIGN_CANDIDATES of them, as everywhere)
+            cand = nb.idx[rest, :ALIGN_CANDIDATES]
             for look, (d_s, u_s, score_s) in aligned_scores(ctx, split, nb.unique[rest], nb, k, base_split=split,
-                                                             self_ids=rest).items():
+                                                             self_ids=rest, cand=cand).items():
                 rel = score_s / calib["looks"][look]["cutoff"]
                 relative[rest] = np.minimum(relative[rest], rel)
                 more = np.flatnonzero((rel <= 1) & ~taken)
@@ -452,8 +466,9 @@ def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> d
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
     rows, best = _group_rows(split.name, unique, inverse, groups, links)
+    looked = bool(calib and calib["looks"] and 2 * ALIGN_CANDIDATES < len(unique) <= looks_budget)
     return {"groups": groups, "exact": exact, "near": near_pairs, "rows": rows, "best": best, "relative": relative,
-            "searched": len(unique), "near_samples": len({a for a, *_ in links})}
+            "searched": len(unique), "near_samples": len({a for a, *_ in links}), "looks": looked}
 
 
 def _nearest_scores(nb: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

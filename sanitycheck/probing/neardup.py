@@ -42,8 +42,10 @@ def tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None, 
     return (float(np.quantile(finite, alpha)) if len(finite) else 0.0), None, alpha
 
 
-#: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
-ALIGN_CANDIDATES = 32
+#: The aligned look compares a sample with this many candidate neighbours (found without alignment), plus those of
+#: the shifted search (SEARCH_SHIFTS): the neighbours every split's scan has already found (``K_SHARED``), so that
+#: duplicates inside a split are looked at without another search, exactly as across splits and in calibration.
+ALIGN_CANDIDATES = 10
 #: ... and searches 3 x this many of them for a crop resized back: the best after shifting the sample, and as many
 #: nearest by a 4x4 thumbnail and by the central 4x4 cells of the 8x8 one (both barely moved by a 1-2 pixel crop).
 ZOOM_CANDIDATES = 3
