@@ -43,6 +43,12 @@ RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance b
         "neighbour, extended down to {alpha:.3g})")
 
 
+IN_SPLIT_RULE = ("each of the {n} distinct samples of the split is scored with its nearest other one as across splits "
+                 "(score = d / min(r_k(a), r_k(b)), k = {k}; the aligned and colour looks when they run: best / {k}-th "
+                 "best distance among its candidates); a pair is a near duplicate when a look's score is at most that "
+                 "look's cutoff, fitted to this split's own scores (the power-law tail extended to alpha = {alpha:.3g}, "
+                 "capped at {ratio}; the training split's cutoffs when the split has under 200 samples)")
+
 LOOK_RULES = {
     "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
                 "samples and the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels, shifted by every (dy, dx) "
@@ -258,18 +264,22 @@ class Leakage(Check):
         }
         message = (f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
                    f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).")
-        if calib is not None:
-            # the looks that ran add their false-alarm rates
-            alpha = calib["alpha"] - (0 if found["looks"] else sum(look["alpha"] for look in calib["looks"].values()))
+        if calib is not None and found["cutoffs"]:
+            # each look that ran adds its false-alarm rate alpha
+            alpha = settings.alpha * len(found["cutoffs"])
             chance = alpha * found["searched"]
             near = found["near_samples"]
             p = float(binom.sf(near - 1, found["searched"], alpha)) if near else 1.0
-            evidence["looks"] = ("plain, " + ", ".join(calib["looks"]) if found["looks"] else "plain") + (
+            evidence["looks"] = ", ".join(found["cutoffs"]) + (
                 "" if found["looks"] or not calib["looks"] else
-                f" (the other looks run on splits of at most {ctx.budget(settings.in_split_looks, minimum=0)} distinct "
-                "samples: checks.leakage.in_split_looks, scaled by the profile)")
-            evidence.update({"near_threshold": _r(calib["cutoff"]), **_rule(calib), "expected_by_chance": round(chance, 2),
-                             "p_value": float(f"{p:.3g}")})
+                f" (the aligned and colour looks run on splits of at most "
+                f"{ctx.budget(settings.in_split_looks, minimum=0)} distinct samples: checks.leakage.in_split_looks, "
+                "scaled by the profile)")
+            evidence.update({"near_threshold": _r(found["cutoffs"]["plain"]),
+                             **{f"{look}_threshold": _r(c) for look, c in found["cutoffs"].items() if look != "plain"},
+                             "rule": IN_SPLIT_RULE.format(k=calib["k"], alpha=settings.alpha, ratio=settings.ratio,
+                                                          n=found["searched"]),
+                             "expected_by_chance": round(chance, 2), "p_value": float(f"{p:.3g}")})
             if found["relative"] is not None:
                 evidence["score_histogram"] = score_histogram(
                     found["relative"], f"distinct {split.name} samples by their best score with another {split.name} "
@@ -429,36 +439,41 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
 
 
 def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> dict | None:
-    """Duplicate groups inside one split: exact copies by hash, near pairs by the same rule and looks as across
-    splits (each distinct input against the split's other distinct inputs, at the same cutoffs)."""
+    """Duplicate groups inside one split: exact copies by hash, near pairs by the same scores and looks as across
+    splits (each distinct input against the split's other distinct inputs), each look's cutoff fitted to the
+    split's own scores (the power-law tail at alpha, as in the calibration; the training split's cutoffs for splits
+    too small to fit)."""
     from sanitycheck.probing.neighbors import split_neighbors, unique_inputs
 
     unique, inverse = unique_inputs(split.data_pass().hashes)
     links: list[tuple[int, int, str, float, float, float]] = []  # (u, v, kind, distance, score, relative), distinct ids
-    relative = None
-    looks_budget = 0
+    relative, cutoffs, looked = None, {}, False
     if calib is not None and len(unique) > 2:
         nb = calib["neighbors"] if split is ctx.train else split_neighbors(ctx, split)
         k = calib["k"]
         ok, partner, score = _nearest_scores(nb, k)
+        cutoffs["plain"] = _own_cutoff(score, calib["cutoff"], settings)
         relative = np.full(len(unique), np.inf)
-        relative[ok] = score / calib["cutoff"]
+        relative[ok] = score / cutoffs["plain"]
+        taken = np.zeros(len(unique), dtype=bool)
         hit = ok[relative[ok] <= 1]
-        links += [(int(u), int(nb.idx[u, 0]), "near", float(nb.dist[u, 0]), float(relative[u] * calib["cutoff"]),
+        taken[hit] = True
+        links += [(int(u), int(nb.idx[u, 0]), "near", float(nb.dist[u, 0]), float(relative[u] * cutoffs["plain"]),
                    float(relative[u])) for u in hit]
-        looks_budget = ctx.budget(settings.in_split_looks, minimum=0)
-        if calib["looks"] and 2 * ALIGN_CANDIDATES < len(unique) <= looks_budget:
-            rest = np.setdiff1d(np.arange(len(unique)), hit)
-            taken = np.zeros(len(rest), dtype=bool)
-            # the candidates: the split's own neighbours, already searched (ALIGN_CANDIDATES of them, as everywhere)
-            cand = nb.idx[rest, :ALIGN_CANDIDATES]
-            for look, (d_s, u_s, score_s) in aligned_scores(ctx, split, nb.unique[rest], nb, k, base_split=split,
-                                                             self_ids=rest, cand=cand).items():
-                rel = score_s / calib["looks"][look]["cutoff"]
-                relative[rest] = np.minimum(relative[rest], rel)
+        looked = bool(calib["looks"]) and 2 * ALIGN_CANDIDATES < len(unique) <= ctx.budget(settings.in_split_looks,
+                                                                                             minimum=0)
+        if looked:
+            # every distinct input (their scores are the looks' calibration here); the candidates are the split's
+            # own neighbours, already searched (ALIGN_CANDIDATES of them, as everywhere)
+            ids = np.arange(len(unique))
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, split, nb.unique, nb, k, base_split=split, self_ids=ids,
+                                                             cand=nb.idx[:, :ALIGN_CANDIDATES]).items():
+                cutoffs[look] = _own_cutoff(score_s, calib["looks"][look]["cutoff"], settings)
+                rel = score_s / cutoffs[look]
+                relative = np.minimum(relative, rel)
                 more = np.flatnonzero((rel <= 1) & ~taken)
                 taken[more] = True
-                links += [(int(rest[j]), int(u_s[j]), f"near ({look})", float(d_s[j]), float(score_s[j]), float(rel[j]))
+                links += [(int(j), int(u_s[j]), f"near ({look})", float(d_s[j]), float(score_s[j]), float(rel[j]))
                           for j in more]
     near = np.array([(a, b) for a, b, *_ in links], dtype=np.int64).reshape(-1, 2)
     groups, near_pairs = duplicate_groups(inverse, len(unique), near)
@@ -466,9 +481,20 @@ def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> d
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
     rows, best = _group_rows(split.name, unique, inverse, groups, links)
-    looked = bool(calib and calib["looks"] and 2 * ALIGN_CANDIDATES < len(unique) <= looks_budget)
     return {"groups": groups, "exact": exact, "near": near_pairs, "rows": rows, "best": best, "relative": relative,
-            "searched": len(unique), "near_samples": len({a for a, *_ in links}), "looks": looked}
+            "searched": len(unique), "near_samples": len({a for a, *_ in links}), "looks": looked,
+            "cutoffs": cutoffs}
+
+
+def _own_cutoff(scores: np.ndarray, fallback: float, settings: Settings) -> float:
+    """A look's cutoff inside a split, fitted to that split's own scores (so a small or sparse split is judged by
+    its own neighbourhoods); the training split's cutoff when there are too few scores to fit a tail."""
+    from sanitycheck.probing.neardup import MIN_FIT
+
+    if np.isfinite(scores).sum() < MIN_FIT:
+        return fallback
+    cut, exponent, _ = tail_cutoff(scores, settings.alpha)
+    return min(settings.ratio, cut) if exponent is not None else fallback
 
 
 def _nearest_scores(nb: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
