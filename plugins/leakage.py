@@ -18,7 +18,7 @@ from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
 from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, drop_list,
-                                         duplicate_groups, kth, pair_score, score_histogram, tail_cutoff)
+                                         duplicate_groups, group_kth, kth, pair_score, score_histogram, tail_cutoff)
 
 
 class Settings(CheckSettings):
@@ -174,6 +174,10 @@ class Leakage(Check):
             if same and split is val:
                 continue  # the same samples again: SC102 says it all
             found = _in_split(ctx, split, calib, settings)
+            if split is train and calib is not None:
+                group = _train_groups(calib["neighbors"], found)
+                if group is not None:  # judge validation samples against the training split's distinct pictures
+                    calib = _calibrate(ctx, settings, group)
             if found is not None:
                 findings.append(self._in_split_finding(ctx, split, found, calib, settings))
                 h = split.data_pass().hashes
@@ -344,32 +348,112 @@ def _same_split(train: Any, val: Any) -> str | None:
     return None
 
 
-def _calibrate(ctx: Any, settings: Settings) -> dict:
+def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None) -> dict:
     """The near-duplicate cutoff for this data: the power-law tail of the training samples' own pair scores at alpha.
 
     Each distinct training sample is scored with its nearest training neighbour exactly as a validation sample
     is scored with its nearest training sample, so on clean data about a fraction alpha of validation samples
     scores below the cutoff; planted copies score far below it. It is capped at ``ratio``.
+
+    ``group``: the training split's own near-duplicate groups (one id per distinct input, found by its in-split
+    search): every scale then counts a group once, and only one sample per group is scored (with its nearest
+    neighbour outside the group), so a cluster of copies in train neither hides a validation copy of it nor
+    drags the cutoff down.
     """
     from sanitycheck.probing.neighbors import split_neighbors
 
     nb = split_neighbors(ctx, ctx.train)
-    radius = nb.radius(settings.k)
-    _, _, scores = _nearest_scores(nb, settings.k)
+    k = settings.k
+    if group is None:
+        radius = nb.radius(k)
+        _, _, scores = _nearest_scores(nb, k)
+        pool = np.arange(len(nb.unique))
+    else:
+        every = np.arange(len(nb.unique))
+        radius = _scale(ctx, nb, every, k, group, (group,))
+        pool = np.flatnonzero(group == every)  # one sample per group
+        partner, d1 = _outside_partner(ctx, nb, pool, group)
+        ok = partner >= 0
+        pool, partner, d1 = pool[ok], partner[ok], d1[ok]
+        scale = np.minimum(radius[pool], _scale(ctx, nb, partner, k, group, (group[partner], group[pool])))
+        scores = pair_score(d1, scale)
     cutoff, exponent, alpha = tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
-             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
-    if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
+             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}, "group": group,
+             "samples": len(scores)}
+    if settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES:
         # the same calibration for the aligned and colour looks, on a seeded subset of training samples
-        sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
+        sub = np.sort(ctx.rng("leakage-align").choice(pool, min(ALIGN_CALIBRATION, len(pool)), replace=False))
         looks = {}
         for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], nb, settings.k,
-                                                         self_ids=sub).items():
+                                                         self_ids=sub, group=group).items():
             cut, exp, look_alpha = tail_cutoff(look_scores, settings.alpha)
             looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha, "samples": len(sub)}
             calib["alpha"] += look_alpha
         calib["looks"] = looks
     return calib
+
+
+#: A neighbour list too short to hold k groups (a sample in a cluster of copies) is searched again this much wider
+#: (times the largest group), up to WIDEST neighbours.
+WIDEN = 3
+WIDEST = 256
+
+
+def _wider(ctx: Any, nb: Any, queries: np.ndarray, group: np.ndarray, self_ids: np.ndarray | None = None):
+    """Neighbour lists of ``queries`` (embeddings) in the training split wide enough to hold k groups besides the
+    largest cluster of copies: ``(dist, idx)``, a query's own row left out when ``self_ids`` names it."""
+    from sanitycheck.probing.neighbors import knn, knn_device
+
+    largest = int(np.bincount(group).max()) if len(group) else 1
+    width = int(min(len(nb.unique), WIDEST, ALIGN_CANDIDATES + WIDEN * largest + 1))
+    dist, idx = knn(queries, nb.base, width, seed=ctx.derived_seed("leakage-wide"), device=knn_device(ctx),
+                    index=nb.index, label="leakage: around clusters of copies")
+    if self_ids is not None:
+        own = idx == np.asarray(self_ids)[:, None]
+        dist, idx = np.where(own, np.inf, dist), np.where(own, -1, idx)
+    return dist, idx
+
+
+def _scale(ctx: Any, nb: Any, rows: np.ndarray, k: int, group: np.ndarray, exclude: tuple) -> np.ndarray:
+    """For training samples ``rows`` (distinct ids): the distance to their k-th nearest group, leaving out the
+    groups in ``exclude`` (arrays aligned with ``rows``); rows whose 10 shared neighbours hold too few groups are
+    searched wider."""
+    scale, found = group_kth(nb.dist[rows], nb.idx[rows], k, group, exclude)
+    short = np.flatnonzero(~found)
+    if len(short):
+        dist, idx = _wider(ctx, nb, nb.base[rows[short]], group, self_ids=rows[short])
+        scale[short] = group_kth(dist, idx, k, group, tuple(np.asarray(e)[short] for e in exclude))[0]
+    return scale
+
+
+def _outside_partner(ctx: Any, nb: Any, rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each training sample's nearest neighbour outside its own group: ``(partner ids (-1: none), distances)``."""
+    idx, dist = nb.idx[rows], nb.dist[rows]
+    outside = (idx >= 0) & (group[np.clip(idx, 0, None)] != group[rows][:, None])
+    first = np.argmax(outside, 1)
+    partner = np.where(outside.any(1), idx[np.arange(len(rows)), first], -1)
+    d1 = np.where(outside.any(1), dist[np.arange(len(rows)), first], np.inf)
+    short = np.flatnonzero(partner < 0)
+    if len(short):
+        dist, idx = _wider(ctx, nb, nb.base[rows[short]], group, self_ids=rows[short])
+        outside = (idx >= 0) & (group[np.clip(idx, 0, None)] != group[rows[short]][:, None])
+        first = np.argmax(outside, 1)
+        partner[short] = np.where(outside.any(1), idx[np.arange(len(short)), first], -1)
+        d1[short] = np.where(outside.any(1), dist[np.arange(len(short)), first], np.inf)
+    return partner, d1
+
+
+def _train_groups(nb: Any, found: dict | None) -> np.ndarray | None:
+    """The training split's near-duplicate groups as one id per distinct input (the group's first), or None."""
+    if not found or not found["near"]:
+        return None
+    group = np.arange(len(nb.unique))
+    for members in found["groups"]:
+        ids = np.unique(nb.inverse[members])
+        if len(ids) > 1:
+            group[ids] = ids.min()
+    return group
 
 
 def _alignable(ctx: Any) -> bool:
@@ -389,6 +473,8 @@ def _rule(calib: dict) -> dict:
                     f"{name}_rule": LOOK_RULES[name].format(cutoff=look["cutoff"], alpha=look["alpha"],
                                                             n=look["samples"], c=ALIGN_CANDIDATES, k=calib["k"],
                                                             z=ZOOM_CANDIDATES)})
+    if calib.get("group") is not None:
+        out["training_clusters"] = int(len(calib["group"]) - len(np.unique(calib["group"])))
     return out
 
 
@@ -418,7 +504,16 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
                         seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index,
                         label="leakage: val against train")
         d1, u1 = dist[:, 0], idx[:, 0]
-        score = pair_score(d1, np.minimum(kth(dist, settings.k), calib["radius"][u1]))
+        group = calib["group"]
+        if group is None:
+            own_scale = kth(dist, settings.k)
+        else:  # the training split's clusters of copies count once
+            own_scale, found = group_kth(dist, idx, settings.k, group)
+            short = np.flatnonzero(~found)
+            if len(short):
+                wd, wi = _wider(ctx, nb, val_emb[rest[short]], group)
+                own_scale[short] = group_kth(wd, wi, settings.k, group)[0]
+        score = pair_score(d1, np.minimum(own_scale, calib["radius"][u1]))
         relative = score / calib["cutoff"]
         hit = np.flatnonzero(relative <= 1)
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
@@ -427,7 +522,7 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
             left = np.setdiff1d(np.arange(len(rest)), hit)
             taken = np.zeros(len(left), dtype=bool)
             for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], nb, settings.k,
-                                                             cand=idx[left]).items():
+                                                             cand=idx[left], group=calib["group"]).items():
                 rel = score_s / calib["looks"][look]["cutoff"]
                 relative[left] = np.minimum(relative[left], rel)
                 more = np.flatnonzero((rel <= 1) & ~taken)
@@ -494,7 +589,9 @@ def _own_cutoff(scores: np.ndarray, fallback: float, settings: Settings) -> floa
     if np.isfinite(scores).sum() < MIN_FIT:
         return fallback
     cut, exponent, _ = tail_cutoff(scores, settings.alpha)
-    return min(settings.ratio, cut) if exponent is not None else fallback
+    if exponent is None or cut <= 0:
+        return fallback
+    return min(settings.ratio, cut)
 
 
 def _nearest_scores(nb: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -57,7 +57,8 @@ ALIGN_BLOCK = 256
 
 
 def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, base_split: Any = None,
-                   self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
+                   self_ids: np.ndarray | None = None, cand: np.ndarray | None = None,
+                   group: np.ndarray | None = None) -> dict[str, tuple]:
     """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best partner in
     ``base_split`` (default the training split), the partner's distinct id, score).
 
@@ -71,7 +72,9 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.
     ``self_ids``: the samples are these distinct inputs of the base split itself, each left out of its own
     candidates (calibration, duplicates inside a split). ``cand``: the candidates when the caller has searched them
-    already (distinct ids, nearest first).
+    already (distinct ids, nearest first). ``group``: the base's own near-duplicate groups (one id per distinct
+    input): the scale counts each group once (:func:`group_kth`), and a sample of ``self_ids`` is not compared
+    with its own group.
     """
     import torch
 
@@ -100,7 +103,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
             blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base,
-                                    coarse, inner, colour, nb.unique, k)
+                                    coarse, inner, colour, nb.unique, k, group)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
             tick(hi - lo)
@@ -150,7 +153,7 @@ def with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.
 
 
 def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
+                   inner: Any, colour: Any, unique: np.ndarray, k: int, group: np.ndarray | None = None) -> dict[str, tuple]:
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
@@ -165,6 +168,9 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     seen = window_thumbnails(q, windows)  # (m, windows, d)
     d = torch.cdist(seen, base[c])  # (m, windows, candidates)
     bad = ~valid if own is None else ~valid | (c == own[:, None])
+    if own is not None and group is not None:  # nor with the other copies in its own group
+        g = torch.from_numpy(group)
+        bad |= g[c] == g[own][:, None]
     d[bad[:, None, :].expand_as(d)] = float("inf")
     aligned = d.amin(1)  # (m, candidates)
     plain = seen[:, len(windows) // 2]  # the unshifted window
@@ -186,14 +192,43 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
     looks = {"aligned": aligned}
     if colour is not None:
-        tinted = (per_channel(plain, q.shape[1])[:, None] - colour[c]).norm(dim=2)
+        # each channel centred and scaled on its own (a colour cast), under the same shifts
+        tinted = torch.cdist(per_channel(seen, q.shape[1]), colour[c]).amin(1)
         tinted[bad] = float("inf")
         looks["colour"] = tinted
     out = {}
     for look, dist in looks.items():
         v, order = dist.sort(1)
-        out[look] = (v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), kth(v.numpy(), k))
+        ids = c.gather(1, order).numpy()
+        scale = kth(v.numpy(), k) if group is None else group_kth(v.numpy(), ids, k, group)[0]
+        out[look] = (v[:, 0].numpy(), ids[:, 0], scale)
     return out
+
+
+def group_kth(dist: np.ndarray, idx: np.ndarray, k: int, group: np.ndarray | None = None,
+              exclude: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a neighbour list (nearest first; an index of -1 or an infinite distance is no neighbour): the
+    distance to the k-th nearest neighbour counting each group once (``group[i]``: the group of base row ``i``;
+    None: every row its own group) and leaving out the groups in ``exclude`` (each an array with one group id per
+    row); and whether k groups were listed. A row with fewer gets the farthest counted neighbour (a smaller scale:
+    the verdict errs towards "no duplicate"), or inf with none.
+
+    Groups are the training split's own near-duplicate groups: a cluster of copies of one picture is one
+    neighbour, not k of them, so a copy of it in the validation split is still judged against other pictures.
+    """
+    m, width = idx.shape
+    valid = (idx >= 0) & np.isfinite(dist)
+    g = np.where(valid, (idx if group is None else group[np.clip(idx, 0, None)]), -1)
+    for ex in exclude:
+        valid &= g != np.asarray(ex)[:, None]
+    if group is not None:
+        for j in range(1, width):  # count a group at its nearest member only
+            valid[:, j] &= ~(g[:, :j] == g[:, j:j + 1]).any(1)
+    count = np.cumsum(valid, 1)
+    found = count[:, -1] >= k if width else np.zeros(m, dtype=bool)
+    pos = np.where(found, np.argmax(count >= k, 1), np.argmax(count == count[:, -1:], 1))
+    out = dist[np.arange(m), pos] if width else np.full(m, np.inf)
+    return np.where(count[:, -1] > 0, out, np.inf) if width else out, found
 
 
 def kth(dist: np.ndarray, k: int) -> np.ndarray:
