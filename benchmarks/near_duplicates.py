@@ -56,7 +56,7 @@ DATA = Path(os.environ.get("SANITYCHECK_DATA", ROOT.parent.parent / "shared" / "
 if not DATA.exists():
     DATA = Path("/work/shared/data")
 REVIEWED = ROOT / "data" / "cifar10_test_reviewed_pairs.csv"
-PEERS = ("cleanlab", "fastdup", "cleanvision", "imagededup-phash", "imagededup-dhash", "imagededup-whash",
+PEERS = ("cleanlab", "cleanlab-thumbnails", "fastdup", "cleanvision", "imagededup-phash", "imagededup-dhash", "imagededup-whash",
          "imagededup-ahash")
 
 
@@ -335,7 +335,7 @@ def main() -> int:
                        "cross": evaluate(every, cross_links, human, half, labels, n, near),
                        "in_split": evaluate(r["in_split"], r["in_split"], human, half, labels, n, near)}
             else:
-                python = args.cleanlab_python if tool == "cleanlab" else args.peers_python
+                python = args.cleanlab_python if tool.startswith("cleanlab") else args.peers_python
                 cached = args.reuse / f"{tool}.json" if args.reuse else None
                 if cached is not None and cached.exists():
                     r = json.loads(cached.read_text())

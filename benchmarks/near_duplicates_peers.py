@@ -59,6 +59,21 @@ def cleanlab_pixels(images: np.ndarray, work: Path) -> tuple[list, str]:
     return _set_pairs([[i, *s] for i, s in enumerate(sets) if len(s)]), "features: raw pixels (flattened, /255); default threshold 0.13"
 
 
+def cleanlab_thumbnails(images: np.ndarray, work: Path) -> tuple[list, str]:
+    """cleanlab Datalab's near_duplicate issue on the features our check searches (8x8 per-channel thumbnails,
+    centred, unit length): the same representation, cleanlab's rule and search."""
+    from cleanlab import Datalab
+
+    n, h, w, c = images.shape
+    t = images.reshape(n, 8, h // 8, 8, w // 8, c).astype(np.float32).mean((2, 4)).reshape(n, -1)
+    t -= t.mean(1, keepdims=True)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-6)
+    lab = Datalab(data={"label": np.zeros(n, dtype=int)}, label_name="label", verbosity=0)
+    lab.find_issues(features=t, issue_types={"near_duplicate": {}})
+    sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
+    return _set_pairs([[i, *s] for i, s in enumerate(sets) if len(s)]), "features: 8x8 thumbnails (our embedding); default threshold 0.13"
+
+
 def cleanvision(images: np.ndarray, work: Path) -> tuple[list, str]:
     from cleanvision import Imagelab
 
@@ -99,7 +114,7 @@ def fastdup_default(images: np.ndarray, work: Path) -> tuple[list, str]:
     return _set_pairs([s for s in sets.values() if len(s) > 1]), "connected components at the default ccthreshold (0.96), bundled model"
 
 
-TOOLS = {"cleanlab": cleanlab_pixels, "cleanvision": cleanvision, "imagededup-phash": _imagededup("PHash"),
+TOOLS = {"cleanlab": cleanlab_pixels, "cleanlab-thumbnails": cleanlab_thumbnails, "cleanvision": cleanvision, "imagededup-phash": _imagededup("PHash"),
          "imagededup-dhash": _imagededup("DHash"), "imagededup-whash": _imagededup("WHash"),
          "imagededup-ahash": _imagededup("AHash"), "fastdup": fastdup_default}
 

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, drop_list,
+from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, MIN_FIT, ZOOM_CANDIDATES, aligned_scores, drop_list,
                                          duplicate_groups, group_kth, kth, pair_score, score_histogram, tail_cutoff)
 
 
@@ -167,7 +167,9 @@ class Leakage(Check):
         calib, note = None, None
         if settings.near:
             try:
-                calib = _calibrate(ctx, settings)
+                # the looks' calibration waits for the training split's own groups (below), unless the split is too
+                # small for its own cutoffs and needs them for its in-split search
+                calib = _calibrate(ctx, settings, looks=len(ctx.train) < MIN_FIT)
             except EmbeddingUnavailable as exc:
                 note = f"near duplicates not searched: {exc}"
         for split in ctx.splits():
@@ -176,7 +178,8 @@ class Leakage(Check):
             found = _in_split(ctx, split, calib, settings)
             if split is train and calib is not None:
                 group = _train_groups(calib["neighbors"], found)
-                if group is not None:  # judge validation samples against the training split's distinct pictures
+                if group is not None or calib["pending"]:
+                    # judge validation samples against the training split's distinct pictures
                     calib = _calibrate(ctx, settings, group)
             if found is not None:
                 findings.append(self._in_split_finding(ctx, split, found, calib, settings))
@@ -348,7 +351,7 @@ def _same_split(train: Any, val: Any) -> str | None:
     return None
 
 
-def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None) -> dict:
+def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None, looks: bool = True) -> dict:
     """The near-duplicate cutoff for this data: the power-law tail of the training samples' own pair scores at alpha.
 
     Each distinct training sample is scored with its nearest training neighbour exactly as a validation sample
@@ -358,7 +361,8 @@ def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None) ->
     ``group``: the training split's own near-duplicate groups (one id per distinct input, found by its in-split
     search): every scale then counts a group once, and only one sample per group is scored (with its nearest
     neighbour outside the group), so a cluster of copies in train neither hides a validation copy of it nor
-    drags the cutoff down.
+    drags the cutoff down. ``looks=False``: the plain look only (``pending``: the looks are possible but not yet
+    calibrated; a split searching itself then fits its own cutoffs).
     """
     from sanitycheck.probing.neighbors import split_neighbors
 
@@ -380,8 +384,12 @@ def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None) ->
     cutoff, exponent, alpha = tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
              "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}, "group": group,
-             "samples": len(scores)}
-    if settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES:
+             "samples": len(scores), "pending": False}
+    if settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES and not looks:
+        calib["pending"] = True
+        calib["looks"] = {look: {"cutoff": settings.ratio, "exponent": None, "alpha": settings.alpha, "samples": 0}
+                          for look in (("aligned", "colour") if _channels(ctx) > 1 else ("aligned",))}
+    elif settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES:
         # the same calibration for the aligned and colour looks, on a seeded subset of training samples
         sub = np.sort(ctx.rng("leakage-align").choice(pool, min(ALIGN_CALIBRATION, len(pool)), replace=False))
         looks = {}
@@ -454,6 +462,14 @@ def _train_groups(nb: Any, found: dict | None) -> np.ndarray | None:
         if len(ids) > 1:
             group[ids] = ids.min()
     return group
+
+
+def _channels(ctx: Any) -> int:
+    """Colour channels of the training split's images (the colour look needs more than one)."""
+    from sanitycheck.pipeline.features import GRID
+    from sanitycheck.probing.embedding import embedding
+
+    return embedding(ctx, ctx.train).shape[1] // (GRID * GRID)
 
 
 def _alignable(ctx: Any) -> bool:

@@ -102,7 +102,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base,
+            blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
                                     coarse, inner, colour, nb.unique, k, group)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
@@ -112,6 +112,15 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
         best, partner, scale = (np.concatenate(x) for x in zip(*parts))
         looks[look] = (best, partner, pair_score(best, scale))
     return looks
+
+
+def _compact(cand: np.ndarray) -> np.ndarray:
+    """Candidate lists with the missing entries (-1: repeats, none found) moved to the end of each row (order kept)
+    and the columns no row uses dropped: the aligned look computes no distance for them."""
+    order = np.argsort(cand < 0, axis=1, kind="stable")
+    packed = np.take_along_axis(cand, order, 1)
+    width = max(1, int((packed >= 0).sum(1).max())) if len(packed) else 1
+    return np.ascontiguousarray(packed[:, :width])
 
 
 #: The sample is also searched shifted by each of these (dy, dx) (pixels), for this many neighbours each: a copy
