@@ -179,8 +179,10 @@ def run_ours(x: np.ndarray, y: np.ndarray, side: np.ndarray, settings: dict | No
     report, in_seconds = scan(every, None)
     whole = [(int(r["index"]), int(r["partner"])) for f in report.findings for name, rows in f.export.items()
              if name.startswith("SC103-") for r in rows]
+    histogram = next((f.evidence.get("score_histogram") for f in report.findings if f.code == "SC103"), None)
     return {"cross": cross, "cross_inside": inside, "cross_seconds": cross_seconds, "in_split": whole,
-            "in_split_seconds": in_seconds, "note": "leakage check, defaults (plain, aligned and colour looks)"}
+            "in_split_seconds": in_seconds, "histogram": histogram,
+            "note": "leakage check, defaults (plain, aligned and colour looks)"}
 
 
 def run_peer(tool: str, python: str, images: Path, work: Path, timeout: int) -> dict:
@@ -263,6 +265,48 @@ def review_sheet(x: np.ndarray, pairs: list[tuple[int, int]], out: Path) -> None
         (out / f"to_review_{k // 40:02d}.png").write_bytes(_png(sheet))
 
 
+def sheet(x: np.ndarray, pairs: list[tuple[int, int]], path: Path, per_row: int = 6) -> None:
+    """Pairs side by side (3x), ``per_row`` pairs a row, as one PNG."""
+    sys.path.insert(0, str(ROOT.parent))
+    from sanitycheck.probing.thumbnails import _png
+
+    if not pairs:
+        return
+    tiles = [np.concatenate([x[a], np.full((32, 3, 3), 255, np.uint8), x[b]], 1) for a, b in pairs]
+    tiles = [np.repeat(np.repeat(t, 3, 0), 3, 1) for t in tiles]
+    h, w = tiles[0].shape[:2]
+    rows = (len(tiles) + per_row - 1) // per_row
+    out = np.full((rows * (h + 8), per_row * (w + 12), 3), 200, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, per_row)
+        out[r * (h + 8):r * (h + 8) + h, c * (w + 12):c * (w + 12) + w] = t
+    path.write_bytes(_png(out))
+
+
+def figures(x: np.ndarray, human: np.ndarray, labels: dict, ours: dict, folder: Path) -> dict:
+    """Our in-split result as pictures: the pairs outside the human list that a reviewer judged duplicates (the
+    list's gaps), those judged not duplicates (our false alarms), the human pairs we did not group, and the
+    score histogram with its cutoff (SVG, as the HTML report draws it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hs = {_key(int(a), int(b)) for a, b in human}
+    links = sorted({_key(a, b) for a, b in ours["in_split"] if a != b})
+    extra = [p for p in links if p not in hs and labels.get(p, -1) > 0]
+    false = [p for p in links if p not in hs and labels.get(p, -1) == 0]
+    comp = components(ours["in_split"], len(x))
+    missed = [(int(a), int(b)) for a, b in human if comp[a] != comp[b]]
+    sheet(x, extra, folder / "neardup-found-beyond-the-list.png")
+    sheet(x, false, folder / "neardup-false-alarms.png")
+    sheet(x, missed, folder / "neardup-missed-human-pairs.png")
+    if ours.get("histogram"):
+        sys.path.insert(0, str(ROOT.parent))
+        from sanitycheck.faces.report.html import score_chart
+
+        svg = score_chart(ours["histogram"], "SC103: scores and cutoff")
+        start, end = svg.index("<svg"), svg.index("</svg>") + len("</svg>")
+        (folder / "neardup-score-histogram.svg").write_text(svg[start:end])
+    return {"beyond_the_list": len(extra), "false_alarms": len(false), "missed": missed}
+
+
 def clean_splits() -> list[dict]:
     """Our check on real train/test splits with nothing planted: flagged counts per finding."""
     import torch
@@ -289,8 +333,8 @@ def clean_splits() -> list[dict]:
                                   "loss": "torch.nn:CrossEntropyLoss", "num_classes": 10}, only=["leakage"])
         seconds = time.perf_counter() - start
         out.append({"data": name, "seconds": round(seconds, 1),
-                    "findings": [{"code": f.code, "severity": f.severity, "flagged": {k: len(v) for k, v in
-                                  ((r, [1 for row in rows]) for r, rows in f.export.items())}}
+                    "findings": [{"code": f.code, "severity": f.severity, "message": f.message,
+                                  "rows": {table: len(rows) for table, rows in f.export.items()}}
                                  for f in report.findings]})
     return out
 
@@ -309,6 +353,7 @@ def main() -> int:
     parser.add_argument("--review-out", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--clean", action="store_true")
+    parser.add_argument("--figures", type=Path, help="write our in-split result as pictures here (docs/img)")
     parser.add_argument("--reuse", type=Path, help="keep each peer's answer in this folder and reuse it on the next "
                         "run (to review pairs or change the metrics without running the slow tools again)")
     parser.add_argument("--ours-settings", default="{}", help="checks.leakage settings for ours, as JSON")
@@ -328,6 +373,8 @@ def main() -> int:
             print(f"running {tool} ...", file=sys.stderr, flush=True)
             if tool == "ours":
                 r = run_ours(x, y, side, json.loads(args.ours_settings))
+                if args.figures:
+                    print("figures:", json.dumps(figures(x, human, labels, r, args.figures)), file=sys.stderr)
                 cross_links = r["cross"]
                 every = r["cross"] + r["cross_inside"]
                 row = {"tool": "ours", "note": r["note"], "seconds_cross": round(r["cross_seconds"], 1),

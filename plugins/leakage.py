@@ -24,11 +24,12 @@ from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, MI
 class Settings(CheckSettings):
     k: int = Field(9, ge=2, le=9, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="False-alarm rate of each look on clean data: the cutoff is where the power-law tail fitted to the training split's own pair scores reaches it.")
-    ratio: float = Field(0.7, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
+    ratio: float = Field(0.7, gt=0, lt=1, description="No look's cutoff exceeds this score (distance / neighbourhood scale), "
+                         "whatever its calibration says (real photographs calibrate to about 0.55-0.6).")
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
-    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts).")
+    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts, under the same shifts).")
     in_split_looks: int = Field(20000, ge=0, description="Duplicates inside a split get the aligned and colour looks too "
                                 "when the split has at most this many distinct samples, scaled by the profile (fast x0.25, "
                                 "thorough x4); a larger split gets the exact and plain looks only (the looks cost about "
@@ -37,7 +38,8 @@ class Settings(CheckSettings):
 
 
 RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance between embeddings, r_k(x) the "
-        "distance from x to its k-th ({k}) nearest distinct training sample; near duplicate when score <= {cutoff:.3g} "
+        "distance from x to its k-th ({k}) nearest distinct training sample (a cluster of copies inside the training "
+        "split, found by its own duplicate search, counts as one); near duplicate when score <= {cutoff:.3g} "
         "= min({ratio}, the score that a fraction {alpha:.3g} of clean samples falls under: the power law "
         "P(score <= s) = C s^m fitted to the 5%-20% quantiles of the scores of training samples with their own nearest "
         "neighbour, extended down to {alpha:.3g})")
@@ -50,19 +52,19 @@ IN_SPLIT_RULE = ("each of the {n} distinct samples of the split is scored with i
                  "capped at {ratio}; the training split's cutoffs when the split has under 200 samples)")
 
 LOOK_RULES = {
-    "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
+    "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest training "
                 "samples and the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels, shifted by every (dy, dx) "
                 "in [-2, 2]^2 pixels (edges replicated); 3 x {z} of them (the best "
                 "after shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are also searched for a "
                 "crop resized back, both ways: a window of one (85%-100% of each side, moved by up to 1 pixel, found axis "
                 "by axis) against the other; "
-                "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*) <= "
-                "{cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, fitted to the same score for {n} random "
-                "training samples)"),
-    "colour": ("colour images: a validation sample not matched so far is compared with the same candidates, each "
-               "colour channel centred and scaled on its own (a colour cast leaves that unchanged); near duplicate when "
-               "d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, "
-               "fitted to the same score for {n} random training samples)"),
+                "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*, the "
+                "training split's clusters of copies counted once) <= {cutoff:.3g} = min(ratio, the same power-law tail "
+                "at {alpha:.3g}, fitted to the same score for {n} random training samples)"),
+    "colour": ("colour images: a validation sample not matched so far is compared with the same candidates under "
+               "the same shifts, each colour channel centred and scaled on its own (a colour cast leaves that "
+               "unchanged); near duplicate when d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(ratio, the "
+               "same power-law tail at {alpha:.3g}, fitted to the same score for {n} random training samples)"),
 }
 
 
@@ -83,23 +85,28 @@ CODES = (
         "lower tail, P(score <= s) = C s^m, which is fitted between the 5% and 20% quantiles and extended down to "
         "alpha, so that the training split's own near copies (real datasets have some) cannot drag the cutoff down; "
         "on splits under 200 samples it is the empirical quantile at max(alpha, 10 / n_train). The cutoff is capped "
-        "at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
+        "at ratio = 0.7. Clusters of copies inside the training split (the groups SC103 finds there) count as one "
+        "sample in every r_k and in the calibration (one sample per cluster, scored with its nearest neighbour "
+        "outside it): otherwise a validation copy of a picture the training split holds five times would only be as "
+        "close to it as to its other copies, and be missed. Severity: error when the copies are at least 1% of the "
+        "validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
         "exact copies plus the near matches beyond that chance count. Images get two more looks at the validation "
         "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
         "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
-        "sample's 32 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
+        "sample's 10 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
         "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 9 of them (the 3 best after shifts, "
         "the 3 nearest by 4x4 thumbnail, the 3 nearest by the central 4x4 cells) are also searched for a crop resized "
         "back, both ways (a window of 85%-100% "
         "of each side of one, moved by up to a pixel and found axis by axis from row and column profiles, against the "
-        "other); score = best distance found / 9th best. Colour look: the same candidates, each colour channel "
-        "centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the same way on 2000 "
-        "random training samples scored like validation ones; alpha then adds up over the three looks. "
-        "Every pair, with its distance, score and look, "
-        
-        "and the cutoff are in the evidence.",
+        "other); score = best distance found / 9th best. Colour look: the same candidates under the same shifts, "
+        "each colour channel centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the "
+        "same way on 2000 random training samples scored like validation ones; alpha then adds up over the three "
+        "looks. Every pair, with its distance, score and look, the cutoffs and the distribution of every validation "
+        "sample's best score over its cutoff (score_histogram: how close the next candidates came) are in the "
+        "evidence; --export writes every pair (leakage/SC101.csv) and what to remove (leakage/drop.csv: every "
+        "validation copy; the training sample is kept).",
         why="A model scores well on validation samples it has memorized: the validation metric overstates how it "
         "will do on new data, and model selection rewards memorization.",
         example="Augmented copies of the same photo saved as separate files and split at random; a dataset scraped "
@@ -117,11 +124,17 @@ CODES = (
     ),
     CodeDoc(
         code="SC103", title="Duplicates inside a split", severity="warning",
-        what="Groups samples of the same split that are exact copies (content hash) or near copies (the score of "
-        "SC101 between a sample and its nearest neighbour in the same split at most half the SC101 cutoff: the cutoff "
-        "is fitted to these very scores, so the full cutoff would always flag a fraction of every split). "
-        "Decision rule: warning when there are exact copies or the duplicated samples are at least 1% of the split; "
-        "info for a few near copies.",
+        what="Groups samples of the same split that are exact copies (content hash) or near copies, found exactly as "
+        "across splits: each distinct sample is scored with its nearest other one (the SC101 score) and, for image "
+        "splits of at most in_split_looks distinct samples (20000, scaled by the profile), by the aligned and colour "
+        "looks against the split's own samples. Decision rule: a pair is a near copy when a look's score is at most "
+        "that look's cutoff fitted to this split's own scores (the power-law tail of SC101 extended to alpha = 0.1%, "
+        "capped at 0.7; the training split's cutoffs for splits under 200 samples), so about alpha of a clean split's "
+        "samples per look pass by chance; the evidence gives that chance count and a binomial p-value. Pairs are joined "
+        "transitively into groups. Severity: warning when there are exact copies or the duplicated samples are at "
+        "least 1% of the split; info for a few near copies. The evidence shows the largest groups, thumbnails of the "
+        "best pairs and the score distribution with the cutoff (score_histogram); --export writes every member with "
+        "its partner, look and score (leakage/SC103-<split>.csv), and leakage/drop.csv keeps the first of each group.",
         why="Duplicated training samples are seen several times per epoch (an unintended weighting); duplicated "
         "validation samples count twice in the metric.",
         example="The same image stored under two file names; a CSV concatenated with itself.",
@@ -145,7 +158,8 @@ class Leakage(Check):
     summary = ("validation samples that are exact or near duplicates of training samples; the same split twice; "
                "duplicates inside a split; duplicates with conflicting labels")
     cost = ("seconds: hashes and embeddings from the one data pass, chunked k-NN searches, the aligned and colour "
-            "looks (about 12 s for 60k 3x32x32 images on 2 CPU cores)")
+            "looks across splits and inside splits of at most 20000 samples (about 15 s for 50k + 10k 3x32x32 images "
+            "on 2 CPU cores)")
     codes = CODES
     Settings = Settings
 

@@ -101,9 +101,6 @@ def test_real_style_copies_are_found_across_and_inside_splits(run_pipeline, cifa
     assert len(hits) >= 36, f"{len(hits)} of 40 validation copies found with their original"
     assert len(set(matched) - set(range(40))) <= 3, "clean validation images flagged"
     sc103 = next(f for f in report.findings if f.code == "SC103" and "train" in f.samples)
-    group = {}
-    for g, members in enumerate(sc103.evidence["largest_groups"]):
-        pass
     together = {(r["index"], r["partner"]) for r in sc103.export["SC103-train"]}
     found = sum((2470 + j, int(inner[j])) in together or (int(inner[j]), 2470 + j) in together
                 or _same_group(sc103.export["SC103-train"], 2470 + j, int(inner[j])) for j in range(30))
@@ -120,7 +117,8 @@ def _same_group(rows, a, b):
 
 def test_real_images_with_nothing_planted_stay_quiet(run_pipeline, cifar):
     x, y = cifar
-    report = run(run_pipeline, ds(x[:2500], y[:2500]), ds(x[2500:3100], y[2500:3100]))
+    # real photographs: a few pairs still match by chance (look-alike planes on a blue sky), as info
+    report = run(run_pipeline, ds(x[:2500], y[:2500]), ds(x[2500:3500], y[2500:3500]))
     loud = [(f.code, f.message) for f in report.findings if f.severity in ("error", "warning")]
     assert not loud, loud
 
