@@ -323,13 +323,17 @@ def clean_splits() -> list[dict]:
         m = np.load(DATA / "mnist.npz")
         return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
 
+    class ToFloat(torch.nn.Module):
+        def forward(self, t):
+            return t.float() / 255
+
     out = []
     for name, get in (("mnist", mnist), ("fashion-mnist", fashion)):
         xtr, ytr, xte, yte = get()
         ds = lambda a, b: TensorDataset(torch.from_numpy(a[:, None].copy()), torch.from_numpy(b.astype(np.int64)))  # noqa: E731
         start = time.perf_counter()
         report = sanitycheck.run({"data": {"train": ds(xtr, ytr), "val": ds(xte, yte)},
-                                  "model": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),
+                                  "model": lambda: torch.nn.Sequential(ToFloat(), torch.nn.Flatten(), torch.nn.Linear(784, 10)),
                                   "loss": "torch.nn:CrossEntropyLoss", "num_classes": 10}, only=["leakage"])
         seconds = time.perf_counter() - start
         out.append({"data": name, "seconds": round(seconds, 1),
@@ -401,8 +405,8 @@ def main() -> int:
                        "in_split": evaluate(r["pairs"], r["pairs"], human, half, labels, n, near)}
             results.append(row)
             print(json.dumps({k: v for k, v in row.items()}, default=str)[:600], file=sys.stderr, flush=True)
+    print(table(results), flush=True)
     clean = clean_splits() if args.clean else None
-    print(table(results))
     if clean:
         print("\nclean real splits (nothing planted):")
         for c in clean:
