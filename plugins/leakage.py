@@ -6,7 +6,11 @@ from the one data pass) and the shared neighbour search (``sanitycheck.probing.n
 join. Near copies use a rule that adapts to the data: a pair is a near duplicate when its distance is small
 compared with the neighbourhoods of *both* its samples (their distance to their k-th nearest neighbour), so a
 plain-background image that sits close to hundreds of others is not a duplicate of any of them, while a
-re-encoded or shifted copy of a distinctive image is.
+re-encoded or shifted copy of a distinctive image is. Each split is searched for its own duplicates the same way
+(cutoffs fitted to its own scores); the training split's groups then count once in every neighbourhood, so a
+picture the training split holds several times does not hide its validation copy. ``--export`` gets every pair and
+the drop list (``Finding.export``). How the rule was chosen and measured on real photographs:
+docs/near-duplicates.md.
 """
 
 from __future__ import annotations
@@ -306,8 +310,8 @@ class Leakage(Check):
                     found["relative"], f"distinct {split.name} samples by their best score with another {split.name} "
                     "sample over its cutoff (at most 1: flagged)")
             if not found["exact"] and p >= settings.p_value:
-                message += (f" That is no more near matches than the {chance:.1f} expected by chance at the training "
-                            f"split's own rate (p = {p:.2g}); look at the pairs, but they need not be copies.")
+                message += (f" That is no more near matches than the {chance:.1f} expected by chance at the rate its "
+                            f"cutoffs are fitted to (p = {p:.2g}); look at the pairs, but they need not be copies.")
         thumbs = _pair_thumbnails(ctx, [(r["index"], r["partner"], r["kind"]) for r in found["best"]],
                                   settings.thumbnails, (split.name, split.name))
         if thumbs:
