@@ -6,7 +6,11 @@ from the one data pass) and the shared neighbour search (``sanitycheck.probing.n
 join. Near copies use a rule that adapts to the data: a pair is a near duplicate when its distance is small
 compared with the neighbourhoods of *both* its samples (their distance to their k-th nearest neighbour), so a
 plain-background image that sits close to hundreds of others is not a duplicate of any of them, while a
-re-encoded or shifted copy of a distinctive image is.
+re-encoded or shifted copy of a distinctive image is. Each split is searched for its own duplicates the same way
+(cutoffs fitted to its own scores); the training split's groups then count once in every neighbourhood, so a
+picture the training split holds several times does not hide its validation copy. ``--export`` gets every pair and
+the drop list (``Finding.export``). How the rule was chosen and measured on real photographs:
+docs/near-duplicates.md.
 """
 
 from __future__ import annotations
@@ -17,18 +21,23 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, ZOOM_CANDIDATES, aligned_scores, duplicate_groups, kth,
-                                         pair_score, tail_cutoff)
+from sanitycheck.probing.neardup import (ALIGN_CANDIDATES, ALIGN_CALIBRATION, MIN_FIT, ZOOM_CANDIDATES, aligned_scores, drop_list,
+                                         duplicate_groups, group_kth, kth, pair_score, score_histogram, tail_cutoff)
 
 
 class Settings(CheckSettings):
     k: int = Field(9, ge=2, le=9, description="Neighbourhood size: a sample's scale is its distance to its k-th nearest neighbour.")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="False-alarm rate of each look on clean data: the cutoff is where the power-law tail fitted to the training split's own pair scores reaches it.")
-    ratio: float = Field(0.5, gt=0, lt=1, description="The cutoff never exceeds this score (distance / neighbourhood scale).")
+    ratio: float = Field(0.7, gt=0, lt=1, description="No look's cutoff exceeds this score (distance / neighbourhood scale), "
+                         "whatever its calibration says (real photographs calibrate to about 0.55-0.6).")
     p_value: float = Field(0.001, gt=0, lt=1, description="Near-only overlap is reported as info unless it exceeds the chance count at this significance.")
     error_fraction: float = Field(0.01, gt=0, le=1, description="Validation overlap from this fraction up is an error (else a warning).")
     near: bool = Field(True, description="Look for near duplicates too (false: exact copies only).")
-    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts).")
+    align: bool = Field(True, description="Images: the aligned look (shifts of up to 2 pixels, crops of up to 15% of a side resized back) and the colour look (colour casts, under the same shifts).")
+    in_split_looks: int = Field(20000, ge=0, description="Duplicates inside a split get the aligned and colour looks too "
+                                "when the split has at most this many distinct samples, scaled by the profile (fast x0.25, "
+                                "thorough x4); a larger split gets the exact and plain looks only (the looks cost about "
+                                "0.5 ms per sample on 2 CPU cores).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
     text_error_fraction: float = Field(0.5, gt=0, le=1, description="Token windows (text): validation windows that "
                                        "are exact or shifted copies of training windows are an error from this "
@@ -37,26 +46,33 @@ class Settings(CheckSettings):
 
 
 RULE = ("score(a, b) = d(a, b) / min(r_k(a), r_k(b)), d the Euclidean distance between embeddings, r_k(x) the "
-        "distance from x to its k-th ({k}) nearest distinct training sample; near duplicate when score <= {cutoff:.3g} "
+        "distance from x to its k-th ({k}) nearest distinct training sample (a cluster of copies inside the training "
+        "split, found by its own duplicate search, counts as one); near duplicate when score <= {cutoff:.3g} "
         "= min({ratio}, the score that a fraction {alpha:.3g} of clean samples falls under: the power law "
         "P(score <= s) = C s^m fitted to the 5%-20% quantiles of the scores of training samples with their own nearest "
         "neighbour, extended down to {alpha:.3g})")
 
 
+IN_SPLIT_RULE = ("each of the {n} distinct samples of the split is scored with its nearest other one as across splits "
+                 "(score = d / min(r_k(a), r_k(b)), k = {k}; the aligned and colour looks when they run: best / {k}-th "
+                 "best distance among its candidates); a pair is a near duplicate when a look's score is at most that "
+                 "look's cutoff, fitted to this split's own scores (the power-law tail extended to alpha = {alpha:.3g}, "
+                 "capped at {ratio}; the training split's cutoffs when the split has under 200 samples)")
+
 LOOK_RULES = {
-    "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest distinct training "
+    "aligned": ("images: a validation sample not matched so far is compared with its {c} nearest training "
                 "samples and the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels, shifted by every (dy, dx) "
                 "in [-2, 2]^2 pixels (edges replicated); 3 x {z} of them (the best "
                 "after shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are also searched for a "
                 "crop resized back, both ways: a window of one (85%-100% of each side, moved by up to 1 pixel, found axis "
                 "by axis) against the other; "
-                "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*) <= "
-                "{cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, fitted to the same score for {n} random "
-                "training samples)"),
-    "colour": ("colour images: a validation sample not matched so far is compared with the same candidates, each "
-               "colour channel centred and scaled on its own (a colour cast leaves that unchanged); near duplicate when "
-               "d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(0.5, the same power-law tail at {alpha:.3g}, "
-               "fitted to the same score for {n} random training samples)"),
+                "with d* the smallest distance found, near duplicate when d*(v, best) / (the {k}-th smallest d*, the "
+                "training split's clusters of copies counted once) <= {cutoff:.3g} = min(ratio, the same power-law tail "
+                "at {alpha:.3g}, fitted to the same score for {n} random training samples)"),
+    "colour": ("colour images: a validation sample not matched so far is compared with the same candidates under "
+               "the same shifts, each colour channel centred and scaled on its own (a colour cast leaves that "
+               "unchanged); near duplicate when d(v, best) / (the {k}-th smallest d) <= {cutoff:.3g} = min(ratio, the "
+               "same power-law tail at {alpha:.3g}, fitted to the same score for {n} random training samples)"),
 }
 
 
@@ -77,22 +93,29 @@ CODES = (
         "lower tail, P(score <= s) = C s^m, which is fitted between the 5% and 20% quantiles and extended down to "
         "alpha, so that the training split's own near copies (real datasets have some) cannot drag the cutoff down; "
         "on splits under 200 samples it is the empirical quantile at max(alpha, 10 / n_train). The cutoff is capped "
-        "at 0.5. Severity: error when the copies are at least 1% of the validation split (enough "
+        "at ratio = 0.7. Clusters of copies inside the training split (the groups SC103 finds there) count as one "
+        "sample in every r_k and in the calibration (one sample per cluster, scored with its nearest neighbour "
+        "outside it): otherwise a validation copy of a picture the training split holds five times would only be as "
+        "close to it as to its other copies, and be missed. Severity: error when the copies are at least 1% of the "
+        "validation split (enough "
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001); the severity fraction counts "
         "exact copies plus the near matches beyond that chance count. Images get two more looks at the validation "
         "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
         "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
-        "sample's 32 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
+        "sample's 10 nearest training samples plus the 12 nearest of the sample shifted by (+-1.5, +-1.5) pixels; "
         "each is compared with the sample shifted by every (dy, dx) in [-2, 2]^2; 9 of them (the 3 best after shifts, "
         "the 3 nearest by 4x4 thumbnail, the 3 nearest by the central 4x4 cells) are also searched for a crop resized "
         "back, both ways (a window of 85%-100% "
         "of each side of one, moved by up to a pixel and found axis by axis from row and column profiles, against the "
-        "other); score = best distance found / 9th best. Colour look: the same candidates, each colour channel "
-        "centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the same way on 2000 "
-        "random training samples scored like validation ones; alpha then adds up over the three looks. "
-        "Every pair, with its distance, score and look, "
-        "and the cutoff are in the evidence. Token windows (integer token ids, e.g. task: sequence) are judged as "
+        "other); score = best distance found / 9th best. Colour look: the same candidates under the same shifts, "
+        "each colour channel centred and scaled on its own; score = best / 9th best. Each look's cutoff is fitted the "
+        "same way on 2000 random training samples scored like validation ones; alpha then adds up over the three "
+        "looks. Every pair, with its distance, score and look, the cutoffs and the distribution of every validation "
+        "sample's best score over its cutoff (score_histogram: how close the next candidates came) are in the "
+        "evidence; --export writes every pair (leakage/SC101.csv) and what to remove (leakage/drop.csv: every "
+        "validation copy; the training sample is kept). "
+        "Token windows (integer token ids, e.g. task: sequence) are judged as "
         "text: the near-duplicate search is skipped (ids are categorical; the distance between id vectors means "
         "nothing), and a validation window counts as a copy when it equals a training window or is one shifted by 1 "
         "to T/4 tokens (its last T-s ids are a training window's first T-s, or its first T-s the last T-s; hashed). "
@@ -117,11 +140,18 @@ CODES = (
     ),
     CodeDoc(
         code="SC103", title="Duplicates inside a split", severity="warning",
-        what="Groups samples of the same split that are exact copies (content hash) or near copies (the score of "
-        "SC101 between a sample and its nearest neighbour in the same split at most half the SC101 cutoff: the cutoff "
-        "is fitted to these very scores, so the full cutoff would always flag a fraction of every split). "
-        "Decision rule: warning when there are exact copies or the duplicated samples are at least 1% of the split; "
-        "info for a few near copies. Token windows (text): exact copies only, info unless they are at least 50% of the "
+        what="Groups samples of the same split that are exact copies (content hash) or near copies, found exactly as "
+        "across splits: each distinct sample is scored with its nearest other one (the SC101 score) and, for image "
+        "splits of at most in_split_looks distinct samples (20000, scaled by the profile), by the aligned and colour "
+        "looks against the split's own samples. Decision rule: a pair is a near copy when a look's score is at most "
+        "that look's cutoff fitted to this split's own scores (the power-law tail of SC101 extended to alpha = 0.1%, "
+        "capped at 0.7; the training split's cutoffs for splits under 200 samples), so about alpha of a clean split's "
+        "samples per look pass by chance; the evidence gives that chance count and a binomial p-value. Pairs are joined "
+        "transitively into groups. Severity: warning when there are exact copies or the duplicated samples are at "
+        "least 1% of the split; info for a few near copies. The evidence shows the largest groups, thumbnails of the "
+        "best pairs and the score distribution with the cutoff (score_histogram); --export writes every member with "
+        "its partner, look and score (leakage/SC103-<split>.csv), and leakage/drop.csv keeps the first of each group. "
+        "Token windows (text): exact copies only, info unless they are at least 50% of the "
         "split (repeated lines recur in any text, and overlapping windows share text by construction).",
         why="Duplicated training samples are seen several times per epoch (an unintended weighting); duplicated "
         "validation samples count twice in the metric.",
@@ -146,7 +176,8 @@ class Leakage(Check):
     summary = ("validation samples that are exact or near duplicates of training samples; the same split twice; "
                "duplicates inside a split; duplicates with conflicting labels")
     cost = ("seconds: hashes and embeddings from the one data pass, chunked k-NN searches, the aligned and colour "
-            "looks (about 12 s for 60k 3x32x32 images on 2 CPU cores)")
+            "looks across splits and inside splits of at most 20000 samples (about 15 s for 50k + 10k 3x32x32 images "
+            "on 2 CPU cores)")
     codes = CODES
     Settings = Settings
 
@@ -156,29 +187,42 @@ class Leakage(Check):
         train, val = ctx.train, ctx.val
         labels = {s.name: ctx.class_labels(s) for s in ctx.splits()}
         groups: list[tuple[str, list[int], list[int], bool]] = []  # (kind, train, val, exact copies?) for SC104
+        links: list[tuple[tuple[str, int], tuple[str, int]]] = []  # every duplicate pair, for the drop list
+        findings = []
         cross_significant = False  # near matches across splits beyond what chance explains
         same = _same_split(train, val) if val is not None else None
         if same:
-            yield self.finding(
+            findings.append(self.finding(
                 "SC102", f"data.val is data.train: {same}. Validation measures memorization.",
                 samples={"val": list(range(len(val)))}, evidence={"reason": same, "val_samples": len(val)},
-            )
+            ))
         if ctx.inputs_are_token_ids():
+            yield from findings
             yield from self._text(ctx, settings, same)
             return
         calib, note = None, None
         if settings.near:
             try:
-                calib = _calibrate(ctx, settings)
+                # the looks' calibration waits for the training split's own groups (below), unless the split is too
+                # small for its own cutoffs and needs them for its in-split search
+                calib = _calibrate(ctx, settings, looks=len(ctx.train) < MIN_FIT)
             except EmbeddingUnavailable as exc:
                 note = f"near duplicates not searched: {exc}"
         for split in ctx.splits():
-            found = _in_split(ctx, split, calib)
+            if same and split is val:
+                continue  # the same samples again: SC102 says it all
+            found = _in_split(ctx, split, calib, settings)
+            if split is train and calib is not None:
+                group = _train_groups(calib["neighbors"], found)
+                if group is not None or calib["pending"]:
+                    # judge validation samples against the training split's distinct pictures
+                    calib = _calibrate(ctx, settings, group)
             if found is not None:
-                yield self._in_split_finding(ctx, split, found, calib, settings)
+                findings.append(self._in_split_finding(ctx, split, found, calib, settings))
                 h = split.data_pass().hashes
                 groups += [("in-split", g, [], _has_copies(h, g)) if split.name == "train"
                            else ("in-split", [], g, _has_copies(h, g)) for g in found["groups"]]
+                links += [((split.name, r["index"]), (split.name, r["partner"])) for r in found["rows"]]
         if val is not None and not same:
             try:
                 cross = _cross(ctx, settings, calib)
@@ -187,12 +231,19 @@ class Leakage(Check):
             if cross["pairs"]:
                 finding = self._cross_finding(ctx, cross, calib, settings, note)
                 cross_significant = finding.severity != "info"
-                yield finding
+                findings.insert(1 if same else 0, finding)
                 groups += [("cross", [p["train"]], [p["val"]], p["kind"] == "exact") for p in cross["pairs"]]
+                links += [(("val", p["val"]), ("train", p["train"])) for p in cross["pairs"]]
         if labels.get("train") is not None and groups:
             conflict = self._conflicts(ctx, groups, labels, settings, cross_significant)
             if conflict is not None:
-                yield conflict
+                findings.append(conflict)
+        duplicates = [f for f in findings if f.code in ("SC101", "SC103")]
+        if duplicates and links:
+            # one answer to "what do I remove?" for all of them: leakage/drop.csv in the export
+            duplicates[0].export["drop"] = drop_list(links)
+            duplicates[0].evidence["drop"] = len(duplicates[0].export["drop"])
+        yield from findings
 
     # ----------------------------------------------------------------------------------------- text
 
@@ -203,7 +254,7 @@ class Leakage(Check):
         note = ("near duplicates not searched: the inputs are token ids (categorical; the distance between id "
                 "vectors means nothing); windows are compared as text, exact and shifted copies")
         for split in ctx.splits():
-            found = _in_split(ctx, split, None)
+            found = _in_split(ctx, split, None, settings)
             if found is None:
                 continue
             flagged = sorted({i for g in found["groups"] for i in g[1:]})
@@ -282,18 +333,28 @@ class Leakage(Check):
                             f"training split's own rate (p = {p:.2g}); look at the pairs, but it need not be leakage.")
         if note:
             evidence["note"] = note
-        evidence["pairs"] = pairs[:1000]
+        evidence["pairs"] = pairs[:MAX_PAIRS]
+        if len(pairs) > MAX_PAIRS:
+            evidence.update({"pairs_total": len(pairs), "truncated": True})
+        if cross.get("relative") is not None:
+            evidence["score_histogram"] = score_histogram(
+                cross["relative"], "validation samples by their best score over its cutoff (at most 1: flagged)")
         evidence["seconds"] = round(cross["seconds"], 3)
         thumbs = _pair_thumbnails(ctx, [(p["val"], p["train"], p["kind"]) for p in pairs], settings.thumbnails,
                                   ("val", "train"))
         if thumbs:
             evidence["thumbnails"] = thumbs
+        rows = [{"split": "val", "index": p["val"], "partner_split": "train", "partner": p["train"], "kind": p["kind"],
+                 "distance": p["distance"], "score": p["score"], "relative_score": p.get("relative", 0.0)} for p in pairs]
         return self.finding(
             "SC101", message, severity=severity, evidence=evidence,
             samples={"val": [p["val"] for p in pairs], "train": _dedupe(p["train"] for p in pairs)},
+            export={"SC101": rows},
         )
 
     def _in_split_finding(self, ctx: Any, split: Any, found: dict, calib: dict | None, settings: Settings):
+        from scipy.stats import binom
+
         n = len(split)
         flagged = sorted({i for g in found["groups"] for i in g[1:]})  # every copy beyond the first of a group
         members = [i for g in found["groups"] for i in g]
@@ -304,16 +365,38 @@ class Leakage(Check):
             "near_pairs": found["near"], "split_samples": n, "fraction": round(fraction, 5),
             "largest_groups": [g[:20] for g in found["groups"][:10]],
         }
-        if calib is not None:
-            evidence.update({"near_threshold": _r(calib["cutoff"] * IN_SPLIT_FACTOR), **_rule(calib)})
-        thumbs = _pair_thumbnails(ctx, [(g[0], g[1], "") for g in found["groups"]], settings.thumbnails,
-                                  (split.name, split.name))
+        message = (f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
+                   f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).")
+        if calib is not None and found["cutoffs"]:
+            # each look that ran adds its false-alarm rate alpha
+            alpha = settings.alpha * len(found["cutoffs"])
+            chance = alpha * found["searched"]
+            near = found["near_samples"]
+            p = float(binom.sf(near - 1, found["searched"], alpha)) if near else 1.0
+            evidence["looks"] = ", ".join(found["cutoffs"]) + (
+                "" if found["looks"] or not calib["looks"] else
+                f" (the aligned and colour looks run on splits of at most "
+                f"{ctx.budget(settings.in_split_looks, minimum=0)} distinct samples: checks.leakage.in_split_looks, "
+                "scaled by the profile)")
+            evidence.update({"near_threshold": _r(found["cutoffs"]["plain"]),
+                             **{f"{look}_threshold": _r(c) for look, c in found["cutoffs"].items() if look != "plain"},
+                             "rule": IN_SPLIT_RULE.format(k=calib["k"], alpha=settings.alpha, ratio=settings.ratio,
+                                                          n=found["searched"]),
+                             "expected_by_chance": round(chance, 2), "p_value": float(f"{p:.3g}")})
+            if found["relative"] is not None:
+                evidence["score_histogram"] = score_histogram(
+                    found["relative"], f"distinct {split.name} samples by their best score with another {split.name} "
+                    "sample over its cutoff (at most 1: flagged)")
+            if not found["exact"] and p >= settings.p_value:
+                message += (f" That is no more near matches than the {chance:.1f} expected by chance at the rate its "
+                            f"cutoffs are fitted to (p = {p:.2g}); look at the pairs, but they need not be copies.")
+        thumbs = _pair_thumbnails(ctx, [(r["index"], r["partner"], r["kind"]) for r in found["best"]],
+                                  settings.thumbnails, (split.name, split.name))
         if thumbs:
             evidence["thumbnails"] = thumbs
         return self.finding(
-            "SC103", f"{len(flagged)} {split.name} samples ({fraction:.1%}) duplicate another {split.name} sample: "
-            f"{len(found['groups'])} group(s), {found['exact']} of exact copies, {found['near']} near pair(s).",
-            severity=severity, samples={split.name: members}, evidence=evidence,
+            "SC103", message, severity=severity, samples={split.name: members}, evidence=evidence,
+            export={f"SC103-{split.name}": found["rows"]},
         )
 
     def _conflicts(self, ctx: Any, groups: list, labels: dict, settings: Settings, cross_significant: bool):
@@ -344,9 +427,8 @@ class Leakage(Check):
 
 # --------------------------------------------------------------------------------------------- the probes
 
-#: In-split near pairs must score below this fraction of the cross-split cutoff: the cutoff is fitted to the
-#: in-split scores themselves, so at the full cutoff a fraction alpha of every split would be flagged.
-IN_SPLIT_FACTOR = 0.5
+#: Pairs listed in the evidence (every one is in the export).
+MAX_PAIRS = 1000
 
 
 def _same_split(train: Any, val: Any) -> str | None:
@@ -365,39 +447,125 @@ def _same_split(train: Any, val: Any) -> str | None:
     return None
 
 
-def _calibrate(ctx: Any, settings: Settings) -> dict:
+def _calibrate(ctx: Any, settings: Settings, group: np.ndarray | None = None, looks: bool = True) -> dict:
     """The near-duplicate cutoff for this data: the power-law tail of the training samples' own pair scores at alpha.
 
     Each distinct training sample is scored with its nearest training neighbour exactly as a validation sample
     is scored with its nearest training sample, so on clean data about a fraction alpha of validation samples
     scores below the cutoff; planted copies score far below it. It is capped at ``ratio``.
+
+    ``group``: the training split's own near-duplicate groups (one id per distinct input, found by its in-split
+    search): every scale then counts a group once, and only one sample per group is scored (with its nearest
+    neighbour outside the group), so a cluster of copies in train neither hides a validation copy of it nor
+    drags the cutoff down. ``looks=False``: the plain look only (``pending``: the looks are possible but not yet
+    calibrated; a split searching itself then fits its own cutoffs).
     """
     from sanitycheck.probing.neighbors import split_neighbors
 
     nb = split_neighbors(ctx, ctx.train)
     k = settings.k
-    radius = nb.radius(k)
-    ok = np.flatnonzero(nb.idx[:, 0] >= 0)
-    partner = nb.idx[ok, 0]
-    # the partner's scale must leave the sample itself out, as a validation sample is not among the partner's
-    # training neighbours: when the sample is one of the partner's k nearest, take the partner's (k+1)-th
-    inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
-    partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
-    scores = pair_score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+    if group is None:
+        radius = nb.radius(k)
+        _, _, scores = _nearest_scores(nb, k)
+        pool = np.arange(len(nb.unique))
+    else:
+        every = np.arange(len(nb.unique))
+        radius = _scale(ctx, nb, every, k, group, (group,))
+        pool = np.flatnonzero(group == every)  # one sample per group
+        partner, d1 = _outside_partner(ctx, nb, pool, group)
+        ok = partner >= 0
+        pool, partner, d1 = pool[ok], partner[ok], d1[ok]
+        scale = np.minimum(radius[pool], _scale(ctx, nb, partner, k, group, (group[partner], group[pool])))
+        scores = pair_score(d1, scale)
     cutoff, exponent, alpha = tail_cutoff(scores, settings.alpha)
     calib = {"cutoff": min(settings.ratio, cutoff), "exponent": exponent, "alpha": alpha,
-             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}}
-    if settings.align and _alignable(ctx) and len(nb.unique) > 2 * ALIGN_CANDIDATES:
+             "ratio": settings.ratio, "k": settings.k, "radius": radius, "neighbors": nb, "looks": {}, "group": group,
+             "samples": len(scores), "pending": False}
+    if settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES and not looks:
+        calib["pending"] = True
+        calib["looks"] = {look: {"cutoff": settings.ratio, "exponent": None, "alpha": settings.alpha, "samples": 0}
+                          for look in (("aligned", "colour") if _channels(ctx) > 1 else ("aligned",))}
+    elif settings.align and _alignable(ctx) and len(pool) > 2 * ALIGN_CANDIDATES:
         # the same calibration for the aligned and colour looks, on a seeded subset of training samples
-        sub = np.sort(ctx.rng("leakage-align").choice(len(nb.unique), min(ALIGN_CALIBRATION, len(nb.unique)), replace=False))
+        sub = np.sort(ctx.rng("leakage-align").choice(pool, min(ALIGN_CALIBRATION, len(pool)), replace=False))
         looks = {}
-        for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], calib, settings.k,
-                                                         self_ids=sub).items():
+        for look, (_, _, look_scores) in aligned_scores(ctx, ctx.train, nb.unique[sub], nb, settings.k,
+                                                         self_ids=sub, group=group).items():
             cut, exp, look_alpha = tail_cutoff(look_scores, settings.alpha)
             looks[look] = {"cutoff": min(settings.ratio, cut), "exponent": exp, "alpha": look_alpha, "samples": len(sub)}
             calib["alpha"] += look_alpha
         calib["looks"] = looks
     return calib
+
+
+#: A neighbour list too short to hold k groups (a sample in a cluster of copies) is searched again this much wider
+#: (times the largest group), up to WIDEST neighbours.
+WIDEN = 3
+WIDEST = 256
+
+
+def _wider(ctx: Any, nb: Any, queries: np.ndarray, group: np.ndarray, self_ids: np.ndarray | None = None):
+    """Neighbour lists of ``queries`` (embeddings) in the training split wide enough to hold k groups besides the
+    largest cluster of copies: ``(dist, idx)``, a query's own row left out when ``self_ids`` names it."""
+    from sanitycheck.probing.neighbors import knn, knn_device
+
+    largest = int(np.bincount(group).max()) if len(group) else 1
+    width = int(min(len(nb.unique), WIDEST, ALIGN_CANDIDATES + WIDEN * largest + 1))
+    dist, idx = knn(queries, nb.base, width, seed=ctx.derived_seed("leakage-wide"), device=knn_device(ctx),
+                    index=nb.index, label="leakage: around clusters of copies")
+    if self_ids is not None:
+        own = idx == np.asarray(self_ids)[:, None]
+        dist, idx = np.where(own, np.inf, dist), np.where(own, -1, idx)
+    return dist, idx
+
+
+def _scale(ctx: Any, nb: Any, rows: np.ndarray, k: int, group: np.ndarray, exclude: tuple) -> np.ndarray:
+    """For training samples ``rows`` (distinct ids): the distance to their k-th nearest group, leaving out the
+    groups in ``exclude`` (arrays aligned with ``rows``); rows whose 10 shared neighbours hold too few groups are
+    searched wider."""
+    scale, found = group_kth(nb.dist[rows], nb.idx[rows], k, group, exclude)
+    short = np.flatnonzero(~found)
+    if len(short):
+        dist, idx = _wider(ctx, nb, nb.base[rows[short]], group, self_ids=rows[short])
+        scale[short] = group_kth(dist, idx, k, group, tuple(np.asarray(e)[short] for e in exclude))[0]
+    return scale
+
+
+def _outside_partner(ctx: Any, nb: Any, rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each training sample's nearest neighbour outside its own group: ``(partner ids (-1: none), distances)``."""
+    idx, dist = nb.idx[rows], nb.dist[rows]
+    outside = (idx >= 0) & (group[np.clip(idx, 0, None)] != group[rows][:, None])
+    first = np.argmax(outside, 1)
+    partner = np.where(outside.any(1), idx[np.arange(len(rows)), first], -1)
+    d1 = np.where(outside.any(1), dist[np.arange(len(rows)), first], np.inf)
+    short = np.flatnonzero(partner < 0)
+    if len(short):
+        dist, idx = _wider(ctx, nb, nb.base[rows[short]], group, self_ids=rows[short])
+        outside = (idx >= 0) & (group[np.clip(idx, 0, None)] != group[rows[short]][:, None])
+        first = np.argmax(outside, 1)
+        partner[short] = np.where(outside.any(1), idx[np.arange(len(short)), first], -1)
+        d1[short] = np.where(outside.any(1), dist[np.arange(len(short)), first], np.inf)
+    return partner, d1
+
+
+def _train_groups(nb: Any, found: dict | None) -> np.ndarray | None:
+    """The training split's near-duplicate groups as one id per distinct input (the group's first), or None."""
+    if not found or not found["near"]:
+        return None
+    group = np.arange(len(nb.unique))
+    for members in found["groups"]:
+        ids = np.unique(nb.inverse[members])
+        if len(ids) > 1:
+            group[ids] = ids.min()
+    return group
+
+
+def _channels(ctx: Any) -> int:
+    """Colour channels of the training split's images (the colour look needs more than one)."""
+    from sanitycheck.pipeline.features import GRID
+    from sanitycheck.probing.embedding import embedding
+
+    return embedding(ctx, ctx.train).shape[1] // (GRID * GRID)
 
 
 def _alignable(ctx: Any) -> bool:
@@ -417,6 +585,8 @@ def _rule(calib: dict) -> dict:
                     f"{name}_rule": LOOK_RULES[name].format(cutoff=look["cutoff"], alpha=look["alpha"],
                                                             n=look["samples"], c=ALIGN_CANDIDATES, k=calib["k"],
                                                             z=ZOOM_CANDIDATES)})
+    if calib.get("group") is not None:
+        out["training_clusters"] = int(len(calib["group"]) - len(np.unique(calib["group"])))
     return out
 
 
@@ -433,9 +603,10 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
     uniq, first = np.unique(th, return_index=True)
     pos = np.clip(np.searchsorted(uniq, vh), 0, len(uniq) - 1)
     matched = np.flatnonzero(uniq[pos] == vh)
-    pairs = [{"val": int(i), "train": int(first[pos[i]]), "kind": "exact", "distance": 0.0, "score": 0.0}
+    pairs = [{"val": int(i), "train": int(first[pos[i]]), "kind": "exact", "distance": 0.0, "score": 0.0, "relative": 0.0}
              for i in matched]
     rest = np.setdiff1d(np.arange(len(ctx.val)), matched)
+    relative = None
     if calib is not None and len(rest):
         nb = calib["neighbors"]
         val_emb = embedding(ctx, ctx.val)
@@ -445,42 +616,149 @@ def _cross(ctx: Any, settings: Settings, calib: dict | None) -> dict:
                         seed=ctx.derived_seed("leakage"), device=knn_device(ctx), index=nb.index,
                         label="leakage: val against train")
         d1, u1 = dist[:, 0], idx[:, 0]
-        score = pair_score(d1, np.minimum(kth(dist, settings.k), calib["radius"][u1]))
-        hit = np.flatnonzero(score <= calib["cutoff"])
+        group = calib["group"]
+        if group is None:
+            own_scale = kth(dist, settings.k)
+        else:  # the training split's clusters of copies count once
+            own_scale, found = group_kth(dist, idx, settings.k, group)
+            short = np.flatnonzero(~found)
+            if len(short):
+                wd, wi = _wider(ctx, nb, val_emb[rest[short]], group)
+                own_scale[short] = group_kth(wd, wi, settings.k, group)[0]
+        score = pair_score(d1, np.minimum(own_scale, calib["radius"][u1]))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a split too small to calibrate has cutoff 0
+            relative = score / calib["cutoff"]
+        hit = np.flatnonzero(relative <= 1)
         pairs += [{"val": int(rest[j]), "train": int(nb.unique[u1[j]]), "kind": "near", "distance": _r(d1[j]),
-                   "score": _r(score[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
+                   "score": _r(score[j]), "relative": _r(relative[j])} for j in hit[np.argsort(score[hit], kind="stable")]]
         if aligned:
             left = np.setdiff1d(np.arange(len(rest)), hit)
             taken = np.zeros(len(left), dtype=bool)
-            for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], calib, settings.k,
-                                                             cand=idx[left]).items():
-                more = np.flatnonzero((score_s <= calib["looks"][look]["cutoff"]) & ~taken)
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, ctx.val, rest[left], nb, settings.k,
+                                                             cand=idx[left], group=calib["group"]).items():
+                rel = score_s / calib["looks"][look]["cutoff"]
+                relative[left] = np.minimum(relative[left], rel)
+                more = np.flatnonzero((rel <= 1) & ~taken)
                 taken[more] = True
                 pairs += [{"val": int(rest[left[j]]), "train": int(nb.unique[u_s[j]]), "kind": f"near ({look})",
-                           "distance": _r(d_s[j]), "score": _r(score_s[j])}
+                           "distance": _r(d_s[j]), "score": _r(score_s[j]), "relative": _r(rel[j])}
                           for j in more[np.argsort(score_s[more], kind="stable")]]
-    return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start}
+    return {"pairs": pairs, "searched": len(rest), "seconds": time.perf_counter() - start, "relative": relative}
 
 
-def _in_split(ctx: Any, split: Any, calib: dict | None) -> dict | None:
-    """Duplicate groups inside one split: exact copies by hash, near pairs by the (stricter) neighbourhood rule."""
+def _in_split(ctx: Any, split: Any, calib: dict | None, settings: Settings) -> dict | None:
+    """Duplicate groups inside one split: exact copies by hash, near pairs by the same scores and looks as across
+    splits (each distinct input against the split's other distinct inputs), each look's cutoff fitted to the
+    split's own scores (the power-law tail at alpha, as in the calibration; the training split's cutoffs for splits
+    too small to fit)."""
     from sanitycheck.probing.neighbors import split_neighbors, unique_inputs
 
     unique, inverse = unique_inputs(split.data_pass().hashes)
-    near = np.zeros((0, 2), dtype=np.int64)
+    links: list[tuple[int, int, str, float, float, float]] = []  # (u, v, kind, distance, score, relative), distinct ids
+    relative, cutoffs, looked = None, {}, False
     if calib is not None and len(unique) > 2:
-        nb = split_neighbors(ctx, split)
-        radius = nb.radius(calib["k"])
-        d1, u1 = nb.dist[:, 0], nb.idx[:, 0]
-        ok = np.flatnonzero(u1 >= 0)
-        score = pair_score(d1[ok], np.minimum(radius[ok], radius[u1[ok]]))
-        close = ok[score <= calib["cutoff"] * IN_SPLIT_FACTOR]
-        near = np.stack([close, u1[close]], 1)
+        nb = calib["neighbors"] if split is ctx.train else split_neighbors(ctx, split)
+        k = calib["k"]
+        ok, partner, score = _nearest_scores(nb, k)
+        cutoffs["plain"] = _own_cutoff(score, calib["cutoff"], settings)
+        relative = np.full(len(unique), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a split too small to calibrate has cutoff 0
+            relative[ok] = score / cutoffs["plain"]
+        taken = np.zeros(len(unique), dtype=bool)
+        hit = ok[relative[ok] <= 1]
+        taken[hit] = True
+        links += [(int(u), int(nb.idx[u, 0]), "near", float(nb.dist[u, 0]), float(relative[u] * cutoffs["plain"]),
+                   float(relative[u])) for u in hit]
+        looked = bool(calib["looks"]) and 2 * ALIGN_CANDIDATES < len(unique) <= ctx.budget(settings.in_split_looks,
+                                                                                             minimum=0)
+        if looked:
+            # every distinct input (their scores are the looks' calibration here); the candidates are the split's
+            # own neighbours, already searched (ALIGN_CANDIDATES of them, as everywhere)
+            ids = np.arange(len(unique))
+            for look, (d_s, u_s, score_s) in aligned_scores(ctx, split, nb.unique, nb, k, base_split=split, self_ids=ids,
+                                                             cand=nb.idx[:, :ALIGN_CANDIDATES]).items():
+                cutoffs[look] = _own_cutoff(score_s, calib["looks"][look]["cutoff"], settings)
+                rel = score_s / cutoffs[look]
+                relative = np.minimum(relative, rel)
+                more = np.flatnonzero((rel <= 1) & ~taken)
+                taken[more] = True
+                links += [(int(j), int(u_s[j]), f"near ({look})", float(d_s[j]), float(score_s[j]), float(rel[j]))
+                          for j in more]
+    near = np.array([(a, b) for a, b, *_ in links], dtype=np.int64).reshape(-1, 2)
     groups, near_pairs = duplicate_groups(inverse, len(unique), near)
     if not groups:
         return None
     exact = int((np.bincount(inverse, minlength=len(unique)) > 1).sum())
-    return {"groups": groups, "exact": exact, "near": near_pairs}
+    rows, best = _group_rows(split.name, unique, inverse, groups, links)
+    return {"groups": groups, "exact": exact, "near": near_pairs, "rows": rows, "best": best, "relative": relative,
+            "searched": len(unique), "near_samples": len({a for a, *_ in links}), "looks": looked,
+            "cutoffs": cutoffs}
+
+
+def _own_cutoff(scores: np.ndarray, fallback: float, settings: Settings) -> float:
+    """A look's cutoff inside a split, fitted to that split's own scores (so a small or sparse split is judged by
+    its own neighbourhoods); the training split's cutoff when there are too few scores to fit a tail."""
+    from sanitycheck.probing.neardup import MIN_FIT
+
+    if np.isfinite(scores).sum() < MIN_FIT:
+        return fallback
+    cut, exponent, _ = tail_cutoff(scores, settings.alpha)
+    if exponent is None or cut <= 0:
+        return fallback
+    return min(settings.ratio, cut)
+
+
+def _nearest_scores(nb: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct input of a split scored with its nearest other one: ``(ids, partner ids, scores)``.
+
+    The partner's scale leaves the sample itself out, as a validation sample is not among the partner's training
+    neighbours: when the sample is one of the partner's k nearest, the partner's (k+1)-th is taken. The
+    calibration and the duplicates inside a split use exactly these scores."""
+    radius = nb.radius(k)
+    ok = np.flatnonzero(nb.idx[:, 0] >= 0)
+    partner = nb.idx[ok, 0]
+    inside = (nb.idx[partner, :k] == ok[:, None]).any(1)
+    partner_radius = np.where(inside, nb.radius(k + 1)[partner], radius[partner])
+    return ok, partner, pair_score(nb.dist[ok, 0], np.minimum(radius[ok], partner_radius))
+
+
+def _group_rows(split: str, unique: np.ndarray, inverse: np.ndarray, groups: list[list[int]],
+                links: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """One export row per member of every duplicate group (its partner: the first copy for an exact copy, else the
+    sample its near link joins it to), and the near links best first (for thumbnails)."""
+    out_link: dict[int, tuple] = {}
+    in_link: dict[int, tuple] = {}
+    for a, b, kind, d, sc, rel in links:
+        out_link.setdefault(a, (b, kind, d, sc, rel))
+        in_link.setdefault(b, (a, kind, d, sc, rel))
+    rows = []
+    for g, members in enumerate(groups):
+        first_copy: dict[int, int] = {}
+        for i in members:
+            u = int(inverse[i])
+            if u in first_copy:
+                rows.append({"split": split, "index": int(i), "group": g, "partner": first_copy[u], "kind": "exact",
+                             "distance": 0.0, "score": 0.0, "relative_score": 0.0})
+                continue
+            first_copy[u] = int(i)
+            link = out_link.get(u) or in_link.get(u)
+            if link is None:  # a distinct input whose only copies are exact: its partner is its next copy
+                twin = next(j for j in members if int(inverse[j]) == u and j != i)
+                rows.append({"split": split, "index": int(i), "group": g, "partner": int(twin), "kind": "exact",
+                             "distance": 0.0, "score": 0.0, "relative_score": 0.0})
+                continue
+            v, kind, d, sc, rel = link
+            rows.append({"split": split, "index": int(i), "group": g, "partner": int(unique[v]), "kind": kind,
+                         "distance": _r(d), "score": _r(sc), "relative_score": _r(rel)})
+    best = sorted((r for r in rows if r["kind"] != "exact"), key=lambda r: r["relative_score"])
+    seen: set[frozenset] = set()
+    pairs = []
+    for r in [r for r in rows if r["kind"] == "exact"] + best:
+        key = frozenset((r["index"], r["partner"]))
+        if key not in seen:
+            seen.add(key)
+            pairs.append(r)
+    return rows, pairs
 
 
 def _has_copies(h: np.ndarray, group: list[int]) -> bool:

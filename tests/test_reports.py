@@ -136,3 +136,24 @@ def test_render_a_saved_json_report(tmp_path):
     (tmp_path / "bad.json").write_text('{"findings": 3}')
     bad = cli.invoke(app, ["render", str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "not a sanitycheck JSON report" in bad.output
+
+
+def test_html_draws_the_score_histogram_with_its_cutoff():
+    from sanitycheck.engine.models import Finding, Report
+    from sanitycheck.probing.neardup import score_histogram
+
+    import numpy as np
+
+    relative = np.concatenate([np.full(5, 0.3), np.linspace(0.9, 3.0, 400)])
+    hist = score_histogram(relative, "validation samples by their best score over its cutoff")
+    assert sum(hist["counts"]) + hist["overflow"] == 405 and hist["cutoff"] == 1.0
+    f = Finding(check="leakage", code="SC101", severity="warning", title="t", message="m",
+                evidence={"score_histogram": hist, "threshold": 0.6})
+    page = html.render(Report(findings=[f]))
+    chart = page[page.index('class="chart scores"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert "cutoff" in chart and chart.count('fill="#dc2626"') >= 2  # flagged bars and the cutoff label in red
+    assert "more above 2" in page and "score_histogram" not in page.split("Evidence")[-1]
+    broken = Finding(check="x", code="X1", severity="info", title="t", message="m",
+                     evidence={"score_histogram": {"edges": [0, 1], "counts": [1, 2]}})
+    assert 'class="chart scores"' not in html.render(Report(findings=[broken]))

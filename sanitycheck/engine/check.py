@@ -93,8 +93,14 @@ class Check:
         samples: dict[str, list[int]] | None = None,
         evidence: dict[str, Any] | None = None,
         fix: str | None = None,
+        export: dict[str, list[dict[str, Any]]] | None = None,
     ) -> Finding:
-        """A finding for one of this check's codes; title, severity and fix default to the code's doc."""
+        """A finding for one of this check's codes; title, severity and fix default to the code's doc.
+
+        ``samples`` may list any number of indices: the report keeps the first 1000 per split (and says so in the
+        evidence), the export keeps them all. ``export``: full tables behind the finding, by name (rows of plain
+        values), written by ``--export DIR`` as ``DIR/<check>/<name>.csv``; without one named after the code, that
+        table is every flagged sample (split, index)."""
         doc = self.doc(code)
         return Finding(
             check=self.name,
@@ -105,6 +111,7 @@ class Check:
             samples={k: list(v) for k, v in (samples or {}).items() if len(v)},
             evidence=evidence or {},
             fix=fix or doc.fix,
+            export=export or {},
         )
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sanitycheck._version import __version__
 
@@ -41,6 +41,31 @@ class Finding(BaseModel):
     )
     evidence: dict[str, Any] = Field(default_factory=dict)
     fix: str = ""
+    export: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, exclude=True, repr=False,
+        description="Full tables behind the finding, by name (not in the JSON report; `--export DIR` writes each as "
+        "DIR/<check>/<name>.csv). By default one table named after the code: every flagged sample (split, index), "
+        "uncapped. A check may add its own (leakage: every flagged pair with its partner and score, and `drop`).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_full_lists(cls, data: Any) -> Any:
+        """Before ``samples`` is capped: keep every flagged sample for the export, and say in the evidence when the
+        report's lists are cut (``samples_total`` per split and ``truncated: true``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("samples"), dict):
+            return data
+        samples = data["samples"]
+        export = dict(data.get("export") or {})
+        if samples and data.get("code") and str(data["code"]) not in export:
+            export[str(data["code"])] = [{"split": split, "index": int(i)} for split, idx in samples.items() for i in idx]
+        data = {**data, "export": export}
+        if any(len(idx) > MAX_SAMPLES_PER_SPLIT for idx in samples.values()):
+            evidence = dict(data.get("evidence") or {})
+            evidence["samples_total"] = {split: len(idx) for split, idx in samples.items()}
+            evidence["truncated"] = True
+            data["evidence"] = evidence
+        return data
 
     @field_validator("samples")
     @classmethod

@@ -25,6 +25,7 @@ def run(
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     baseline: str | Path | None = None,
+    export: str | Path | None = None,
     progress: Any = None,
     host: Any = None,
     **overrides: Any,
@@ -41,16 +42,26 @@ def run(
     themselves (or ``"module:attr"`` strings) and replace what the config names; every other keyword sets
     a top-level config key (``profile="fast"``, ``device="cuda"``, ``checks={...}``, ``fail_on=...``).
     ``only``/``skip`` select checks by name; ``baseline`` is a file written by ``--write-baseline``
-    (known findings are dropped from the report, see :mod:`sanitycheck.faces.baseline`).
+    (known findings are dropped from the report, see :mod:`sanitycheck.faces.baseline`). ``export`` is a folder:
+    every flagged sample of every finding is written there as CSV (:mod:`sanitycheck.faces.export`; the report
+    itself lists at most 1000 per split). Either way each finding keeps its full tables in ``Finding.export``.
     """
     from sanitycheck.engine.runner import run as run_checks
 
     cfg = build_config(config, **overrides)
+    if export is not None:
+        from sanitycheck.faces.export import prepare_export_dir
+
+        prepare_export_dir(export)  # an unwritable folder fails before the probes run
     report = run_checks(cfg, only=only, skip=skip, host=host, progress=progress)
     if baseline is not None:
         from sanitycheck.faces.baseline import apply_baseline, load_baseline
 
         report, _accepted = apply_baseline(report, load_baseline(baseline))
+    if export is not None:
+        from sanitycheck.faces.export import write_export
+
+        write_export(report, export)
     return report
 
 

@@ -79,6 +79,9 @@ def run(
         None, "--baseline", metavar="FILE", help="Accept the findings recorded in FILE (by --write-baseline): fail only on new ones."),
     write_baseline: Optional[Path] = typer.Option(
         None, "--write-baseline", metavar="FILE", help="Record every finding of this run in FILE as accepted; exit 0 unless a check crashed."),
+    export: Optional[Path] = typer.Option(
+        None, "--export", metavar="DIR", help="Write every flagged sample of every finding as CSV under DIR (the report "
+        "lists at most 1000 per split); for leakage also drop.csv, the samples to remove."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for usage errors."),
 ) -> None:
     """Run the checks on the pipeline CONFIG describes. Exit 0 clean, 1 findings, 2 bad input, 3 a check crashed or
@@ -109,6 +112,8 @@ def run(
         if engine is not None:  # the flag picks the engine; the config's address and settings stay
             cfg = load_config(cfg, engine={**cfg.engine.model_dump(), "name": engine.value})
         accepted = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the probes
+        if export is not None:
+            validate_output_path(export, directory=True, option="--export")
         checkpoint = None
         if output is not None:
             checkpoint = _checkpointer(output, FORMATS[format.value], accepted)
@@ -127,6 +132,11 @@ def run(
             report, known = apply_baseline(report, accepted)
             if known:
                 err.print(f"sanitycheck: {len(known)} known finding(s) accepted by baseline {baseline}", markup=False)
+        if export is not None:
+            from sanitycheck.faces.export import write_export
+
+            files = _written("--export", export, lambda: write_export(report, export))
+            err.print(f"sanitycheck: {len(files) - 1} CSV table(s) and index.csv written to {export}", markup=False)
         rendered = FORMATS[format.value](report)
         if output is not None:
             _written("--output", output, lambda: atomic_write_text(output, rendered))

@@ -42,8 +42,10 @@ def tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None, 
     return (float(np.quantile(finite, alpha)) if len(finite) else 0.0), None, alpha
 
 
-#: The aligned look compares a sample with this many candidate training neighbours (found without alignment).
-ALIGN_CANDIDATES = 32
+#: The aligned look compares a sample with this many candidate neighbours (found without alignment), plus those of
+#: the shifted search (SEARCH_SHIFTS): the neighbours every split's scan has already found (``K_SHARED``), so that
+#: duplicates inside a split are looked at without another search, exactly as across splits and in calibration.
+ALIGN_CANDIDATES = 10
 #: ... and searches 3 x this many of them for a crop resized back: the best after shifting the sample, and as many
 #: nearest by a 4x4 thumbnail and by the central 4x4 cells of the 8x8 one (both barely moved by a 1-2 pixel crop).
 ZOOM_CANDIDATES = 3
@@ -54,22 +56,25 @@ ALIGN_CALIBRATION = 2000
 ALIGN_BLOCK = 256
 
 
-def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: int,
-                    self_ids: np.ndarray | None = None, cand: np.ndarray | None = None) -> dict[str, tuple]:
-    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best training
-    partner, the partner's distinct id, score).
+def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, base_split: Any = None,
+                   self_ids: np.ndarray | None = None, cand: np.ndarray | None = None,
+                   group: np.ndarray | None = None) -> dict[str, tuple]:
+    """Per look (``aligned``; ``colour`` for colour images), for each sample: (distance to its best partner in
+    ``base_split`` (default the training split), the partner's distinct id, score).
 
-    Candidates are the sample's ALIGN_CANDIDATES nearest distinct training samples on the embedding. Each is
+    ``nb``: the base split's :class:`~sanitycheck.probing.neighbors.SplitNeighbors` (its distinct inputs, their
+    embeddings and index). Candidates are the sample's ALIGN_CANDIDATES nearest distinct base samples on the embedding. Each is
     compared with the sample shifted by every (dy, dx) of ``alignment.shift_windows()``, keeping the smallest
     distance; the sample's scale is the k-th smallest of these. Then 3 x ZOOM_CANDIDATES of them (the best after
     shifts, the nearest by 4x4 thumbnail, the nearest by the central 4x4 cells) are searched for a crop resized back, both ways
     (``alignment.crop_distance``: a window of the candidate against the sample, and of the sample against the
     candidate). The ``colour`` look compares the unshifted sample with the same candidates, each colour channel
     centred and scaled on its own (``alignment.per_channel``), which a colour cast leaves unchanged.
-    ``calib``: the leakage check's calibration (its ``neighbors``, the training split's :class:`Neighbors`).
-    ``self_ids``: the samples are these distinct training inputs, each left out of its own candidates
-    (calibration). ``cand``: the candidates when the caller has searched them already (distinct ids, nearest
-    first).
+    ``self_ids``: the samples are these distinct inputs of the base split itself, each left out of its own
+    candidates (calibration, duplicates inside a split). ``cand``: the candidates when the caller has searched them
+    already (distinct ids, nearest first). ``group``: the base's own near-duplicate groups (one id per distinct
+    input): the scale counts each group once (:func:`group_kth`), and a sample of ``self_ids`` is not compared
+    with its own group.
     """
     import torch
 
@@ -79,7 +84,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
     from sanitycheck.probing.neighbors import knn, knn_device
     from sanitycheck.engine.progress import scan_progress
 
-    nb = calib["neighbors"]
+    base_split = ctx.train if base_split is None else base_split
     extra = 1 if self_ids is not None else 0
     kc = min(ALIGN_CANDIDATES + extra, len(nb.unique))
     if cand is None:
@@ -95,8 +100,8 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
         for lo in range(0, len(indices), ALIGN_BLOCK):
             hi = min(len(indices), lo + ALIGN_BLOCK)
             own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            blocks = _aligned_block(ctx, split, indices[lo:hi], torch.from_numpy(cand[lo:hi]), own, base, coarse,
-                                    inner, colour, nb.unique, k)
+            blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
+                                    coarse, inner, colour, nb.unique, k, group)
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
             tick(hi - lo)
@@ -105,6 +110,15 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, calib: dict, k: in
         best, partner, scale = (np.concatenate(x) for x in zip(*parts))
         looks[look] = (best, partner, pair_score(best, scale))
     return looks
+
+
+def _compact(cand: np.ndarray) -> np.ndarray:
+    """Candidate lists with the missing entries (-1: repeats, none found) moved to the end of each row (order kept)
+    and the columns no row uses dropped: the aligned look computes no distance for them."""
+    order = np.argsort(cand < 0, axis=1, kind="stable")
+    packed = np.take_along_axis(cand, order, 1)
+    width = max(1, int((packed >= 0).sum(1).max())) if len(packed) else 1
+    return np.ascontiguousarray(packed[:, :width])
 
 
 #: The sample is also searched shifted by each of these (dy, dx) (pixels), for this many neighbours each: a copy
@@ -145,8 +159,8 @@ def with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.
     return every
 
 
-def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   inner: Any, colour: Any, unique: np.ndarray, k: int) -> dict[str, tuple]:
+def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
+                   inner: Any, colour: Any, unique: np.ndarray, k: int, group: np.ndarray | None = None) -> dict[str, tuple]:
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
@@ -161,6 +175,9 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     seen = window_thumbnails(q, windows)  # (m, windows, d)
     d = torch.cdist(seen, base[c])  # (m, windows, candidates)
     bad = ~valid if own is None else ~valid | (c == own[:, None])
+    if own is not None and group is not None:  # nor with the other copies in its own group
+        g = torch.from_numpy(group)
+        bad |= g[c] == g[own][:, None]
     d[bad[:, None, :].expand_as(d)] = float("inf")
     aligned = d.amin(1)  # (m, candidates)
     plain = seen[:, len(windows) // 2]  # the unshifted window
@@ -175,21 +192,50 @@ def _aligned_block(ctx: Any, split: Any, indices: np.ndarray, cand: Any, own: An
     top = c.gather(1, pick)  # (m, 3z)
     # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
     targets = plain.repeat_interleave(pick.shape[1], 0)[:, None]
-    dc = crop_distance(as_chw(ctx.train.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
+    dc = crop_distance(as_chw(base_split.inputs(unique[top.reshape(-1).numpy()])), targets).reshape(m, -1)
     dq = crop_distance(q, base[top])
     refined = torch.minimum(dc, dq)
     refined[bad.gather(1, pick)] = float("inf")
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
     looks = {"aligned": aligned}
     if colour is not None:
-        tinted = (per_channel(plain, q.shape[1])[:, None] - colour[c]).norm(dim=2)
+        # each channel centred and scaled on its own (a colour cast), under the same shifts
+        tinted = torch.cdist(per_channel(seen, q.shape[1]), colour[c]).amin(1)
         tinted[bad] = float("inf")
         looks["colour"] = tinted
     out = {}
     for look, dist in looks.items():
         v, order = dist.sort(1)
-        out[look] = (v[:, 0].numpy(), c.gather(1, order[:, :1])[:, 0].numpy(), kth(v.numpy(), k))
+        ids = c.gather(1, order).numpy()
+        scale = kth(v.numpy(), k) if group is None else group_kth(v.numpy(), ids, k, group)[0]
+        out[look] = (v[:, 0].numpy(), ids[:, 0], scale)
     return out
+
+
+def group_kth(dist: np.ndarray, idx: np.ndarray, k: int, group: np.ndarray | None = None,
+              exclude: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a neighbour list (nearest first; an index of -1 or an infinite distance is no neighbour): the
+    distance to the k-th nearest neighbour counting each group once (``group[i]``: the group of base row ``i``;
+    None: every row its own group) and leaving out the groups in ``exclude`` (each an array with one group id per
+    row); and whether k groups were listed. A row with fewer gets the farthest counted neighbour (a smaller scale:
+    the verdict errs towards "no duplicate"), or inf with none.
+
+    Groups are the training split's own near-duplicate groups: a cluster of copies of one picture is one
+    neighbour, not k of them, so a copy of it in the validation split is still judged against other pictures.
+    """
+    m, width = idx.shape
+    valid = (idx >= 0) & np.isfinite(dist)
+    g = np.where(valid, (idx if group is None else group[np.clip(idx, 0, None)]), -1)
+    for ex in exclude:
+        valid &= g != np.asarray(ex)[:, None]
+    if group is not None:
+        for j in range(1, width):  # count a group at its nearest member only
+            valid[:, j] &= ~(g[:, :j] == g[:, j:j + 1]).any(1)
+    count = np.cumsum(valid, 1)
+    found = count[:, -1] >= k if width else np.zeros(m, dtype=bool)
+    pos = np.where(found, np.argmax(count >= k, 1), np.argmax(count == count[:, -1:], 1))
+    out = dist[np.arange(m), pos] if width else np.full(m, np.inf)
+    return np.where(count[:, -1] > 0, out, np.inf) if width else out, found
 
 
 def kth(dist: np.ndarray, k: int) -> np.ndarray:
@@ -237,3 +283,51 @@ def duplicate_groups(inverse: np.ndarray, distinct: int, near: np.ndarray) -> tu
     groups = [g.tolist() for g in np.split(order, bounds)] if len(order) else []
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups, links
+
+
+#: Relative scores (score / cutoff: 1 is the cutoff) are binned over [0, HISTOGRAM_TOP] in HISTOGRAM_BINS bins for the
+#: evidence's histogram; larger ones are counted as the overflow.
+HISTOGRAM_TOP = 2.0
+HISTOGRAM_BINS = 40
+
+
+def score_histogram(relative: np.ndarray, label: str) -> dict:
+    """The distribution of relative scores (each sample's best score over its cutoff; at most 1 is flagged) for a
+    report to draw: ``{"edges", "counts", "overflow", "cutoff": 1.0, "samples", "label"}``. The counts just above 1
+    show how close the next candidates came."""
+    finite = relative[np.isfinite(relative)]
+    counts, edges = np.histogram(np.clip(finite, 0, None), bins=HISTOGRAM_BINS, range=(0.0, HISTOGRAM_TOP))
+    return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist(),
+            "overflow": int((finite > HISTOGRAM_TOP).sum()), "cutoff": 1.0, "samples": int(len(relative)),
+            "label": label}
+
+
+def drop_list(links: list[tuple[tuple[str, int], tuple[str, int]]], keep_order: tuple[str, ...] = ("train", "val")) \
+        -> list[dict]:
+    """What to remove so that no two duplicates remain and one of each group is kept.
+
+    ``links``: pairs of samples, ``(split, index)`` each, judged duplicates (across or inside splits). They are
+    joined transitively into groups; each group keeps one sample: from the first split of ``keep_order`` it has
+    members in (by default a training sample: the validation copy goes), the lowest index there; every other
+    member is listed with the one kept. Rows ``{"split", "index", "keep_split", "keep_index", "group"}``, in
+    ``keep_order`` then index order.
+    """
+    nodes: dict[tuple[str, int], int] = {}
+    for a, b in links:
+        nodes.setdefault(a, len(nodes))
+        nodes.setdefault(b, len(nodes))
+    if not nodes:
+        return []
+    pairs = np.array([(nodes[a], nodes[b]) for a, b in links], dtype=np.int64)
+    inverse = np.arange(len(nodes))
+    groups, _ = duplicate_groups(inverse, len(nodes), pairs)
+    keys = list(nodes)
+    rank = {split: i for i, split in enumerate(keep_order)}
+    rows = []
+    for g, members in enumerate(groups):
+        samples = sorted((keys[m] for m in members), key=lambda s: (rank.get(s[0], len(rank)), s[0], s[1]))
+        keep = samples[0]
+        rows += [{"split": s, "index": int(i), "keep_split": keep[0], "keep_index": int(keep[1]), "group": g}
+                 for s, i in samples[1:]]
+    rows.sort(key=lambda r: (rank.get(r["split"], len(rank)), r["split"], r["index"]))
+    return rows

@@ -174,11 +174,13 @@ def test_shifted_or_cropped_copies_are_found_by_the_aligned_look(run_pipeline, t
     partner = {p["val"]: p["train"] for p in f.evidence["pairs"]}
     assert all(partner[v] == source[v] for v in found)
     assert "aligned_rule" in f.evidence and "colour_rule" in f.evidence
-    # the aligned look is what finds them: without it, most are missed
+    # the aligned look is what finds them: without it, many are missed. These pictures' scores concentrate so much
+    # that their calibrated cutoff is the cap (0.7), which the plain look alone then reaches for some shifted and
+    # cropped copies; at a cap of 0.5 it misses 4-14 of them over seeds 0-3
     plain = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
-                         loss=CE, num_classes=10, checks={"leakage": {"align": False}})
+                         loss=CE, num_classes=10, checks={"leakage": {"align": False, "ratio": 0.5}})
     missed = set(planted.tolist()) - {v for f in plain.findings if f.code == "SC101" for v in f.samples["val"]}
-    assert len(missed) >= 3, f"only {len(missed)} of 20 copies needed the aligned look"  # 4-14 over seeds 0-3
+    assert len(missed) >= 3, f"only {len(missed)} of 20 copies needed the aligned look"
 
     quiet = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(x[1200:], y[1200:]),
                          model=model, loss=CE, num_classes=10)
@@ -222,4 +224,10 @@ def test_colour_cast_copies_are_found_by_the_colour_look(run_pipeline):
     found = set(f.samples["val"]) & set(range(20))
     assert len(found) >= 18, f"found {len(found)} of 20 copies"
     assert len(set(f.samples["val"]) - set(range(20))) <= 3
-    assert sum(p["kind"] == "near (colour)" for p in f.evidence["pairs"]) >= 5  # a colour cast moves the plain look
+    # a colour cast moves the plain look: at a cutoff of 0.5 (these pictures' calibrated one is the cap, 0.7) the
+    # colour look is what finds many of them
+    capped = run_pipeline(only=["leakage"], train=TensorDataset(xt, yt), val=TensorDataset(xv, yv), model=model,
+                          loss=CE, num_classes=10, checks={"leakage": {"ratio": 0.5}})
+    f = finding(capped, "SC101")
+    assert len(set(f.samples["val"]) & set(range(20))) >= 18
+    assert sum(p["kind"] == "near (colour)" for p in f.evidence["pairs"]) >= 5

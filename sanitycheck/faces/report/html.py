@@ -11,7 +11,9 @@
 - class histograms per split: from the report's ``splits`` (filled by the runner from the data pass, so they
   show even when ``class-balance`` is clean) and from a finding's ``train_counts`` / ``val_counts``;
 - thumbnails per the ``evidence["thumbnails"]`` convention of :mod:`sanitycheck.probing.thumbnails`: items sharing a
-  ``group`` side by side (duplicate pairs, original vs augmented, given vs suggested label).
+  ``group`` side by side (duplicate pairs, original vs augmented, given vs suggested label);
+- score distributions: a finding's ``evidence["score_histogram"]`` (``edges``, ``counts``, ``overflow``, ``cutoff``,
+  ``label``), drawn as bars on a log scale with the cutoff marked, so the samples just past it show.
 
 A Content-Security-Policy forbids every network request and script: the page can be mailed or archived as is.
 """
@@ -30,7 +32,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#db2777")
 SPLIT_COLORS = {"train": "#2563eb", "val": "#ea580c"}
 MAX_BARS = 100  # classes drawn per histogram; more are summarized in the caption
-PICTURE_KEYS = ("curve", "curves", "curve_x", "thumbnails", "train_counts", "val_counts")
+PICTURE_KEYS = ("curve", "curves", "curve_x", "thumbnails", "train_counts", "val_counts", "score_histogram")
 #: Evidence keys (besides ``curve`` / ``curves``) whose series are drawn as curves (``curve_x`` is their x axis).
 CURVE_KEY = re.compile(r"curve(?!_x)|(^|_)losses$")
 
@@ -158,6 +160,10 @@ def _pictures(f: Finding) -> list[str]:
     counts = {split: ev[f"{split}_counts"] for split in ("train", "val") if isinstance(ev.get(f"{split}_counts"), list)}
     if counts:
         out.append(histogram(counts, f"{f.code}: samples per class"))
+    if isinstance(ev.get("score_histogram"), dict):
+        chart = score_chart(ev["score_histogram"], f"{f.code}: scores and cutoff")
+        if chart:
+            out.append(chart)
     if isinstance(ev.get("thumbnails"), list):
         grid = thumbnails(ev["thumbnails"])
         if grid:
@@ -319,6 +325,55 @@ def histogram(counts: dict[str, list], title: str, width: int = 460, height: int
     parts.append("</svg>")
     note = f" (first {MAX_BARS} of {classes} classes)" if classes > MAX_BARS else ""
     return f'<figure>{"".join(parts)}<figcaption>{escape(title)}{note}</figcaption></figure>'
+
+
+def score_chart(hist: dict, title: str, width: int = 460, height: int = 220) -> str:
+    """A score histogram (``edges``, ``counts``, optional ``overflow``, ``cutoff``, ``label``) as inline SVG bars on a
+    log scale, those at or below the cutoff in red, with the cutoff as a dashed line; "" when malformed."""
+    edges, counts = hist.get("edges"), hist.get("counts")
+    if not (isinstance(edges, list) and isinstance(counts, list) and len(edges) == len(counts) + 1 and counts
+            and all(_finite(e) for e in edges) and all(_finite(c) for c in counts)):
+        return ""
+    cutoff = hist.get("cutoff")
+    lo, hi = float(edges[0]), float(edges[-1])
+    if hi <= lo:
+        return ""
+    top = math.log10(1 + max(max(counts), 1))
+    left, right, top_pad, bottom = 44, 10, 22, 30
+    pw, ph = width - left - right, height - top_pad - bottom
+
+    def x(v: float) -> float:
+        return left + pw * (v - lo) / (hi - lo)
+
+    def h(c: float) -> float:
+        return ph * math.log10(1 + c) / top
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" class="chart scores">',
+             f"<title>{escape(title)}</title>",
+             f'<rect x="{left}" y="{top_pad}" width="{pw}" height="{ph}" fill="#fff" stroke="#d1d5db"/>',
+             f'<text x="{left - 4}" y="{top_pad + 4}" text-anchor="end">{max(counts)}</text>',
+             f'<text x="{left - 4}" y="{top_pad + ph + 4}" text-anchor="end">0</text>']
+    for k, c in enumerate(counts):
+        if c <= 0:
+            continue
+        a, b = float(edges[k]), float(edges[k + 1])
+        flagged = _finite(cutoff) and b <= float(cutoff) + 1e-9
+        color = "#dc2626" if flagged else "#2563eb"
+        parts.append(f'<rect x="{x(a):.1f}" y="{top_pad + ph - h(c):.1f}" width="{max(x(b) - x(a) - 0.5, 0.5):.1f}" '
+                     f'height="{h(c):.1f}" fill="{color}"><title>{_num(a)}-{_num(b)}: {int(c)}</title></rect>')
+    if _finite(cutoff) and lo <= float(cutoff) <= hi:
+        cx = x(float(cutoff))
+        parts.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{top_pad}" y2="{top_pad + ph}" stroke="#dc2626" '
+                     f'stroke-dasharray="5,4"/><text x="{cx + 3:.1f}" y="{top_pad + 12}" style="fill:#dc2626">cutoff</text>')
+    for v in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<text x="{x(v):.1f}" y="{top_pad + ph + 14}" text-anchor="middle">{_num(v)}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 2}" text-anchor="middle">score / cutoff (log count)</text>')
+    parts.append("</svg>")
+    caption = str(hist.get("label") or title)
+    overflow = hist.get("overflow")
+    if isinstance(overflow, int) and overflow:
+        caption += f"; {overflow} more above {_num(hi)}"
+    return f'<figure>{"".join(parts)}<figcaption>{escape(caption)}</figcaption></figure>'
 
 
 def thumbnails(items: list[Any]) -> str:
