@@ -283,7 +283,7 @@ def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings
     """AUC of telling augmented from real on the shared embedding, and range / mean / std of both."""
     from sanitycheck.pipeline.tensors import to_numpy
     from sanitycheck.probing.embedding import EmbeddingUnavailable, embed
-    from sanitycheck.probing.probes import cross_validated_auc, small_model_threads
+    from sanitycheck.probing.probes import cross_validated_auc
 
     r = np.stack([to_numpy(x).astype(np.float32) for x in real])
     try:
@@ -300,8 +300,7 @@ def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings
         er, ea = embed(ctx, r), embed(ctx, a)
     except (EmbeddingUnavailable, ValueError) as exc:
         return {**stats, "real_vs_augmented_auc": None, "note": f"not embeddable: {exc}"}
-    with small_model_threads():
-        auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"))
+    auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"))
     return {**stats, "real_vs_augmented_auc": _r(auc)}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.probing.trainer import quick_cpu, rounded
+from sanitycheck.probing.trainer import flush_denormal, rounded
 
 #: Layers that legitimately mix samples in train mode (they use batch statistics).
 BATCH_STAT_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
@@ -91,7 +91,7 @@ class BatchIndependence(Check):
             list(range(min(settings.probes, len(indices))))
         evidence = {"batch_size": len(indices), "probed_samples": probes, "gradient_with_respect_to": source}
 
-        with quick_cpu():
+        with flush_denormal():
             yield from self._probe(ctx, model, batch, indices, probes, settings, evidence)
 
     def _probe(self, ctx: Any, model: Any, batch: Any, indices: Any, probes: list[int], settings: Settings,

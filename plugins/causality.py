@@ -77,7 +77,7 @@ class Causality(Check):
         import torch
 
         from sanitycheck.probing.inputgrad import InputGradUnavailable, first_tensor, input_grad_pass
-        from sanitycheck.probing.trainer import quick_cpu
+        from sanitycheck.probing.trainer import flush_denormal
 
         if ctx.task != "sequence":
             self.skip(f"task: {ctx.task}: outputs have no positions (the probe runs for task: sequence)")
@@ -100,7 +100,7 @@ class Causality(Check):
                           f"match, {settings.match:.0%} needed): per-position tagging, where a bidirectional model "
                           "may read later positions on purpose; set checks.causality.causal: true to probe anyway")
         model = ctx.make_model("causality").eval()
-        with quick_cpu():
+        with flush_denormal():
             try:
                 run = input_grad_pass(ctx, model, batch)
             except InputGradUnavailable as exc:

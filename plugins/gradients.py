@@ -154,7 +154,7 @@ class Gradients(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.probing.trainer import quick_cpu
+        from sanitycheck.probing.trainer import flush_denormal
 
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "gradients")
         batch = ctx.batch(ctx.train, indices)
@@ -175,7 +175,7 @@ class Gradients(Check):
                 f"e.g. {_names(frozen, kinds)}; fine if you froze them on purpose.", severity="info",
                 evidence={**base, "frozen": frozen[:50]})
 
-        with quick_cpu():
+        with flush_denormal():
             init = _diagnose(ctx, model, batch)
             before = {n: p.detach().clone() for n, p in params.items()}
             optimizer = ctx.make_optimizer(model)
@@ -269,7 +269,7 @@ class Gradients(Check):
 
         # Gradients that carry over from one step to the next (zero_grad forgotten).
         if ctx.has_user_step and settings.accumulation_steps == 1:
-            with quick_cpu():
+            with flush_denormal():
                 carried = _accumulation_probe(ctx, settings.batch_size)
             if carried is not None and carried["accumulates"]:
                 yield self.finding(

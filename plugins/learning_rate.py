@@ -185,7 +185,7 @@ class LearningRate(Check):
     def _range_test(self, ctx: Any, settings: Settings) -> RangeTest:
         import time
 
-        from sanitycheck.probing.trainer import quick_cpu, reference_plan
+        from sanitycheck.probing.trainer import flush_denormal, reference_plan
 
         indices = reference_plan(ctx).train_indices
         steps = max(50, ctx.budget(settings.steps))
@@ -202,7 +202,7 @@ class LearningRate(Check):
         losses: list[float] = []
         stopped, ema, best = "max_lr", None, math.inf
         start, cap = time.perf_counter(), settings.seconds * ctx.scale
-        with quick_cpu():
+        with flush_denormal():
             for i, lr in enumerate(lrs):
                 for group in optimizer.param_groups:
                     group["lr"] = float(lr)

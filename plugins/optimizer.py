@@ -140,7 +140,7 @@ def _gradient_scale(ctx: Any, steps: int) -> tuple[float, float, float, int] | N
     optimizer after ``steps`` of the user's step at learning rate 0 (so nothing moves), over the entries of
     weight tensors (2+ dimensions) with v > 0. ``None`` when it cannot be read."""
 
-    from sanitycheck.probing.trainer import quick_cpu
+    from sanitycheck.probing.trainer import flush_denormal
 
     model = ctx.make_model("optimizer:probe")
     try:
@@ -149,7 +149,7 @@ def _gradient_scale(ctx: Any, steps: int) -> tuple[float, float, float, int] | N
         return None
     indices = ctx.sample_indices(ctx.train, ctx.config.batch_size * steps, "optimizer:probe")
     size = max(1, len(indices) // steps)
-    with quick_cpu():
+    with flush_denormal():
         for k in range(steps):
             chunk = indices[k * size:(k + 1) * size]
             if len(chunk):

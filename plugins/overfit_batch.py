@@ -98,7 +98,7 @@ class OverfitBatch(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.probing.trainer import quick_cpu
+        from sanitycheck.probing.trainer import flush_denormal
 
         # Never fewer steps at the fast profile: "cannot fit" needs the full budget to be a fair verdict, and a
         # pipeline that does fit stops early, so the budget only costs time when something is wrong.
@@ -120,7 +120,7 @@ class OverfitBatch(Check):
             return
         losses: list[float] = []
         bound = _lower_bound(ctx)
-        with quick_cpu():
+        with flush_denormal():
             for step in range(steps):
                 loss = ctx.step(model, optimizer, batch)
                 losses.append(loss)

@@ -75,6 +75,7 @@ def run(
         for name in selected:
             progress(name, "queued")
     from sanitycheck.engine.progress import listening
+    from sanitycheck.engine.threads import policy, refresh
 
     ctx = None
     done: set[str] = set()
@@ -88,9 +89,10 @@ def run(
         return report
 
     try:
-        # Long scans report to the same callback; os._exit is caught; the user's code sees no command-line arguments
+        # Long scans report to the same callback; one thread policy for the whole run (engine/threads.py: no check
+        # sets threads of its own); os._exit is caught; the user's code sees no command-line arguments
         # (ours are not for it): a factory that calls parse_args() gets its defaults.
-        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")):
+        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")), policy():
             ctx = _open_pipeline(host, cfg)  # the pipeline layer; torch is imported here
             if checkpoint:
                 checkpoint(partial(True))
@@ -103,6 +105,7 @@ def run(
                     continue
                 if progress:
                     progress(name, "start")
+                refresh()  # the cores other work left free, re-measured before each check
                 current = (name, time.perf_counter())
                 result, found = _run_one(host, check, ctx, settings[name], check_timeout(cfg, settings[name]))
                 current = None

@@ -1,32 +1,66 @@
 """The run's one thread policy: how many CPU threads torch, FAISS and the data pass's workers use.
 
-One rule, set once by the runner (:func:`apply`) instead of per probe: torch's intra-op threads and FAISS's
-OpenMP threads equal the cores this process may run on (:func:`cpu_threads`: its CPU affinity, capped by a
-cgroup CPU quota when there is one). The data pass's DataLoader workers (:mod:`sanitycheck.pipeline.data`) are
-separate processes that read samples; PyTorch gives each worker one intra-op thread, and the main process only
-summarizes what they send, so workers plus the main process do not oversubscribe the cores either.
+One rule, owned by the runner (:func:`policy`) instead of per-probe settings: torch's intra-op threads and
+FAISS's OpenMP threads equal the **available cores**: the cores this process may run on (:func:`cpu_threads`:
+its CPU affinity, capped by a cgroup CPU quota), less the cores other processes kept busy (:class:`Policy`).
+The data pass's DataLoader workers (:mod:`sanitycheck.pipeline.data`) are as many as that, each with one
+intra-op thread (PyTorch sets it in its workers), and the main process only summarizes what they send: the
+cores are never oversubscribed by the run itself.
 
-``SANITYCHECK_THREADS`` overrides the count (e.g. to leave cores to other work on a shared machine).
+Why "less the busy ones": an OpenMP thread pool waits at the end of every parallel region for its slowest
+thread, so a thread that shares its core with another process stalls every op. Measured on a 2-core machine
+kept busy by other work (load average 7.5), the digits example's default suite took 89.7 s wall / 33.3 s CPU
+with 2 threads and 19.4 s / 6.6 s with 1 (docs/benchmarks-speed.md). The runner re-decides before each check,
+from the CPU time other processes used during the previous one (``/proc/stat`` minus this process's own),
+so a run that starts on a busy machine and ends on a quiet one uses the cores as they free up.
+
+``SANITYCHECK_THREADS`` fixes the count (no measuring).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: A check boundary closer than this (seconds) to the last decision keeps it (too few clock ticks to measure).
+MIN_INTERVAL = 0.25
+#: A core counts as busy with other work when other processes used at least this share of it.
+BUSY = 0.5
 
 
 def cpu_threads() -> int:
-    """The number of CPU threads this run uses: ``SANITYCHECK_THREADS``, else the cores available to the process
-    (``os.sched_getaffinity``; ``os.cpu_count`` where that does not exist), capped by a cgroup v2 CPU quota."""
+    """The cores this process may use: ``SANITYCHECK_THREADS``, else its CPU affinity (``os.sched_getaffinity``;
+    ``os.cpu_count`` where that does not exist), capped by a cgroup v2 CPU quota."""
+    fixed = _fixed()
+    if fixed:
+        return fixed
+    return len(_cores()) if _cores() else _count()
+
+
+def _fixed() -> int | None:
     env = os.environ.get("SANITYCHECK_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+    return int(env) if env.isdigit() and int(env) > 0 else None
+
+
+def _cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))[: _count()]
+    except (AttributeError, OSError):
+        return []
+
+
+def _count() -> int:
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):
@@ -34,23 +68,113 @@ def cpu_threads() -> int:
     return max(1, cores)
 
 
-def apply() -> int:
-    """Set torch's intra-op threads and FAISS's OpenMP threads to :func:`cpu_threads`; returns that number.
+def _busy_seconds(cores: list[int]) -> float | None:
+    """CPU seconds the machine spent busy (not idle, not waiting for I/O) on ``cores`` since boot (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = {f"cpu{c}" for c in cores}
+    total = 0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in wanted:
+            v = [int(x) for x in parts[1:9]]
+            total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
+    return total / os.sysconf("SC_CLK_TCK")
 
-    Called by the runner once a run has opened the pipeline (torch is imported by then). FAISS is configured
-    only when it is already imported or importable; it is a dependency, but the rule must not fail without it.
-    """
-    threads = cpu_threads()
+
+def _own_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Policy:
+    """The run's thread count, re-decided at each check boundary (:meth:`refresh`) from the others' load."""
+
+    def __init__(self) -> None:
+        self.cores = _cores()
+        self.total = cpu_threads()
+        self.fixed = _fixed() is not None
+        self.threads = self.total if self.fixed else self._initial()
+        self._mark()
+
+    def _initial(self) -> int:
+        """Before anything was measured: the runnable tasks right now (``/proc/loadavg``), this one excluded,
+        and the 1-minute load average, whichever is smaller, count as busy cores."""
+        try:
+            with open("/proc/loadavg") as f:
+                fields = f.read().split()
+            running = int(fields[3].split("/")[0]) - 1
+            others = min(float(fields[0]), float(running))
+        except (OSError, ValueError, IndexError):
+            return self.total
+        return self._free(others)
+
+    def _free(self, others: float) -> int:
+        busy = int(others + (1 - BUSY))  # rounds at BUSY of a core
+        return max(1, min(self.total, self.total - busy))
+
+    def _mark(self) -> None:
+        self._at, self._busy, self._own = time.monotonic(), _busy_seconds(self.cores), _own_seconds()
+
+    def refresh(self) -> int:
+        """Threads for what comes next: the cores others did not keep busy since the last decision."""
+        if self.fixed or self._busy is None:
+            return self.apply()
+        elapsed = time.monotonic() - self._at
+        if elapsed >= MIN_INTERVAL:
+            busy, own = _busy_seconds(self.cores), _own_seconds()
+            if busy is not None:
+                others = max(0.0, (busy - self._busy) - (own - self._own)) / elapsed
+                self.threads = self._free(others)
+            self._mark()
+        return self.apply()
+
+    def apply(self) -> int:
+        """Set torch's intra-op threads and FAISS's OpenMP threads to :attr:`threads`."""
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+            return self.threads
+        faiss.omp_set_num_threads(self.threads)
+        return self.threads
+
+
+_current: Policy | None = None
+
+
+def current_threads() -> int:
+    """The thread count of the run in progress (:func:`cpu_threads` outside a run)."""
+    return _current.threads if _current is not None else cpu_threads()
+
+
+def refresh() -> int:
+    """Re-decide the thread count (the runner calls it before each check); :func:`cpu_threads` outside a run."""
+    return _current.refresh() if _current is not None else cpu_threads()
+
+
+@contextmanager
+def policy() -> Iterator[Policy]:
+    """The thread policy for the length of a run; torch's previous thread count is restored afterwards (the
+    Python API runs in the user's own process)."""
     import torch
 
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    global _current
+    before, outer = torch.get_num_threads(), _current
+    _current = Policy()
+    _current.apply()
     try:
-        import faiss
-    except ImportError:  # pragma: no cover - faiss-cpu is a dependency
-        return threads
-    faiss.omp_set_num_threads(threads)
-    return threads
+        yield _current
+    finally:
+        _current = outer
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
-__all__ = ["cpu_threads", "apply"]
+__all__ = ["cpu_threads", "current_threads", "refresh", "policy", "Policy"]

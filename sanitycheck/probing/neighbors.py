@@ -15,7 +15,7 @@
 :class:`Index` is a built index of one base: :func:`split_neighbors` builds it once per split and every other
 query set (validation against train, shifted looks) searches through it. Searches and index builds report
 progress (:func:`sanitycheck.engine.progress.scan_progress`, counted in queries and base rows). FAISS's threads
-follow the run's thread policy (:func:`sanitycheck.engine.threads.apply`).
+follow the run's thread policy (:mod:`sanitycheck.engine.threads`).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ QUERY_BLOCK = 16384
 def _faiss() -> Any:
     import faiss
 
-    from sanitycheck.engine.threads import cpu_threads
+    from sanitycheck.engine.threads import current_threads
 
-    faiss.omp_set_num_threads(cpu_threads())
+    faiss.omp_set_num_threads(current_threads())
     return faiss
 
 

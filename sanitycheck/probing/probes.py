@@ -2,34 +2,15 @@
 
 ``influence`` (out-of-fold probabilities for label issues) and ``augmentation`` (can augmented inputs be told
 from real ones?) train many tiny models on a few dozen features. Such models are dominated by per-call
-overhead, and with several threads on a busy machine every matmul waits for the others: measured 21 ms per
-Adam step of a 64-128-10 MLP with 2 threads on a loaded 2-core machine, 1.8 ms with 1 thread. So they run
-single-threaded, with denormals flushed (see :func:`sanitycheck.probing.trainer.flush_denormal`).
+overhead; they run with denormals flushed (see :func:`sanitycheck.probing.trainer.flush_denormal`) and the
+run's one thread policy (:mod:`sanitycheck.engine.threads`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-
-
-@contextmanager
-def small_model_threads() -> Iterator[None]:
-    """One intra-op thread while tiny models train (restored afterwards), denormals flushed."""
-    import torch
-
-    from sanitycheck.probing.trainer import flush_denormal
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with flush_denormal():
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, hidden: int, seed: int,
@@ -82,7 +63,9 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
         fold[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
     proba = np.zeros((len(y), classes), dtype=np.float32)
     extra = np.full((folds, 0 if also is None else len(also), classes), np.nan, dtype=np.float32)
-    with small_model_threads():
+    from sanitycheck.probing.trainer import flush_denormal
+
+    with flush_denormal():
         for k in range(folds):
             held = fold == k
             if not held.any():

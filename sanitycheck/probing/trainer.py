@@ -201,26 +201,6 @@ def flush_denormal() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
-@contextmanager
-def quick_cpu() -> Iterator[None]:
-    """:func:`flush_denormal` plus one intra-op thread while a probe trains (restored afterwards).
-
-    Probe models and batches are small, so a second intra-op thread buys little, while on a 2-core machine
-    shared with other work it makes every op wait for a descheduled thread: measured at load ~4, the four
-    training probes took 17.6 s on the digits example and 60.4 s on a CIFAR-10-sized CNN with two threads,
-    1.5 s and 14.7 s with one.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with flush_denormal():
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def rounded(value: float | None) -> float | None:
     """A float for the JSON evidence: 6 significant digits, ``None`` for NaN/Inf."""
     return None if value is None or not math.isfinite(value) else float(f"{value:.6g}")
@@ -364,7 +344,7 @@ def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: 
     """
     track = (track_split, np.asarray(track_indices, dtype=np.int64), track_every) \
         if track_every > 0 and track_split is not None and track_indices is not None and len(track_indices) else None
-    with quick_cpu():
+    with flush_denormal():
         return _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
                       eval_indices, fit_threshold, fit_every, evaluate_train, track)
 
@@ -572,7 +552,7 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
     import torch
 
     rng = ctx.rng("trainer:timing")
-    with quick_cpu():
+    with flush_denormal():
         model = ctx.make_model("trainer:timing")
         if not any(p.requires_grad for p in model.parameters()):  # as in train(): nothing can train, nothing to time
             from sanitycheck.engine.errors import SkipCheck
