@@ -157,3 +157,38 @@ def test_distance_blocks_give_the_same_numbers(monkeypatch):
         monkeypatch.setattr(neighbors, "BLOCK", 500 * rows)
         d_rows, i_rows = knn(q, b, 5, exact=True)
         assert np.array_equal(i_rows, i) and np.allclose(d_rows, d, atol=1e-5)
+
+
+class Broken(PerSample):
+    def __getitem__(self, i):
+        if i == 1500:
+            raise ValueError("corrupt file")
+        return super().__getitem__(i)
+
+
+def test_data_pass_in_worker_processes_gives_the_same_results(monkeypatch):
+    import pytest
+
+    from sanitycheck.engine.errors import UsageError
+    from sanitycheck.pipeline import data as data_module
+
+    monkeypatch.setattr(data_module, "WORKERS_AFTER", 0.0)  # workers whatever the estimate
+    monkeypatch.setenv("SANITYCHECK_THREADS", "2")
+    used = []
+    real = data_module.pass_workers
+    monkeypatch.setattr(data_module, "pass_workers", lambda split, estimate: used.append(real(split, estimate)) or used[-1])
+    x, y = images(2500)
+    x[2000, 1, 2, 3] = float("inf")
+
+    def read(ds):
+        return materialize(ds, "train", max_samples=None, memory_mb=1024, input_key=None, target_key=None).data_pass()
+
+    fast, workers = read(TensorDataset(x, y)), read(PerSample(x, y))
+    assert used[-1] == 2
+    for field in ("hashes", "features", "inputs", "targets", "numel", "nan_count", "inf_count", "minimum", "maximum",
+                  "mean", "std", "target_nonfinite"):
+        a, b = getattr(fast, field), getattr(workers, field)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), field
+    assert fast.input_shapes == workers.input_shapes and fast.input_dtypes == workers.input_dtypes
+    with pytest.raises(UsageError, match="reading sample 1500 raised ValueError: corrupt file"):
+        read(Broken(x, y))

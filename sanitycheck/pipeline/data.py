@@ -261,9 +261,17 @@ def _read_pass(split: Split) -> DataPass:
     ``embedding.MAX_DIM`` float32 features are kept; the inputs themselves only when they fit in
     ``data.memory_mb`` (in their own dtype when float32 adds nothing to it: see :func:`cache_dtype`), and a plain
     in-memory TensorDataset is not copied at all: the cache is a read-only view of its tensor.
+
+    Speed: each chunk of :data:`CHUNK` samples is read and summarized in one go (:class:`_Reader`: a
+    TensorDataset by slices, any other dataset through its ``__getitem__``). The first chunk is timed on the
+    main thread; when the rest would take longer than :data:`WORKERS_AFTER` seconds, it is spread over DataLoader
+    worker processes (as many as the run's thread policy gives cores, :mod:`sanitycheck.engine.threads`; the
+    user's DataLoader's ``worker_init_fn`` and ``multiprocessing_context`` when the split is one), each reading
+    *and* summarizing whole chunks, while the main process only places their results. Every sample's results
+    are the same either way (tests/test_embedding.py).
     """
-    from sanitycheck.pipeline.memory import trim
     from sanitycheck.engine.progress import scan_progress
+    from sanitycheck.pipeline.memory import trim
 
     start = time.perf_counter()
     acc = _Accumulator(split)
@@ -273,14 +281,84 @@ def _read_pass(split: Split) -> DataPass:
     return acc.finish(time.perf_counter() - start)
 
 
-def scan(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> None:
+def scan(split: Split, acc: _Accumulator, tick: Callable[[int], None], workers: bool = True) -> None:
     """Read the samples ``acc`` covers (``acc.start`` to ``acc.start + acc.n``) into it, chunk by chunk.
 
     Chunks start at multiples of :data:`CHUNK` (for a shard: when ``acc.start`` is one), so a pass read in shards
-    sees the same chunks as one read whole.
+    sees the same chunks as one read whole. ``workers=False``: never DataLoader workers (a Ray shard is already
+    one worker's share).
     """
-    if not _tensor_fast_path(split, acc, tick):
-        _sample_loop(split, acc, tick)
+    reader = _Reader(split)
+    stop = acc.start + acc.n
+    chunks = [np.arange(lo, min(stop, lo + CHUNK)) for lo in range(acc.start, stop, CHUNK)]
+    reader.prepare(acc)
+    if chunks:
+        reader.keep_inputs = not acc._started or (acc.inputs is not None and not acc.inputs_view)
+        first = time.perf_counter()
+        acc.merge(reader.chunk(chunks[0]))
+        tick(len(chunks[0]))
+        reader.keep_inputs = acc.inputs is not None and not acc.inputs_view
+        estimate = (time.perf_counter() - first) * (len(chunks) - 1) if workers else 0.0
+        for part in _chunk_results(split, reader, chunks[1:], estimate):
+            acc.merge(part)
+            tick(len(part.idx))
+    acc.settle_targets()
+
+
+#: Read the rest of a split in DataLoader worker processes when the main thread would take longer than this
+#: (seconds, estimated from the first chunk): starting the workers costs a fraction of a second.
+WORKERS_AFTER = 1.0
+
+
+def pass_workers(split: Split, estimate: float) -> int:
+    """How many worker processes read the rest of ``split`` (0: the main thread does), given the estimated
+    main-thread seconds: the run's available cores when there are at least 2 and the estimate exceeds
+    :data:`WORKERS_AFTER`."""
+    from sanitycheck.engine.threads import current_threads
+
+    if estimate < WORKERS_AFTER or isinstance(split.dataset, _ListDataset):
+        return 0
+    workers = current_threads()
+    return workers if workers >= 2 else 0
+
+
+def _chunk_results(split: Split, reader: _Reader, chunks: list[np.ndarray], estimate: float):
+    """The :class:`_Chunk` of every chunk, in order: on the main thread or from DataLoader workers."""
+    workers = pass_workers(split, estimate) if chunks else 0
+    if workers:
+        loader = split.loader
+        try:
+            it = iter(DataLoader(
+                _Chunks(reader, chunks), batch_size=None, num_workers=min(workers, len(chunks)),
+                collate_fn=_identity, worker_init_fn=getattr(loader, "worker_init_fn", None),
+                multiprocessing_context=getattr(loader, "multiprocessing_context", None),
+            ))
+            part = next(it)
+        except Exception:  # workers cannot start (e.g. an unpicklable dataset under spawn): the main thread reads
+            workers = 0
+        else:
+            yield part
+            yield from it
+            return
+    for idx in chunks:
+        yield reader.chunk(idx)
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+class _Chunks(Dataset):
+    """Chunk ``j`` of a pass, read and summarized: what each DataLoader worker computes."""
+
+    def __init__(self, reader: _Reader, chunks: list[np.ndarray]):
+        self.reader, self.chunks = reader, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, j: int) -> _Chunk:
+        return self.reader.chunk(self.chunks[j])
 
 
 def _tensor_source(split: Split) -> tuple[Any, Any, Any] | None:
@@ -321,82 +399,126 @@ def _view(x: Any) -> np.ndarray | None:
         return None
 
 
-def _tensor_fast_path(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> bool:
-    """Read a TensorDataset by slices instead of sample by sample (the same values, much faster)."""
-    source = _tensor_source(split)
-    if source is None:
-        return False
-    x, y, index = source
-    start, n = acc.start, acc.n
-    ya = to_numpy(y[start:start + n])
-    acc.input_shapes = [tuple(x.shape[1:])] * n
-    acc.input_dtypes = [dtype_name(x[:1])] * n
-    acc.target_shapes = [tuple(ya.shape[1:])] * n
-    acc.target_dtypes = [dtype_name(y[:1])] * n
-    acc.targets = ya
-    if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
-        acc.target_nonfinite[:] = ~np.isfinite(ya.reshape(n, -1).astype(np.float64, copy=False)).all(1) \
-            if ya.size else False
-    whole = _view(x) if index is None else None
-    if whole is not None and whole.dtype == cache_dtype(whole.dtype):
-        acc.start_inputs(tuple(x.shape[1:]), whole.dtype, view=whole[start:])  # already in memory: no copy
-    else:
-        acc.start_inputs(tuple(x.shape[1:]), to_numpy(x[:1]).dtype)
-    for lo in range(start, start + n, CHUNK):
-        hi = min(start + n, lo + CHUNK)
-        acc.add(np.arange(lo, hi), to_numpy(x[index[lo:hi]] if index is not None else x[lo:hi]))
-        tick(hi - lo)
-    return True
+@dataclass
+class _Group:
+    """Equally shaped samples of a chunk (rows ``pos`` of it) and their summaries."""
+
+    pos: np.ndarray
+    stats: dict[str, np.ndarray]
+    hashes: np.ndarray
+    features: np.ndarray | None
+    kind: str | None
+    #: The inputs as read (for the cache; only when the pass keeps them), a tensor when they travel between
+    #: processes (shared memory instead of a pickled copy).
+    inputs: Any = None
 
 
-def _sample_loop(split: Split, acc: _Accumulator, tick: Callable[[int], None]) -> None:
-    """The general path: read every sample through the dataset's ``__getitem__``, in chunks."""
-    start, n = acc.start, acc.n
-    targets: list[np.ndarray] = []
-    chunk_idx: list[int] = []
-    chunk_x: list[np.ndarray] = []
+@dataclass
+class _Chunk:
+    """One chunk of a pass, read and summarized (by the main thread or a DataLoader worker)."""
 
-    def flush() -> None:
-        shapes = {x.shape for x in chunk_x}
-        if len(shapes) == 1:
-            acc.add(np.asarray(chunk_idx), np.stack(chunk_x))
-        else:  # mixed shapes: one sample at a time (rare, and reported by data-integrity)
-            for i, x in zip(chunk_idx, chunk_x):
-                acc.add(np.asarray([i]), x[None])
-        chunk_idx.clear()
-        chunk_x.clear()
+    idx: np.ndarray
+    groups: list[_Group] = field(default_factory=list)
+    #: Per-sample descriptions (the general path; the TensorDataset path knows them for the whole split).
+    input_dtypes: list[str] = field(default_factory=list)
+    target_dtypes: list[str] = field(default_factory=list)
+    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    target_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    target_nonfinite: np.ndarray | None = None
+    #: A reading error: ``UsageError``'s message (raised by the main process).
+    error: str | None = None
 
-    for i in range(start, start + n):
-        try:
-            x, y = split.sample(i)
-        except UsageError:
-            raise
-        except Exception as exc:
-            raise UsageError(f"data.{split.name}: reading sample {i} raised {type(exc).__name__}: {exc}") from exc
-        xa, ya = to_numpy(x), to_numpy(y)
-        acc.input_dtypes.append(dtype_name(x))
-        acc.target_dtypes.append(dtype_name(y))
-        acc.input_shapes.append(tuple(xa.shape))
-        acc.target_shapes.append(tuple(ya.shape))
-        if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
-            raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} ({type(x).__name__})")
-        if i == start:
-            acc.start_inputs(tuple(xa.shape), xa.dtype)
+
+class _Reader:
+    """Reads chunks of a split and summarizes them (statistics, hashes, features); picklable for workers."""
+
+    def __init__(self, split: Split):
+        self.split = split
+        self.source = _tensor_source(split)
+        self.keep_inputs = True
+
+    def prepare(self, acc: _Accumulator) -> None:
+        """What is known before reading: the TensorDataset path's shapes, dtypes, targets and cache (a view)."""
+        if self.source is None:
+            return
+        x, y, index = self.source
+        start, n = acc.start, acc.n
+        ya = to_numpy(y[start:start + n])
+        acc.input_shapes = [tuple(x.shape[1:])] * n
+        acc.input_dtypes = [dtype_name(x[:1])] * n
+        acc.target_shapes = [tuple(ya.shape[1:])] * n
+        acc.target_dtypes = [dtype_name(y[:1])] * n
+        acc.targets = ya
         if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
-            acc.target_nonfinite[i - start] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
-        targets.append(ya)
-        chunk_idx.append(i)
-        chunk_x.append(xa)
-        if len(chunk_idx) >= CHUNK:
-            flush()
-        tick(1)
-    if chunk_idx:
-        flush()
-    if len(set(acc.target_shapes)) == 1:
+            acc.target_nonfinite[:] = ~np.isfinite(ya.reshape(n, -1).astype(np.float64, copy=False)).all(1) \
+                if ya.size else False
+        whole = _view(x) if index is None else None
+        if whole is not None and whole.dtype == cache_dtype(whole.dtype):
+            acc.start_inputs(tuple(x.shape[1:]), whole.dtype, view=whole[start:])  # already in memory: no copy
+        else:
+            acc.start_inputs(tuple(x.shape[1:]), to_numpy(x[:1]).dtype)
+
+    def chunk(self, idx: np.ndarray) -> _Chunk:
         try:
-            acc.targets = np.stack(targets)
-        except (TypeError, ValueError):
-            acc.targets = None
+            return self._tensor_chunk(idx) if self.source is not None else self._sample_chunk(idx)
+        except UsageError as exc:
+            return _Chunk(idx=idx, error=str(exc))
+
+    def _tensor_chunk(self, idx: np.ndarray) -> _Chunk:
+        x, _, index = self.source
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        xs = to_numpy(x[index[lo:hi]] if index is not None else x[lo:hi])
+        return _Chunk(idx=idx, groups=[self._summarize(np.arange(len(idx)), xs)])
+
+    def _sample_chunk(self, idx: np.ndarray) -> _Chunk:
+        split = self.split
+        out = _Chunk(idx=idx, target_nonfinite=np.zeros(len(idx), dtype=bool))
+        xs: list[np.ndarray] = []
+        for pos, i in enumerate(idx.tolist()):
+            try:
+                x, y = split.sample(i)
+            except UsageError:
+                raise
+            except Exception as exc:
+                raise UsageError(f"data.{split.name}: reading sample {i} raised {type(exc).__name__}: {exc}") from exc
+            xa, ya = to_numpy(x), to_numpy(y)
+            out.input_dtypes.append(dtype_name(x))
+            out.target_dtypes.append(dtype_name(y))
+            out.input_shapes.append(tuple(xa.shape))
+            out.target_shapes.append(tuple(ya.shape))
+            if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
+                raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} "
+                                 f"({type(x).__name__})")
+            if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
+                out.target_nonfinite[pos] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
+            out.targets.append(ya)
+            xs.append(xa)
+        if len(set(out.input_shapes)) == 1:
+            out.groups.append(self._summarize(np.arange(len(idx)), np.stack(xs)))
+        else:  # mixed shapes: one sample at a time (rare, and reported by data-integrity)
+            out.groups += [self._summarize(np.array([pos]), x[None]) for pos, x in enumerate(xs)]
+        return out
+
+    def _summarize(self, pos: np.ndarray, xs: np.ndarray) -> _Group:
+        """Statistics, hashes and features of equally shaped inputs ``xs`` (rows ``pos`` of a chunk)."""
+        from sanitycheck.pipeline.features import content_hashes, raw_features
+
+        size = int(np.prod(xs.shape[1:]))
+        raw = xs if self.keep_inputs else None
+        flat32 = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion: statistics, hash and features
+        flat = flat32.reshape(len(pos), -1) if size else None
+        stats = _chunk_stats(flat, size, len(pos))
+        hashes = content_hashes(flat32)
+        feats = kind = None
+        if size:
+            feats, kind = raw_features(flat32)
+        if raw is not None and torch.utils.data.get_worker_info() is not None:
+            try:  # between processes a tensor travels through shared memory, an array as a pickled copy
+                raw = torch.from_numpy(np.ascontiguousarray(raw))
+            except TypeError:
+                pass
+        return _Group(pos=pos, stats=stats, hashes=hashes, features=feats, kind=kind, inputs=raw)
 
 
 class _Accumulator:
@@ -409,6 +531,7 @@ class _Accumulator:
     def __init__(self, split: Split, start: int = 0, stop: int | None = None, cache: bool = True):
         self.start = start
         n = self.n = (split.n if stop is None else stop) - start
+        self.name = split.name
         self.budget = split.memory_mb * 2**20 if cache else 0
         self.stats = {k: np.zeros(n, dtype=np.float64) for k in ("numel", "nan", "inf", "min", "max", "mean", "std")}
         self.target_nonfinite = np.zeros(n, dtype=bool)
@@ -417,9 +540,11 @@ class _Accumulator:
         self.target_shapes: list[tuple[int, ...]] = []
         self.target_dtypes: list[str] = []
         self.targets: np.ndarray | None = None
+        self._target_parts: list[np.ndarray] = []
         self.inputs: np.ndarray | None = None
         self.inputs_note = "cached"
         self.inputs_view = False  # the cache is the user's own tensor (nothing to copy)
+        self._started = False
         self.hashes = np.zeros(n, dtype=np.uint64)
         self.features: np.ndarray | None = None
         self.features_kind: str | None = None
@@ -427,14 +552,15 @@ class _Accumulator:
 
     def start_inputs(self, shape: tuple[int, ...], dtype: Any, view: np.ndarray | None = None) -> None:
         """Cache the inputs (shape and dtype of the first) when they fit the budget; ``view``: all of them already."""
+        self._started = True
         dtype = cache_dtype(dtype)
         need = self.n * max(int(np.prod(shape)), 1) * dtype.itemsize
         if need > self.budget:
             self.inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={self.budget // 2**20}"
         elif view is not None:
             self.inputs, self.inputs_view = view[: self.n].view(), True
-        else:
-            self.inputs = np.zeros((self.n, *shape), dtype=dtype)
+        else:  # every row is written by the pass; np.empty gets huge pages where np.zeros (calloc) does not:
+            self.inputs = np.empty((self.n, *shape), dtype=dtype)  # measured 0.15 s vs 2.4 s to fill 737 MB
 
     def _cache(self, idx: np.ndarray, raw: np.ndarray) -> None:
         """Copy a chunk into the cache (widened to float32 once if a chunk does not fit the cache's dtype)."""
@@ -451,31 +577,53 @@ class _Accumulator:
         else:
             self.inputs[idx] = raw
 
-    def add(self, idx: np.ndarray, xs: np.ndarray) -> None:
-        """A chunk of equally shaped inputs ``xs`` (rows are the samples at ``idx``)."""
-        from sanitycheck.pipeline.features import content_hashes, raw_features
+    def merge(self, chunk: _Chunk) -> None:
+        """Place one chunk's results (rows are the samples at ``chunk.idx``)."""
+        if chunk.error is not None:
+            raise UsageError(chunk.error)
+        idx = chunk.idx - self.start
+        if chunk.target_nonfinite is not None:  # the general path: per-sample descriptions
+            self.input_dtypes += chunk.input_dtypes
+            self.target_dtypes += chunk.target_dtypes
+            self.input_shapes += chunk.input_shapes
+            self.target_shapes += chunk.target_shapes
+            self.target_nonfinite[idx] = chunk.target_nonfinite
+            self._target_parts += chunk.targets
+        for group in chunk.groups:
+            rows = idx[group.pos]
+            raw = group.inputs.numpy() if isinstance(group.inputs, torch.Tensor) else group.inputs
+            if not self._started:  # the first sample's shape and dtype decide the cache
+                first = raw if raw is not None else np.zeros((1, *chunk.input_shapes[0]), dtype=np.float32)
+                self.start_inputs(tuple(first.shape[1:]), first.dtype)
+            if self.inputs is not None and not self.inputs_view and raw is not None:
+                self._cache(rows, raw)
+            for k, v in group.stats.items():
+                self.stats[k][rows] = v
+            self.hashes[rows] = group.hashes
+            self._features(rows, group)
 
-        idx = idx - self.start
-        size = int(np.prod(xs.shape[1:]))
-        if self.inputs is not None and not self.inputs_view:
-            self._cache(idx, xs)
-        xs = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion, shared by statistics, hash and features
-        flat = xs.reshape(len(idx), -1) if size else None
-        _chunk_stats(self.stats, idx, flat, size)
-        self.hashes[idx] = content_hashes(xs)
+    def _features(self, rows: np.ndarray, group: _Group) -> None:
         if self.features_note != "embedded":
             return
-        if not size:
+        if group.features is None:
             self.features, self.features_note = None, "not embedded: empty inputs"
             return
-        feats, kind = raw_features(xs)
         if self.features is None:
-            self.features = np.zeros((self.n, feats.shape[1]), dtype=np.float32)
-            self.features_kind = kind
-        if feats.shape[1] != self.features.shape[1] or kind != self.features_kind:
+            self.features = np.zeros((self.n, group.features.shape[1]), dtype=np.float32)
+            self.features_kind = group.kind
+        if group.features.shape[1] != self.features.shape[1] or group.kind != self.features_kind:
             self.features, self.features_note = None, "not embedded: inputs have different shapes"
             return
-        self.features[idx] = feats
+        self.features[rows] = group.features
+
+    def settle_targets(self) -> None:
+        """The general path's targets, one array when they stack (its per-chunk parts are dropped)."""
+        if self._target_parts and len(set(self.target_shapes)) == 1:
+            try:
+                self.targets = np.stack(self._target_parts)
+            except (TypeError, ValueError):
+                self.targets = None
+        self._target_parts = []
 
     def finish(self, seconds: float) -> DataPass:
         s = self.stats
@@ -493,26 +641,22 @@ class _Accumulator:
         )
 
 
-def _chunk_stats(stats: dict[str, np.ndarray], idx: np.ndarray, flat: np.ndarray | None, numel: int) -> None:
-    """Per-sample statistics for a chunk of equally shaped samples (rows of ``flat``), over finite values."""
-    stats["numel"][idx] = numel
+def _chunk_stats(flat: np.ndarray | None, numel: int, m: int) -> dict[str, np.ndarray]:
+    """Per-sample statistics of ``m`` equally shaped samples (rows of ``flat``), over finite values."""
+    stats = {"numel": np.full(m, numel, dtype=np.float64)}
     if flat is None:  # empty inputs
-        for k in ("min", "max", "mean", "std"):
-            stats[k][idx] = math.nan
-        return
+        return {**stats, **{k: np.full(m, math.nan) for k in ("min", "max", "mean", "std")}}
     finite = np.isfinite(flat)
     if finite.all():
-        stats["min"][idx] = flat.min(1)
-        stats["max"][idx] = flat.max(1)
-        stats["mean"][idx] = flat.mean(1, dtype=np.float64)
-        stats["std"][idx] = flat.std(1, dtype=np.float64)
-        return
-    stats["nan"][idx] = np.isnan(flat).sum(1)
-    stats["inf"][idx] = np.isinf(flat).sum(1)
+        return {**stats, "min": flat.min(1).astype(np.float64), "max": flat.max(1).astype(np.float64),
+                "mean": flat.mean(1, dtype=np.float64), "std": flat.std(1, dtype=np.float64)}
+    stats["nan"] = np.isnan(flat).sum(1).astype(np.float64)
+    stats["inf"] = np.isinf(flat).sum(1).astype(np.float64)
     masked = np.where(finite, flat, np.nan)
     with warnings.catch_warnings():  # all-NaN rows are expected here: their statistics are NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        stats["min"][idx] = np.nanmin(masked, 1)
-        stats["max"][idx] = np.nanmax(masked, 1)
-        stats["mean"][idx] = np.nanmean(masked, 1, dtype=np.float64)
-        stats["std"][idx] = np.nanstd(masked, 1, dtype=np.float64)
+        stats["min"] = np.nanmin(masked, 1).astype(np.float64)
+        stats["max"] = np.nanmax(masked, 1).astype(np.float64)
+        stats["mean"] = np.nanmean(masked, 1, dtype=np.float64)
+        stats["std"] = np.nanstd(masked, 1, dtype=np.float64)
+    return stats

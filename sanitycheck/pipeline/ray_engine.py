@@ -199,7 +199,7 @@ def _result(acc: _Accumulator, lo: int) -> ShardResult:
 def read_shard(split: Split, lo: int, hi: int) -> ShardResult:
     """Samples ``lo`` to ``hi`` of ``split`` through the local pass's own code (:func:`~sanitycheck.pipeline.data.scan`)."""
     acc = _Accumulator(split, lo, hi, cache=False)
-    scan(split, acc, lambda n: None)
+    scan(split, acc, lambda n: None, workers=False)
     return _result(acc, lo)
 
 
