@@ -46,7 +46,9 @@ CODES = (
         "training: 1024 samples, 300 steps at the default profile) and with it (drawn afresh for every batch, "
         "for 3x the steps: augmented data takes longer to fit, and a model that merely lags is not a label "
         "problem; measured on digits, a benign +-1-pixel shift cost 0.11-0.13 accuracy at equal steps, "
-        "0.02-0.07 at 3x), and scores both on the same clean validation samples. Decision rule: the "
+        "0.02-0.07 at 3x; when 3x the steps would exceed this check's share of the run's budget, measured on "
+        "this pipeline, it trains for that share, at least 1.5x the clean run's time, and SC401 is not "
+        "reported if it got fewer steps than the clean run), and scores both on the same clean validation samples. Decision rule: the "
         "augmented model's accuracy is at least 0.1 lower (setting `drop`) and a one-sided paired McNemar test on "
         "the samples one model gets right and the other wrong gives p < 0.01 (`alpha`). The finding lists the "
         "per-class accuracies and the confusions that appear. A model trained on clean inputs only is never "
@@ -172,9 +174,12 @@ class Augmentation(Check):
         clean = reference_model(ctx)
         if clean.eval is None or clean.eval.correct is None:
             self.skip("the model's outputs are not class scores: accuracy cannot be compared")
-        # 3x the steps: see SC401 (a lagging model is not a label problem)
-        with_aug = train(ctx, ctx.train, clean.indices, steps=max(clean.steps, 1) * 3, inputs_transform=transform,
-                         tag="augmentation:with", evaluate_train=False)
+        # 3x the steps: see SC401 (a lagging model is not a label problem); fewer when they exceed this check's
+        # share of the run's budget (measured cost), but never a time cap below the clean run's own time
+        cap = _with_seconds(ctx, clean)
+        with_aug = train(ctx, ctx.train, clean.indices, steps=max(clean.steps, 1) * 3, seconds=cap,
+                         inputs_transform=transform, tag="augmentation:with", evaluate_train=False)
+        cut = with_aug.stopped == "seconds" and with_aug.steps < clean.steps  # a lagging model: no SC401 verdict
         with_aug.eval = evaluate(ctx, with_aug.model, eval_split, plan.eval_indices)  # clean val: no transform
         transform.reseed(ctx.derived_seed("augmentation:val"))
         aug_on_aug = evaluate(ctx, with_aug.model, eval_split, plan.eval_indices, inputs_transform=transform)
@@ -194,6 +199,7 @@ class Augmentation(Check):
             "chance": _r(chance), "mcnemar": {"only_without_right": worse, "only_with_right": better,
                                               "p_value": _r(p_value)},
             "train_samples": len(clean.indices), "steps": clean.steps, "steps_with": with_aug.steps,
+            **({"budget_s": _r(cap), "stopped_with": with_aug.stopped} if cap is not None else {}),
             "val_samples": len(plan.eval_indices),
             "eval_split": plan.eval_split, **realism,
         }
@@ -209,7 +215,7 @@ class Augmentation(Check):
                 f"clean inputs: the augmentation destroys what the labels depend on.",
                 samples=samples, evidence={**evidence, "per_class": per_class, "thumbnails": thumbs},
             )
-        elif acc_c - acc_a >= settings.drop and p_value < settings.alpha:
+        elif acc_c - acc_a >= settings.drop and p_value < settings.alpha and not cut:
             hit = [pc for pc in per_class if pc["drop"] is not None and pc["drop"] >= settings.drop]
             yield self.finding(
                 "SC401", f"Trained with the augmentation, the model's accuracy on clean validation data is "
@@ -300,8 +306,22 @@ def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings
         er, ea = embed(ctx, r), embed(ctx, a)
     except (EmbeddingUnavailable, ValueError) as exc:
         return {**stats, "real_vs_augmented_auc": None, "note": f"not embeddable: {exc}"}
-    auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"))
+    auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"), device=ctx.device)
     return {**stats, "real_vs_augmented_auc": _r(auc)}
+
+
+#: The with-augmentation training's share of the run's budget (sanitycheck.probing.budget).
+SHARE = 0.35
+
+
+def _with_seconds(ctx: Any, clean: Any) -> float | None:
+    """The with-augmentation run's time cap: none when 3x the clean run's time is cheap, else this check's share
+    of the run's budget, and at least 1.5x what the clean run took (so it gets the clean run's steps or more)."""
+    from sanitycheck.probing.budget import NEVER_SHRINK_S, budget_seconds
+
+    if 3 * clean.seconds <= NEVER_SHRINK_S:
+        return None
+    return max(SHARE * budget_seconds(ctx), 1.5 * clean.seconds)
 
 
 def _binomial_tail(k: int, n: int) -> float:

@@ -14,9 +14,9 @@ import numpy as np
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, hidden: int, seed: int,
-            batch_size: int = 256, lr: float = 1e-2, weight_decay: float = 1e-4):
-    """An MLP (``hidden`` ReLU units; 0 = logistic regression) trained with Adam on ``(x, y)``; returns it
-    in eval mode. Deterministic for a given seed."""
+            batch_size: int = 256, lr: float = 1e-2, weight_decay: float = 1e-4, device=None):
+    """An MLP (``hidden`` ReLU units; 0 = logistic regression) trained with Adam on ``(x, y)`` on ``device``
+    (default: the CPU); returns it in eval mode. Deterministic for a given seed (and device)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -25,13 +25,14 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, hidden: 
     torch.manual_seed(seed)
     layers = [nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes)] if hidden else \
         [nn.Linear(x.shape[1], classes)]
-    model = nn.Sequential(*layers)
+    model = nn.Sequential(*layers).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, -(-len(y) // batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
-    xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
     for _ in range(epochs):
-        order = torch.randperm(len(yt), generator=gen)
+        order = torch.randperm(len(yt), generator=gen).to(xt.device)
         for start in range(0, len(yt), batch_size):
             b = order[start:start + batch_size]
             opt.zero_grad(set_to_none=True)
@@ -42,16 +43,19 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, hidden: 
 
 
 def predict_proba(model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(m, classes)`` of a :func:`fit_mlp` model (on the model's device)."""
     import torch
 
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))), 1).numpy()
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        return torch.softmax(model(xt), 1).cpu().numpy()
 
 
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int, epochs: int, hidden: int,
-                      seed: int, also: np.ndarray | None = None) -> Any:
+                      seed: int, also: np.ndarray | None = None, device: Any = None) -> Any:
     """``(n, classes)`` probabilities, each row predicted by a model that never saw that sample (k-fold;
-    folds drawn with ``seed``, stratified by label so every fold sees every class).
+    folds drawn with ``seed``, stratified by label so every fold sees every class); trained on ``device``.
 
     With ``also`` (other samples' features, e.g. a validation split's), returns ``(proba, also_proba)`` where
     ``also_proba[k]`` is fold model k's ``(len(also), classes)`` prediction: the same kind of model scoring samples
@@ -70,7 +74,7 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
             held = fold == k
             if not held.any():
                 continue
-            model = fit_mlp(x[~held], y[~held], classes, epochs=epochs, hidden=hidden, seed=seed + k)
+            model = fit_mlp(x[~held], y[~held], classes, epochs=epochs, hidden=hidden, seed=seed + k, device=device)
             proba[held] = predict_proba(model, x[held])
             if also is not None and len(also):
                 extra[k] = predict_proba(model, also)
@@ -78,12 +82,12 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
 
 
 def cross_validated_auc(a: np.ndarray, b: np.ndarray, *, seed: int, folds: int = 2, epochs: int = 30,
-                        hidden: int = 64) -> float:
+                        hidden: int = 64, device=None) -> float:
     """How well a small classifier tells rows of ``a`` from rows of ``b`` (ROC AUC on held-out rows, k-fold):
     0.5 = indistinguishable, 1 = always told apart."""
     x = np.concatenate([a, b])
     y = np.concatenate([np.zeros(len(a), np.int64), np.ones(len(b), np.int64)])
-    proba = out_of_fold_proba(x, y, 2, folds=folds, epochs=epochs, hidden=hidden, seed=seed)[:, 1]
+    proba = out_of_fold_proba(x, y, 2, folds=folds, epochs=epochs, hidden=hidden, seed=seed, device=device)[:, 1]
     return roc_auc(y, proba)
 
 

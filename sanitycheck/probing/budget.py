@@ -1,0 +1,131 @@
+"""Budgets from measured cost: how much work an expensive probe may do, sized by what this pipeline's work costs.
+
+A pre-flight is only worth running when it costs less than the training it protects, so the expensive probes
+(``influence``'s out-of-fold classifiers, ``augmentation``'s with-augmentation training; the reference training
+they share) size their work to a share of one budget instead of fixed step counts:
+
+- :func:`step_cost` ``(ctx) -> StepCost``: the user's training step, timed once per run (``ctx.shared``): a
+  fresh model, the user's ``train_step`` on batches of ``batch_size`` built in the user's format on the
+  configured device (collation included), one warm-up step then :data:`TIMED_STEPS`. From it, the estimated
+  seconds of one epoch over the training split.
+- :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: half an estimated epoch,
+  at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
+- :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
+  of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
+  its verdict needs. Work whose default costs less than :data:`NEVER_SHRINK_S` is never shrunk: small
+  pipelines (the digits example, the tests) get exactly their defaults, whatever the machine's load.
+- :func:`mlp_step_seconds`: one Adam step of the small classifiers of :mod:`sanitycheck.probing.probes`, timed.
+
+Budgets shrink work, never the evidence a verdict needs: each caller keeps a minimum that leaves its decision
+rule conclusive, and says in its evidence when the budget cut it (coordinated with the label-shuffle verdict
+budgets of the real-pipelines issue, which build on the same helpers).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: Steps timed by :func:`step_cost` after one warm-up step (fewer when they take more than MAX_TIMING_S).
+TIMED_STEPS = 3
+MAX_TIMING_S = 2.0
+#: The budget is half an estimated epoch, within these bounds (seconds, default profile).
+EPOCH_SHARE = 0.5
+FLOOR_S = 20.0
+CEILING_S = 45.0
+#: Work whose default costs less than this (seconds) keeps its default.
+NEVER_SHRINK_S = 3.0
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """The user's training step, timed: seconds per step and the epoch they add up to."""
+
+    seconds: float
+    batch_size: int
+    steps_per_epoch: int
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Estimated seconds of one epoch over the training split with this step."""
+        return self.seconds * self.steps_per_epoch
+
+
+def step_cost(ctx: Any) -> StepCost:
+    """The user's step timed once per run on the configured device (see the module docstring)."""
+
+    def compute() -> StepCost:
+        from sanitycheck.probing.trainer import flush_denormal
+
+        size = max(1, min(ctx.config.batch_size, len(ctx.train)))
+        pool = ctx.usable_indices(ctx.train)
+        if len(pool) == 0:
+            pool = list(range(len(ctx.train)))
+        rng = ctx.rng("budget:step-cost")
+        model = ctx.make_model("budget:step-cost")
+        optimizer = ctx.make_optimizer(model)
+        times = []
+        with flush_denormal():
+            for step in range(TIMED_STEPS + 1):
+                start = time.perf_counter()
+                batch = ctx.batch(ctx.train, rng.choice(pool, size=min(size, len(pool)), replace=False))
+                ctx.step(model, optimizer, batch)
+                _sync(ctx)
+                if step:  # the first step warms up (allocations, lazy initialization)
+                    times.append(time.perf_counter() - start)
+                if sum(times) > MAX_TIMING_S:
+                    break
+        return StepCost(seconds=sorted(times)[len(times) // 2], batch_size=size,
+                        steps_per_epoch=math.ceil(len(ctx.train) / size))
+
+    return ctx.shared("budget:step-cost", compute)
+
+
+def _sync(ctx: Any) -> None:
+    if getattr(ctx.device, "type", "cpu") == "cuda":
+        import torch
+
+        torch.cuda.synchronize(ctx.device)
+
+
+def budget_seconds(ctx: Any) -> float:
+    """The seconds the expensive probes share at this profile (see the module docstring)."""
+    epoch = step_cost(ctx).epoch_seconds
+    return ctx.scale * min(CEILING_S, max(FLOOR_S, EPOCH_SHARE * epoch))
+
+
+def fit_budget(seconds: float, per_unit: float, *, default: int, minimum: int) -> int:
+    """How many units costing ``per_unit`` seconds each fit ``seconds``: at most ``default``, at least
+    ``minimum``; ``default`` itself when that costs less than :data:`NEVER_SHRINK_S`."""
+    if per_unit <= 0 or default * per_unit <= max(seconds, NEVER_SHRINK_S):
+        return default
+    return max(minimum, min(default, int(seconds / per_unit)))
+
+
+def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int = 256) -> float:
+    """Seconds of one Adam step of :func:`sanitycheck.probing.probes.fit_mlp`'s classifier (``dim`` inputs,
+    ``hidden`` units, ``classes`` outputs, ``batch_size`` rows) on the configured device; timed once per shape."""
+
+    def compute() -> float:
+        import numpy as np
+
+        from sanitycheck.probing.probes import fit_mlp
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch_size * 4, dim)).astype(np.float32)
+        y = rng.integers(0, classes, len(x))
+        fit_mlp(x[:batch_size], y[:batch_size], classes, epochs=1, hidden=hidden, seed=0, device=ctx.device)
+        best = math.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            fit_mlp(x, y, classes, epochs=2, hidden=hidden, seed=0, batch_size=batch_size, device=ctx.device)
+            _sync(ctx)
+            best = min(best, (time.perf_counter() - start) / 8)
+        return best
+
+    return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
+
+
+__all__ = ["StepCost", "step_cost", "budget_seconds", "fit_budget", "mlp_step_seconds"]

@@ -1,0 +1,41 @@
+"""Budgets from measured cost (sanitycheck/probing/budget.py)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import TensorDataset
+
+from sanitycheck.probing.budget import budget_seconds, fit_budget, mlp_step_seconds, step_cost
+
+
+def test_fit_budget_shrinks_only_expensive_work_and_keeps_the_minimum():
+    assert fit_budget(10.0, 0.01, default=300, minimum=30) == 300  # cheap: the default
+    assert fit_budget(10.0, 0.1, default=300, minimum=30) == 100  # 30 s of work, 10 s of budget
+    assert fit_budget(1.0, 1.0, default=300, minimum=30) == 30  # never below what the verdict needs
+    assert fit_budget(0.5, 0.005, default=300, minimum=30) == 300  # 1.5 s: below NEVER_SHRINK_S, left alone
+
+
+def test_step_cost_is_measured_once_per_run_with_the_users_step():
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.pipeline.context import PipelineContext
+
+    calls = []
+
+    def step(model, batch, loss_fn, optimizer):
+        calls.append(len(batch[0]))
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    x, y = torch.randn(500, 8), torch.randint(0, 3, (500,))
+    ctx = PipelineContext.open(load_config({"data": {"train": TensorDataset(x, y)}, "train_step": step,
+                                            "model": lambda: torch.nn.Linear(8, 3), "batch_size": 50,
+                                            "loss": "torch.nn:CrossEntropyLoss"}))
+    calls.clear()
+    cost = step_cost(ctx)
+    assert step_cost(ctx) is cost and calls and set(calls) == {50}  # the user's step, on batches of batch_size
+    assert cost.steps_per_epoch == 10 and cost.epoch_seconds == cost.seconds * 10 and cost.seconds > 0
+    assert 20.0 <= budget_seconds(ctx) <= 45.0
+    assert mlp_step_seconds(ctx, 16, 32, 3) > 0
