@@ -3,6 +3,7 @@ pipeline's own training (its loader, its step, a fresh model), timed in the same
 
     python benchmarks/preflight_vs_epoch.py [digits,mnist,gpt,cifar] [--profile default] [--device cpu]
     python benchmarks/preflight_vs_epoch.py neardup [--cleanlab-python /tmp/cleanlab-venv/bin/python]
+    python benchmarks/preflight_vs_epoch.py digits --write-costs   # the figures `sanitycheck list` shows
 
 Pipelines (benchmarks/pipelines/): the digits example; PyTorch's examples/mnist conv net on real MNIST
 (per-sample Dataset, Adadelta); a 2-layer character-level GPT (``loss: model``, ``task: sequence``; skipped with
@@ -159,6 +160,15 @@ def _print(row: dict) -> None:
         print("        findings above info: " + ", ".join(row["findings"]))
 
 
+def _write_costs(row: dict) -> None:
+    path = ROOT.parent / "sanitycheck" / "faces" / "measured_costs.json"
+    where = f"{os.cpu_count()} CPU cores, load {row['load_before']:.1f}"
+    data = {"where": where, "command": "python benchmarks/preflight_vs_epoch.py digits --write-costs",
+            "checks": {c["name"]: c["s"] for c in row["checks"] if c["status"] != "skipped"}}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default=",".join(PIPELINES),
@@ -167,6 +177,8 @@ def main() -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--cleanlab-python", default="/tmp/cleanlab-venv/bin/python")
     parser.add_argument("--json", action="store_true", help="print each result as one JSON line too")
+    parser.add_argument("--write-costs", action="store_true", help="with digits: write each check's seconds to "
+                        "sanitycheck/faces/measured_costs.json (what `sanitycheck list` shows)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -189,6 +201,8 @@ def main() -> int:
             print(json.dumps(row, indent=1))
         else:
             _print(row)
+        if name == "digits" and args.write_costs and "checks" in row:
+            _write_costs(row)
     return 0
 
 

@@ -192,3 +192,15 @@ def test_data_pass_in_worker_processes_gives_the_same_results(monkeypatch):
     assert fast.input_shapes == workers.input_shapes and fast.input_dtypes == workers.input_dtypes
     with pytest.raises(UsageError, match="reading sample 1500 raised ValueError: corrupt file"):
         read(Broken(x, y))
+
+
+def test_the_gpu_search_path_finds_what_faiss_finds(monkeypatch):
+    """The exact torch search used on CUDA devices (run here on the CPU) agrees with FAISS's exact search."""
+    from sanitycheck.probing import neighbors
+
+    rng = np.random.default_rng(1)
+    q, b = rng.standard_normal((200, 16), dtype=np.float32), rng.standard_normal((700, 16), dtype=np.float32)
+    monkeypatch.setattr(neighbors, "GPU_BLOCK", 700 * 30)  # several blocks of queries
+    d2, i2 = neighbors._torch_search(q, b, 4, torch.device("cpu"), lambda n: None)
+    d, i = knn(q, b, 4, exact=True)
+    assert np.array_equal(i2, i) and np.allclose(np.sqrt(d2), d, atol=1e-4)

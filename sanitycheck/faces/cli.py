@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -326,13 +326,35 @@ def list_checks() -> None:
         table.add_column("detects, cost, codes", ratio=1, overflow="fold")
     for check in host.checks.values():
         codes = "\n".join(f"{d.code} {d.title}" for d in check.codes)
+        cost = cost_text(check)
         if width >= 120:
-            table.add_row(check.name, Text(codes), Text(check.summary), Text(check.cost))
+            table.add_row(check.name, Text(codes), Text(check.summary), Text(cost))
         else:
-            table.add_row(check.name, Text.assemble(check.summary, "\n", (f"cost: {check.cost}", "dim"), "\n", codes))
+            table.add_row(check.name, Text.assemble(check.summary, "\n", (f"cost: {cost}", "dim"), "\n", codes))
     Console(width=width).print(table)
     for name, error in host.load_errors:
         err.print(Text.assemble(("warning: ", "yellow"), f"plugin '{name}' failed to load: {error}"))
+
+
+def cost_text(check: Any) -> str:
+    """The check's cost: its seconds measured on the digits example when known, then its own description."""
+    measured = measured_costs()
+    seconds = measured.get("checks", {}).get(check.name)
+    if seconds is None:
+        return check.cost
+    return f"{seconds:.2g} s on the digits example ({measured.get('where', 'measured')}); {check.cost}"
+
+
+def measured_costs() -> dict:
+    """Each built-in check's seconds in a default run on the digits example (``measured_costs.json`` next to this
+    module, written by ``python benchmarks/preflight_vs_epoch.py digits --write-costs``); empty when absent."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(__file__).with_name("measured_costs.json")).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @app.command()
@@ -353,7 +375,7 @@ def explain(code_or_name: str = typer.Argument(..., metavar="CODE|NAME", help="A
         return
     if key in host.checks:
         check = host.checks[key]
-        out.print(Text.assemble((check.name, "bold"), f": {check.summary}\n", (f"cost: {check.cost}", "dim")))
+        out.print(Text.assemble((check.name, "bold"), f": {check.summary}\n", (f"cost: {cost_text(check)}", "dim")))
         fields = check.Settings.model_fields
         if fields:
             out.print("\n[bold]Settings[/bold] (checks: {" + check.name + ": {...}})")

@@ -41,6 +41,8 @@ KMEANS_POINTS_PER_CELL = 64
 BLOCK = 2**25
 #: Queries per call of an index search.
 QUERY_BLOCK = 16384
+#: Distances computed at once by the exact search on a GPU (4 bytes each).
+GPU_BLOCK = 2**27
 
 
 def _faiss() -> Any:
@@ -163,7 +165,7 @@ def _drop_self(d2: np.ndarray, i2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _torch_search(q: np.ndarray, b: np.ndarray, k: int, device: Any, tick: Any) -> tuple[np.ndarray, np.ndarray]:
     """Exact search with torch on ``device`` (a GPU): squared distances from norms and one matmul per block of
-    queries (at most :data:`BLOCK` distances at once), top-k on the device."""
+    queries (at most :data:`GPU_BLOCK` distances at once), top-k on the device."""
     import torch
 
     with torch.no_grad():
@@ -171,7 +173,7 @@ def _torch_search(q: np.ndarray, b: np.ndarray, k: int, device: Any, tick: Any) 
         bn = (bt * bt).sum(1)
         out_d = torch.empty((q.shape[0], k), device=device)
         out_i = torch.empty((q.shape[0], k), dtype=torch.long, device=device)
-        rows = max(1, BLOCK // b.shape[0])
+        rows = max(1, GPU_BLOCK // b.shape[0])
         for lo in range(0, q.shape[0], rows):
             qt = torch.from_numpy(q[lo:lo + rows]).to(device)
             d = ((qt * qt).sum(1)[:, None] + bn[None, :]).sub_(2.0 * (qt @ bt.T)).clamp_min_(0.0)
