@@ -5,11 +5,12 @@
 
 - **CPU, small problems** (up to :data:`BRUTE_PAIRS` query-base pairs): exact search, ``faiss.knn`` (BLAS-blocked
   brute force: one matrix product and a top-k per block; FAISS keeps the blocks bounded, the base is not copied).
-- **CPU, large problems**: an inverted-file index (FAISS ``IndexIVFFlat``): the base is clustered by k-means into
-  about :data:`CELLS_PER_SQRT` ``sqrt(n)`` cells, and each query is compared only with the members of its
-  :data:`NPROBE` nearest cells. What it gives up is exactness far from the query, which is where no near
-  duplicate lives: a copy of a sample is in the same or a neighbouring cell. The distances it returns are exact.
-  Seeded k-means, so results are reproducible.
+- **CPU, large problems**: an inverted-file index (FAISS ``IndexIVFScalarQuantizer``, 8 bits per value): the base
+  is clustered by k-means into about :data:`CELLS_PER_SQRT` ``sqrt(n)`` cells, and each query is compared only
+  with the members of its :data:`NPROBE` nearest cells, on 8-bit codes (a quarter of the memory of float32 and
+  of the bytes scanned); the neighbours found are then re-ranked by their exact distances, which is what is
+  returned. What it gives up is exactness far from the query, which is where no near duplicate lives: a copy of
+  a sample is in the same or a neighbouring cell. Seeded k-means, so results are reproducible.
 - **CUDA** (``device`` a GPU): exact search on the GPU, torch matmul + top-k over blocks of queries.
 
 :class:`Index` is a built index of one base: :func:`split_neighbors` builds it once per split and every other
@@ -41,6 +42,8 @@ KMEANS_POINTS_PER_CELL = 64
 BLOCK = 2**25
 #: Queries per call of an index search.
 QUERY_BLOCK = 16384
+#: Values gathered at once to re-rank an index search's results by exact distance (4 bytes each).
+RERANK_VALUES = 2**23
 #: Distances computed at once by the exact search on a GPU (4 bytes each).
 GPU_BLOCK = 2**27
 
@@ -61,7 +64,8 @@ def _f32(x: Any) -> np.ndarray:
 
 
 class Index:
-    """An inverted-file (IVF) index of one base: FAISS ``IndexIVFFlat``, k-means cells, :data:`NPROBE` probed.
+    """An inverted-file (IVF) index of one base: FAISS ``IndexIVFScalarQuantizer`` (8-bit codes), k-means cells,
+    :data:`NPROBE` probed, exact distances to what it finds.
 
     ``base`` is ``(n, d)`` float32; ``seed`` seeds the k-means; ``label`` names the build in the progress display
     (``"<label>: index"``, counted in base rows).
@@ -76,7 +80,8 @@ class Index:
         self.n = n
         self.cells = int(min(MAX_CELLS, n, max(1, round(CELLS_PER_SQRT * math.sqrt(n)))))
         self._quantizer = faiss.IndexFlatL2(d)
-        index = self.index = faiss.IndexIVFFlat(self._quantizer, d, self.cells)
+        index = self.index = faiss.IndexIVFScalarQuantizer(self._quantizer, d, self.cells,
+                                                           faiss.ScalarQuantizer.QT_8bit)
         cp = index.cp
         cp.seed, cp.niter = int(seed) % 2**31, KMEANS_ITERATIONS
         cp.min_points_per_centroid = 1  # no "please provide at least ..." warning on stderr for small bases
@@ -89,9 +94,19 @@ class Index:
         index.nprobe = min(NPROBE, self.cells)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Squared distances and ids ``(m, k)`` of the ``k`` nearest base rows found through the index."""
+        """Exact squared distances and ids ``(m, k)`` of the ``k`` nearest base rows found through the index
+        (found on the 8-bit codes, then re-ranked by exact distance; ``-1`` where fewer were found)."""
         _faiss()
-        return self.index.search(q, k)
+        _, ids = self.index.search(q, k)
+        rows = max(1, RERANK_VALUES // max(1, k * q.shape[1]))
+        d2 = np.empty(ids.shape, dtype=np.float32)
+        for lo in range(0, len(q), rows):  # exact distances, a block of queries at a time (bounded memory)
+            part = ids[lo:lo + rows]
+            diff = self.base[np.maximum(part, 0)] - q[lo:lo + rows, None, :]
+            d2[lo:lo + rows] = np.einsum("mkd,mkd->mk", diff, diff)
+        d2[ids < 0] = np.inf
+        order = np.argsort(d2, axis=1, kind="stable")
+        return np.take_along_axis(d2, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def knn(queries: Any, base: Any, k: int, *, exclude_self: bool = False, seed: int = 0,
@@ -117,44 +132,35 @@ def knn(queries: Any, base: Any, k: int, *, exclude_self: bool = False, seed: in
     if m == 0 or n == 0 or k == 0:
         return dist, idx
     kk = min(n, k + (1 if exclude_self else 0))  # one more: the query itself is dropped from its own results
-    if device is not None and getattr(device, "type", str(device)).startswith("cuda"):
-        with scan_progress(label, m) as tick:
-            d2, i2 = _torch_search(q, b, kk, device, tick)
+    if _gpu(device):
+        rows, search = max(1, GPU_BLOCK // n), lambda part: _torch_search(part, b, kk, device)
+    elif exact is False or (exact is None and m * n > BRUTE_PAIRS):
+        index = index if index is not None else Index(b, seed, label=label)
+        rows, search = QUERY_BLOCK, lambda part: index.search(part, kk)
     else:
-        approximate = exact is False or (exact is None and m * n > BRUTE_PAIRS)
-        if approximate:
-            index = index if index is not None else Index(b, seed, label=label)
-            with scan_progress(label, m) as tick:
-                d2, i2 = _blocks(q, lambda part: index.search(part, kk), QUERY_BLOCK, tick)
-        else:
-            faiss = _faiss()
-            with scan_progress(label, m) as tick:
-                d2, i2 = _blocks(q, lambda part: faiss.knn(part, b, kk), max(1, BLOCK // n), tick)
-    d2 = np.where(i2 >= 0, np.maximum(d2, 0.0), np.inf).astype(np.float32)
-    if exclude_self:
-        d2, i2 = _drop_self(d2, i2)
-    width = min(k, d2.shape[1])
-    dist[:, :width], idx[:, :width] = np.sqrt(d2[:, :width]), i2[:, :width]
+        faiss = _faiss()
+        rows, search = max(1, BLOCK // n), lambda part: faiss.knn(part, b, kk)
+    with scan_progress(label, m) as tick:
+        for lo in range(0, m, rows):  # each block's results go straight into the output: no full-size temporaries
+            d2, i2 = search(q[lo:lo + rows])
+            d2 = np.where(i2 >= 0, np.maximum(d2, 0.0), np.inf).astype(np.float32, copy=False)
+            if exclude_self:
+                d2, i2 = _drop_self(d2, i2, lo)
+            width = min(k, d2.shape[1])
+            dist[lo:lo + len(d2), :width], idx[lo:lo + len(d2), :width] = np.sqrt(d2[:, :width]), i2[:, :width]
+            tick(len(d2))
     return dist, idx
 
 
-def _blocks(q: np.ndarray, search: Any, rows: int, tick: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``search`` over blocks of ``rows`` queries, results concatenated; ``tick`` after each block."""
-    parts_d, parts_i = [], []
-    for lo in range(0, q.shape[0], rows):
-        d, i = search(q[lo:lo + rows])
-        parts_d.append(d)
-        parts_i.append(i)
-        tick(d.shape[0])
-    if len(parts_d) == 1:
-        return parts_d[0], parts_i[0]
-    return np.concatenate(parts_d), np.concatenate(parts_i)
+def _gpu(device: Any) -> bool:
+    """Whether ``device`` is a GPU (its search runs there, with torch)."""
+    return device is not None and str(getattr(device, "type", device)).startswith("cuda")
 
 
-def _drop_self(d2: np.ndarray, i2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove query ``r``'s own row ``r`` from row ``r`` of the results (else its farthest column: the query
-    tied at distance 0 with more rows than were asked for). One column fewer."""
-    own = i2 == np.arange(i2.shape[0])[:, None]
+def _drop_self(d2: np.ndarray, i2: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Remove query ``r``'s own row from its results (query ``r`` of this block is base row ``offset + r``; else
+    its farthest column: the query tied at distance 0 with more rows than were asked for). One column fewer."""
+    own = i2 == (offset + np.arange(i2.shape[0]))[:, None]
     own[~own.any(1), -1] = True
     keep = ~own
     width = i2.shape[1] - 1
@@ -163,24 +169,25 @@ def _drop_self(d2: np.ndarray, i2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d2[keep].reshape(-1, width), i2[keep].reshape(-1, width)
 
 
-def _torch_search(q: np.ndarray, b: np.ndarray, k: int, device: Any, tick: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search with torch on ``device`` (a GPU): squared distances from norms and one matmul per block of
-    queries (at most :data:`GPU_BLOCK` distances at once), top-k on the device."""
+def _torch_search(q: np.ndarray, b: np.ndarray, k: int, device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search of one block of queries with torch on ``device`` (a GPU): squared distances from norms and
+    one matmul, top-k on the device. The base is moved to the device once per base (cached by identity)."""
     import torch
 
+    global _device_base
     with torch.no_grad():
-        bt = torch.from_numpy(b).to(device)
-        bn = (bt * bt).sum(1)
-        out_d = torch.empty((q.shape[0], k), device=device)
-        out_i = torch.empty((q.shape[0], k), dtype=torch.long, device=device)
-        rows = max(1, GPU_BLOCK // b.shape[0])
-        for lo in range(0, q.shape[0], rows):
-            qt = torch.from_numpy(q[lo:lo + rows]).to(device)
-            d = ((qt * qt).sum(1)[:, None] + bn[None, :]).sub_(2.0 * (qt @ bt.T)).clamp_min_(0.0)
-            v, i = d.topk(k, dim=1, largest=False)
-            out_d[lo:lo + rows], out_i[lo:lo + rows] = v, i
-            tick(qt.shape[0])
-        return out_d.cpu().numpy(), out_i.cpu().numpy()
+        if _device_base is None or _device_base[0] is not b or _device_base[1] != device:
+            bt = torch.from_numpy(b).to(device)
+            _device_base = (b, device, bt, (bt * bt).sum(1))
+        bt, bn = _device_base[2], _device_base[3]
+        qt = torch.from_numpy(q).to(device)
+        d = ((qt * qt).sum(1)[:, None] + bn[None, :]).sub_(2.0 * (qt @ bt.T)).clamp_min_(0.0)
+        v, i = d.topk(k, dim=1, largest=False)
+        return v.cpu().numpy(), i.cpu().numpy()
+
+
+#: The base last moved to a GPU: (array, device, tensor, squared norms); one search's blocks share it.
+_device_base: tuple | None = None
 
 
 class SplitNeighbors:
