@@ -71,6 +71,12 @@ def child(name: str, args: argparse.Namespace) -> dict:
     start, cpu = time.perf_counter(), _cpu()
     report = sanitycheck.run(config, progress=progress, **overrides)
     suite, suite_cpu, suite_peak = time.perf_counter() - start, _cpu() - cpu, _peak_mb()
+    if args.no_epoch:  # e.g. timing an older sanitycheck's suite (its epoch is the same code)
+        return {"pipeline": name, "profile": args.profile, "suite_s": round(suite, 1),
+                "suite_cpu_s": round(suite_cpu, 1), "suite_peak_mb": suite_peak, "load_before": round(load_before, 2),
+                "load_after": round(os.getloadavg()[0], 2),
+                "checks": [{"name": c.name, "status": c.status, "s": round(c.duration_s, 2), "peak_mb": peaks.get(c.name)}
+                           for c in report.checks]}
     from sanitycheck.engine.threads import Policy
 
     threads = Policy().apply()  # the epoch gets the threads the run's policy would give it now (a fair race)
@@ -149,6 +155,11 @@ def _print(row: dict) -> None:
     if "skipped" in row:
         print(f"{row['pipeline']:<7} skipped: {row['skipped']}")
         return
+    if "epoch_s" not in row:
+        print(f"{row['pipeline']:<7} suite {row['suite_s']:6.1f} s (CPU {row['suite_cpu_s']:6.1f} s)   peak "
+              f"{row['suite_peak_mb']} MB   load {row['load_before']:.2f} -> {row['load_after']:.2f}")
+        print("        " + ", ".join(f"{c['name']} {c['s']:.1f}s/{c['peak_mb']}MB" for c in row["checks"]))
+        return
     print(f"{row['pipeline']:<7} suite {row['suite_s']:6.1f} s (CPU {row['suite_cpu_s']:6.1f} s)   epoch "
           f"{row['epoch_s']:6.1f} s (CPU {row['epoch_cpu_s']:6.1f} s, {row['epoch_steps']} steps, "
           f"{row['epoch_threads']} threads)   "
@@ -177,6 +188,7 @@ def main() -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--cleanlab-python", default="/tmp/cleanlab-venv/bin/python")
     parser.add_argument("--json", action="store_true", help="print each result as one JSON line too")
+    parser.add_argument("--no-epoch", action="store_true", help="time the suite only")
     parser.add_argument("--write-costs", action="store_true", help="with digits: write each check's seconds to "
                         "sanitycheck/faces/measured_costs.json (what `sanitycheck list` shows)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -189,7 +201,8 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     for name in names:
         cmd = [sys.executable, __file__, "--child", name, "--profile", args.profile,
-               "--cleanlab-python", args.cleanlab_python] + (["--device", args.device] if args.device else [])
+               "--cleanlab-python", args.cleanlab_python] + (["--device", args.device] if args.device else []) \
+            + (["--no-epoch"] if args.no_epoch else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-3000:]}")
