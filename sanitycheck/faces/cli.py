@@ -342,7 +342,8 @@ def cost_text(check: Any) -> str:
     seconds = measured.get("checks", {}).get(check.name)
     if seconds is None:
         return check.cost
-    return f"{seconds:.2g} s on the digits example ({measured.get('where', 'measured')}); {check.cost}"
+    figure = f"{seconds:.2g} s" if seconds >= 0.01 else "under 0.01 s"
+    return f"{figure} on the digits example ({measured.get('where', 'measured')}); {check.cost}"
 
 
 def measured_costs() -> dict:
