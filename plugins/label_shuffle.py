@@ -46,6 +46,10 @@ class Settings(CheckSettings):
     fit_r2: float = Field(0.9, gt=0, le=1, description="... or this training R² (regression).")
     memorize_warn_ratio: float = Field(1.25, gt=0, description="Warn when random labels are fit in fewer than this "
                                        "many times the steps real labels take.")
+    min_input_gain: float = Field(0.01, ge=0, lt=1, description="Compared by their losses (no per-sample "
+                                  "correctness: sequences, regression), the real inputs count as used only when they "
+                                  "lower the mean held-out loss by at least this fraction of the zeroed-input "
+                                  "model's (a significant but negligible gain is the label prior learned two ways).")
     permutations: int = Field(9999, ge=99, description="Resamples of the sign-flip permutation test (regression, "
                               "or outputs that are not class scores).")
 
@@ -126,7 +130,9 @@ CODES = (
         "budget, initialization and batch order) with every input set to zero (token ids with task: sequence: "
         "every id set to 0; other integer inputs are not zeroed). Decision rule: error unless "
         "the real-input model is better on the held-out samples at the 99% level, with the same tests as "
-        "SC201.",
+        "SC201; compared by losses (sequences, regression), also by at least min_input_gain = 1% of the "
+        "zeroed-input model's mean loss (with thousands of token positions a 0.02% gain is significant and "
+        "means nothing).",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
         "from somewhere else): the inputs reach the model empty, constant or disconnected.",
         example="A transform that returns a blank tensor; a forward() that uses a buffer instead of its input; "
@@ -218,6 +224,11 @@ class LabelShuffle(Check):
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
         p_zero, ztest = better(r, zeroed.eval, rng, settings.permutations) if zeroed is not None else (0.0, "")
+        if zeroed is not None and p_zero < settings.alpha and (r.correct is None or zeroed.eval.correct is None):
+            gain = _loss_gain(r, zeroed.eval)
+            if gain < settings.min_input_gain:  # significant on many samples, but too small to be the inputs at work
+                p_zero, ztest = 1.0, (f"{ztest}: significant, but the real inputs lower the mean loss by only "
+                                      f"{gain:.2%} (< min_input_gain {settings.min_input_gain:.0%})")
         # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
         undecided = _undecided(real, plan, trained)
         not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
@@ -464,6 +475,13 @@ def better(a: Any, b: Any, rng: np.random.Generator, permutations: int) -> tuple
         p = float(binom.sf(only_a - 1, n, 0.5)) if n else 1.0
         return p, f"exact McNemar test, {only_a} held-out samples right only with the first model, {only_b} only with the second"
     return sign_flip(b.losses - a.losses, rng, permutations), "paired sign-flip permutation test on per-sample losses"
+
+
+def _loss_gain(a: Any, b: Any) -> float:
+    """How much lower ``a``'s mean per-sample loss is than ``b``'s, as a fraction of ``b``'s (0 when b's is 0)."""
+    both = np.isfinite(a.losses) & np.isfinite(b.losses)
+    base = float(np.abs(b.losses[both]).mean()) if both.any() else 0.0
+    return float((b.losses[both] - a.losses[both]).mean()) / base if base > 0 else 0.0
 
 
 def sign_flip(diff: np.ndarray, rng: np.random.Generator, permutations: int) -> float:
