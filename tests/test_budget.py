@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from sanitycheck.probing.budget import budget_seconds, fit_budget, mlp_step_seconds, step_cost
+from sanitycheck.probing.budget import budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds
+from sanitycheck.probing.trainer import reference_plan, step_cost
 
 
 def test_fit_budget_shrinks_only_expensive_work_and_keeps_the_minimum():
@@ -34,8 +35,11 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
                                             "model": lambda: torch.nn.Linear(8, 3), "batch_size": 50,
                                             "loss": "torch.nn:CrossEntropyLoss"}))
     calls.clear()
-    cost = step_cost(ctx)
-    assert step_cost(ctx) is cost and calls and set(calls) == {50}  # the user's step, on batches of batch_size
-    assert cost.steps_per_epoch == 10 and cost.epoch_seconds == cost.seconds * 10 and cost.seconds > 0
+    cost = step_cost(ctx, 50)
+    assert step_cost(ctx, 50) is cost and calls and set(calls) == {50}  # the user's step, on batches of batch_size
+    assert epoch_seconds(ctx) == cost.step(50) * 10 > 0
+    timed = len(calls)
+    reference_plan(ctx)  # the reference plan reuses the same measurement
+    assert len(calls) == timed
     assert 20.0 <= budget_seconds(ctx) <= 45.0
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0

@@ -4,10 +4,10 @@ A pre-flight is only worth running when it costs less than the training it prote
 (``influence``'s out-of-fold classifiers, ``augmentation``'s with-augmentation training; the reference training
 they share) size their work to a share of one budget instead of fixed step counts:
 
-- :func:`step_cost` ``(ctx) -> StepCost``: the user's training step, timed once per run (``ctx.shared``): a
-  fresh model, the user's ``train_step`` on batches of ``batch_size`` built in the user's format on the
-  configured device (collation included), one warm-up step then :data:`TIMED_STEPS`. From it, the estimated
-  seconds of one epoch over the training split.
+- :func:`epoch_seconds` ``(ctx) -> float``: one epoch over the training split, estimated from the user's
+  training step timed once per run (:func:`sanitycheck.probing.trainer.step_cost`, the measurement the reference
+  plan uses too: a fresh model, the user's ``train_step`` on batches of ``batch_size`` in the user's format on the
+  configured device, collation included, one warm-up step then two timed).
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: half an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
-#: Steps timed by :func:`step_cost` after one warm-up step (fewer when they take more than MAX_TIMING_S).
-TIMED_STEPS = 3
-MAX_TIMING_S = 2.0
 #: The budget is half an estimated epoch, within these bounds (seconds, default profile).
 EPOCH_SHARE = 0.5
 FLOOR_S = 20.0
@@ -39,48 +35,19 @@ CEILING_S = 45.0
 NEVER_SHRINK_S = 3.0
 
 
-@dataclass(frozen=True)
-class StepCost:
-    """The user's training step, timed: seconds per step and the epoch they add up to."""
+def epoch_seconds(ctx: Any) -> float:
+    """Estimated seconds of one epoch of the user's training: the user's step at the config's batch size
+    (:func:`sanitycheck.probing.trainer.step_cost`, timed once per run and shared with the reference plan) times
+    the steps of one pass over the training split; 0 when the model cannot be trained (nothing to time)."""
+    from sanitycheck.engine.errors import SkipCheck
+    from sanitycheck.probing.trainer import step_cost
 
-    seconds: float
-    batch_size: int
-    steps_per_epoch: int
-
-    @property
-    def epoch_seconds(self) -> float:
-        """Estimated seconds of one epoch over the training split with this step."""
-        return self.seconds * self.steps_per_epoch
-
-
-def step_cost(ctx: Any) -> StepCost:
-    """The user's step timed once per run on the configured device (see the module docstring)."""
-
-    def compute() -> StepCost:
-        from sanitycheck.probing.trainer import flush_denormal
-
-        size = max(1, min(ctx.config.batch_size, len(ctx.train)))
-        pool = ctx.usable_indices(ctx.train)
-        if len(pool) == 0:
-            pool = list(range(len(ctx.train)))
-        rng = ctx.rng("budget:step-cost")
-        model = ctx.make_model("budget:step-cost")
-        optimizer = ctx.make_optimizer(model)
-        times = []
-        with flush_denormal():
-            for step in range(TIMED_STEPS + 1):
-                start = time.perf_counter()
-                batch = ctx.batch(ctx.train, rng.choice(pool, size=min(size, len(pool)), replace=False))
-                ctx.step(model, optimizer, batch)
-                _sync(ctx)
-                if step:  # the first step warms up (allocations, lazy initialization)
-                    times.append(time.perf_counter() - start)
-                if sum(times) > MAX_TIMING_S:
-                    break
-        return StepCost(seconds=sorted(times)[len(times) // 2], batch_size=size,
-                        steps_per_epoch=math.ceil(len(ctx.train) / size))
-
-    return ctx.shared("budget:step-cost", compute)
+    size = max(1, min(ctx.config.batch_size, len(ctx.train)))
+    try:
+        cost = step_cost(ctx, size)
+    except SkipCheck:
+        return 0.0
+    return cost.step(size) * math.ceil(len(ctx.train) / size)
 
 
 def _sync(ctx: Any) -> None:
@@ -92,7 +59,7 @@ def _sync(ctx: Any) -> None:
 
 def budget_seconds(ctx: Any) -> float:
     """The seconds the expensive probes share at this profile (see the module docstring)."""
-    epoch = step_cost(ctx).epoch_seconds
+    epoch = epoch_seconds(ctx)
     return ctx.scale * min(CEILING_S, max(FLOOR_S, EPOCH_SHARE * epoch))
 
 
@@ -128,4 +95,4 @@ def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: 
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
 
 
-__all__ = ["StepCost", "step_cost", "budget_seconds", "fit_budget", "mlp_step_seconds"]
+__all__ = ["epoch_seconds", "budget_seconds", "fit_budget", "mlp_step_seconds"]

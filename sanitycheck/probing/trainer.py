@@ -508,7 +508,7 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
 
     size = max(1, min(ctx.config.batch_size, len(plan.train_indices)))
     share = PLAN_SHARE * plan.seconds
-    cost = measure_step_cost(ctx, plan.train_indices, size, also=None)
+    cost = step_cost(ctx, size)
 
     def total(steps: int, batch: int, n_train: int, n_eval: int) -> float:  # training + the final evaluations
         return steps * cost.step(batch) + cost.eval_per_sample * (n_train + n_eval)
@@ -546,6 +546,19 @@ def _subset(ctx: PipelineContext, indices: np.ndarray, n: int, tag: str) -> np.n
     return indices if n >= len(indices) else np.sort(ctx.rng(tag).choice(indices, size=n, replace=False))
 
 
+def step_cost(ctx: PipelineContext, batch_size: int) -> StepCost:
+    """The user's step at ``batch_size`` on usable training samples, timed once per run and batch size: the one
+    measurement the reference plan and the probes' budgets (:mod:`sanitycheck.probing.budget`) share."""
+
+    def compute() -> StepCost:
+        pool = ctx.usable_indices(ctx.train)
+        if len(pool) == 0:
+            pool = np.arange(len(ctx.train))
+        return measure_step_cost(ctx, pool, min(batch_size, len(pool)), also=None)
+
+    return ctx.shared(f"trainer:step-cost:{batch_size}", compute)
+
+
 def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
     """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
     at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
@@ -565,6 +578,8 @@ def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int
             for _ in range(repeats):
                 start = time.perf_counter()
                 ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
+                if ctx.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+                    torch.cuda.synchronize(ctx.device)
                 spent += time.perf_counter() - start
             return spent / repeats
 
