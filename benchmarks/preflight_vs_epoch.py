@@ -10,9 +10,8 @@ Pipelines (benchmarks/pipelines/): the digits example; PyTorch's examples/mnist 
 a note where this branch's config lacks them); a CIFAR-10-sized pipeline on real CIFAR-10 images (per-sample
 Dataset with random crop + flip, five conv+BatchNorm layers, SGD momentum; 50k/10k variants of the 10k real
 test images: see pipelines/cifar_sized.py). Each runs in a fresh process, so its peak RSS is its own.
-Printed per pipeline: suite seconds (wall and CPU), epoch seconds (torch threads as the run's thread policy
-would set them at that moment: on a machine shared with other work, more threads than free cores makes every
-small op wait; sanitycheck/engine/threads.py), the ratio suite / epoch, per-check seconds
+Printed per pipeline: suite seconds (wall and CPU), epoch seconds (torch threads = every available core, as
+torch's default gives the user's own training), the ratio suite / epoch, per-check seconds
 and the peak RSS after each check, and the load average (other work on a shared machine inflates wall times).
 
 ``neardup``: ``leakage`` + ``outliers`` on the 60k CIFAR-sized images behind a per-sample Dataset (no random
@@ -77,9 +76,12 @@ def child(name: str, args: argparse.Namespace) -> dict:
                 "load_after": round(os.getloadavg()[0], 2),
                 "checks": [{"name": c.name, "status": c.status, "s": round(c.duration_s, 2), "peak_mb": peaks.get(c.name)}
                            for c in report.checks]}
-    from sanitycheck.engine.threads import Policy
+    import torch
 
-    threads = Policy().apply()  # the epoch gets the threads the run's policy would give it now (a fair race)
+    from sanitycheck.engine.threads import cpu_threads
+
+    threads = cpu_threads()  # the epoch runs as the user's training would: torch's default, every available core
+    torch.set_num_threads(threads)
     cpu = _cpu()
     ep = module.epoch()
     ep_cpu = _cpu() - cpu

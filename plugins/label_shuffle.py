@@ -257,7 +257,7 @@ class LabelShuffle(Check):
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
         elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
-            yield self._inconclusive(real, plan, r, s, base, undecided)
+            yield self._inconclusive(ctx, real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
@@ -274,7 +274,7 @@ class LabelShuffle(Check):
         if zeroed is not None:
             if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
-                    yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
+                    yield self._inconclusive(ctx, real, plan, r, zeroed.eval, base, undecided)
             elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
@@ -285,12 +285,12 @@ class LabelShuffle(Check):
                 )
         yield from self._memorization(ctx, settings, targets)
 
-    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
+    def _inconclusive(self, ctx: Any, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
         """SC205: the comparison run is not clearly better, and the training cannot support a verdict."""
         scale = "x" if plan.batch_size is None else f" of batch {plan.batch_size}"
         if why == "budget":
             step = plan.cost.step(plan.batch_size or 1)
-            cap = _thorough_cap()
+            cap = _thorough_cap(ctx)
             thorough = plan.seconds < cap and plan.needs_seconds <= cap
             hint = ("--profile thorough (4x the time cap) would give it that" if thorough else
                     "that is more than even --profile thorough allows here: run on a GPU (device: cuda), or with a "
@@ -421,12 +421,13 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05)}
 
 
-def _thorough_cap() -> float:
-    """The reference run's time cap at the thorough profile."""
+def _thorough_cap(ctx: Any) -> float:
+    """The reference run's time cap at the thorough profile (for this pipeline's estimated epoch)."""
     from sanitycheck.engine.config import PROFILES
     from sanitycheck.probing import trainer
+    from sanitycheck.probing.budget import time_cap
 
-    return trainer.REFERENCE_SECONDS * PROFILES["thorough"]
+    return time_cap(ctx, trainer.REFERENCE_SECONDS * PROFILES["thorough"])
 
 
 def _fmt(value: Any) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.budget import time_cap
 from sanitycheck.probing.trainer import rounded
 
 
@@ -26,7 +27,8 @@ class Settings(CheckSettings):
     min_lr: float = Field(1e-7, gt=0, description="Learning rate of the range test's first step.")
     max_lr: float = Field(10.0, gt=0, description="Learning rate of its last step (if the loss has not blown up).")
     steps: int = Field(100, ge=20, description="Steps of the range test (scaled by the profile, at least 50).")
-    seconds: float = Field(5.0, gt=0, description="Time cap of the range test (scaled by the profile).")
+    seconds: float = Field(5.0, gt=0, description="Time cap of the range test (scaled by the profile; shorter when "
+                           "one epoch of your training is estimated under a minute: sanitycheck.probing.budget).")
     diverge_factor: float = Field(4.0, gt=1, description="The range test stops once the loss's running average "
                                   "exceeds this many times its lowest value (or the loss is NaN/Inf).")
     high_factor: float = Field(1.0, gt=0, description="Too high: the configured LR is above onset / high_factor ...")
@@ -129,7 +131,7 @@ class LearningRate(Check):
             yield self.finding(
                 "SC1303", f"The LR range test reached only lr {test.lrs[-1]:.2g} in {len(test.lrs)} step"
                 f"{'s' if len(test.lrs) > 1 else ''} before its "
-                f"time cap ({settings.seconds * ctx.scale:g} s): no verdict on the learning rate {lr:g}.",
+                f"time cap ({time_cap(ctx, settings.seconds * ctx.scale):.3g} s): no verdict on the learning rate {lr:g}.",
                 evidence=evidence, fix="Raise checks.learning-rate.seconds, run with --profile thorough, or on a GPU.")
             return
         if not math.isfinite(test.drop) or test.drop < 0.1 * abs(test.initial) or test.steepest is None:
@@ -201,7 +203,7 @@ class LearningRate(Check):
         queue = np.array([], dtype=np.int64)
         losses: list[float] = []
         stopped, ema, best = "max_lr", None, math.inf
-        start, cap = time.perf_counter(), settings.seconds * ctx.scale
+        start, cap = time.perf_counter(), time_cap(ctx, settings.seconds * ctx.scale)
         with flush_denormal():
             for i, lr in enumerate(lrs):
                 for group in optimizer.param_groups:

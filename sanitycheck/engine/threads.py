@@ -85,6 +85,22 @@ def _busy_seconds(cores: list[int]) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _own_running() -> int:
+    """This process's threads that are runnable now (at least 1: the caller). After torch has computed, its
+    OpenMP threads spin for a while and count as running: they are not other work."""
+    count = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    count += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):
+                continue
+    except OSError:
+        return 1
+    return max(1, count)
+
+
 def _own_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -101,12 +117,12 @@ class Policy:
         self._mark()
 
     def _initial(self) -> int:
-        """Before anything was measured: the runnable tasks right now (``/proc/loadavg``), this one excluded,
-        and the 1-minute load average, whichever is smaller, count as busy cores."""
+        """Before anything was measured: the runnable tasks right now (``/proc/loadavg``) other than this
+        process's own threads, and the 1-minute load average, whichever is smaller, count as busy cores."""
         try:
             with open("/proc/loadavg") as f:
                 fields = f.read().split()
-            running = int(fields[3].split("/")[0]) - 1
+            running = int(fields[3].split("/")[0]) - _own_running()
             others = min(float(fields[0]), float(running))
         except (OSError, ValueError, IndexError):
             return self.total

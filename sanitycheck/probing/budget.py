@@ -10,6 +10,9 @@ they share) size their work to a share of one budget instead of fixed step count
   configured device, collation included, one warm-up step then two timed).
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: half an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
+- :func:`time_cap` ``(ctx, seconds) -> float``: a training run's time cap (the reference run and the runs
+  compared with it, the memorization runs, the LR range test): its default for an epoch of a minute or more,
+  shorter in proportion below, at least :data:`MIN_CAP_S`.
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
   of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
   its verdict needs. Work whose default costs less than :data:`NEVER_SHRINK_S` is never shrunk: small
@@ -29,8 +32,13 @@ from typing import Any
 
 #: The budget is half an estimated epoch, within these bounds (seconds, default profile).
 EPOCH_SHARE = 0.5
-FLOOR_S = 20.0
+FLOOR_S = 8.0
 CEILING_S = 45.0
+#: The training probes' time caps are their defaults when one epoch is estimated at this many seconds or more,
+#: shorter in proportion for a cheaper epoch ...
+FULL_CAPS_EPOCH_S = 60.0
+#: ... but never below this (seconds; or the default cap when that is smaller).
+MIN_CAP_S = 2.0
 #: Work whose default costs less than this (seconds) keeps its default.
 NEVER_SHRINK_S = 3.0
 
@@ -61,6 +69,15 @@ def budget_seconds(ctx: Any) -> float:
     """The seconds the expensive probes share at this profile (see the module docstring)."""
     epoch = epoch_seconds(ctx)
     return ctx.scale * min(CEILING_S, max(FLOOR_S, EPOCH_SHARE * epoch))
+
+
+def time_cap(ctx: Any, seconds: float) -> float:
+    """A training probe's time cap: ``seconds`` (its default, already scaled by the profile) when one epoch of the
+    user's training is estimated at :data:`FULL_CAPS_EPOCH_S` or more, shorter in proportion for a cheaper epoch
+    (so a pre-flight costs less than the epoch it protects), never below :data:`MIN_CAP_S`. Only a run that
+    would last that long is cut: a small model's default steps finish well inside either cap."""
+    factor = min(1.0, epoch_seconds(ctx) / FULL_CAPS_EPOCH_S)
+    return min(seconds, max(MIN_CAP_S, seconds * factor))
 
 
 def fit_budget(seconds: float, per_unit: float, *, default: int, minimum: int) -> int:
@@ -95,4 +112,4 @@ def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: 
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
 
 
-__all__ = ["epoch_seconds", "budget_seconds", "fit_budget", "mlp_step_seconds"]
+__all__ = ["epoch_seconds", "budget_seconds", "time_cap", "fit_budget", "mlp_step_seconds"]

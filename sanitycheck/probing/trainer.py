@@ -487,7 +487,9 @@ def reference_plan(ctx: PipelineContext) -> Plan:
 
     def compute() -> Plan:
         n_train, n_eval = ctx.budget(REFERENCE_TRAIN, minimum=32), ctx.budget(REFERENCE_EVAL, minimum=32)
-        steps, seconds = ctx.budget(REFERENCE_STEPS, minimum=30), REFERENCE_SECONDS * ctx.scale
+        from sanitycheck.probing.budget import time_cap
+
+        steps, seconds = ctx.budget(REFERENCE_STEPS, minimum=30), time_cap(ctx, REFERENCE_SECONDS * ctx.scale)
         if ctx.val is not None:
             train_idx = ctx.sample_indices(ctx.train, n_train, "trainer:train")
             eval_idx = ctx.sample_indices(ctx.val, n_eval, "trainer:eval")
