@@ -302,9 +302,8 @@ def own_errors(p_train: np.ndarray, f_train: np.ndarray, p_val: np.ndarray, f_va
 def _validation(ctx: Any, train_x: np.ndarray, train_labels: np.ndarray, classes: int) -> dict | None:
     """The validation split as SC701 scores it: features on the shared embedding, labels, and the label frequencies
     of each sample's 10 nearest training inputs (smoothed like :func:`_neighbor_proba`); ``None`` without one."""
-    import torch
-
     from sanitycheck.probing.embedding import embedding
+    from sanitycheck.probing.neighbors import knn, knn_device
 
     if ctx.val is None:
         return None
@@ -320,14 +319,12 @@ def _validation(ctx: Any, train_x: np.ndarray, train_labels: np.ndarray, classes
     if len(keep) < 10:
         return None
     x = np.ascontiguousarray(feats[keep], dtype=np.float32)
-    base = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float32))
-    k = min(10, len(base))
+    k = min(10, len(train_x))
+    _, near = knn(x, train_x, k, seed=ctx.derived_seed("influence:val"), device=knn_device(ctx),
+                  label="influence: val against train")
     counts = np.zeros((len(x), classes), dtype=np.float32)
-    for start in range(0, len(x), 1024):
-        d = torch.cdist(torch.from_numpy(x[start:start + 1024]), base)
-        near = d.topk(k, largest=False).indices.numpy()
-        for j in range(k):
-            np.add.at(counts, (np.arange(start, start + len(near)), train_labels[near[:, j]]), 1.0)
+    for j in range(k):
+        np.add.at(counts, (np.arange(len(x)), train_labels[near[:, j]]), 1.0)
     return {"x": x, "labels": labels[keep].astype(np.int64),
             "neighbor_proba": (counts + 0.1) / (counts.sum(1, keepdims=True) + 0.1 * classes)}
 

@@ -185,7 +185,8 @@ def _features(split: Any, indices: np.ndarray) -> np.ndarray | None:
     if x is None or len(x) == 0:
         return None
     x = x.reshape(len(x), -1).astype(np.float64)
-    return np.where(np.isfinite(x), x, 0.0)
+    x[~np.isfinite(x)] = 0.0  # in place: a second copy of 5000 images as float64 is 123 MB more
+    return x
 
 
 #: Only features whose ranks carry at least this share of their variance between the classes (correlation ratio
@@ -199,8 +200,20 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return rankdata(x, axis=0)
 
 
+#: Features ranked at a time: ranking copies its block several times (float64 ranks, int64 sort orders), so a
+#: block of 5000 samples x 256 features keeps that under 50 MB where the whole 5000 x 3072 image took 630 MB.
+RANK_BLOCK = 256
+
+
+def _by_blocks(fn: Any, x: np.ndarray, *args: Any) -> np.ndarray:
+    """``fn(x[:, block], *args)`` over blocks of :data:`RANK_BLOCK` features, concatenated."""
+    return np.concatenate([fn(x[:, lo:lo + RANK_BLOCK], *args) for lo in range(0, x.shape[1], RANK_BLOCK)])
+
+
 def _rank_eta2(x: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:
     """Per feature, the correlation ratio of its ranks with the class: between-class over total variance."""
+    if x.shape[1] > RANK_BLOCK:
+        return _by_blocks(_rank_eta2, x, y, classes)
     r = _ranks(x)
     r -= r.mean(0)
     total = (r ** 2).sum(0)
@@ -213,6 +226,8 @@ def _rank_eta2(x: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:
 
 def _rank_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per feature, Spearman's rank correlation with the target."""
+    if x.shape[1] > RANK_BLOCK:
+        return _by_blocks(_rank_corr, x, y)
     r = _ranks(x)
     r -= r.mean(0)
     t = _ranks(y[:, None])[:, 0]
