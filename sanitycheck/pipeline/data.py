@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data import default_collate
 
 from sanitycheck.engine.errors import UsageError
+from sanitycheck.pipeline.memory import empty_huge
 from sanitycheck.pipeline.tensors import dtype_name, to_numpy
 
 #: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
@@ -559,8 +560,8 @@ class _Accumulator:
             self.inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={self.budget // 2**20}"
         elif view is not None:
             self.inputs, self.inputs_view = view[: self.n].view(), True
-        else:  # every row is written by the pass; np.empty gets huge pages where np.zeros (calloc) does not:
-            self.inputs = np.empty((self.n, *shape), dtype=dtype)  # measured 0.15 s vs 2.4 s to fill 737 MB
+        else:  # every row is written by the pass: no zero-filling, and huge pages (few page faults; memory.py)
+            self.inputs = empty_huge((self.n, *shape), dtype)
 
     def _cache(self, idx: np.ndarray, raw: np.ndarray) -> None:
         """Copy a chunk into the cache (widened to float32 once if a chunk does not fit the cache's dtype)."""

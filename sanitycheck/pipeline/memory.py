@@ -1,4 +1,5 @@
-"""Give freed heap memory back to the operating system after the long scans (glibc only; a no-op elsewhere).
+"""Give freed heap memory back to the operating system after the long scans (glibc only; a no-op elsewhere), and
+back large write-once arrays by huge pages (:func:`empty_huge`).
 
 Why: a long scan (the data pass over a split) allocates and frees many mid-sized temporaries (a chunk of
 inputs converted to float32, its features), and glibc keeps what they free for reuse, so the heap fragments:
@@ -13,17 +14,50 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Any
 
-_trim = None
+import numpy as np
+
+_trim = _madvise = None
 if sys.platform.startswith("linux"):
     try:
-        _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        _libc = None
+    try:
+        _trim = _libc.malloc_trim
         _trim.argtypes, _trim.restype = [ctypes.c_size_t], ctypes.c_int
-    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+    except AttributeError:  # musl and other C libraries have no malloc_trim
         _trim = None
+    try:
+        _madvise = _libc.madvise
+        _madvise.argtypes, _madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    except AttributeError:
+        _madvise = None
+
+#: Linux's MADV_HUGEPAGE, and the huge page size it asks for (x86-64 and arm64 with 4 KiB pages).
+MADV_HUGEPAGE = 14
+HUGE_PAGE = 2 * 2**20
 
 
 def trim() -> None:
     """Return the C heap's free memory to the operating system (``malloc_trim(0)``; milliseconds)."""
     if _trim is not None:
         _trim(0)
+
+
+def empty_huge(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.empty(shape, dtype)``, its pages backed by transparent huge pages where Linux allows it.
+
+    Why: the input cache of a large split is written once, chunk by chunk, and every first write to a 4 KiB page
+    is a page fault. Measured on the 2-core VM (transparent_hugepage ``madvise`` mode, the common default): filling
+    a 737 MB float32 array in 12 MB chunks took 0.78 s, 0.06 s after ``madvise(MADV_HUGEPAGE)``. Only advice:
+    where it is refused or unsupported the array is an ordinary one.
+    """
+    array = np.empty(shape, dtype=dtype)
+    if _madvise is not None and array.nbytes >= 2 * HUGE_PAGE:
+        start = -(-array.ctypes.data // HUGE_PAGE) * HUGE_PAGE  # the first huge-page boundary inside the array
+        length = (array.ctypes.data + array.nbytes - start) // HUGE_PAGE * HUGE_PAGE
+        if length > 0:
+            _madvise(start, length, MADV_HUGEPAGE)
+    return array
