@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from sanitycheck.probing.budget import budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds
+from sanitycheck.probing.budget import FLOOR_S, MIN_CAP_S, budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds, \
+    time_cap
 from sanitycheck.probing.trainer import reference_plan, step_cost
 
 
@@ -41,5 +42,7 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     timed = len(calls)
     reference_plan(ctx)  # the reference plan reuses the same measurement
     assert len(calls) == timed
-    assert 20.0 <= budget_seconds(ctx) <= 45.0
+    assert budget_seconds(ctx) == FLOOR_S  # a cheap epoch: the floor
+    assert time_cap(ctx, 10.0) == MIN_CAP_S and time_cap(ctx, 1.0) == 1.0  # shortened, never above the default
+    assert reference_plan(ctx).shortened and reference_plan(ctx, full=True).seconds == 10.0
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0
