@@ -73,7 +73,7 @@ CODES = (
         "losses (sequences, regression), test (1) also needs a gain of at least min_loss_gain = 1% of the other "
         "model's mean loss: with thousands of token positions a 0.1% gain is significant and means nothing. Budget: when a "
         "quick timing of your step says the default budget would take more than 60% of the time cap (10 s at the "
-        "default profile; shorter when one epoch of your training is estimated under 90 s, and then a result that "
+        "default profile; shorter when one epoch of your training is estimated under a minute, and then a result that "
         "budget cannot decide is tried again at 10 s before it is called inconclusive), the budget follows the measured step cost instead: smaller batches (down to 8), as "
         "many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
         "held-out subset whose evaluation takes at most 15% of the time (at least 128). On such a fitted budget "

@@ -28,7 +28,7 @@ class Settings(CheckSettings):
     max_lr: float = Field(10.0, gt=0, description="Learning rate of its last step (if the loss has not blown up).")
     steps: int = Field(100, ge=20, description="Steps of the range test (scaled by the profile, at least 50).")
     seconds: float = Field(5.0, gt=0, description="Time cap of the range test (scaled by the profile; shorter when "
-                           "one epoch of your training is estimated under 90 s: sanitycheck.probing.budget).")
+                           "one epoch of your training is estimated under a minute: sanitycheck.probing.budget).")
     diverge_factor: float = Field(4.0, gt=1, description="The range test stops once the loss's running average "
                                   "exceeds this many times its lowest value (or the loss is NaN/Inf).")
     high_factor: float = Field(1.0, gt=0, description="Too high: the configured LR is above onset / high_factor ...")

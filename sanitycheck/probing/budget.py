@@ -11,7 +11,7 @@ they share) size their work to a share of one budget instead of fixed step count
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: 30% of an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
 - :func:`time_cap` ``(ctx, seconds) -> float``: a training run's time cap (the reference run and the runs
-  compared with it, the memorization runs, the LR range test): its default for an epoch of 90 s or more,
+  compared with it, the memorization runs, the LR range test): its default for an epoch of a minute or more,
   shorter in proportion below, at least :data:`MIN_CAP_S`.
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
   of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
@@ -36,7 +36,7 @@ FLOOR_S = 8.0
 CEILING_S = 45.0
 #: The training probes' time caps are their defaults when one epoch is estimated at this many seconds or more,
 #: shorter in proportion for a cheaper epoch ...
-FULL_CAPS_EPOCH_S = 90.0
+FULL_CAPS_EPOCH_S = 60.0
 #: ... but never below this (seconds; or the default cap when that is smaller). A check whose verdict the short
 #: run cannot decide runs again at the default cap (label-shuffle: ``reference_plan(ctx, full=True)``): PyTorch's
 #: MNIST example on 2000 digits with the images permuted is "inconclusive" at 2 s and SC201 at 10 s.
