@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.probing.trainer import flush_denormal, rounded
+from sanitycheck.probing.numerics import flush_denormal
+from sanitycheck.probing.trainer import rounded
 
 #: Layers that legitimately mix samples in train mode (they use batch statistics).
 BATCH_STAT_LAYERS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",

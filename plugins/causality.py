@@ -77,7 +77,7 @@ class Causality(Check):
         import torch
 
         from sanitycheck.probing.inputgrad import InputGradUnavailable, first_tensor, input_grad_pass
-        from sanitycheck.probing.trainer import flush_denormal
+        from sanitycheck.probing.numerics import flush_denormal
 
         if ctx.task != "sequence":
             self.skip(f"task: {ctx.task}: outputs have no positions (the probe runs for task: sequence)")

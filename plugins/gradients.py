@@ -154,7 +154,7 @@ class Gradients(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.probing.trainer import flush_denormal
+        from sanitycheck.probing.numerics import flush_denormal
 
         indices = ctx.sample_indices(ctx.train, settings.batch_size, "gradients")
         batch = ctx.batch(ctx.train, indices)

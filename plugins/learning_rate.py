@@ -187,7 +187,8 @@ class LearningRate(Check):
     def _range_test(self, ctx: Any, settings: Settings) -> RangeTest:
         import time
 
-        from sanitycheck.probing.trainer import flush_denormal, reference_plan
+        from sanitycheck.probing.numerics import flush_denormal
+        from sanitycheck.probing.trainer import reference_plan
 
         indices = reference_plan(ctx).train_indices
         steps = max(50, ctx.budget(settings.steps))

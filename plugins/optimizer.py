@@ -140,7 +140,7 @@ def _gradient_scale(ctx: Any, steps: int) -> tuple[float, float, float, int] | N
     optimizer after ``steps`` of the user's step at learning rate 0 (so nothing moves), over the entries of
     weight tensors (2+ dimensions) with v > 0. ``None`` when it cannot be read."""
 
-    from sanitycheck.probing.trainer import flush_denormal
+    from sanitycheck.probing.numerics import flush_denormal
 
     model = ctx.make_model("optimizer:probe")
     try:

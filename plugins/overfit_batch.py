@@ -98,7 +98,7 @@ class OverfitBatch(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
-        from sanitycheck.probing.trainer import flush_denormal
+        from sanitycheck.probing.numerics import flush_denormal
 
         # Never fewer steps at the fast profile: "cannot fit" needs the full budget to be a fair verdict, and a
         # pipeline that does fit stops early, so the budget only costs time when something is wrong.

@@ -320,7 +320,7 @@ def _rest_score(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cl
         total = float(((yv - yv.mean()) ** 2).sum())
         return 1 - float(((pred - yv) ** 2).sum()) / total if total > 0 else None
     from sanitycheck.probing.probes import fit_mlp, predict_proba
-    from sanitycheck.probing.trainer import flush_denormal
+    from sanitycheck.probing.numerics import flush_denormal
 
     with flush_denormal():
         model = fit_mlp(x.astype(np.float32), y, classes, epochs=30, hidden=0, seed=seed)

@@ -75,6 +75,7 @@ def run(
         for name in selected:
             progress(name, "queued")
     from sanitycheck.engine.progress import listening
+    from sanitycheck.engine.memory import trim
     from sanitycheck.engine.threads import policy, refresh
 
     ctx = None
@@ -109,6 +110,7 @@ def run(
                 current = (name, time.perf_counter())
                 result, found = _run_one(host, check, ctx, settings[name], check_timeout(cfg, settings[name]))
                 current = None
+                trim()  # what the check freed goes back to the OS: the next check's peak does not stack on it
                 results.append(result)
                 findings.extend(found)
                 done.add(name)

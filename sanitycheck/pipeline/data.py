@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data import default_collate
 
 from sanitycheck.engine.errors import UsageError
-from sanitycheck.pipeline.memory import empty_huge
+from sanitycheck.engine.memory import empty_huge
 from sanitycheck.pipeline.tensors import dtype_name, to_numpy
 
 #: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
@@ -272,7 +272,7 @@ def _read_pass(split: Split) -> DataPass:
     are the same either way (tests/test_embedding.py).
     """
     from sanitycheck.engine.progress import scan_progress
-    from sanitycheck.pipeline.memory import trim
+    from sanitycheck.engine.memory import trim
 
     start = time.perf_counter()
     acc = _Accumulator(split)

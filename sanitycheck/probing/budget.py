@@ -4,10 +4,11 @@ A pre-flight is only worth running when it costs less than the training it prote
 (``influence``'s out-of-fold classifiers, ``augmentation``'s with-augmentation training; the reference training
 they share) size their work to a share of one budget instead of fixed step counts:
 
-- :func:`epoch_seconds` ``(ctx) -> float``: one epoch over the training split, estimated from the user's
-  training step timed once per run (:func:`sanitycheck.probing.trainer.step_cost`, the measurement the reference
-  plan uses too: a fresh model, the user's ``train_step`` on batches of ``batch_size`` in the user's format on the
-  configured device, collation included, one warm-up step then two timed).
+- :func:`step_cost` ``(ctx, batch_size) -> StepCost``: the user's training step timed once per run and batch size
+  (:func:`measure_step_cost`: a fresh model, the user's ``train_step`` on batches in the user's format on the
+  configured device, collation included, one warm-up step then two timed, and one evaluation batch): the one
+  measurement the reference plan (:mod:`sanitycheck.probing.trainer`) and every budget here use.
+- :func:`epoch_seconds` ``(ctx) -> float``: one epoch over the training split at the config's batch size.
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: 30% of an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
 - :func:`time_cap` ``(ctx, seconds) -> float``: a training run's time cap (the reference run and the runs
@@ -28,7 +29,10 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 #: The budget is this share of an estimated epoch, within these bounds (seconds, default profile).
 EPOCH_SHARE = 0.3
@@ -45,12 +49,88 @@ MIN_CAP_S = 2.0
 NEVER_SHRINK_S = 3.0
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """What one training step and one evaluated sample cost on this machine, measured with the user's step."""
+
+    #: Seconds per step at any batch size (the step's fixed overhead) and per sample in a step.
+    base: float
+    per_sample: float
+    #: Seconds per sample of an evaluation (forward pass only).
+    eval_per_sample: float
+    #: True when the step raised at the smaller batch size (then only the config's batch size is used).
+    also_failed: bool = False
+
+    def step(self, batch_size: int) -> float:
+        return self.base + self.per_sample * batch_size
+
+
+def step_cost(ctx: Any, batch_size: int) -> StepCost:
+    """The user's step at ``batch_size`` on usable training samples, timed once per run and batch size: the one
+    measurement the reference plan and the probes' budgets (:mod:`sanitycheck.probing.budget`) share."""
+
+    def compute() -> StepCost:
+        pool = ctx.usable_indices(ctx.train)
+        if len(pool) == 0:
+            pool = np.arange(len(ctx.train))
+        return measure_step_cost(ctx, pool, min(batch_size, len(pool)), also=None)
+
+    return ctx.shared(f"trainer:step-cost:{batch_size}", compute)
+
+
+def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
+    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
+    at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
+    import torch
+
+    rng = ctx.rng("trainer:timing")
+    from sanitycheck.probing.numerics import flush_denormal
+
+    with flush_denormal():
+        model = ctx.make_model("trainer:timing")
+        if not any(p.requires_grad for p in model.parameters()):  # as in train(): nothing can train, nothing to time
+            from sanitycheck.engine.errors import SkipCheck
+
+            raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
+        optimizer = ctx.make_optimizer(model)
+
+        def timed(size: int, repeats: int) -> float:
+            spent = 0.0
+            for _ in range(repeats):
+                start = time.perf_counter()
+                ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
+                if ctx.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+                    torch.cuda.synchronize(ctx.device)
+                spent += time.perf_counter() - start
+            return spent / repeats
+
+        timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
+        big = timed(batch_size, 2)
+        small, failed = None, False
+        if also is not None:
+            try:
+                small = timed(also, 2)
+            except Exception:  # e.g. a model that hard-codes its batch size: never shrink the batch
+                failed = True
+        chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
+        start = time.perf_counter()
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
+        model.train(was)
+        per_eval = (time.perf_counter() - start) / len(chunk)
+    if small is None or also is None or also >= batch_size:
+        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed)
+    per_sample = max(0.0, (big - small) / (batch_size - also))
+    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
+
+
 def epoch_seconds(ctx: Any) -> float:
     """Estimated seconds of one epoch of the user's training: the user's step at the config's batch size
-    (:func:`sanitycheck.probing.trainer.step_cost`, timed once per run and shared with the reference plan) times
+    (:func:`step_cost`, timed once per run and shared with the reference plan) times
     the steps of one pass over the training split; 0 when the model cannot be trained (nothing to time)."""
     from sanitycheck.engine.errors import SkipCheck
-    from sanitycheck.probing.trainer import step_cost
 
     size = max(1, min(ctx.config.batch_size, len(ctx.train)))
     try:
@@ -114,4 +194,5 @@ def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: 
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
 
 
-__all__ = ["epoch_seconds", "budget_seconds", "time_cap", "fit_budget", "mlp_step_seconds"]
+__all__ = ["StepCost", "step_cost", "measure_step_cost", "epoch_seconds", "budget_seconds", "time_cap", "fit_budget",
+           "mlp_step_seconds"]

@@ -2,7 +2,7 @@
 
 ``influence`` (out-of-fold probabilities for label issues) and ``augmentation`` (can augmented inputs be told
 from real ones?) train many tiny models on a few dozen features. Such models are dominated by per-call
-overhead; they run with denormals flushed (see :func:`sanitycheck.probing.trainer.flush_denormal`) and the
+overhead; they run with denormals flushed (see :func:`sanitycheck.probing.numerics.flush_denormal`) and the
 run's one thread policy (:mod:`sanitycheck.engine.threads`).
 """
 
@@ -67,7 +67,7 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
         fold[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
     proba = np.zeros((len(y), classes), dtype=np.float32)
     extra = np.full((folds, 0 if also is None else len(also), classes), np.nan, dtype=np.float32)
-    from sanitycheck.probing.trainer import flush_denormal
+    from sanitycheck.probing.numerics import flush_denormal
 
     with flush_denormal():
         for k in range(folds):

@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sanitycheck.pipeline.data import replace_in_batch  # noqa: F401  (part of this module's API)
+from sanitycheck.probing.budget import StepCost, measure_step_cost, step_cost
+from sanitycheck.probing.numerics import flush_denormal
 
 if TYPE_CHECKING:
     from torch import nn
@@ -176,30 +177,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-_flush_depth = 0
-
-
-@contextmanager
-def flush_denormal() -> Iterator[None]:
-    """Treat denormal floats as zero while a probe trains (restored afterwards; nested uses are fine).
-
-    Adam's second-moment estimates of near-zero gradients (e.g. the weights of always-zero pixels) become
-    denormal numbers, and denormal arithmetic is 10-50x slower on x86 CPUs: measured 3.8 s instead of 0.25 s
-    for 300 steps of a small MLP on digits. Values that small do not change what a probe concludes.
-    """
-    import torch
-
-    global _flush_depth
-    supported = torch.set_flush_denormal(True) if _flush_depth == 0 else True
-    _flush_depth += 1
-    try:
-        yield
-    finally:
-        _flush_depth -= 1
-        if _flush_depth == 0 and supported:
-            torch.set_flush_denormal(False)
-
 
 def rounded(value: float | None) -> float | None:
     """A float for the JSON evidence: 6 significant digits, ``None`` for NaN/Inf."""
@@ -426,22 +403,6 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
 
 
 @dataclass(frozen=True)
-class StepCost:
-    """What one training step and one evaluated sample cost on this machine, measured with the user's step."""
-
-    #: Seconds per step at any batch size (the step's fixed overhead) and per sample in a step.
-    base: float
-    per_sample: float
-    #: Seconds per sample of an evaluation (forward pass only).
-    eval_per_sample: float
-    #: True when the step raised at the smaller batch size (then only the config's batch size is used).
-    also_failed: bool = False
-
-    def step(self, batch_size: int) -> float:
-        return self.base + self.per_sample * batch_size
-
-
-@dataclass(frozen=True)
 class Plan:
     """The standard subset and budget of the reference model (and of probes that compare against it)."""
 
@@ -558,65 +519,6 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
 
 def _subset(ctx: PipelineContext, indices: np.ndarray, n: int, tag: str) -> np.ndarray:
     return indices if n >= len(indices) else np.sort(ctx.rng(tag).choice(indices, size=n, replace=False))
-
-
-def step_cost(ctx: PipelineContext, batch_size: int) -> StepCost:
-    """The user's step at ``batch_size`` on usable training samples, timed once per run and batch size: the one
-    measurement the reference plan and the probes' budgets (:mod:`sanitycheck.probing.budget`) share."""
-
-    def compute() -> StepCost:
-        pool = ctx.usable_indices(ctx.train)
-        if len(pool) == 0:
-            pool = np.arange(len(ctx.train))
-        return measure_step_cost(ctx, pool, min(batch_size, len(pool)), also=None)
-
-    return ctx.shared(f"trainer:step-cost:{batch_size}", compute)
-
-
-def measure_step_cost(ctx: PipelineContext, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
-    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
-    at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
-    import torch
-
-    rng = ctx.rng("trainer:timing")
-    with flush_denormal():
-        model = ctx.make_model("trainer:timing")
-        if not any(p.requires_grad for p in model.parameters()):  # as in train(): nothing can train, nothing to time
-            from sanitycheck.engine.errors import SkipCheck
-
-            raise SkipCheck("the model has no trainable parameters, so it cannot be trained (overfit-batch reports SC304)")
-        optimizer = ctx.make_optimizer(model)
-
-        def timed(size: int, repeats: int) -> float:
-            spent = 0.0
-            for _ in range(repeats):
-                start = time.perf_counter()
-                ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
-                if ctx.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
-                    torch.cuda.synchronize(ctx.device)
-                spent += time.perf_counter() - start
-            return spent / repeats
-
-        timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
-        big = timed(batch_size, 2)
-        small, failed = None, False
-        if also is not None:
-            try:
-                small = timed(also, 2)
-            except Exception:  # e.g. a model that hard-codes its batch size: never shrink the batch
-                failed = True
-        chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
-        start = time.perf_counter()
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
-        model.train(was)
-        per_eval = (time.perf_counter() - start) / len(chunk)
-    if small is None or also is None or also >= batch_size:
-        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed)
-    per_sample = max(0.0, (big - small) / (batch_size - also))
-    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
 
 
 def eval_split_of(ctx: PipelineContext, plan: Plan) -> Split:

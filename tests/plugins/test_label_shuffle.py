@@ -121,10 +121,11 @@ def test_statistics_are_calibrated_on_clustered_random_predictions():
 
 def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: float = 0.0005):
     """Make the trainer believe each step costs ``base + per_sample * batch`` seconds (the plan is fitted to it)."""
-    from sanitycheck.probing import trainer
+    from sanitycheck.probing import budget, trainer
 
-    monkeypatch.setattr(trainer, "measure_step_cost",
-                        lambda *a, **k: trainer.StepCost(base, per_sample, eval_per_sample))
+    fake = lambda *a, **k: budget.StepCost(base, per_sample, eval_per_sample)  # noqa: E731
+    monkeypatch.setattr(trainer, "measure_step_cost", fake)
+    monkeypatch.setattr(budget, "measure_step_cost", fake)
 
 
 @pytest.mark.parametrize("permute", [True, False])
