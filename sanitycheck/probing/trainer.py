@@ -66,8 +66,6 @@ REFERENCE_TRACK_SAMPLES = 256
 #: shrinks the batch, how often it aims to show each training sample, and the least steps, training samples and
 #: held-out samples of a run that can decide anything.
 PLAN_SHARE = 0.6
-#: The reference cap is shortened for a cheap epoch (budget.time_cap) down to this share of its default.
-REFERENCE_MIN_SHARE = 0.5
 MIN_BATCH = 8
 TARGET_STEPS = 150
 TARGET_EPOCHS = 6
@@ -472,9 +470,7 @@ def reference_plan(ctx: PipelineContext, full: bool = False) -> Plan:
                     shortened=seconds < default)
         return fit_plan(ctx, plan)
 
-    # at least half the default: shorter, a clean real pipeline (PyTorch's MNIST example, 60k digits) was sometimes
-    # undecided and paid for the full-cap retry on top (33.4 s instead of 28.7 s for the whole suite)
-    short = ctx.shared("trainer:plan", lambda: compute(time_cap(ctx, default, minimum=REFERENCE_MIN_SHARE * default)))
+    short = ctx.shared("trainer:plan", lambda: compute(time_cap(ctx, default)))
     if full and short.shortened:
         return ctx.shared("trainer:plan:full", lambda: compute(default))
     return short
