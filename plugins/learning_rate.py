@@ -11,6 +11,7 @@ of the range test but trains well is not called wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,7 @@ class RangeTest:
     steepest: float | None  # geometric center of the steepest one-decade window
     steepest_window: tuple[float, float] | None
     stopped: str  # "diverged", "nonfinite", "max_lr", "seconds", "error: ..."
+    cap: float = math.nan  # the time cap it ran under (seconds)
 
     @property
     def drop(self) -> float:
@@ -131,7 +133,7 @@ class LearningRate(Check):
             yield self.finding(
                 "SC1303", f"The LR range test reached only lr {test.lrs[-1]:.2g} in {len(test.lrs)} step"
                 f"{'s' if len(test.lrs) > 1 else ''} before its "
-                f"time cap ({time_cap(ctx, settings.seconds * ctx.scale):.3g} s): no verdict on the learning rate {lr:g}.",
+                f"time cap ({test.cap:.3g} s): no verdict on the learning rate {lr:g}.",
                 evidence=evidence, fix="Raise checks.learning-rate.seconds, run with --profile thorough, or on a GPU.")
             return
         if not math.isfinite(test.drop) or test.drop < 0.1 * abs(test.initial) or test.steepest is None:
@@ -204,7 +206,7 @@ class LearningRate(Check):
         queue = np.array([], dtype=np.int64)
         losses: list[float] = []
         stopped, ema, best = "max_lr", None, math.inf
-        start, cap = time.perf_counter(), time_cap(ctx, settings.seconds * ctx.scale)
+        start, cap = time.perf_counter(), time_cap(ctx, settings.seconds * ctx.scale, steps, size)
         with flush_denormal():
             for i, lr in enumerate(lrs):
                 for group in optimizer.param_groups:
@@ -231,7 +233,7 @@ class LearningRate(Check):
                 if time.perf_counter() - start > cap and i + 1 < steps:
                     stopped = "seconds"
                     break
-        return _analyze(lrs[:len(losses)], np.array(losses, dtype=np.float64), stopped)
+        return dataclasses.replace(_analyze(lrs[:len(losses)], np.array(losses, dtype=np.float64), stopped), cap=cap)
 
     def _reference(self, ctx: Any, test: RangeTest, settings: Settings) -> dict[str, Any]:
         """How the shared reference run (the configured LR) went, measured against the range test's losses."""

@@ -83,7 +83,7 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
     subset = ctx.sample_indices(ctx.train, plan.memorize_samples, "label-shuffle:memorize")
     steps = ctx.budget(plan.memorize_steps, minimum=20)
     threshold = plan.fit_accuracy if ctx.task == "classification" else plan.fit_r2
-    common = dict(steps=steps, seconds=time_cap(ctx, plan.memorize_seconds * ctx.scale), tag="label-shuffle:memorize",
+    common = dict(steps=steps, seconds=time_cap(ctx, plan.memorize_seconds * ctx.scale, steps), tag="label-shuffle:memorize",
                   fit_threshold=threshold, fit_every=5, evaluate_train=False)
     real = train(ctx, ctx.train, subset, **common)
     base = dict(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=real.steps_to_fit,

@@ -32,6 +32,7 @@ of steps instead of a time cap.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -466,9 +467,12 @@ def reference_plan(ctx: PipelineContext, full: bool = False) -> Plan:
             pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
             n_eval = min(n_eval, len(pool) // 4)
             train_idx, eval_idx = np.sort(pool[n_eval:n_eval + n_train]), np.sort(pool[:n_eval])
-        plan = Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, seconds,
-                    shortened=seconds < default)
-        return fit_plan(ctx, plan)
+        plan = fit_plan(ctx, Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, seconds,
+                                  shortened=seconds < default))
+        if plan.shortened and not plan.fitted:  # the default work fits the short cap: nothing was cut, and the
+            # default cap stays as the guard (a guard close to the work binds on a loaded machine; see time_cap)
+            plan = dataclasses.replace(plan, seconds=default, shortened=False)
+        return plan
 
     short = ctx.shared("trainer:plan", lambda: compute(time_cap(ctx, default)))
     if full and short.shortened:
@@ -479,7 +483,6 @@ def reference_plan(ctx: PipelineContext, full: bool = False) -> Plan:
 def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
     """``plan`` as it is when its budget fits the time cap, else fitted to the measured step cost (see
     :func:`reference_plan`)."""
-    import dataclasses
 
     size = max(1, min(ctx.config.batch_size, len(plan.train_indices)))
     share = PLAN_SHARE * plan.seconds
