@@ -101,8 +101,7 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
             for _ in range(repeats):
                 start = time.perf_counter()
                 ctx.step(model, optimizer, ctx.batch(ctx.train, np.sort(rng.choice(indices, size, replace=False))))
-                if ctx.device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
-                    torch.cuda.synchronize(ctx.device)
+                _sync(ctx)  # CUDA kernels run asynchronously: wait for them before reading the clock
                 spent += time.perf_counter() - start
             return spent / repeats
 
