@@ -73,8 +73,7 @@ CODES = (
         "losses (sequences, regression), test (1) also needs a gain of at least min_loss_gain = 1% of the other "
         "model's mean loss: with thousands of token positions a 0.1% gain is significant and means nothing. Budget: when a "
         "quick timing of your step says the default budget would take more than 60% of the time cap (10 s at the "
-        "default profile; shorter when one epoch of your training is estimated under a minute, and then a result that "
-        "budget cannot decide is tried again at 10 s before it is called inconclusive), the budget follows the measured step cost instead: smaller batches (down to 8), as "
+        "default profile), the budget follows the measured step cost instead: smaller batches (down to 8), as "
         "many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
         "held-out subset whose evaluation takes at most 15% of the time (at least 128). On such a fitted budget "
         "the error needs two more things, else it is SC205: (a) proof that the model trained: it fits its own "
@@ -185,62 +184,57 @@ class LabelShuffle(Check):
         targets = ctx.train.data_pass().targets
         if targets is None:
             self.skip("the training targets do not share one shape, so they cannot be permuted")
-        # A cheap epoch shortens the reference budget (sanitycheck.probing.budget.time_cap); a "not learned" that
-        # budget cannot decide is tried once more at the profile's full budget before it is called inconclusive.
-        for full in (False, True):
-            plan = reference_plan(ctx, full)
-            if len(plan.train_indices) < MIN_TRAIN_SAMPLES:
-                self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "
-                          f"{len(plan.train_indices)}): below that, real and shuffled labels are both memorized and the "
-                          "tests cannot tell them apart")
-            if len(plan.eval_indices) < MIN_EVAL_SAMPLES:
-                self.skip(f"needs at least {MIN_EVAL_SAMPLES} held-out samples to compare scores on (has "
-                          f"{len(plan.eval_indices)})")
-            real = reference_model(ctx, full)
-            if real.stopped == "nonfinite":
-                self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")
-            evaluation_split = eval_split_of(ctx, plan)
-            common = dict(steps=real.steps, tag="trainer:reference", batch_size=plan.batch_size,
-                          eval_split=evaluation_split, eval_indices=plan.eval_indices, evaluate_train=False)
-            labels = targets[plan.train_indices]
-            shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
-                             **common)
-            first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
-            # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
-            zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
-            zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
-                if zeroable else None
+        plan = reference_plan(ctx)
+        if len(plan.train_indices) < MIN_TRAIN_SAMPLES:
+            self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "
+                      f"{len(plan.train_indices)}): below that, real and shuffled labels are both memorized and the "
+                      "tests cannot tell them apart")
+        if len(plan.eval_indices) < MIN_EVAL_SAMPLES:
+            self.skip(f"needs at least {MIN_EVAL_SAMPLES} held-out samples to compare scores on (has "
+                      f"{len(plan.eval_indices)})")
+        real = reference_model(ctx)
+        if real.stopped == "nonfinite":
+            self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")
+        evaluation_split = eval_split_of(ctx, plan)
+        common = dict(steps=real.steps, tag="trainer:reference", batch_size=plan.batch_size,
+                      eval_split=evaluation_split, eval_indices=plan.eval_indices, evaluate_train=False)
+        labels = targets[plan.train_indices]
+        shuffled = train(ctx, ctx.train, plan.train_indices, labels=ctx.rng("label-shuffle:permute").permutation(labels),
+                         **common)
+        first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
+        # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
+        zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
+        zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
+            if zeroable else None
 
-            r, s = real.eval, shuffled.eval
-            chance = _chance(s)
-            scores = {"real": rounded(r.score), "shuffled": rounded(s.score), "chance": rounded(chance),
-                      "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}
-            base = {
-                "metric": r.metric, "scores": scores, "train_samples": len(plan.train_indices), "steps": real.steps,
-                "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha, "budget": plan.describe(),
-                "loss_curve_real": thin_curve(real.losses, 50), "loss_curve_shuffled": thin_curve(shuffled.losses, 50),
-            }
-            trained, fit_evidence = fits_training_samples(real, settings.alpha)
-            if plan.fitted:
-                base["fits_training_samples"] = fit_evidence
-            rng = ctx.rng("label-shuffle:test")
-            p_shuffled, test = _practical(*better(r, s, rng, settings.permutations), r, s, "labels", settings)
-            p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
-            p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
-            leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
-            p_zero, ztest = _practical(*better(r, zeroed.eval, rng, settings.permutations), r, zeroed.eval, "inputs",
-                                       settings) if zeroed is not None else (0.0, "")
-            # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
-            undecided = _undecided(real, plan, trained)
-            not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
-            if not_learned and undecided is None and plan.fitted:  # a short budget: do the inputs predict the labels?
-                signal = input_label_signal(ctx, targets, settings.alpha)
-                if signal is not None:
-                    base["input_label_signal"] = signal
-                    if signal["predictable"]:
-                        undecided = "predictable"
-            if full or not (not_learned and undecided) or not plan.shortened:
-                break
+        r, s = real.eval, shuffled.eval
+        chance = _chance(s)
+        scores = {"real": rounded(r.score), "shuffled": rounded(s.score), "chance": rounded(chance),
+                  "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}
+        base = {
+            "metric": r.metric, "scores": scores, "train_samples": len(plan.train_indices), "steps": real.steps,
+            "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha, "budget": plan.describe(),
+            "loss_curve_real": thin_curve(real.losses, 50), "loss_curve_shuffled": thin_curve(shuffled.losses, 50),
+        }
+        trained, fit_evidence = fits_training_samples(real, settings.alpha)
+        if plan.fitted:
+            base["fits_training_samples"] = fit_evidence
+        rng = ctx.rng("label-shuffle:test")
+        p_shuffled, test = _practical(*better(r, s, rng, settings.permutations), r, s, "labels", settings)
+        p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
+        p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
+        leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
+        p_zero, ztest = _practical(*better(r, zeroed.eval, rng, settings.permutations), r, zeroed.eval, "inputs",
+                                   settings) if zeroed is not None else (0.0, "")
+        # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
+        undecided = _undecided(real, plan, trained)
+        not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
+        if not_learned and undecided is None and plan.fitted:  # a short budget: do the inputs predict the labels?
+            signal = input_label_signal(ctx, targets, settings.alpha)
+            if signal is not None:
+                base["input_label_signal"] = signal
+                if signal["predictable"]:
+                    undecided = "predictable"
         fitted_note = ""
         if plan.fitted and not undecided:
             fit, signal = base["fits_training_samples"], base.get("input_label_signal")
@@ -260,7 +254,7 @@ class LabelShuffle(Check):
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
         elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
-            yield self._inconclusive(ctx, real, plan, r, s, base, undecided)
+            yield self._inconclusive(real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
@@ -277,7 +271,7 @@ class LabelShuffle(Check):
         if zeroed is not None:
             if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
-                    yield self._inconclusive(ctx, real, plan, r, zeroed.eval, base, undecided)
+                    yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
             elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
@@ -288,12 +282,12 @@ class LabelShuffle(Check):
                 )
         yield from self._memorization(ctx, settings, targets)
 
-    def _inconclusive(self, ctx: Any, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
+    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
         """SC205: the comparison run is not clearly better, and the training cannot support a verdict."""
         scale = "x" if plan.batch_size is None else f" of batch {plan.batch_size}"
         if why == "budget":
             step = plan.cost.step(plan.batch_size or 1)
-            cap = _thorough_cap(ctx)
+            cap = _thorough_cap()
             thorough = plan.seconds < cap and plan.needs_seconds <= cap
             hint = ("--profile thorough (4x the time cap) would give it that" if thorough else
                     "that is more than even --profile thorough allows here: run on a GPU (device: cuda), or with a "
@@ -424,8 +418,8 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05)}
 
 
-def _thorough_cap(ctx: Any) -> float:
-    """The reference run's time cap at the thorough profile (for this pipeline's estimated epoch)."""
+def _thorough_cap() -> float:
+    """The reference run's time cap at the thorough profile."""
     from sanitycheck.engine.config import PROFILES
     from sanitycheck.probing import trainer
 

@@ -45,6 +45,5 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     assert budget_seconds(ctx) == FLOOR_S  # a cheap epoch: the floor
     assert time_cap(ctx, 10.0) == MIN_CAP_S and time_cap(ctx, 1.0) == 1.0  # shortened, never above the default
     assert time_cap(ctx, 10.0, steps=300) == 10.0  # 300 cheap steps fit the short cap: the default stays the guard
-    plan = reference_plan(ctx)  # likewise: nothing to cut, so no shorter cap
-    assert not plan.fitted and not plan.shortened and plan.seconds == 10.0 and reference_plan(ctx, full=True) is plan
+    assert reference_plan(ctx).seconds == 10.0  # the randomization test's budget is never shortened
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0

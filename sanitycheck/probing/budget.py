@@ -11,9 +11,10 @@ they share) size their work to a share of one budget instead of fixed step count
 - :func:`epoch_seconds` ``(ctx) -> float``: one epoch over the training split at the config's batch size.
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: 30% of an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
-- :func:`time_cap` ``(ctx, seconds) -> float``: a training run's time cap (the reference run and the runs
-  compared with it, the memorization runs, the LR range test): its default for an epoch of a minute or more,
-  shorter in proportion below, at least :data:`MIN_CAP_S`.
+- :func:`time_cap` ``(ctx, seconds, steps) -> float``: a training run's time cap (the memorization runs, the LR
+  range test): its default for an epoch of a minute or more, shorter in proportion below, at least
+  :data:`MIN_CAP_S`. Not the reference run's: label-shuffle's verdicts need its full budget (a 2 s cap let
+  PyTorch's MNIST example with permuted images pass in one run of three).
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
   of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
   its verdict needs. Work whose default costs less than :data:`NEVER_SHRINK_S` is never shrunk: small
@@ -41,9 +42,7 @@ CEILING_S = 45.0
 #: The training probes' time caps are their defaults when one epoch is estimated at this many seconds or more,
 #: shorter in proportion for a cheaper epoch ...
 FULL_CAPS_EPOCH_S = 60.0
-#: ... but never below this (seconds; or the default cap when that is smaller). A check whose verdict the short
-#: run cannot decide runs again at the default cap (label-shuffle: ``reference_plan(ctx, full=True)``): PyTorch's
-#: MNIST example on 2000 digits with the images permuted is "inconclusive" at 2 s and SC201 at 10 s.
+#: ... but never below this (seconds; or the default cap when that is smaller).
 MIN_CAP_S = 2.0
 #: A run whose default work fits in this share of its short cap keeps its default cap (see time_cap).
 SAFE_SHARE = 0.6
