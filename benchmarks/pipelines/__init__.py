@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+CASES = ROOT / "benchmarks" / "cases"
 DATA = Path(os.environ.get("SANITYCHECK_DATA", ROOT.parent / "shared" / "data"))
 if not DATA.exists():
     DATA = Path("/work/shared/data")

@@ -8,26 +8,31 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from conftest import CASES, codes, loud
 
-SPEC = importlib.util.spec_from_file_location("mnist_example", CASES / "mnist-net-clean" / "pipeline.py")
-example = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(example)
+import mnistkit as example  # benchmarks/cases/mnistkit.py (conftest puts benchmarks/cases on sys.path)
+
 pytestmark = pytest.mark.skipif(not example.MNIST.is_file(), reason="../shared/data/mnist.npz is absent")
+
+
+def bug_case(name: str):
+    """The pipeline module of benchmarks/cases/mnist-net-<name>: the bug as planted there."""
+    spec = importlib.util.spec_from_file_location(f"mnist_net_{name.replace('-', '_')}", CASES / f"mnist-net-{name}" /
+                                                  "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TRAIN, TEST = 2000, 500
 
 
 def loaders(permute_images=False):
-    (x, y), (xt, yt) = example.load_mnist()
-    x, y, xt, yt = x[:TRAIN], y[:TRAIN], xt[:TEST], yt[:TEST]
+    (x, y), test = example.load_mnist(TRAIN, TEST)
     if permute_images:
         x = x[np.random.default_rng(0).permutation(len(x))]  # BUG: the labels stay where they were
-    return (torch.utils.data.DataLoader(example.MNISTDataset(x, y), batch_size=64, shuffle=True),
-            torch.utils.data.DataLoader(example.MNISTDataset(xt, yt), batch_size=1000))
+    return example.loaders((x, y), test)
 
 
 def run(run_pipeline, only, permute_images=False, model=None, train_step=None, **config):
@@ -54,31 +59,13 @@ def test_clean_example_is_quiet(run_pipeline):
     assert "SC205" not in codes(report)  # a verdict, not "inconclusive"
 
 
-def step_without_zero_grad(model, batch, loss_fn, optimizer):
-    data, target = batch
-    model.train()
-    output = model(data)  # BUG: optimizer.zero_grad() is missing
-    loss = F.nll_loss(output, target)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
 def test_train_loop_without_zero_grad(run_pipeline):
-    report = run(run_pipeline, ["gradients"], train_step=step_without_zero_grad)
+    report = run(run_pipeline, ["gradients"], train_step=bug_case("no-zero-grad").train_step)
     finding = next(f for f in report.findings if f.code == "SC1008")
     assert finding.severity == "error" and report.exit_code() == 1
 
 
-class RawScoresNet(example.Net):
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
-        x = self.dropout1(x)
-        x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
-        return self.fc2(x)  # BUG: no F.log_softmax, yet the loss is F.nll_loss
-
-
 def test_nll_loss_fed_raw_scores(run_pipeline):
-    report = run(run_pipeline, ["overfit-batch", "init-loss"], model=RawScoresNet)
+    report = run(run_pipeline, ["overfit-batch", "init-loss"], model=bug_case("nll-raw-logits").Net)
     assert {"SC305", "SC902"} <= codes(report, at_least="error")
     assert report.findings[0].severity == "error" and "SC301" not in codes(report)
