@@ -366,16 +366,7 @@ def _neighbor_proba(ctx: Any, targets: np.ndarray, usable: np.ndarray, classes: 
         nb = split_neighbors(ctx, ctx.train)
     except Exception:  # no embedding: the MLP's probabilities alone
         return None
-    labels = np.asarray(targets).astype(np.int64)
-    valid = np.zeros(len(labels), dtype=bool)
-    valid[usable] = True
-    counts = np.zeros((len(usable), classes), dtype=np.float32)
-    rows = nb.inverse[usable]
-    for j in range(nb.idx.shape[1]):
-        cell = nb.idx[rows, j]
-        member = np.where(cell >= 0, nb.unique[np.maximum(cell, 0)], 0)
-        ok = (cell >= 0) & valid[member]
-        np.add.at(counts, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+    counts = nb.label_votes(np.asarray(targets).astype(np.int64), usable, classes)
     return (counts + 0.1) / (counts.sum(1, keepdims=True) + 0.1 * classes)
 
 

@@ -398,15 +398,7 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
     classes = int(labels[usable].max()) + 1 if len(usable) else 0
     if len(usable) < 20 or classes < 2:
         return None
-    valid = np.zeros(len(labels), dtype=bool)
-    valid[usable] = True
-    votes = np.zeros((len(usable), classes))
-    rows = nb.inverse[usable]
-    for j in range(nb.idx.shape[1]):
-        cell = nb.idx[rows, j]
-        member = np.where(cell >= 0, nb.unique[np.maximum(cell, 0)], 0)
-        ok = (cell >= 0) & valid[member]
-        np.add.at(votes, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+    votes = nb.label_votes(labels, usable, classes)
     voted = votes.sum(1) > 0
     hits = int((votes[voted].argmax(1) == labels[usable][voted]).sum())
     n = int(voted.sum())

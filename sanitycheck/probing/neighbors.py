@@ -211,6 +211,22 @@ class SplitNeighbors:
         """
         return kth_distance(self.dist, k)
 
+    def label_votes(self, labels: np.ndarray, samples: np.ndarray, classes: int) -> np.ndarray:
+        """``(len(samples), classes)``: for each dataset index in ``samples``, how many of its distinct neighbours
+        carry each label, counting only neighbours (by their first dataset index) that are themselves in
+        ``samples`` (leave-one-out: a sample is not its own neighbour). Shared by ``influence`` (neighbour label
+        frequencies) and ``label-shuffle`` (do the inputs predict the labels?)."""
+        member_of = np.zeros(len(labels), dtype=bool)
+        member_of[samples] = True
+        votes = np.zeros((len(samples), classes), dtype=np.float32)
+        rows = self.inverse[samples]
+        for j in range(self.idx.shape[1]):
+            cell = self.idx[rows, j]
+            member = np.where(cell >= 0, self.unique[np.maximum(cell, 0)], 0)
+            ok = (cell >= 0) & member_of[member]
+            np.add.at(votes, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
+        return votes
+
 
 def kth_distance(dist: np.ndarray, k: int) -> np.ndarray:
     """Per row of a :func:`knn` distance matrix, the distance to the ``k``-th neighbour (the farthest found when
