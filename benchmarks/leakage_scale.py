@@ -37,13 +37,13 @@ if not DATA.exists():
     DATA = Path("/work/shared/data")
 
 
-def _fashion():
+def fashion_arrays():
     rd = lambda f, off: np.frombuffer(gzip.open(DATA / "fashion_mnist" / f).read(), np.uint8, offset=off)  # noqa: E731
     return (rd("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), rd("train-labels-idx1-ubyte.gz", 8),
             rd("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), rd("t10k-labels-idx1-ubyte.gz", 8))
 
 
-def _mnist():
+def mnist_arrays():
     m = np.load(DATA / "mnist.npz")
     return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
 
@@ -162,7 +162,7 @@ def _kinds(args: argparse.Namespace) -> list[str] | None:
 def scenario(name: str, args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     if name == "cifar":
-        xtr, ytr, xte, yte = _fashion()
+        xtr, ytr, xte, yte = fashion_arrays()
         train_x, train_y = _colourize(xtr[:50000], rng), ytr[:50000]
         val_x, val_y = _colourize(xte, rng), yte
         val_x, src, used = _plant(train_x, val_x, args.planted, rng, _kinds(args))
@@ -170,7 +170,7 @@ def scenario(name: str, args: argparse.Namespace) -> dict:
         val_y[: args.planted] = train_y[src]
     elif name == "mnist":
         # near copies of MNIST *test* images planted into *train*: validation = the real test split
-        xtr, ytr, xte, yte = _mnist()
+        xtr, ytr, xte, yte = mnist_arrays()
         train_x, train_y, val_x, val_y = xtr.copy(), ytr.copy(), xte, yte
         targets = rng.choice(len(xte), size=args.planted, replace=False)
         slots = rng.choice(len(xtr), size=args.planted, replace=False)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
 import json
 import os
 import subprocess
@@ -313,22 +312,14 @@ def clean_splits() -> list[dict]:
     from torch.utils.data import TensorDataset
 
     import sanitycheck
-
-    def fashion():
-        rd = lambda f, off: np.frombuffer(gzip.open(DATA / "fashion_mnist" / f).read(), np.uint8, offset=off)  # noqa: E731
-        return (rd("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), rd("train-labels-idx1-ubyte.gz", 8),
-                rd("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), rd("t10k-labels-idx1-ubyte.gz", 8))
-
-    def mnist():
-        m = np.load(DATA / "mnist.npz")
-        return m["x_train"], m["y_train"], m["x_test"], m["y_test"]
+    from leakage_scale import fashion_arrays, mnist_arrays
 
     class ToFloat(torch.nn.Module):
         def forward(self, t):
             return t.float() / 255
 
     out = []
-    for name, get in (("mnist", mnist), ("fashion-mnist", fashion)):
+    for name, get in (("mnist", mnist_arrays), ("fashion-mnist", fashion_arrays)):
         xtr, ytr, xte, yte = get()
         ds = lambda a, b: TensorDataset(torch.from_numpy(a[:, None].copy()), torch.from_numpy(b.astype(np.int64)))  # noqa: E731
         start = time.perf_counter()
