@@ -1,6 +1,6 @@
 """Peer tools for benchmarks/near_duplicates.py, run in their own virtual environment (never our dependencies).
 
-    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install cleanlab fastdup imagededup cleanvision
+    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install 'cleanlab[datalab]' fastdup imagededup cleanvision
     /tmp/peers/bin/python benchmarks/near_duplicates_peers.py TOOL IMAGES.npy WORKDIR
 
 Reads ``IMAGES.npy`` ((n, 32, 32, 3) uint8), runs one tool with its documented defaults on all n images and prints

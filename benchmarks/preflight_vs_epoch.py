@@ -18,7 +18,7 @@ and the peak RSS after each check, and the load average (other work on a shared 
 augmentation), then cleanlab's ``Datalab`` ``near_duplicate`` issue check on the same images (their 8x8 area-averaged
 thumbnails as features: the same representation sanitycheck searches; reading and thumbnailing the images is
 *not* counted for cleanlab) in a scratch virtualenv (``python3 -m venv /tmp/cleanlab-venv &&
-/tmp/cleanlab-venv/bin/pip install cleanlab numpy scikit-learn``; never a dependency of ours).
+/tmp/cleanlab-venv/bin/pip install 'cleanlab[datalab]'``: ``Datalab`` needs the extra; never a dependency of ours).
 Data: ../shared/data (``SANITYCHECK_DATA`` overrides).
 """
 

@@ -303,7 +303,7 @@ def _time_copy(ctx: Any, loader: Any, batch_indices: list[int]) -> tuple[float, 
     import torch
 
     x = ctx.train.unpack(ctx.train.collate(batch_indices))[0]
-    if not isinstance(x, torch.Tensor):
+    if not isinstance(x, torch.Tensor) or x.device.type != "cpu":  # a dataset already on the GPU copies nothing
         return 0.0, 0.0
     x = x.contiguous()
     pinned = x.pin_memory()

@@ -308,6 +308,7 @@ def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:
         out = ctx.outputs(model.eval(), batch)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
         return None
+    out = out.float()  # a half-precision model's outputs: allclose needs one dtype
     probabilities = bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(out.sum(1), torch.ones(()), atol=1e-3)
     return math.log(1 + (out.shape[1] - 1) / math.e) if probabilities else None
 

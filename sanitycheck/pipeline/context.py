@@ -71,6 +71,8 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
                 raise ConfigError(f"loss: {loss_fn.__name__}() raised {type(exc).__name__}: {exc}") from exc
         if not callable(loss_fn):
             raise ConfigError(f"loss: {config.loss!r} is a {type(loss_fn).__name__}, not callable")
+        if isinstance(loss_fn, nn.Module):  # its tensors (CrossEntropyLoss(weight=...)) go where the model goes
+            loss_fn.to(device)
         optimizer_cls = resolve(config.optimizer.target, "optimizer.target", base)
         if not callable(optimizer_cls):
             raise ConfigError(f"optimizer.target: {config.optimizer.target!r} is not callable")

@@ -118,6 +118,7 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
         model.eval()
         with torch.no_grad():
             ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
+        _sync(ctx)  # CUDA queues the forward: stop the clock when it has run
         model.train(was)
         per_eval = (time.perf_counter() - start) / len(chunk)
     if small is None or also is None or also >= batch_size:

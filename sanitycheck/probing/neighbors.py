@@ -179,7 +179,13 @@ def _torch_search(q: np.ndarray, b: np.ndarray, k: int, device: Any) -> tuple[np
             _device_base = (b, device, bt, (bt * bt).sum(1))
         bt, bn = _device_base[2], _device_base[3]
         qt = torch.from_numpy(q).to(device)
-        d = ((qt * qt).sum(1)[:, None] + bn[None, :]).sub_(2.0 * (qt @ bt.T)).clamp_min_(0.0)
+        # full float32 products: with TF32 on (nanoGPT's train.py turns it on) a near copy's distance, ~1e-4, is noise
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            d = ((qt * qt).sum(1)[:, None] + bn[None, :]).sub_(2.0 * (qt @ bt.T)).clamp_min_(0.0)
+        finally:
+            torch.set_float32_matmul_precision(precision)
         v, i = d.topk(k, dim=1, largest=False)
         return v.cpu().numpy(), i.cpu().numpy()
 

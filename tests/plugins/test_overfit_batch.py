@@ -110,3 +110,18 @@ def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
         report = run_kind(run_pipeline, kind, seed=seed)
         assert not report.crashed
         assert not loud(report, "overfit-batch"), (kind, seed, [(f.code, f.message) for f in loud(report, "overfit-batch")])
+
+
+def test_softmax_cap_reads_half_precision_outputs():
+    """A float16 model's probabilities (common on a GPU) are compared in float32, not refused by allclose."""
+    from plugins.overfit_batch import _softmax_cap
+
+    class Ctx:
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        @staticmethod
+        def outputs(model, batch):
+            return model(batch)
+
+    probabilities = torch.randn(8, 5).softmax(1).half()
+    assert _softmax_cap(Ctx(), torch.nn.Identity(), probabilities) == pytest.approx(math.log(1 + 4 / math.e))
