@@ -13,6 +13,8 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.engine.threads import torch_threads
+from sanitycheck.probing.budget import mlp_threads
 from sanitycheck.probing.trainer import rounded as _r
 
 #: Thumbnails attached to a finding (they travel inside the JSON report).
@@ -114,10 +116,11 @@ class Influence(Check):
         neighbor_proba = _neighbor_proba(ctx, targets, usable, classes)
         val = _validation(ctx, features[usable], labels, classes)
         epochs, budget = _epochs(ctx, settings, len(usable), features.shape[1], classes)
-        result = label_issues(features[usable], labels, classes, folds=settings.folds, epochs=epochs,
-                              hidden=settings.hidden, seed=ctx.derived_seed("influence:folds"),
-                              neighbor_proba=neighbor_proba, val=val, alpha=settings.alpha,
-                              min_excess=settings.min_excess, device=ctx.device)
+        with torch_threads(mlp_threads(ctx, features.shape[1], settings.hidden, classes, MLP_BATCH)):
+            result = label_issues(features[usable], labels, classes, folds=settings.folds, epochs=epochs,
+                                  hidden=settings.hidden, seed=ctx.derived_seed("influence:folds"),
+                                  neighbor_proba=neighbor_proba, val=val, alpha=settings.alpha,
+                                  min_excess=settings.min_excess, device=ctx.device)
         own = result["own_errors"]
         chosen = result["listed"]
         if not len(chosen) or (own is not None and own["excess"] <= 0):

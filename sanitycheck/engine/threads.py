@@ -176,6 +176,26 @@ def refresh() -> int:
 
 
 @contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block and restored after it (0: left as they are).
+
+    Why: a training step of a small model (the digits example's MLP: 0.3 ms) is dispatch-bound, and a second
+    intra-op thread only adds synchronization; measured on the 2-core VM, the digits example's default suite took
+    6.0 s with 2 threads and 3.6 s with 1 (docs/benchmarks-speed.md). ``sanitycheck.probing.budget`` decides it
+    from the user's own step, timed both ways."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextmanager
 def policy() -> Iterator[Policy]:
     """The thread policy for the length of a run; torch's previous thread count is restored afterwards (the
     Python API runs in the user's own process)."""
@@ -193,4 +213,4 @@ def policy() -> Iterator[Policy]:
             torch.set_num_threads(before)
 
 
-__all__ = ["cpu_threads", "current_threads", "refresh", "policy", "Policy"]
+__all__ = ["cpu_threads", "current_threads", "refresh", "policy", "torch_threads", "Policy"]

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from sanitycheck.engine.threads import torch_threads
+
 #: The budget is this share of an estimated epoch, within these bounds (seconds, default profile).
 EPOCH_SHARE = 0.3
 FLOOR_S = 8.0
@@ -48,6 +50,12 @@ MIN_CAP_S = 2.0
 SAFE_SHARE = 0.6
 #: Work whose default costs less than this (seconds) keeps its default.
 NEVER_SHRINK_S = 3.0
+#: A step shorter than this (seconds) on the run's threads is dispatch-bound: it is also timed on one thread
+#: (enough steps to fill ONE_THREAD_PROBE_S each way), and training uses one thread when that is at least
+#: ONE_THREAD_GAIN faster (see :func:`training_threads`).
+SHORT_STEP_S = 0.01
+ONE_THREAD_PROBE_S = 0.05
+ONE_THREAD_GAIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,9 @@ class StepCost:
     eval_per_sample: float
     #: True when the step raised at the smaller batch size (then only the config's batch size is used).
     also_failed: bool = False
+    #: torch threads the user's model trains on: 1 when its short step was faster on one thread, else 0 (the
+    #: run's thread policy).
+    threads: int = 0
 
     def step(self, batch_size: int) -> float:
         return self.base + self.per_sample * batch_size
@@ -106,6 +117,14 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
 
         timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
         big = timed(batch_size, 2)
+        threads = 0
+        if big < SHORT_STEP_S and torch.get_num_threads() > 1 and getattr(ctx.device, "type", "cpu") == "cpu":
+            repeats = int(min(50, max(5, ONE_THREAD_PROBE_S / max(big, 1e-6))))
+            many = timed(batch_size, repeats)
+            with torch_threads(1):
+                one = timed(batch_size, repeats)
+            if one < ONE_THREAD_GAIN * many:
+                threads, big = 1, one
         small, failed = None, False
         if also is not None:
             try:
@@ -122,9 +141,21 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
         model.train(was)
         per_eval = (time.perf_counter() - start) / len(chunk)
     if small is None or also is None or also >= batch_size:
-        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed)
+        return StepCost(0.0, big / batch_size, per_eval, also_failed=failed, threads=threads)
     per_sample = max(0.0, (big - small) / (batch_size - also))
-    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval)
+    return StepCost(max(0.0, small - per_sample * also), per_sample, per_eval, threads=threads)
+
+
+def training_threads(ctx: Any) -> Any:
+    """A context in which the user's model trains on the threads its measured step ran fastest on
+    (:attr:`StepCost.threads`, timed at the config's batch size): one thread for a short, dispatch-bound step,
+    else the run's thread policy."""
+    size = max(1, min(ctx.config.batch_size, len(ctx.train)))
+    try:
+        threads = step_cost(ctx, size).threads
+    except Exception:  # nothing to time (an untrainable model): the training itself says why
+        threads = 0
+    return torch_threads(threads)
 
 
 def epoch_seconds(ctx: Any) -> float:
@@ -187,10 +218,22 @@ def fit_budget(seconds: float, per_unit: float, *, default: int, minimum: int) -
 
 def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int = 256) -> float:
     """Seconds of one Adam step of :func:`sanitycheck.probing.probes.fit_mlp`'s classifier (``dim`` inputs,
-    ``hidden`` units, ``classes`` outputs, ``batch_size`` rows) on the configured device; timed once per shape."""
+    ``hidden`` units, ``classes`` outputs, ``batch_size`` rows) on the configured device, on the threads of
+    :func:`mlp_threads`; timed once per shape."""
+    return _mlp_cost(ctx, dim, hidden, classes, batch_size)[0]
 
-    def compute() -> float:
+
+def mlp_threads(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int = 256) -> int:
+    """torch threads for :func:`~sanitycheck.probing.probes.fit_mlp`'s classifiers of this shape: 1 when their
+    step, timed both ways, is ONE_THREAD_GAIN faster on one thread than on the run's threads, else 0 (the run's
+    policy). Use with :func:`torch_threads`."""
+    return _mlp_cost(ctx, dim, hidden, classes, batch_size)[1]
+
+
+def _mlp_cost(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int) -> tuple[float, int]:
+    def compute() -> tuple[float, int]:
         import numpy as np
+        import torch
 
         from sanitycheck.probing.probes import fit_mlp
 
@@ -198,16 +241,26 @@ def mlp_step_seconds(ctx: Any, dim: int, hidden: int, classes: int, batch_size: 
         x = rng.standard_normal((batch_size * 4, dim)).astype(np.float32)
         y = rng.integers(0, classes, len(x))
         fit_mlp(x[:batch_size], y[:batch_size], classes, epochs=1, hidden=hidden, seed=0, device=ctx.device)
-        best = math.inf
-        for _ in range(2):
-            start = time.perf_counter()
-            fit_mlp(x, y, classes, epochs=2, hidden=hidden, seed=0, batch_size=batch_size, device=ctx.device)
-            _sync(ctx)
-            best = min(best, (time.perf_counter() - start) / 8)
-        return best
+
+        def timed() -> float:
+            best = math.inf
+            for _ in range(2):
+                start = time.perf_counter()
+                fit_mlp(x, y, classes, epochs=2, hidden=hidden, seed=0, batch_size=batch_size, device=ctx.device)
+                _sync(ctx)
+                best = min(best, (time.perf_counter() - start) / 8)
+            return best
+
+        many = timed()
+        if torch.get_num_threads() > 1 and getattr(ctx.device, "type", "cpu") == "cpu":
+            with torch_threads(1):
+                one = timed()
+            if one < ONE_THREAD_GAIN * many:
+                return one, 1
+        return many, 0
 
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
 
 
-__all__ = ["StepCost", "step_cost", "measure_step_cost", "epoch_seconds", "budget_seconds", "time_cap", "fit_budget",
-           "mlp_step_seconds"]
+__all__ = ["StepCost", "step_cost", "measure_step_cost", "training_threads", "epoch_seconds", "budget_seconds", "time_cap", "fit_budget",
+           "mlp_step_seconds", "mlp_threads"]

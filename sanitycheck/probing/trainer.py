@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sanitycheck.pipeline.data import replace_in_batch  # noqa: F401  (part of this module's API)
-from sanitycheck.probing.budget import StepCost, measure_step_cost, step_cost
+from sanitycheck.probing.budget import StepCost, measure_step_cost, step_cost, training_threads
 from sanitycheck.probing.numerics import flush_denormal
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ def train(ctx: PipelineContext, split: Split, indices: Sequence[int], *, steps: 
     """
     track = (track_split, np.asarray(track_indices, dtype=np.int64), track_every) \
         if track_every > 0 and track_split is not None and track_indices is not None and len(track_indices) else None
-    with flush_denormal():
+    with flush_denormal(), training_threads(ctx):
         return _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, batch_size, eval_split,
                       eval_indices, fit_threshold, fit_every, evaluate_train, track)
 
