@@ -47,3 +47,59 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     assert time_cap(ctx, 10.0, steps=300) == 10.0  # 300 cheap steps fit the short cap: the default stays the guard
     assert reference_plan(ctx).seconds == 10.0  # the randomization test's budget is never shortened
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0
+
+
+def _ctx_with_step(step):
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.pipeline.context import PipelineContext
+
+    x, y = torch.randn(400, 8), torch.randint(0, 3, (400,))
+    return PipelineContext.open(load_config({"data": {"train": TensorDataset(x, y)}, "train_step": step,
+                                             "model": lambda: torch.nn.Linear(8, 3), "batch_size": 50,
+                                             "loss": "torch.nn:CrossEntropyLoss"}))
+
+
+def _step_slower_on(threads_that_wait):
+    """A user step that takes 3 ms longer on the given thread counts (how a dispatch-bound step or a
+    compute-bound one behaves), recording the thread count of each call."""
+    import time
+
+    seen = []
+
+    def step(model, batch, loss_fn, optimizer):
+        seen.append(torch.get_num_threads())
+        if threads_that_wait(torch.get_num_threads()):
+            time.sleep(0.003)
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step, seen
+
+
+def test_a_short_step_faster_on_one_thread_trains_on_one_thread():
+    from sanitycheck.engine.threads import torch_threads
+    from sanitycheck.probing.trainer import train
+
+    step, seen = _step_slower_on(lambda threads: threads > 1)
+    with torch_threads(2):
+        ctx = _ctx_with_step(step)
+        assert step_cost(ctx, 50).threads == 1
+        seen.clear()
+        train(ctx, ctx.train, list(range(200)), steps=5)
+        assert seen == [1] * 5 and torch.get_num_threads() == 2  # one thread inside training only
+
+
+def test_a_step_faster_on_more_threads_keeps_the_policy():
+    from sanitycheck.engine.threads import torch_threads
+    from sanitycheck.probing.trainer import train
+
+    step, seen = _step_slower_on(lambda threads: threads == 1)
+    with torch_threads(2):
+        ctx = _ctx_with_step(step)
+        assert step_cost(ctx, 50).threads == 0
+        seen.clear()
+        train(ctx, ctx.train, list(range(200)), steps=5)
+        assert seen == [2] * 5
