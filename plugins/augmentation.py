@@ -313,7 +313,8 @@ def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings
     except (EmbeddingUnavailable, ValueError) as exc:
         return {**stats, "real_vs_augmented_auc": None, "note": f"not embeddable: {exc}"}
     with torch_threads(mlp_threads(ctx, er.shape[1], AUC_HIDDEN, 2)):
-        auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"), hidden=AUC_HIDDEN, device=ctx.device)
+        auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"), hidden=AUC_HIDDEN,
+                                  device=ctx.device)
     return {**stats, "real_vs_augmented_auc": _r(auc)}
 
 

@@ -262,5 +262,5 @@ def _mlp_cost(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int) ->
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
 
 
-__all__ = ["StepCost", "step_cost", "measure_step_cost", "training_threads", "epoch_seconds", "budget_seconds", "time_cap", "fit_budget",
-           "mlp_step_seconds", "mlp_threads"]
+__all__ = ["StepCost", "step_cost", "measure_step_cost", "training_threads", "epoch_seconds", "budget_seconds",
+           "time_cap", "fit_budget", "mlp_step_seconds", "mlp_threads"]
