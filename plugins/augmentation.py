@@ -220,10 +220,10 @@ class Augmentation(Check):
             yield self.finding(
                 "SC401", f"Trained with the augmentation, the model's accuracy on clean validation data is "
                 f"{acc_a:.1%} instead of {acc_c:.1%} without it (same samples and budget; McNemar p = {p_value:.2g})."
-                + (f" Classes that lose most: " + ", ".join(f"{pc['class']} ({pc['without']:.0%} -> "
+                + (" Classes that lose most: " + ", ".join(f"{pc['class']} ({pc['without']:.0%} -> "
                                                             f"{pc['with']:.0%})" for pc in hit[:4]) + "."
                    if hit else "")
-                + (f" New confusions: " + ", ".join(f"{k['true']} read as {k['predicted']} ({k['added']})"
+                + (" New confusions: " + ", ".join(f"{k['true']} read as {k['predicted']} ({k['added']})"
                                                    for k in confusions[:4]) + "." if confusions else ""),
                 samples=samples,
                 evidence={**evidence, "per_class": per_class, "new_confusions": confusions, "thumbnails": thumbs},
