@@ -150,12 +150,15 @@ def training_threads(ctx: Any) -> Any:
     """A context in which the user's model trains on the threads its measured step ran fastest on
     (:attr:`StepCost.threads`, timed at the config's batch size): one thread for a short, dispatch-bound step,
     else the run's thread policy."""
-    size = max(1, min(ctx.config.batch_size, len(ctx.train)))
-    try:
-        threads = step_cost(ctx, size).threads
-    except Exception:  # nothing to time (an untrainable model): the training itself says why
-        threads = 0
-    return torch_threads(threads)
+
+    def compute() -> int:
+        size = max(1, min(ctx.config.batch_size, len(ctx.train)))
+        try:
+            return step_cost(ctx, size).threads
+        except Exception:  # nothing to time (an untrainable model): the training itself says why
+            return 0
+
+    return torch_threads(ctx.shared("budget:training-threads", compute))  # decided once, failed timings too
 
 
 def epoch_seconds(ctx: Any) -> float:
