@@ -60,7 +60,7 @@ def _ctx_with_step(step):
 
 
 def _step_slower_on(threads_that_wait):
-    """A user step that takes 3 ms longer on the given thread counts (how a dispatch-bound step or a
+    """A user step that takes 20 ms longer on the given thread counts (how a dispatch-bound step or a
     compute-bound one behaves), recording the thread count of each call."""
     import time
 
@@ -69,7 +69,7 @@ def _step_slower_on(threads_that_wait):
     def step(model, batch, loss_fn, optimizer):
         seen.append(torch.get_num_threads())
         if threads_that_wait(torch.get_num_threads()):
-            time.sleep(0.003)
+            time.sleep(0.02)
         optimizer.zero_grad()
         loss = loss_fn(model(batch[0]), batch[1])
         loss.backward()
@@ -79,9 +79,12 @@ def _step_slower_on(threads_that_wait):
     return step, seen
 
 
-def test_a_short_step_faster_on_one_thread_trains_on_one_thread():
+def test_a_short_step_faster_on_one_thread_trains_on_one_thread(monkeypatch):
     from sanitycheck.engine.threads import torch_threads
+    from sanitycheck.probing import budget
     from sanitycheck.probing.trainer import train
+
+    monkeypatch.setattr(budget, "SHORT_STEP_S", 1.0)  # the rule, not the 10 ms threshold a loaded machine can pass
 
     step, seen = _step_slower_on(lambda threads: threads > 1)
     with torch_threads(2):
@@ -92,9 +95,12 @@ def test_a_short_step_faster_on_one_thread_trains_on_one_thread():
         assert seen == [1] * 5 and torch.get_num_threads() == 2  # one thread inside training only
 
 
-def test_a_step_faster_on_more_threads_keeps_the_policy():
+def test_a_step_faster_on_more_threads_keeps_the_policy(monkeypatch):
     from sanitycheck.engine.threads import torch_threads
+    from sanitycheck.probing import budget
     from sanitycheck.probing.trainer import train
+
+    monkeypatch.setattr(budget, "SHORT_STEP_S", 1.0)
 
     step, seen = _step_slower_on(lambda threads: threads == 1)
     with torch_threads(2):
