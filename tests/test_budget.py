@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch.utils.data import TensorDataset
 
@@ -44,7 +46,12 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     assert len(calls) == timed
     assert budget_seconds(ctx) == FLOOR_S  # a cheap epoch: the floor
     assert time_cap(ctx, 10.0) == MIN_CAP_S and time_cap(ctx, 1.0) == 1.0  # shortened, never above the default
-    assert time_cap(ctx, 10.0, steps=300) == 10.0  # 300 cheap steps fit the short cap: the default stays the guard
+    # the rule on a known cost (a loaded machine can make this tiny step slow): 300 steps of 0.5 ms fit the
+    # 2 s short cap, so the default stays the guard; 300 steps of 10 ms do not
+    ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=1e-5)
+    assert time_cap(ctx, 10.0, steps=300) == 10.0
+    ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=2e-4)
+    assert time_cap(ctx, 10.0, steps=300) == MIN_CAP_S
     assert reference_plan(ctx).seconds == 10.0  # the randomization test's budget is never shortened
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0
 
