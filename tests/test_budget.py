@@ -42,13 +42,14 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     assert step_cost(ctx, 50) is cost and calls and set(calls) == {50}  # the user's step, on batches of batch_size
     assert epoch_seconds(ctx) == cost.step(50) * 10 > 0
     timed = len(calls)
-    reference_plan(ctx)  # the reference plan reuses the same measurement
+    # a known cheap cost, so the default plan fits however loaded the machine (a plan that does not fit times
+    # a smaller batch too): the reference plan then reuses the measurement and runs no step of its own
+    ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=1e-5)
+    reference_plan(ctx)
     assert len(calls) == timed
     assert budget_seconds(ctx) == FLOOR_S  # a cheap epoch: the floor
     assert time_cap(ctx, 10.0) == MIN_CAP_S and time_cap(ctx, 1.0) == 1.0  # shortened, never above the default
-    # the rule on a known cost (a loaded machine can make this tiny step slow): 300 steps of 0.5 ms fit the
-    # 2 s short cap, so the default stays the guard; 300 steps of 10 ms do not
-    ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=1e-5)
+    # the guard rule: 300 steps of 0.5 ms fit the 2 s short cap, so the default stays the guard; 300 of 10 ms do not
     assert time_cap(ctx, 10.0, steps=300) == 10.0
     ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=2e-4)
     assert time_cap(ctx, 10.0, steps=300) == MIN_CAP_S

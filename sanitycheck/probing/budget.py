@@ -118,13 +118,9 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
         timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
         big = timed(batch_size, 2)
         threads = 0
-        if big < SHORT_STEP_S and torch.get_num_threads() > 1 and getattr(ctx.device, "type", "cpu") == "cpu":
+        if big < SHORT_STEP_S:
             repeats = int(min(50, max(5, ONE_THREAD_PROBE_S / max(big, 1e-6))))
-            many = timed(batch_size, repeats)
-            with torch_threads(1):
-                one = timed(batch_size, repeats)
-            if one < ONE_THREAD_GAIN * many:
-                threads, big = 1, one
+            big, threads = _one_thread_if_faster(ctx, lambda: timed(batch_size, repeats))
         small, failed = None, False
         if also is not None:
             try:
@@ -236,7 +232,6 @@ def mlp_threads(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int =
 def _mlp_cost(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int) -> tuple[float, int]:
     def compute() -> tuple[float, int]:
         import numpy as np
-        import torch
 
         from sanitycheck.probing.probes import fit_mlp
 
@@ -254,15 +249,23 @@ def _mlp_cost(ctx: Any, dim: int, hidden: int, classes: int, batch_size: int) ->
                 best = min(best, (time.perf_counter() - start) / 8)
             return best
 
-        many = timed()
-        if torch.get_num_threads() > 1 and getattr(ctx.device, "type", "cpu") == "cpu":
-            with torch_threads(1):
-                one = timed()
-            if one < ONE_THREAD_GAIN * many:
-                return one, 1
-        return many, 0
+        return _one_thread_if_faster(ctx, timed)
 
     return ctx.shared(f"budget:mlp:{dim}:{hidden}:{classes}:{batch_size}", compute)
+
+
+def _one_thread_if_faster(ctx: Any, timed: Any) -> tuple[float, int]:
+    """``(seconds, threads)`` of the work ``timed()`` times: on one thread (threads 1) when, on a CPU, it is
+    ONE_THREAD_GAIN faster there than on the run's threads, else on the run's threads (threads 0)."""
+    import torch
+
+    many = timed()
+    if torch.get_num_threads() > 1 and getattr(ctx.device, "type", "cpu") == "cpu":
+        with torch_threads(1):
+            one = timed()
+        if one < ONE_THREAD_GAIN * many:
+            return one, 1
+    return many, 0
 
 
 __all__ = ["StepCost", "step_cost", "measure_step_cost", "training_threads", "epoch_seconds", "budget_seconds",
