@@ -139,3 +139,20 @@ def test_dict_samples_with_keys_work(invoke):
                      "data": {"train": "pipeline:dicts", "val": "pipeline:dicts", "input_key": "image",
                               "target_key": "label"}}, "--only", "data-integrity")
     assert result.exit_code in (0, 1), result.output
+
+
+def test_class_ids_beyond_the_outputs_fail_before_the_loss_runs():
+    """On a GPU, cross_entropy with a class id out of range trips a device-side assert that surfaces later under
+    another call; the preflight says it in the CPU's words first (ignored positions, -100, are not class ids)."""
+    import torch
+
+    from sanitycheck.engine.errors import UsageError
+    from sanitycheck.pipeline.preflight import _targets_in_range
+
+    outputs = torch.zeros(4, 10)
+    with pytest.raises(UsageError, match=r"^loss: .*IndexError: Target 10 is out of bounds\.$"):
+        _targets_in_range(torch.nn.CrossEntropyLoss(), outputs, torch.tensor([1, 10, 3, 2]))
+    with pytest.raises(UsageError, match="Target -1 is out of bounds"):
+        _targets_in_range(torch.nn.functional.nll_loss, outputs, torch.tensor([1, -1, 3, 2]))
+    _targets_in_range(torch.nn.CrossEntropyLoss(), outputs, torch.tensor([1, -100, 9, 0]))  # in range: silent
+    _targets_in_range(lambda out, y: out.sum(), outputs, torch.tensor([1, 10, 3, 2]))  # a loss of its own: its business

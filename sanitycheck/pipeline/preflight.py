@@ -76,6 +76,7 @@ def preflight(ctx: PipelineContext) -> None:
                              "(outputs, loss), or an object with .loss and .logits")
         ctx.loss_fn.infer(outputs, targets, loss, ctx.task)
     else:
+        _targets_in_range(ctx.loss_fn, outputs, targets)
         try:
             loss = ctx.loss_fn(outputs, targets)
         except Exception as exc:
@@ -108,6 +109,24 @@ def preflight(ctx: PipelineContext) -> None:
         _val_batch(ctx, model, inputs, targets)
         _user_step(ctx, batch)
         _augment_one(ctx, indices[0] if indices else 0, inputs)
+
+
+def _targets_in_range(loss_fn: Any, outputs: Any, targets: Any) -> None:
+    """A class id outside the outputs' classes fails with the loss's own words before the loss runs: on the CPU
+    ``cross_entropy`` raises them itself, but on a GPU it trips a device-side assert that surfaces later, under
+    another call, and leaves the CUDA context unusable."""
+    from sanitycheck.pipeline.losses import loss_kind
+
+    if loss_kind(loss_fn) not in ("cross_entropy", "nll") or not isinstance(outputs, torch.Tensor) \
+            or not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.dtype == torch.bool \
+            or outputs.ndim != targets.ndim + 1 or outputs.ndim < 2:
+        return
+    ids = targets.detach().cpu()
+    ids = ids[ids != getattr(loss_fn, "ignore_index", -100)]
+    bad = ids[(ids < 0) | (ids >= outputs.shape[1])]
+    if len(bad):
+        raise UsageError(f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: IndexError: "
+                         f"Target {int(bad[0])} is out of bounds.")
 
 
 @contextmanager
