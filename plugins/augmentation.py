@@ -285,17 +285,13 @@ class Augmentation(Check):
 # ------------------------------------------------------------------------------------------- measures
 
 
-#: Hidden units of the classifier that tells augmented from real samples (probes.cross_validated_auc's default).
-AUC_HIDDEN = 64
-
-
 def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings) -> dict[str, Any]:
     """AUC of telling augmented from real on the shared embedding, and range / mean / std of both."""
     from sanitycheck.pipeline.tensors import to_numpy
     from sanitycheck.probing.embedding import EmbeddingUnavailable, embed
     from sanitycheck.engine.threads import torch_threads
     from sanitycheck.probing.budget import mlp_threads
-    from sanitycheck.probing.probes import cross_validated_auc
+    from sanitycheck.probing.probes import AUC_HIDDEN, cross_validated_auc
 
     r = np.stack([to_numpy(x).astype(np.float32) for x in real])
     try:
@@ -313,8 +309,7 @@ def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings
     except (EmbeddingUnavailable, ValueError) as exc:
         return {**stats, "real_vs_augmented_auc": None, "note": f"not embeddable: {exc}"}
     with torch_threads(mlp_threads(ctx, er.shape[1], AUC_HIDDEN, 2)):
-        auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"), hidden=AUC_HIDDEN,
-                                  device=ctx.device)
+        auc = cross_validated_auc(er, ea, seed=ctx.derived_seed("augmentation:auc"), device=ctx.device)
     return {**stats, "real_vs_augmented_auc": _r(auc)}
 
 

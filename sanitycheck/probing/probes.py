@@ -81,8 +81,12 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, classes: int, *, folds: int,
     return proba if also is None else (proba, extra)
 
 
+#: Hidden units of :func:`cross_validated_auc`'s classifier.
+AUC_HIDDEN = 64
+
+
 def cross_validated_auc(a: np.ndarray, b: np.ndarray, *, seed: int, folds: int = 2, epochs: int = 30,
-                        hidden: int = 64, device=None) -> float:
+                        hidden: int = AUC_HIDDEN, device=None) -> float:
     """How well a small classifier tells rows of ``a`` from rows of ``b`` (ROC AUC on held-out rows, k-fold):
     0.5 = indistinguishable, 1 = always told apart."""
     x = np.concatenate([a, b])
