@@ -15,6 +15,7 @@ trainer's reference plan); only the labels or the inputs differ, so the comparis
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -133,7 +134,15 @@ CODES = (
         "budget, initialization and batch order) with every input set to zero (token ids with task: sequence: "
         "every id set to 0; other integer inputs are not zeroed). Decision rule: error unless "
         "the real-input model is better on the held-out samples at the 99% level, with the same tests as "
-        "SC201 (and the same minimum gain).",
+        "SC201 (and the same minimum gain). The zeroed model is not trained when it can only be a constant "
+        "predictor: the real model, given a batch of 32 held-out samples with zeroed inputs, gives each of them "
+        "the same outputs (per position for sequences; relative tolerance 1e-4). It is then compared with the best "
+        "constant predictor instead, which no zeroed model can beat: classification, the exact McNemar test against "
+        "always predicting class c, for the c with the largest p-value; task: sequence with a cross-entropy loss, "
+        "the sign-flip test and the minimum gain against each sequence's loss under the per-position frequencies "
+        "of the held-out targets themselves. When the real model does not beat it, or the outputs differ (masks or "
+        "other inputs in the batch, dropout at evaluation), or the loss is another one, the zeroed model is trained "
+        "and compared as above.",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
         "from somewhere else): the inputs reach the model empty, constant or disconnected.",
         example="A transform that returns a blank tensor; a forward() that uses a buffer instead of its input; "
@@ -170,9 +179,10 @@ class LabelShuffle(Check):
     name = "label-shuffle"
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
                "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized")
-    cost = ("a few seconds for a small model: three trainings of 300 steps on 1024 samples (one shared with other "
-            "checks) and two of at most 600 steps on 128 samples; for a slow model, budgets fitted to the measured "
-            "step time: about 3 x 6 s + 2 x 5 s at the default profile")
+    cost = ("a few seconds for a small model: two or three trainings of 300 steps on 1024 samples (one shared with "
+            "other checks; the zeroed-input one only when the real model does not beat every constant predictor) and "
+            "two of at most 600 steps on 128 samples; for a slow model, budgets fitted to the measured step time: "
+            "about 2 x 6 s + 2 x 5 s at the default profile")
     codes = CODES
     Settings = Settings
 
@@ -204,8 +214,11 @@ class LabelShuffle(Check):
         first = ctx.train.unpack(ctx.batch(ctx.train, plan.train_indices[:1]))[0]
         # token ids (task: sequence) are "zeroed" to id 0, a valid id of every vocabulary
         zeroable = isinstance(first, torch.Tensor) and (first.dtype.is_floating_point or ctx.task == "sequence")
+        rng = ctx.rng("label-shuffle:test")
+        # a model of zeroed inputs that is a constant predictor need not be trained: the best constant is known
+        without_inputs = _against_constants(ctx, real, evaluation_split, settings, rng) if zeroable else None
         zeroed = train(ctx, ctx.train, plan.train_indices, inputs_transform=torch.zeros_like, **common) \
-            if zeroable else None
+            if zeroable and (without_inputs is None or without_inputs[0] >= settings.alpha) else None
 
         r, s = real.eval, shuffled.eval
         chance = _chance(s)
@@ -216,16 +229,20 @@ class LabelShuffle(Check):
             "eval_split": plan.eval_split, "eval_samples": r.n, "alpha": settings.alpha, "budget": plan.describe(),
             "loss_curve_real": thin_curve(real.losses, 50), "loss_curve_shuffled": thin_curve(shuffled.losses, 50),
         }
+        if zeroable and zeroed is None:
+            base["zeroed_inputs"] = {"trained": False, "p_value": rounded(without_inputs[0]), "test": without_inputs[1]}
         trained, fit_evidence = fits_training_samples(real, settings.alpha)
         if plan.fitted:
             base["fits_training_samples"] = fit_evidence
-        rng = ctx.rng("label-shuffle:test")
         p_shuffled, test = _practical(*better(r, s, rng, settings.permutations), r, s, "labels", settings)
         p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
-        p_zero, ztest = _practical(*better(r, zeroed.eval, rng, settings.permutations), r, zeroed.eval, "inputs",
-                                   settings) if zeroed is not None else (0.0, "")
+        if zeroed is not None:
+            p_zero, ztest = _practical(*better(r, zeroed.eval, rng, settings.permutations), r, zeroed.eval, "inputs",
+                                       settings)
+        else:
+            p_zero, ztest = without_inputs if zeroable else (0.0, "")
         # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
         undecided = _undecided(real, plan, trained)
         not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
@@ -357,6 +374,41 @@ class LabelShuffle(Check):
 
 
 # ---------------------------------------------------------------------------------------- verdicts
+
+
+def _against_constants(ctx: Any, real: Any, split: Any, settings: Settings,
+                       rng: np.random.Generator) -> tuple[float, str] | None:
+    """SC204's comparison without training the zeroed-input model, when that model can only be a constant
+    predictor (:mod:`sanitycheck.probing.prior`): ``(p, test)`` of the real model against the best constant
+    predictor of the held-out targets (per position for sequences); ``None`` when the premise does not hold or no
+    best constant is known for this loss (the zeroed model is then trained)."""
+    import torch
+
+    from sanitycheck.pipeline.losses import ModelLoss, loss_kind
+    from sanitycheck.probing.prior import position_prior_losses, worst_constant_mcnemar, zeroed_outputs_constant
+
+    r = real.eval
+    if r is None or r.targets is None or r.n < 2:
+        return None
+    classes = zeroed_outputs_constant(ctx, real.model, split, r.indices, torch.zeros_like)
+    if classes is None:
+        return None
+    if r.correct is not None:
+        worst = worst_constant_mcnemar(r.correct, r.targets, classes)
+        if worst is None:
+            return None
+        return worst[0], (f"exact McNemar test against always predicting class {worst[1]}, the hardest of the "
+                          "constant predictors a model of zeroed inputs can be (not trained)")
+    loss = ctx.loss_fn
+    plain = isinstance(loss, ModelLoss) or (getattr(loss, "weight", None) is None
+                                            and getattr(loss, "label_smoothing", 0.0) == 0.0)
+    if ctx.task != "sequence" or loss_kind(loss) not in ("cross_entropy", "nll") or not plain or r.targets.ndim < 2:
+        return None
+    prior = position_prior_losses(r.targets, classes, getattr(loss, "shift", 0), getattr(loss, "ignore_index", None))
+    best = SimpleNamespace(losses=prior, correct=None)
+    p, test = _practical(*better(r, best, rng, settings.permutations), r, best, "inputs", settings)
+    return p, (f"{test}, against the per-position frequencies of the held-out targets: the lowest loss a model of "
+               "zeroed inputs can reach (not trained)")
 
 
 

@@ -197,6 +197,21 @@ def test_label_shuffle_finds_targets_not_aligned_with_their_windows(run_pipeline
     broken = run_gpt(run_pipeline, ["label-shuffle"], train=Misaligned(TRAIN), val=Misaligned(VAL), model=tiny,
                      batch_size=16)
     assert {"SC201", "SC204"} <= codes(broken, "label-shuffle", "error")
+    sc204 = next(f for f in broken.findings if f.code == "SC204")
+    assert sc204.evidence["scores"]["zeroed_inputs"] is not None  # not beaten: the zeroed model was trained
+
+
+def test_clean_gpt_is_compared_with_the_best_input_free_predictor_untrained(run_pipeline, monkeypatch):
+    """Zeroed token ids leave only the position: the per-position frequencies of the held-out targets are the best
+    such a model can do, so it is not trained, and the clean GPT beats them."""
+    from sanitycheck.probing import trainer
+
+    zeroed, train = [], trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: (zeroed.append(k.get("tag")) if k.get("inputs_transform")
+                                                            else None) or train(*a, **k))
+    report = run_gpt(run_pipeline, ["label-shuffle"])
+    assert not loud(report, "label-shuffle"), [f.message for f in report.findings]
+    assert zeroed == []
 
 
 # -------------------------------------------------------------------------------- loss: model, other forms

@@ -43,7 +43,8 @@ def plan_from(settings: Any) -> MemorizationPlan:
 @dataclass(frozen=True)
 class Memorization:
     """What the probe measured. ``steps_random`` is ``None`` when random labels were not fit within the budget
-    (then the ratio is a lower bound), or when the real labels were not fit (then there is no ratio)."""
+    (then the ratio is a lower bound), or when the real labels were not fit (then there is no ratio). With task:
+    sequence nothing is trained (``stopped_real`` is ``not-run``): a text's next tokens cannot be fit."""
 
     samples: int
     max_steps: int
@@ -83,6 +84,9 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
     subset = ctx.sample_indices(ctx.train, plan.memorize_samples, "label-shuffle:memorize")
     steps = ctx.budget(plan.memorize_steps, minimum=20)
     threshold = plan.fit_accuracy if ctx.task == "classification" else plan.fit_r2
+    if ctx.task == "sequence":  # a text's next tokens cannot be fit (one context has several continuations)
+        return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
+                            stopped_real="not-run")
     common = dict(steps=steps, seconds=time_cap(ctx, plan.memorize_seconds * ctx.scale, steps), tag="label-shuffle:memorize",
                   fit_threshold=threshold, fit_every=5, evaluate_train=False)
     real = train(ctx, ctx.train, subset, **common)

@@ -51,6 +51,48 @@ def test_zeroed_inputs_learned_as_well_when_the_model_ignores_them(run_pipeline)
     assert "SC204" in codes(report, at_least="error")
 
 
+def zeroed_trainings(monkeypatch) -> list:
+    """The trainings with rewritten inputs (label-shuffle's zeroed-input model) of the run that follows."""
+    from sanitycheck.probing import trainer
+
+    calls, train = [], trainer.train
+
+    def counting(*args, **kwargs):
+        if kwargs.get("inputs_transform") is not None:
+            calls.append(kwargs.get("tag"))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train", counting)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["mlp", "binary"])
+def test_zeroed_model_is_not_trained_when_every_constant_is_beaten(run_pipeline, monkeypatch, kind):
+    """A model of zeroed inputs gives every sample the same output: the best such predictor is known untrained."""
+    calls = zeroed_trainings(monkeypatch)
+    report = run_kind(run_pipeline, kind)
+    assert not loud(report, "label-shuffle")
+    assert calls == []
+
+
+def test_zeroed_model_is_trained_when_zeroed_outputs_still_differ(run_pipeline, monkeypatch):
+    """Dropout left on in evaluation (Monte Carlo dropout): zeroed inputs do not make a constant predictor, so the
+    zeroed model is trained and compared as before."""
+
+    class MonteCarloDropout(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = casekit.mlp(64, 10)
+
+        def forward(self, x):
+            return torch.nn.functional.dropout(self.net(x), 0.1, training=True)
+
+    calls = zeroed_trainings(monkeypatch)
+    report = run_kind(run_pipeline, "mlp", model=MonteCarloDropout)
+    assert not loud(report, "label-shuffle")
+    assert calls == ["trainer:reference"]
+
+
 def test_train_step_reading_labels_from_a_side_channel(run_pipeline):
     spec = probekit.clean("mlp")
     x, y = spec["train"].tensors
