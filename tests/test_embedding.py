@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -192,6 +194,43 @@ def test_data_pass_in_worker_processes_gives_the_same_results(monkeypatch):
     assert fast.input_shapes == workers.input_shapes and fast.input_dtypes == workers.input_dtypes
     with pytest.raises(UsageError, match="reading sample 1500 raised ValueError: corrupt file"):
         read(Broken(x, y))
+
+
+class Widening(PerSample):
+    """uint8 pictures, then float32 ones from sample 1500: the input cache is widened in the middle of the pass."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return ((x * 255).round().to(torch.uint8) if i < 1500 else (x * 255).round()), y
+
+
+def in_shared_memory(array: np.ndarray) -> bool:
+    while isinstance(array, np.ndarray):
+        array = array.base
+    return isinstance(getattr(array, "obj", array), mmap.mmap)
+
+
+def test_forked_workers_write_the_input_cache_in_place(monkeypatch):
+    """Forked workers write their chunks straight into the shared cache; a cache widened mid-pass keeps their rows."""
+    from torch.utils.data import DataLoader
+
+    from sanitycheck.pipeline import data as data_module
+
+    monkeypatch.setenv("SANITYCHECK_THREADS", "2")
+    x, y = images(2500)
+
+    def read(ds, workers_after):
+        monkeypatch.setattr(data_module, "WORKERS_AFTER", workers_after)
+        return materialize(ds, "train", max_samples=None, memory_mb=1024, input_key=None, target_key=None).data_pass()
+
+    main, forked = read(PerSample(x, y), 1e9), read(PerSample(x, y), 0.0)
+    assert in_shared_memory(forked.inputs)  # the shared cache, not a copy of it
+    assert np.array_equal(main.inputs, forked.inputs)
+    main, forked = read(Widening(x, y), 1e9), read(Widening(x, y), 0.0)
+    assert forked.inputs.dtype == np.float32 and np.array_equal(main.inputs, forked.inputs)
+    assert np.array_equal(main.hashes, forked.hashes)
+    spawned = read(DataLoader(PerSample(x, y), num_workers=1, multiprocessing_context="spawn"), 0.0)  # no shared memory to write
+    assert not in_shared_memory(spawned.inputs) and np.array_equal(spawned.inputs, x.numpy())
 
 
 def test_the_gpu_search_path_finds_what_faiss_finds(monkeypatch):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data import default_collate
 
 from sanitycheck.engine.errors import UsageError
-from sanitycheck.engine.memory import empty_huge
+from sanitycheck.engine.memory import empty_huge, empty_shared
 from sanitycheck.pipeline.tensors import dtype_name, to_numpy
 
 #: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
@@ -296,11 +296,16 @@ def scan(split: Split, acc: _Accumulator, tick: Callable[[int], None], workers: 
     if chunks:
         reader.keep_inputs = not acc._started or (acc.inputs is not None and not acc.inputs_view)
         first = time.perf_counter()
-        acc.merge(reader.chunk(chunks[0]))
+        part = reader.chunk(chunks[0])
+        estimate = (time.perf_counter() - first) * (len(chunks) - 1) if workers else 0.0
+        count = pass_workers(split, estimate) if len(chunks) > 1 else 0
+        # forked workers write their inputs straight into a cache they share (see memory.empty_shared)
+        acc.share_cache = bool(count) and not acc._started and _forks(split)
+        acc.merge(part)
         tick(len(chunks[0]))
         reader.keep_inputs = acc.inputs is not None and not acc.inputs_view
-        estimate = (time.perf_counter() - first) * (len(chunks) - 1) if workers else 0.0
-        for part in _chunk_results(split, reader, chunks[1:], estimate):
+        reader.shared = (acc.inputs, acc.start) if reader.keep_inputs and acc.inputs is acc.shared else None
+        for part in _chunk_results(split, reader, chunks[1:], count):
             acc.merge(part)
             tick(len(part.idx))
     acc.settle_targets()
@@ -323,10 +328,20 @@ def pass_workers(split: Split, estimate: float) -> int:
     return workers if workers >= 2 else 0
 
 
-def _chunk_results(split: Split, reader: _Reader, chunks: list[np.ndarray], estimate: float):
-    """The :class:`_Chunk` of every chunk, in order: on the main thread or from DataLoader workers."""
-    workers = pass_workers(split, estimate) if chunks else 0
-    if workers:
+def _forks(split: Split) -> bool:
+    """Whether the pass's DataLoader workers are forked (they then see memory the main process shares)."""
+    import multiprocessing
+
+    context = getattr(split.loader, "multiprocessing_context", None)
+    if context is not None:
+        return context.get_start_method() == "fork"
+    # unset: the platform's default, which the first of get_all_start_methods() is (asking would fix it)
+    return (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
+
+
+def _chunk_results(split: Split, reader: _Reader, chunks: list[np.ndarray], workers: int):
+    """The :class:`_Chunk` of every chunk, in order: on the main thread, or from ``workers`` DataLoader workers."""
+    if workers and chunks:
         loader = split.loader
         try:
             it = iter(DataLoader(
@@ -412,6 +427,8 @@ class _Group:
     #: The inputs as read (for the cache; only when the pass keeps them), a tensor when they travel between
     #: processes (shared memory instead of a pickled copy).
     inputs: Any = None
+    #: True when the reader wrote the inputs into the shared cache itself (``inputs`` is then None).
+    written: bool = False
 
 
 @dataclass
@@ -438,6 +455,8 @@ class _Reader:
         self.split = split
         self.source = _tensor_source(split)
         self.keep_inputs = True
+        #: ``(cache, first row's sample index)``: the accumulator's shared input cache, written here directly.
+        self.shared: tuple[np.ndarray, int] | None = None
 
     def prepare(self, acc: _Accumulator) -> None:
         """What is known before reading: the TensorDataset path's shapes, dtypes, targets and cache (a view)."""
@@ -462,9 +481,34 @@ class _Reader:
 
     def chunk(self, idx: np.ndarray) -> _Chunk:
         try:
-            return self._tensor_chunk(idx) if self.source is not None else self._sample_chunk(idx)
+            out = self._tensor_chunk(idx) if self.source is not None else self._sample_chunk(idx)
         except UsageError as exc:
             return _Chunk(idx=idx, error=str(exc))
+        for group in out.groups:
+            self._hand_over(idx, group)
+        return out
+
+    def _hand_over(self, idx: np.ndarray, group: _Group) -> None:
+        """Write a group's inputs into the shared cache when there is one and they fit it; else, in a worker, make
+        them a tensor (it travels through shared memory instead of as a pickled copy)."""
+        raw = group.inputs
+        if raw is None:
+            return
+        if self.shared is not None:
+            cache, first = self.shared
+            if raw.shape[1:] == cache.shape[1:] and np.can_cast(cache_dtype(raw.dtype), cache.dtype, "safe"):
+                rows = idx[group.pos] - first
+                if rows[-1] - rows[0] + 1 == len(rows):  # a run of indices: a plain copy, no scatter
+                    cache[rows[0]:rows[-1] + 1] = raw
+                else:
+                    cache[rows] = raw
+                group.inputs, group.written = None, True
+                return
+        if torch.utils.data.get_worker_info() is not None:
+            try:
+                group.inputs = torch.from_numpy(np.ascontiguousarray(raw))
+            except TypeError:
+                pass
 
     def _tensor_chunk(self, idx: np.ndarray) -> _Chunk:
         x, _, index = self.source
@@ -488,11 +532,11 @@ class _Reader:
             out.target_dtypes.append(dtype_name(y))
             out.input_shapes.append(tuple(xa.shape))
             out.target_shapes.append(tuple(ya.shape))
-            if not np.issubdtype(xa.dtype, np.number) and xa.dtype != bool:
+            if xa.dtype.kind not in "biufc":
                 raise UsageError(f"data.{split.name}: sample {i} has a non-numeric input of dtype {xa.dtype} "
                                  f"({type(x).__name__})")
-            if np.issubdtype(ya.dtype, np.number) or ya.dtype == bool:
-                out.target_nonfinite[pos] = not np.isfinite(ya.astype(np.float64, copy=False)).all()
+            if ya.dtype.kind in "fc":  # integer and bool targets are always finite
+                out.target_nonfinite[pos] = not np.isfinite(ya).all()
             out.targets.append(ya)
             xs.append(xa)
         if len(set(out.input_shapes)) == 1:
@@ -514,11 +558,6 @@ class _Reader:
         feats = kind = None
         if size:
             feats, kind = raw_features(flat32)
-        if raw is not None and torch.utils.data.get_worker_info() is not None:
-            try:  # between processes a tensor travels through shared memory, an array as a pickled copy
-                raw = torch.from_numpy(np.ascontiguousarray(raw))
-            except TypeError:
-                pass
         return _Group(pos=pos, stats=stats, hashes=hashes, features=feats, kind=kind, inputs=raw)
 
 
@@ -545,6 +584,9 @@ class _Accumulator:
         self.inputs: np.ndarray | None = None
         self.inputs_note = "cached"
         self.inputs_view = False  # the cache is the user's own tensor (nothing to copy)
+        #: Make the cache memory that forked workers share (set before the first chunk is placed), and that cache.
+        self.share_cache = False
+        self.shared: np.ndarray | None = None
         self._started = False
         self.hashes = np.zeros(n, dtype=np.uint64)
         self.features: np.ndarray | None = None
@@ -560,6 +602,8 @@ class _Accumulator:
             self.inputs_note = f"not cached: {need / 2**20:.0f} MiB exceeds data.memory_mb={self.budget // 2**20}"
         elif view is not None:
             self.inputs, self.inputs_view = view[: self.n].view(), True
+        elif self.share_cache:
+            self.inputs = self.shared = empty_shared((self.n, *shape), dtype)
         else:  # every row is written by the pass: no zero-filling, and huge pages (few page faults; memory.py)
             self.inputs = empty_huge((self.n, *shape), dtype)
 
@@ -598,6 +642,8 @@ class _Accumulator:
                 self.start_inputs(tuple(first.shape[1:]), first.dtype)
             if self.inputs is not None and not self.inputs_view and raw is not None:
                 self._cache(rows, raw)
+            elif group.written and self.inputs is not None and self.inputs is not self.shared:
+                self._cache(rows, self.shared[rows])  # the cache was widened since: the rows move with it
             for k, v in group.stats.items():
                 self.stats[k][rows] = v
             self.hashes[rows] = group.hashes
