@@ -24,3 +24,24 @@ def test_available_cores_leave_out_what_other_processes_keep_busy(monkeypatch):
     assert [p._free(others) for others in (0.0, 0.4, 0.6, 1.7, 3.9, 9.0)] == [4, 4, 3, 2, 1, 1]
     monkeypatch.setattr(threads, "MIN_INTERVAL", 0.0)
     assert 1 <= p.refresh() <= 4
+
+
+def test_map_on_cores_keeps_the_order_and_one_torch_thread_per_worker(monkeypatch):
+    import threading
+
+    monkeypatch.setenv("SANITYCHECK_THREADS", "2")
+    before = torch.get_num_threads()
+    seen = []
+
+    def work(i):
+        seen.append((threading.get_ident(), torch.get_num_threads(), torch.is_grad_enabled()))
+        return i * i
+
+    assert list(threads.map_on_cores(work, range(40))) == [i * i for i in range(40)]
+    assert {(n, grad) for _, n, grad in seen} == {(1, False)}  # one intra-op thread, no autograd
+    assert threading.get_ident() not in {t for t, _, _ in seen}  # worker threads, not this one
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("SANITYCHECK_THREADS", "1")
+    seen.clear()
+    assert list(threads.map_on_cores(work, range(3))) == [0, 1, 4]
+    assert {t for t, _, _ in seen} == {threading.get_ident()}  # one core: in order, on this thread

@@ -83,6 +83,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     from sanitycheck.probing.embedding import embedding
     from sanitycheck.probing.neighbors import knn, knn_device
     from sanitycheck.engine.progress import scan_progress
+    from sanitycheck.engine.threads import map_on_cores
 
     base_split = ctx.train if base_split is None else base_split
     extra = 1 if self_ids is not None else 0
@@ -95,16 +96,22 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     coarse, inner = coarse_thumbnails(base), central_cells(base)
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
+    def block(lo: int) -> dict[str, tuple]:
+        hi = min(len(indices), lo + ALIGN_BLOCK)
+        own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
+        return _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
+                              coarse, inner, colour, nb.unique, k, group)
+
+    starts = range(0, len(indices), ALIGN_BLOCK)
+    # blocks side by side on the run's cores, but only over cached inputs: the user's dataset, read again from
+    # several threads at once, need not be thread-safe
+    cached = split.data_pass().inputs is not None and base_split.data_pass().inputs is not None
     out: dict[str, list] = {}
     with torch.no_grad(), scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
-        for lo in range(0, len(indices), ALIGN_BLOCK):
-            hi = min(len(indices), lo + ALIGN_BLOCK)
-            own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
-            blocks = _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
-                                    coarse, inner, colour, nb.unique, k, group)
+        for lo, blocks in zip(starts, map_on_cores(block, starts) if cached else map(block, starts)):
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
-            tick(hi - lo)
+            tick(min(len(indices), lo + ALIGN_BLOCK) - lo)
     looks = {}
     for look, parts in out.items():
         best, partner, scale = (np.concatenate(x) for x in zip(*parts))
