@@ -108,7 +108,8 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     cached = split.data_pass().inputs is not None and base_split.data_pass().inputs is not None
     out: dict[str, list] = {}
     with torch.no_grad(), scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
-        for lo, blocks in zip(starts, map_on_cores(block, starts) if cached else map(block, starts)):
+        # strict: zip asks the pool's generator for one more result, so it runs to its end (threads given back) here
+        for lo, blocks in zip(starts, map_on_cores(block, starts) if cached else map(block, starts), strict=True):
             for look, parts in blocks.items():
                 out.setdefault(look, []).append(parts)
             tick(min(len(indices), lo + ALIGN_BLOCK) - lo)
