@@ -52,8 +52,10 @@ ZOOM_CANDIDATES = 3
 #: Random training samples scored by the aligned and colour looks to calibrate their cutoffs (the tail fit uses the
 #: 5%-20% quantiles: a few hundred scores).
 ALIGN_CALIBRATION = 2000
-#: Samples handled at once by the aligned look (bounds its buffers: about 40 MB).
-ALIGN_BLOCK = 256
+#: Samples handled at once by the aligned look (bounds its buffers: about 20 MB a block, one block per core at a
+#: time). 128 rather than 256 since blocks run side by side: the CIFAR-sized suite's peak fell from 1920-1943 MB to
+#: 1761-1806 MB at the same speed (benchmarks/preflight_vs_epoch.py neardup, 2 cores).
+ALIGN_BLOCK = 128
 
 
 def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, base_split: Any = None,
