@@ -53,8 +53,8 @@ ZOOM_CANDIDATES = 3
 #: 5%-20% quantiles: a few hundred scores).
 ALIGN_CALIBRATION = 2000
 #: Samples handled at once by the aligned look (bounds its buffers: about 20 MB a block, one block per core at a
-#: time). 128 rather than 256 since blocks run side by side: the CIFAR-sized suite's peak fell from 1920-1943 MB to
-#: 1761-1806 MB at the same speed (benchmarks/preflight_vs_epoch.py neardup, 2 cores).
+#: time). 128 rather than 256 since blocks run side by side: the peak of leakage + outliers on 60k images fell
+#: from 1920-1943 MB to 1761-1806 MB at the same speed (benchmarks/preflight_vs_epoch.py neardup, 2 cores).
 ALIGN_BLOCK = 128
 
 
