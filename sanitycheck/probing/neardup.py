@@ -98,6 +98,7 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     coarse, inner = coarse_thumbnails(base), central_cells(base)
     channels = base.shape[1] // (GRID * GRID)
     colour = per_channel(base, channels) if channels > 1 else None
+
     def block(lo: int) -> dict[str, tuple]:
         hi = min(len(indices), lo + ALIGN_BLOCK)
         own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
