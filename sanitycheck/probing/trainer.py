@@ -199,7 +199,7 @@ def thin_curve(values: Sequence[float | None], points: int = 100) -> list[float 
 # ------------------------------------------------------------------------------------------------ batches
 
 
-def _prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, positions: np.ndarray,
+def prepared_batch(ctx: PipelineContext, split: Split, indices: np.ndarray, positions: np.ndarray,
                     labels: np.ndarray | None, inputs_transform: Callable | None) -> tuple[Any, Any, Any]:
     """The batch of ``indices[positions]`` with labels / transform applied: (batch, inputs, targets)."""
     import torch
@@ -277,7 +277,7 @@ def evaluate(ctx: PipelineContext, model: nn.Module, split: Split, indices: Sequ
         with torch.no_grad():
             for start in range(0, len(indices), size):
                 positions = np.arange(start, min(start + size, len(indices)))
-                batch, x, y = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
+                batch, x, y = prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
                 out = ctx.outputs(model, batch)
                 losses.append(ctx.sample_losses(model, batch, out))
                 if isinstance(y, torch.Tensor):
@@ -367,7 +367,7 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
             if len(queue) < size:
                 queue = np.concatenate([queue, order.permutation(len(indices))])
             positions, queue = queue[:size], queue[size:]
-            batch, _, targets = _prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
+            batch, _, targets = prepared_batch(ctx, split, indices, positions, labels, inputs_transform)
             seen.clear()
             loss = ctx.step(model, optimizer, batch)
             result.losses.append(loss)
