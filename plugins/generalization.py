@@ -50,7 +50,8 @@ CODES = (
         code="SC1601", title="Overfitting within a short run: validation loss stops improving as training loss falls",
         severity="warning",
         what="The shared reference run (the configured model, optimizer and train_step; 300 steps on up to 1024 "
-        "training samples at the default profile) records the held-out loss (up to 256 validation samples, eval "
+        "training samples at the default profile) records the held-out loss (up to 256 validation samples, 64 "
+        "sequences with task: sequence; eval "
         "mode) every 1/20 of the run, and the mean training loss in between. With data.augment set, a run of the "
         "same plan with the augmentation applied to each training batch is used instead. The early-stopping "
         "point is the first checkpoint whose held-out loss is within 2% of the lowest (`best_tolerance`). Decision "
@@ -106,7 +107,7 @@ class Generalization(Check):
     def run(self, ctx: Any, settings: Settings):
         from sanitycheck.probing.memorization import memorization, plan_from
         from sanitycheck.probing.structure import dropouts
-        from sanitycheck.probing.trainer import reference_plan
+        from sanitycheck.probing.trainer import reference_plan, tracked_indices
 
         model = ctx.make_model("generalization")
         if not any(p.requires_grad for p in model.parameters()):
@@ -153,7 +154,7 @@ class Generalization(Check):
             "val_rise": rounded(val[-1] / lowest - 1) if lowest > 0 else None,
             "train_loss_at_best": rounded(train[best]), "final_train_loss": rounded(train_end),
             "epochs_at_best": rounded(epochs), "train_samples": len(run.indices), "train_split": len(ctx.train),
-            "held_out_samples": min(256, len(plan.eval_indices)), "eval_split": plan.eval_split,
+            "held_out_samples": len(tracked_indices(ctx, plan)), "eval_split": plan.eval_split,
             "steps": run.steps, "batch_size": size, "with_augmentation": augmented,
             "trainable_parameters": trainable, "parameters_per_sample": rounded(per_sample),
             "memorization": {**memo.as_evidence(), "ratio": rounded(memo.ratio)}, "uses": uses,
@@ -208,8 +209,8 @@ class Generalization(Check):
     def _run(self, ctx: Any, plan: Any) -> tuple[Any, bool]:
         """The tracked run: the shared reference, or with data.augment a run of the same plan that applies it."""
         from sanitycheck.probing.augment import BatchAugment
-        from sanitycheck.probing.trainer import (REFERENCE_TRACK_POINTS, REFERENCE_TRACK_SAMPLES, eval_split_of,
-                                                 reference_model, train)
+        from sanitycheck.probing.trainer import (REFERENCE_TRACK_POINTS, eval_split_of, reference_model,
+                                                 tracked_indices, train)
 
         if ctx.augment is None:
             return reference_model(ctx), False
@@ -219,7 +220,7 @@ class Generalization(Check):
             return train(ctx, ctx.train, plan.train_indices, steps=plan.steps, seconds=plan.seconds,
                          tag="trainer:reference", evaluate_train=False,
                          inputs_transform=BatchAugment(ctx, ctx.augment, ctx.derived_seed("generalization:augment")),
-                         track_split=held_out, track_indices=plan.eval_indices[:REFERENCE_TRACK_SAMPLES],
+                         track_split=held_out, track_indices=tracked_indices(ctx, plan),
                          track_every=max(1, plan.steps // REFERENCE_TRACK_POINTS))
 
         return ctx.shared("generalization:augmented", compute), True

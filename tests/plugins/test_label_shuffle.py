@@ -161,6 +161,41 @@ def test_statistics_are_calibrated_on_clustered_random_predictions():
     assert np.mean(np.array(draws) < 0.05) < 0.12
 
 
+def _evaluation(truth, predictions, losses):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(targets=truth, predictions=predictions, correct=predictions == truth, losses=losses,
+                           metric="accuracy", n=len(truth))
+
+
+def test_beating_chance_also_needs_beating_every_constant_predictor():
+    from types import SimpleNamespace
+
+    from sanitycheck_plugins.label_shuffle import Settings, beats_constants, relabel_test
+
+    rng = np.random.default_rng(0)
+    ctx = SimpleNamespace(loss_fn=torch.nn.CrossEntropyLoss())
+    # Held-out classes 0-2 make 20% each; a model that learned nothing spreads its guesses over 0-2. Relabeling
+    # calls that significant (only 6 of the 720 ways to map 3 classes onto 10 keep them on the frequent ones) ...
+    truth = np.repeat(np.arange(10), [100, 100, 100] + [29] * 7)
+    guesses = rng.integers(0, 3, len(truth))
+    p = relabel_test(guesses, truth, 10, rng, 9999)
+    assert p < 0.01
+    losses = np.where(truth < 3, np.log(3.0), 5.0)  # sure of its three classes, wrong about the rest
+    p_const, test = beats_constants(ctx, _evaluation(truth, guesses, losses), p, "class-relabeling", rng, Settings())
+    # ... but it is no better than always answering class 0, 1 or 2, and its loss is above the frequencies'
+    assert p_const >= 0.01 and "always predicting class" in test
+    # A model that learned: right on 70% of each class, its loss well below the class frequencies'.
+    learned = np.where(rng.random(len(truth)) < 0.7, truth, (truth + 1) % 10)
+    losses = np.where(learned == truth, 0.4, 2.5)
+    assert beats_constants(ctx, _evaluation(truth, learned, losses), 1e-4, "relabeling", rng, Settings())[0] < 0.01
+    # Imbalanced: "always class 0" is right 80% of the time, the model 78%, yet its loss shows what it learned
+    truth = np.repeat(np.arange(10), [800] + [22] * 9)
+    learned = np.where(rng.random(len(truth)) < 0.78, truth, (truth + 1) % 10)
+    losses = np.where(learned == truth, 0.3, 2.0)
+    assert beats_constants(ctx, _evaluation(truth, learned, losses), 1e-4, "relabeling", rng, Settings())[0] < 0.01
+
+
 def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: float = 0.0005):
     """Make the trainer believe each step costs ``base + per_sample * batch`` seconds (the plan is fitted to it)."""
     from sanitycheck.probing import budget, trainer
