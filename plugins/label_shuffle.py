@@ -545,9 +545,14 @@ def sign_flip(diff: np.ndarray, rng: np.random.Generator, permutations: int) -> 
     if len(diff) == 0 or not np.any(diff):
         return 1.0
     observed = diff.mean()
-    signs = rng.choice((-1.0, 1.0), size=(permutations, len(diff)))
-    null = (signs * diff).mean(1)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (permutations + 1))
+    hits = 0
+    for start in range(0, permutations, 1000):  # chunks keep the (permutations x samples) array small
+        # a sign of +1 where the bit is 1: sum(sign * diff) = 2 * (bits @ diff) - sum(diff), one matrix product
+        # (rng.choice of the signs took 0.23 s for 9999 x 512, 15x this)
+        bits = rng.integers(0, 2, size=(min(1000, permutations - start), len(diff)), dtype=np.int8)
+        null = (2.0 * (bits @ diff) - diff.sum()) / len(diff)
+        hits += int(np.sum(null >= observed - 1e-12))
+    return float((1 + hits) / (permutations + 1))
 
 
 def _chance(evaluation: Any) -> float:

@@ -9,7 +9,8 @@ from torch.utils.data import TensorDataset
 
 from sanitycheck.probing.budget import FLOOR_S, MIN_CAP_S, budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds, \
     time_cap
-from sanitycheck.probing.trainer import reference_plan, step_cost
+from sanitycheck.probing.trainer import REFERENCE_MIN_SECONDS, REFERENCE_SECONDS, reference_plan, reference_seconds, \
+    step_cost
 
 
 def test_fit_budget_shrinks_only_expensive_work_and_keeps_the_minimum():
@@ -53,7 +54,11 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     assert time_cap(ctx, 10.0, steps=300) == 10.0
     ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=2e-4)
     assert time_cap(ctx, 10.0, steps=300) == MIN_CAP_S
-    assert reference_plan(ctx).seconds == 10.0  # the randomization test's budget is never shortened
+    # the reference run's cap: 30% of a cheap epoch, never below the 5 s its verdicts were measured to need
+    assert reference_plan(ctx).seconds == REFERENCE_MIN_SECONDS
+    for per_sample, cap in ((0.04, 6.0), (0.1, REFERENCE_SECONDS)):  # epochs of 20 s and 50 s (10 steps of 50)
+        ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=per_sample)
+        assert abs(reference_seconds(ctx) - cap) < 1e-9
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0
 
 

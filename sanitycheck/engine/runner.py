@@ -143,13 +143,26 @@ def check_timeout(cfg: Config, settings: CheckSettings) -> float:
 
 
 def _open_pipeline(host: PluginHost, cfg: Config) -> Any:
-    """The ``sanitycheck_open_pipeline`` hook; an exit called by the user's code while it runs is a usage error."""
-    try:
-        return host.hook.sanitycheck_open_pipeline(config=cfg)
-    except (SystemExit, GeneratorExit) as exc:
-        raise UsageError(f"the pipeline {exit_reason(exc)} while sanitycheck opened it (importing, reading the data, "
-                         "building the model or the preflight step); code that a pipeline's objects run must not "
-                         "exit the process") from exc
+    """The ``sanitycheck_open_pipeline`` hook; an exit called by the user's code while it runs is a usage error.
+
+    It runs in a worker thread, like every check, so that the run's torch work never starts an OpenMP thread team
+    on the calling thread. GNU OpenMP (torch's CPU builds) keeps each thread's team alive as long as the thread:
+    with the caller's team alive beside a check's, it counts more threads than cores and stops spin-waiting between
+    parallel regions, and a check's 2-thread training step ran at the speed of one thread (measured: the
+    char-level GPT's step of 16 sequences, 17.6 ms on the thread that made the first team, 29 ms on a later
+    thread; the whole GPT suite 16.6 s -> 13.7 s). A team a check starts ends with its thread."""
+    outcome = call_isolated(lambda: host.hook.sanitycheck_open_pipeline(config=cfg), None, name="open")
+    if isinstance(outcome.error, (SystemExit, GeneratorExit)):
+        raise UsageError(f"the pipeline {exit_reason(outcome.error)} while sanitycheck opened it (importing, reading "
+                         "the data, building the model or the preflight step); code that a pipeline's objects run "
+                         "must not exit the process") from outcome.error
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.memory:
+        raise UsageError(f"opening the pipeline (reading the data, building the model) used "
+                         f"{outcome.memory / 2**30:.1f} GiB of memory, over the limit of "
+                         f"{(memory_limit_bytes() or 0) / 2**30:.1f} GiB (90% of the memory available to the process)")
+    return outcome.value
 
 
 def _guarded_hook(name: str, call: Callable[[], Any]) -> CheckResult | None:
