@@ -45,3 +45,31 @@ def test_map_on_cores_keeps_the_order_and_one_torch_thread_per_worker(monkeypatc
     seen.clear()
     assert list(threads.map_on_cores(work, range(3))) == [0, 1, 4]
     assert {t for t, _, _ in seen} == {threading.get_ident()}  # one core: in order, on this thread
+
+
+def test_no_torch_work_of_the_run_happens_on_the_calling_thread():
+    # GNU OpenMP keeps a thread team per calling thread for the thread's life; a team on the caller beside a
+    # check's makes the check's 2-thread steps run at one thread's speed (sanitycheck/engine/runner.py,
+    # _open_pipeline). So the opening, like every check, runs on a thread of its own.
+    import threading
+
+    from torch.utils.data import TensorDataset
+
+    import sanitycheck
+
+    seen = set()
+
+    class Recording(TensorDataset):
+        def __getitem__(self, i):
+            seen.add(threading.get_ident())
+            return super().__getitem__(i)
+
+    def model():
+        seen.add(threading.get_ident())
+        return torch.nn.Linear(4, 2)
+
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    report = sanitycheck.run({"data": {"train": Recording(x, y)}, "model": model, "loss": "torch.nn:CrossEntropyLoss",
+                              "batch_size": 16}, only=["overfit-batch", "data-integrity"])
+    assert not report.crashed and seen
+    assert threading.get_ident() not in seen
