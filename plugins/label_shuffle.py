@@ -77,8 +77,8 @@ CODES = (
         "losses (sequences, regression), test (1) also needs a gain of at least min_loss_gain = 1% of the other "
         "model's mean loss: with thousands of token positions a 0.1% gain is significant and means nothing. Budget: when a "
         "quick timing of your step says the default budget would take more than 60% of the time cap (10 s at the "
-        "default profile; for an epoch estimated under 33 s, 30% of it, at least 5 s), the budget follows the measured step cost instead: smaller batches (down to 8), as "
-        "many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
+        "default profile; for an epoch estimated under 33 s, 30% of it, at least 5 s), the budget follows the "
+        "measured step cost instead: smaller batches (down to 8), as many steps as fit, a training subset small enough to be seen about 6 times (at least 128 samples) and a "
         "held-out subset whose evaluation takes at most 15% of the time (at least 128). On such a fitted budget "
         "the error needs two more things, else it is SC205: (a) proof that the model trained: it fits its own "
         "training samples significantly better than the held-out ones (one-sided Mann-Whitney test at alpha, on "
@@ -276,7 +276,7 @@ class LabelShuffle(Check):
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
         elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
-            yield self._inconclusive(real, plan, r, s, base, undecided)
+            yield self._inconclusive(ctx, real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
             weak = f"p = {p_shuffled:.2g}, {test}" if p_shuffled >= settings.alpha else \
                 f"p = {p_real:.2g} against chance, {real_test}"
@@ -293,7 +293,7 @@ class LabelShuffle(Check):
         if zeroed is not None:
             if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
-                    yield self._inconclusive(real, plan, r, zeroed.eval, base, undecided)
+                    yield self._inconclusive(ctx, real, plan, r, zeroed.eval, base, undecided)
             elif p_zero >= settings.alpha:
                 yield self.finding(
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
@@ -304,12 +304,12 @@ class LabelShuffle(Check):
                 )
         yield from self._memorization(ctx, settings, targets)
 
-    def _inconclusive(self, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
+    def _inconclusive(self, ctx: Any, real: Any, plan: Any, r: Any, other: Any, base: dict, why: str):
         """SC205: the comparison run is not clearly better, and the training cannot support a verdict."""
         scale = "x" if plan.batch_size is None else f" of batch {plan.batch_size}"
         if why == "budget":
             step = plan.cost.step(plan.batch_size or 1)
-            cap = _thorough_cap()
+            cap = _thorough_cap(ctx)
             thorough = plan.seconds < cap and plan.needs_seconds <= cap
             hint = ("--profile thorough (4x the time cap) would give it that" if thorough else
                     "that is more than even --profile thorough allows here: run on a GPU (device: cuda), or with a "
@@ -464,12 +464,12 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05)}
 
 
-def _thorough_cap() -> float:
-    """The reference run's time cap at the thorough profile."""
+def _thorough_cap(ctx: Any) -> float:
+    """The reference run's time cap at the thorough profile (the cap is proportional to the profile's scale)."""
     from sanitycheck.engine.config import PROFILES
-    from sanitycheck.probing import trainer
+    from sanitycheck.probing.trainer import reference_seconds
 
-    return trainer.REFERENCE_SECONDS * PROFILES["thorough"]
+    return reference_seconds(ctx) / ctx.scale * PROFILES["thorough"]
 
 
 def _fmt(value: Any) -> str:

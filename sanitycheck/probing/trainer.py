@@ -475,11 +475,11 @@ def reference_seconds(ctx: PipelineContext) -> float:
     """The reference run's time cap: REFERENCE_SECONDS, or REFERENCE_EPOCH_SHARE of one estimated epoch
     (:func:`sanitycheck.probing.budget.epoch_seconds`) when that is less, never below REFERENCE_MIN_SECONDS; times
     the profile's scale. The shuffled-label run of label-shuffle trains on the same plan, so the two runs of a
-    fitted plan (PLAN_SHARE of the cap each) take at most 36% of an epoch between 17 and 33 s (a char-level GPT's
-    epoch of 17.5 s: 5.3 s caps instead of 10 s, 10.3 s saved). The floor is what label-shuffle's verdicts were
-    measured to need: at a 2 s cap, PyTorch's MNIST example on 2000 digits with permuted images passed in one run
-    of three (its near-constant predictions beat chance at p = 0.008); a model must now also beat every constant
-    predictor (label-shuffle's SC201 rule)."""
+    fitted plan (PLAN_SHARE of the cap each) take at most 36% of an epoch of 17-33 s (a char-level GPT's epoch of
+    17.5 s: 5.3 s caps instead of 10 s; label-shuffle + generalization 15.5 s -> 11.3 s). The floor is what
+    label-shuffle's verdicts were measured to need: at a 2 s cap, PyTorch's MNIST example on 2000 digits with
+    permuted images passed in one run of three (its near-constant predictions beat chance at p = 0.008); at 5 s it
+    gave SC201 in 6 runs of 6, and a model must now also beat every constant predictor (SC201's rule)."""
     from sanitycheck.probing.budget import epoch_seconds
 
     share = REFERENCE_EPOCH_SHARE * epoch_seconds(ctx)
