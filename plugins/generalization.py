@@ -51,8 +51,9 @@ CODES = (
         severity="warning",
         what="The shared reference run (the configured model, optimizer and train_step; 300 steps on up to 1024 "
         "training samples at the default profile) records the held-out loss (up to 256 validation samples, 64 "
-        "sequences with task: sequence; eval mode) every 1/20 of the run, and the mean training loss in between. With data.augment set, a run of the "
-        "same plan with the augmentation applied to each training batch is used instead. The early-stopping "
+        "sequences with task: sequence; eval mode) every 1/20 of the run, and the mean training loss in between. "
+        "With data.augment set, a run of the same plan with the augmentation applied to each training batch is "
+        "used instead. The early-stopping "
         "point is the first checkpoint whose held-out loss is within 2% of the lowest (`best_tolerance`). Decision "
         "rule: warning when that point is at or before 75% of the run (`best_before`) and the training loss fell "
         "at least 2x (`train_fall`) after it, i.e. validation stopped improving (or rose) while training kept "
