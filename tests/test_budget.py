@@ -59,6 +59,11 @@ def test_step_cost_is_measured_once_per_run_with_the_users_step():
     for per_sample, cap in ((0.04, 6.0), (0.1, REFERENCE_SECONDS)):  # epochs of 20 s and 50 s (10 steps of 50)
         ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=per_sample)
         assert abs(reference_seconds(ctx) - cap) < 1e-9
+    ctx.cache["trainer:step-cost:50"] = dataclasses.replace(cost, base=0.0, per_sample=1e-5)
+    ctx.config.profile = "fast"  # the fast profile keeps its fixed cap; thorough scales the floor up
+    assert reference_seconds(ctx) == 0.25 * REFERENCE_SECONDS
+    ctx.config.profile = "thorough"
+    assert reference_seconds(ctx) == 4.0 * REFERENCE_MIN_SECONDS
     assert mlp_step_seconds(ctx, 16, 32, 3) > 0
 
 

@@ -57,8 +57,8 @@ REFERENCE_TRAIN = 1024
 REFERENCE_STEPS = 300
 REFERENCE_SECONDS = 10.0
 REFERENCE_EVAL = 512
-#: For a cheap epoch the cap is this share of one estimated epoch instead, never below REFERENCE_MIN_SECONDS
-#: (both scaled by the profile): see :func:`reference_seconds`.
+#: For a cheap epoch the cap is this share of one estimated epoch instead (scaled by the profile), never below
+#: REFERENCE_MIN_SECONDS: see :func:`reference_seconds`.
 REFERENCE_EPOCH_SHARE = 0.3
 REFERENCE_MIN_SECONDS = 5.0
 #: The reference run's held-out loss is tracked at this many evenly spaced points (plus step 0), on at most
@@ -474,16 +474,19 @@ def reference_plan(ctx: PipelineContext) -> Plan:
 def reference_seconds(ctx: PipelineContext) -> float:
     """The reference run's time cap: REFERENCE_SECONDS, or REFERENCE_EPOCH_SHARE of one estimated epoch
     (:func:`sanitycheck.probing.budget.epoch_seconds`) when that is less, never below REFERENCE_MIN_SECONDS; times
-    the profile's scale. The shuffled-label run of label-shuffle trains on the same plan, so the two runs of a
+    the profile's scale (see the floor below). The shuffled-label run of label-shuffle trains on the same plan, so the two runs of a
     fitted plan (PLAN_SHARE of the cap each) take at most 36% of an epoch of 17-33 s (a char-level GPT's epoch of
     17.5 s: 5.3 s caps instead of 10 s; label-shuffle + generalization 15.5 s -> 11.3 s). The floor is what
     label-shuffle's verdicts were measured to need: at a 2 s cap, PyTorch's MNIST example on 2000 digits with
     permuted images passed in one run of three (its near-constant predictions beat chance at p = 0.008); at 5 s it
-    gave SC201 in 6 runs of 6, and a model must now also beat every constant predictor (SC201's rule)."""
+    gave SC201 in 6 runs of 6, and a model must now also beat every constant predictor (SC201's rule). The floor
+    scales up with the thorough profile but never down: the fast profile keeps its fixed cap (2.5 s), since at
+    1.25 s the same permuted case passed once in four runs."""
     from sanitycheck.probing.budget import epoch_seconds
 
-    share = REFERENCE_EPOCH_SHARE * epoch_seconds(ctx)
-    return ctx.scale * min(REFERENCE_SECONDS, max(REFERENCE_MIN_SECONDS, share))
+    full = ctx.scale * REFERENCE_SECONDS
+    floor = min(full, REFERENCE_MIN_SECONDS * max(1.0, ctx.scale))
+    return min(full, max(floor, ctx.scale * REFERENCE_EPOCH_SHARE * epoch_seconds(ctx)))
 
 
 def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
