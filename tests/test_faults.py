@@ -293,6 +293,8 @@ LAUNCHER = textwrap.dedent('''
     runner.load_host = lambda: real(extra_plugins=(Plugin(),))
     from sanitycheck.faces.cli import main
 
+    import faulthandler, signal
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # what every thread is doing, should a test time out
     sys.argv = ["sanitycheck", *sys.argv[1:]]
     main()
 ''')
@@ -302,6 +304,19 @@ def _launch(folder: Path, *args: str, env: dict | None = None) -> subprocess.Pop
     (folder / "launch.py").write_text(LAUNCHER)
     return subprocess.Popen([sys.executable, str(folder / "launch.py"), *args], cwd=folder, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+
+
+def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """``proc.communicate``; past ``timeout`` the test fails with every thread's stack of the stuck process (once,
+    in ~40 runs, a run did not end within 60 s of its SIGINT)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the run did not end within {timeout:g} s; its threads:\n{stderr[-6000:]}")
 
 
 def test_c_calls_past_the_limit_os_exit_and_stray_threads_do_not_stop_the_run(folder):
@@ -345,7 +360,7 @@ def test_sigint_ends_the_run_130_and_writes_the_finished_checks_marked_interrupt
     so_far = json.loads(out.read_text())
     assert so_far["interrupted"] is True and {c["name"] for c in so_far["checks"]} == {"class-balance", "data-integrity"}
     proc.send_signal(signum)
-    _stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = _communicate(proc, 60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     report = json.loads(out.read_text())
