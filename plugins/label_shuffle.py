@@ -240,7 +240,7 @@ class LabelShuffle(Check):
             base["fits_training_samples"] = fit_evidence
         p_shuffled, test = _practical(*better(r, s, rng, settings.permutations), r, s, "labels", settings)
         p_real, real_test = beats_chance(r, _chance(r), labels, rng, settings.permutations)
-        if p_real < settings.alpha and r.metric == "accuracy" and real_test.startswith("class-relabeling"):
+        if p_real < settings.alpha and r.metric == "accuracy" and _class_count(r) >= RELABEL_MIN_CLASSES:
             p_real, real_test = beats_constants(ctx, r, p_real, real_test, rng, settings)
         p_leak, leak_test = beats_chance(s, chance, labels, rng, settings.permutations)
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
@@ -390,7 +390,7 @@ def _against_constants(ctx: Any, real: Any, split: Any, settings: Settings,
     best constant is known for this loss (the zeroed model is then trained)."""
     import torch
 
-    from sanitycheck.probing.prior import position_prior_losses, worst_constant_mcnemar, zeroed_outputs_constant
+    from sanitycheck.probing.prior import worst_constant_mcnemar, zeroed_outputs_constant
 
     r = real.eval
     if r is None or r.targets is None or r.n < 2:
@@ -404,14 +404,24 @@ def _against_constants(ctx: Any, real: Any, split: Any, settings: Settings,
             return None
         return worst[0], (f"exact McNemar test against always predicting class {worst[1]}, the hardest of the "
                           "constant predictors a model of zeroed inputs can be (not trained)")
-    loss = ctx.loss_fn
-    if ctx.task != "sequence" or not _plain_cross_entropy(loss) or r.targets.ndim < 2:
+    if ctx.task != "sequence" or not _plain_cross_entropy(ctx.loss_fn) or r.targets.ndim < 2:
         return None
-    prior = position_prior_losses(r.targets, classes, getattr(loss, "shift", 0), getattr(loss, "ignore_index", None))
-    best = SimpleNamespace(losses=prior, correct=None)
-    p, test = _practical(*better(r, best, rng, settings.permutations), r, best, "inputs", settings)
+    p, test = _against_prior(ctx, r, classes, rng, settings)
     return p, (f"{test}, against the per-position frequencies of the held-out targets: the lowest loss a model of "
                "zeroed inputs can reach (not trained)")
+
+
+def _against_prior(ctx: Any, e: Any, classes: int, rng: np.random.Generator, settings: Settings) -> tuple[float, str]:
+    """``(p, test)`` of evaluation ``e``'s per-sample losses against those of the held-out targets' own frequencies
+    (per position for sequences; :func:`sanitycheck.probing.prior.position_prior_losses`): the paired sign-flip test
+    with the minimum gain. Only meaningful for a plain cross-entropy / NLL loss (:func:`_plain_cross_entropy`)."""
+    from sanitycheck.probing.prior import position_prior_losses
+
+    loss = ctx.loss_fn
+    model = SimpleNamespace(losses=e.losses, correct=None)
+    prior = SimpleNamespace(correct=None, losses=position_prior_losses(
+        e.targets.reshape(len(e.targets), -1), classes, getattr(loss, "shift", 0), getattr(loss, "ignore_index", None)))
+    return _practical(*better(model, prior, rng, settings.permutations), model, prior, "inputs", settings)
 
 
 
@@ -466,11 +476,11 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
 
 
 def _thorough_cap(ctx: Any) -> float:
-    """The reference run's time cap at the thorough profile (the cap is proportional to the profile's scale)."""
+    """The reference run's time cap at the thorough profile."""
     from sanitycheck.engine.config import PROFILES
     from sanitycheck.probing.trainer import reference_seconds
 
-    return reference_seconds(ctx) / ctx.scale * PROFILES["thorough"]
+    return reference_seconds(ctx, PROFILES["thorough"])
 
 
 def _fmt(value: Any) -> str:
@@ -556,6 +566,11 @@ def sign_flip(diff: np.ndarray, rng: np.random.Generator, permutations: int) -> 
     return float((1 + hits) / (permutations + 1))
 
 
+def _class_count(e: Any) -> int:
+    """Classes an accuracy evaluation involves: the largest class id predicted or true, plus one."""
+    return int(max(e.predictions.max(), e.targets.max())) + 1
+
+
 def _chance(evaluation: Any) -> float:
     """What a predictor independent of the held-out labels scores: sum_k q_k p_k (accuracy), 0 (R²).
 
@@ -564,7 +579,7 @@ def _chance(evaluation: Any) -> float:
     if evaluation.metric == "accuracy":
         preds = evaluation.predictions.astype(np.int64).reshape(-1)
         truth = evaluation.targets.astype(np.int64).reshape(-1)
-        classes = int(max(preds.max(), truth.max())) + 1
+        classes = _class_count(evaluation)
         q = np.bincount(preds, minlength=classes) / len(preds)
         p = np.bincount(truth.clip(0), minlength=classes) / len(truth)
         return float((q * p).sum())
@@ -593,7 +608,7 @@ def beats_chance(e: Any, chance: float, train_targets: np.ndarray, rng: np.rando
 
     if e.metric == "accuracy":
         pred, truth = e.predictions.astype(np.int64).reshape(-1), e.targets.astype(np.int64).reshape(-1)
-        classes = int(max(pred.max(), truth.max())) + 1
+        classes = _class_count(e)
         if classes >= RELABEL_MIN_CLASSES:
             return relabel_test(pred, truth, classes, rng, permutations), \
                 f"class-relabeling permutation test over {permutations} relabelings of {classes} classes"
@@ -620,19 +635,15 @@ def beats_constants(ctx: Any, e: Any, p: float, test: str, rng: np.random.Genera
     test, at least min_loss_gain lower). Either suffices: an imbalanced split can make "always the majority class"
     hard to beat on accuracy while the loss shows what was learned, and an overfit model can have a loss above
     the frequencies' while its accuracy shows it. The returned p is the larger of the two requirements."""
-    from sanitycheck.probing.prior import position_prior_losses, worst_constant_mcnemar
+    from sanitycheck.probing.prior import worst_constant_mcnemar
 
-    classes = int(max(e.predictions.max(), e.targets.max())) + 1
+    classes = _class_count(e)
     worst = worst_constant_mcnemar(e.correct, e.targets, classes)
     if worst is None:
         return p, test
     p_constant, by = worst[0], f"exact McNemar test against always predicting class {worst[1]}"
     if _plain_cross_entropy(ctx.loss_fn) and e.losses is not None:
-        model = SimpleNamespace(losses=e.losses, correct=None)
-        prior = SimpleNamespace(losses=position_prior_losses(e.targets.reshape(len(e.targets), -1), classes),
-                                correct=None)
-        p_loss, loss_test = _practical(*better(model, prior, rng, settings.permutations), model, prior, "inputs",
-                                       settings)
+        p_loss, loss_test = _against_prior(ctx, e, classes, rng, settings)
         if p_loss < p_constant:
             p_constant, by = p_loss, f"{loss_test} against the held-out class frequencies"
         p_constant, by = min(1.0, 2 * p_constant), f"{by}, the better of two ways (Bonferroni x2)"

@@ -239,4 +239,4 @@ def policy() -> Iterator[Policy]:
             torch.set_num_threads(before)
 
 
-__all__ = ["cpu_threads", "current_threads", "refresh", "policy", "torch_threads", "Policy"]
+__all__ = ["cpu_threads", "current_threads", "refresh", "policy", "torch_threads", "map_on_cores", "Policy"]

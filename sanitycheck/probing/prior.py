@@ -34,14 +34,12 @@ def zeroed_outputs_constant(ctx: Any, model: Any, split: Any, indices: np.ndarra
     differ, are not one tensor, or fewer than 2 samples are given."""
     import torch
 
-    from sanitycheck.pipeline.data import replace_in_batch
+    from sanitycheck.probing.trainer import prepared_batch
 
     indices = np.asarray(indices)[:CHECK_SAMPLES]
     if len(indices) < 2:
         return None
-    batch = ctx.batch(split, indices)
-    inputs, _ = split.unpack(batch)
-    batch = replace_in_batch(split, batch, inputs=transform(inputs))
+    batch, _, _ = prepared_batch(ctx, split, indices, np.arange(len(indices)), None, transform)
     was_training = model.training
     model.eval()
     try:

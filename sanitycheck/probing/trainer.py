@@ -471,22 +471,25 @@ def reference_plan(ctx: PipelineContext) -> Plan:
     return ctx.shared("trainer:plan", compute)
 
 
-def reference_seconds(ctx: PipelineContext) -> float:
+def reference_seconds(ctx: PipelineContext, scale: float | None = None) -> float:
     """The reference run's time cap: REFERENCE_SECONDS, or REFERENCE_EPOCH_SHARE of one estimated epoch
     (:func:`sanitycheck.probing.budget.epoch_seconds`) when that is less, never below REFERENCE_MIN_SECONDS; times
-    the profile's scale (see the floor below). The shuffled-label run of label-shuffle trains on the same plan, so the two runs of a
-    fitted plan (PLAN_SHARE of the cap each) take at most 36% of an epoch of 17-33 s (a char-level GPT's epoch of
-    17.5 s: 5.3 s caps instead of 10 s; label-shuffle + generalization 15.5 s -> 11.3 s). The floor is what
-    label-shuffle's verdicts were measured to need: at a 2 s cap, PyTorch's MNIST example on 2000 digits with
-    permuted images passed in one run of three (its near-constant predictions beat chance at p = 0.008); at 5 s it
-    gave SC201 in 6 runs of 6, and a model must now also beat every constant predictor (SC201's rule). The floor
-    scales up with the thorough profile but never down: the fast profile keeps its fixed cap (2.5 s), since at
-    1.25 s the same permuted case passed once in four runs."""
+    the profile's scale (``scale``, default this run's; see the floor below).
+
+    The shuffled-label run of label-shuffle trains on the same plan, so the two runs of a fitted plan (PLAN_SHARE
+    of the cap each) take at most 36% of an epoch of 17-33 s (a char-level GPT's epoch of 17.5 s: 5.3 s caps instead
+    of 10 s; label-shuffle + generalization 15.5 s -> 11.3 s). The floor is what label-shuffle's verdicts were
+    measured to need: at a 2 s cap, PyTorch's MNIST example on 2000 digits with permuted images passed in one run
+    of three (its near-constant predictions beat chance at p = 0.008); at 5 s it gave SC201 in 14 runs of 14, and a
+    model must now also beat every constant predictor (SC201's rule). The floor scales up with the thorough profile
+    but never down: the fast profile keeps its fixed cap (2.5 s), since at 1.25 s the same permuted case passed once
+    in four runs."""
     from sanitycheck.probing.budget import epoch_seconds
 
-    full = ctx.scale * REFERENCE_SECONDS
-    floor = min(full, REFERENCE_MIN_SECONDS * max(1.0, ctx.scale))
-    return min(full, max(floor, ctx.scale * REFERENCE_EPOCH_SHARE * epoch_seconds(ctx)))
+    scale = ctx.scale if scale is None else scale
+    full = scale * REFERENCE_SECONDS
+    floor = min(full, REFERENCE_MIN_SECONDS * max(1.0, scale))
+    return min(full, max(floor, scale * REFERENCE_EPOCH_SHARE * epoch_seconds(ctx)))
 
 
 def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
