@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -199,6 +200,54 @@ def test_label_shuffle_finds_targets_not_aligned_with_their_windows(run_pipeline
     assert {"SC201", "SC204"} <= codes(broken, "label-shuffle", "error")
     sc204 = next(f for f in broken.findings if f.code == "SC204")
     assert sc204.evidence["scores"]["zeroed_inputs"] is not None  # not beaten: the zeroed model was trained
+
+
+def _token_arrays(dataset):
+    x, y = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(x).numpy(), torch.stack(y).numpy()
+
+
+def test_input_tokens_predict_the_targets_of_their_own_windows_only():
+    """The training-free signal: a table of target given input token beats the targets' frequencies on real
+    windows (by far: the target at t is the input at t + 1), and not at all when the targets are another window's."""
+    from sanitycheck.probing.token_signal import token_signal
+    from sanitycheck_plugins.label_shuffle import sign_flip
+
+    rng = np.random.default_rng(0)
+    test = lambda diff: sign_flip(diff, rng, 999)  # noqa: E731
+    x, y = _token_arrays(TRAIN)
+    aligned = token_signal(x, y, None, rng, test)
+    assert aligned.offset == 1 and aligned.p_value < 0.01 and aligned.gain > 0.9
+    for other in (rng.permutation(len(y)), np.roll(np.arange(len(y)), 1777)):
+        misaligned = token_signal(x, y[other], None, rng, test)
+        assert misaligned.p_value == 1.0 and misaligned.gain < 0, misaligned
+    hf = np.where(np.arange(x.shape[1]) < 28, x, -100)  # labels = input_ids, padding ignored
+    assert token_signal(x, hf, -100, rng, test).offset == 0
+    assert token_signal(x + 0.5, y, None, rng, test) is None  # not token ids
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_targets_of_other_windows_are_an_error_even_where_the_budget_fits_nothing(run_pipeline, monkeypatch, aligned):
+    """A fitted budget in which the model does not even fit its training samples leaves "not learned" undecided,
+    unless the input tokens do not predict the targets at all: then the targets belong to other windows (SC201).
+    Real windows in the same budget are never an error."""
+    from sanitycheck.probing import budget, trainer
+    from sanitycheck_plugins import label_shuffle
+
+    fake = lambda *a, **k: budget.StepCost(0.001, 0.002, 0.0005)  # noqa: E731  # the default budget: far over the cap
+    monkeypatch.setattr(trainer, "measure_step_cost", fake)
+    monkeypatch.setattr(budget, "measure_step_cost", fake)
+    fits = label_shuffle.fits_training_samples
+    monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
+    train, val = (TRAIN, VAL) if aligned else (Misaligned(TRAIN), Misaligned(VAL))
+    report = run_gpt(run_pipeline, ["label-shuffle"], train=train, val=val, batch_size=16)
+    if aligned:
+        assert not codes(report, "label-shuffle", "error"), [f.message for f in report.findings]
+        return
+    sc201 = next((f for f in report.findings if f.code == "SC201"), None)
+    assert sc201, [(f.code, f.message, f.evidence.get("input_label_signal")) for f in report.findings]
+    assert sc201.severity == "error" and sc201.evidence["budget"]["fitted_to_step_time"]
+    assert sc201.evidence["input_label_signal"]["absent"] and "did not fit its own training samples" in sc201.message
 
 
 def test_clean_gpt_is_compared_with_the_best_input_free_predictor_untrained(run_pipeline, monkeypatch):
