@@ -1,9 +1,12 @@
-"""``target-leakage``: an input feature that is a copy of the label (or the label spread over a few features).
+"""``target-leakage``: an input feature that is a copy of the label (or the label spread over a few features); for
+``task: sequence``, targets that are the very tokens the model sees.
 
 A label left in the input columns (a DataFrame whose target column was not dropped, a label-derived column such as
 ``diagnosis_code``, a one-hot of the class kept among the features) lets the model score almost perfectly from the
-first steps while learning nothing that holds outside this dataset. Reads the inputs the one data pass cached; no
-training beyond a logistic regression on the other features.
+first steps while learning nothing that holds outside this dataset. The sequence form of the same mistake is a
+language model's dataset that forgot to shift its targets (``return chunk, chunk`` instead of ``chunk[:-1],
+chunk[1:]``): every position is scored against the token it already reads. Reads the inputs the one data pass
+cached; no training beyond a logistic regression on the other features.
 """
 
 from __future__ import annotations
@@ -51,17 +54,38 @@ CODES = (
         fix="Drop the named feature(s) from the inputs (or compute them only from what is known at prediction "
         "time), and check the column list the dataset builds its inputs from.",
     ),
+    CodeDoc(
+        code="SC1802", title="The targets are tokens the model already reads", severity="error",
+        what="task: sequence. Position t of the outputs is scored against target t + s, where s is the shift the "
+        "loss applies (0 for a loss given in the config; 1 when a model computing its own loss shifts labels == "
+        "input_ids inside, as Hugging Face causal LMs do, found by matching its loss). On up to 5000 training "
+        "sequences it counts the scored positions (targets not negative and not the loss's ignore_index) whose "
+        "target equals the input token at the same position, and at the one before. Decision rule: error when "
+        "either share is at least 99% (the accuracy setting). Skipped when the model computes its own loss and "
+        "it is not a cross-entropy sanitycheck can match (the shift is then unknown).",
+        why="A language model's target at position t is the next token, which a causal model has not read yet. "
+        "A target equal to the input at t (or before) is copied, not predicted: the loss falls to zero within "
+        "a few hundred steps and the model learns nothing about the text.",
+        example="A Dataset returning (chunk, chunk) instead of (chunk[:-1], chunk[1:]); labels = input_ids passed "
+        "to a model that does not shift them inside; targets built with torch.roll in the wrong direction.",
+        fix="Make the target at position t the token at t + 1: x, y = chunk[:-1], chunk[1:] (nanoGPT's get_batch: "
+        "y = data[i + 1:i + 1 + block_size]), or pass labels == input_ids only to a model whose loss shifts them.",
+    ),
 )
 
 
 class TargetLeakage(Check):
     name = "target-leakage"
-    summary = "an input feature that is a copy of the label (or a one-hot of it), so the task is trivially solved"
+    summary = ("an input feature that is a copy of the label (or a one-hot of it), or, for sequences, targets that "
+               "are the tokens the model reads: the task is trivially solved")
     cost = "about a second for tabular data: per-feature rules on up to 5000 samples and one logistic regression"
     codes = CODES
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
+        if ctx.task == "sequence":
+            yield from self._sequence(ctx, settings)
+            return
         if ctx.task not in ("classification", "regression"):
             self.skip(f"per-feature rules need one label per sample (task is {ctx.task})")
         train_idx, eval_split, eval_idx = _subsets(ctx, settings)
@@ -129,6 +153,46 @@ class TargetLeakage(Check):
         found = [([j], scores[j]) for j in suspects if rest_score is None or rest_score <= scores[j] - settings.margin]
         if found:
             yield self._finding(found, rest_score, len(rest), 0.0, "R²", split, len(yv), len(y), settings)
+
+    # ------------------------------------------------------------------------------------------ sequences
+
+    def _sequence(self, ctx: Any, settings: Settings):
+        from sanitycheck.pipeline.losses import ModelLoss
+
+        loss = ctx.loss_fn
+        if isinstance(loss, ModelLoss) and loss.kind == "unknown":
+            self.skip("the model computes its own loss and it is not a cross-entropy sanitycheck can match, so which "
+                      "target each position is scored against is unknown")
+        data = ctx.train.data_pass()
+        x, y = data.inputs, data.targets
+        if x is None or y is None or x.ndim != 2 or x.shape != y.shape:
+            self.skip("the inputs and targets are not equally long token sequences held by the data pass")
+        if not all(name.startswith(("int", "uint")) for name in set(data.input_dtypes)):
+            self.skip("the inputs are not token ids")
+        rows = ctx.sample_indices(ctx.train, settings.train_samples, "target-leakage:train")
+        shift, ignore = int(getattr(loss, "shift", 0) or 0), getattr(loss, "ignore_index", None)
+        x, y = x[rows].astype(np.int64), y[rows].astype(np.int64)
+        shares = {}
+        for back in (0, 1):  # the input at the scored position, and the one before it
+            target, seen = y[:, shift + back:], x[:, :x.shape[1] - shift - back]
+            counted = (target >= 0) & ((target != ignore) if ignore is not None else True)
+            if counted.sum():
+                shares[back] = float((target == seen)[counted].mean())
+        if not shares:
+            return
+        back = max(shares, key=shares.get)
+        if shares[back] < settings.accuracy:
+            return
+        where = "at the same position" if back == 0 else "one position earlier"
+        yield self.finding(
+            "SC1802", f"At {shares[back]:.1%} of the scored positions of {len(rows)} training sequences the target "
+            f"is the input token {where}"
+            + (f" (with the shift by {shift} the model's loss applies)" if shift else "") + ": the model is asked to "
+            "copy a token it already reads, not to predict the next one. The targets are not shifted by one.",
+            evidence={"share": _r(shares[back]), "shares": {("same position" if b == 0 else "one before"): _r(v)
+                                                            for b, v in shares.items()},
+                      "loss_shift": shift, "sequences": len(rows), "threshold": settings.accuracy},
+        )
 
     def _finding(self, found: list[tuple[list[int], float]], rest_score: float | None, n_rest: int, majority: float,
                  metric: str, split: str, n_eval: int, n_train: int, settings: Settings):

@@ -1,8 +1,8 @@
 """task: sequence and loss: model: a char-level GPT and a Hugging-Face-style model run as users write them.
 
-Planted: targets not aligned with their windows, overlapping windows split at random, token ids beyond the
-embedding, a model that returns no loss. Clean: the GPT exits 0 without a warning, ignore_index is honoured,
-token ids are not pixels. The causal-mask probe has its own tests (tests/plugins/test_causality.py).
+Planted: targets not aligned with their windows, targets not shifted (the inputs themselves), overlapping windows
+split at random, token ids beyond the embedding, a model that returns no loss. Clean: the GPT exits 0 without a
+warning, ignore_index is honoured, token ids are not pixels. The causal-mask probe has its own tests (tests/plugins/test_causality.py).
 """
 
 from __future__ import annotations
@@ -173,6 +173,39 @@ def test_repeated_text_is_not_leakage_but_a_random_split_of_windows_is(run_pipel
     leaked = run_gpt(run_pipeline, ["leakage"], train=train, val=val)
     f = next(f for f in leaked.findings if f.code == "SC101")
     assert f.severity == "error" and f.evidence["shifted"] > 0.5 * len(val)
+
+
+# ----------------------------------------------------------------------------------- target-leakage
+
+
+class Unshifted(Dataset):
+    """A language model's windows that forgot the shift: the target is the input itself."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, _ = self.base[i]
+        return x, x.clone()
+
+
+def test_targets_that_are_the_tokens_read_are_an_error_and_shifted_ones_are_not(run_pipeline):
+    broken = run_gpt(run_pipeline, ["target-leakage"], train=Unshifted(TRAIN), val=Unshifted(VAL))
+    f = next(f for f in broken.findings if f.code == "SC1802")
+    assert f.severity == "error" and f.evidence["share"] == 1.0 and f.evidence["loss_shift"] == 0
+    clean = run_gpt(run_pipeline, ["target-leakage"])
+    assert [c.status for c in clean.checks] == ["passed"] and not clean.findings
+
+
+def test_labels_equal_to_input_ids_are_right_when_the_model_shifts_them():
+    """Hugging Face style: labels == input_ids, the model's loss shifts them (found by matching its loss)."""
+    from sanitycheck.engine.runner import run
+
+    report = run(HF_CASE, only=["target-leakage"])
+    assert [c.status for c in report.checks] == ["passed"] and not report.findings
 
 
 # ------------------------------------------------------------------------------------ label-shuffle
