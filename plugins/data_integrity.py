@@ -19,6 +19,10 @@ class Settings(CheckSettings):
     max_abs: float = Field(10.0, gt=0, description="Warn when the median over samples of max|x| is above this.")
     min_abs: float = Field(0.01, gt=0, description="Warn when the median over samples of max|x| is below this.")
     constant_error_fraction: float = Field(0.5, gt=0, le=1, description="Constant inputs become an error from this fraction up.")
+    split_std_ratio: float = Field(2.0, gt=1, description="Warn when the validation inputs' std is more than this many "
+                                   "times the training inputs' std, or less than its inverse ...")
+    split_mean_shift: float = Field(1.0, gt=0, description="... or their means differ by more than this many training "
+                                    "stds.")
 
 
 CODES = (
@@ -99,6 +103,24 @@ CODES = (
         "(transforms.Normalize, sklearn StandardScaler fitted on train only).",
     ),
     CodeDoc(
+        code="SC811", title="Validation inputs on another scale than the training inputs", severity="warning",
+        what="Compares the mean and std of all input values of the validation split with the training split's "
+        "(from the data pass: every sample, augmentation included as the training loader applies it). Decision "
+        "rule: warning when the std ratio val/train is above split_std_ratio = 2 or below 1/2, or the means "
+        "differ by more than split_mean_shift = 1 training std. Not for token ids. Measured (std ratio, mean "
+        "shift): sklearn digits 1.00, 0.002; MNIST train/test as PyTorch's example reads them 1.01, 0.006; the "
+        "CIFAR-sized pipeline, whose training loader pads, crops and flips at random, 0.90, 0.22. The MNIST "
+        "example with Normalize left out of the validation transform: 0.31, 0.13; without the division by 255: "
+        "257, 109.",
+        why="The model only ever sees training inputs on their scale. Validation inputs preprocessed differently "
+        "score near chance though the model is fine, so early stopping, model selection and the reported "
+        "metric all read a number about the preprocessing, not the model.",
+        example="transforms.Normalize in the training transform only; a val Dataset that skips the division by "
+        "255; a StandardScaler fitted and applied to the training features, the validation features left raw.",
+        fix="Build both splits' inputs with the same deterministic preprocessing (ToTensor, Normalize with the "
+        "training statistics); only the random augmentation belongs to the training transform alone.",
+    ),
+    CodeDoc(
         code="SC810", title="Token ids outside the embedding's vocabulary", severity="error",
         what="For token-id inputs (integer inputs the model feeds to an nn.Embedding, found with forward hooks on "
         "one batch), every sample's smallest and largest id from the data pass is compared with the embedding's "
@@ -117,7 +139,7 @@ CODES = (
 class DataIntegrity(Check):
     name = "data-integrity"
     summary = ("NaN/Inf, constant or empty inputs, inconsistent shapes/dtypes, labels outside [0, C), "
-               "inputs far from normalized scale")
+               "inputs far from normalized scale or on another scale in val than in train")
     cost = "instant: reads the per-sample statistics of the cached data pass"
     codes = CODES
     Settings = Settings
@@ -291,6 +313,29 @@ class DataIntegrity(Check):
                           "rule": f"{settings.min_abs} <= median max|x| <= {settings.max_abs}"},
             )
             break  # one finding: the fix is the same for both splits
+        yield from self._split_scale(scales, settings)
+
+    def _split_scale(self, scales: dict[str, dict], settings: Settings):
+        train, val = scales.get("train"), scales.get("val")
+        if train is None or val is None or not all(np.isfinite(s[k]) for s in (train, val) for k in ("mean", "std")):
+            return
+        if train["std"] <= 0 or val["std"] <= 0:
+            return  # constant inputs: SC804
+        ratio = val["std"] / train["std"]
+        shift = abs(val["mean"] - train["mean"]) / train["std"]
+        if 1 / settings.split_std_ratio <= ratio <= settings.split_std_ratio and shift <= settings.split_mean_shift:
+            return
+        yield self.finding(
+            "SC811", f"The validation inputs are on another scale than the training inputs: mean {val['mean']:.4g} "
+            f"and std {val['std']:.4g} against {train['mean']:.4g} and {train['std']:.4g} (std ratio {ratio:.3g}, "
+            f"means {shift:.3g} training stds apart). The two splits are not preprocessed the same way, so the "
+            "validation scores say little about the model.",
+            evidence={"train": {k: float(f"{train[k]:.6g}") for k in ("mean", "std")},
+                      "val": {k: float(f"{val[k]:.6g}") for k in ("mean", "std")},
+                      "std_ratio": float(f"{ratio:.6g}"), "mean_shift_in_train_stds": float(f"{shift:.6g}"),
+                      "rule": f"1/{settings.split_std_ratio:g} <= std ratio <= {settings.split_std_ratio:g} and "
+                              f"mean shift <= {settings.split_mean_shift:g} training stds"},
+        )
 
 
 def _per_split(indices: dict[str, list[int]], passes: dict[str, Any]) -> str:

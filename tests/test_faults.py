@@ -37,7 +37,7 @@ PIPELINE = textwrap.dedent('''
     x = torch.rand(64, 8, generator=g)
     y = torch.randint(0, 3, (64,), generator=g)
     train = TensorDataset(x, y)
-    val = TensorDataset(x[:16] + 0.5, y[:16])
+    val = TensorDataset(1.0 - x[:16], y[:16])  # not copies of train, on the same scale
     val_wide = TensorDataset(torch.rand(16, 5, generator=g), y[:16])
     one = TensorDataset(x[:1], y[:1])
     probabilities = TensorDataset(x, (y == 1).float().unsqueeze(1))

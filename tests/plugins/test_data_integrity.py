@@ -113,6 +113,22 @@ def test_inputs_far_from_normalized_scale(run_pipeline, factor):
     assert finding.severity == "warning"
 
 
+@pytest.mark.parametrize("planted", ["normalize-in-train-only", "val-not-divided"])
+def test_validation_inputs_preprocessed_unlike_the_training_inputs(run_pipeline, planted):
+    """Normalize in the training transform only, or a val split that skips the division by the pixel range: the
+    splits' scales disagree (SC811); each split alone looks reasonable to SC809."""
+    (xt, _), (xv, _) = casekit.digits()  # pixels divided by 16: 0 to 1
+    mean, std = xt.mean(), xt.std()
+    if planted == "normalize-in-train-only":
+        report = digits_report(run_pipeline, xt=(xt - mean) / std, xv=xv)
+    else:
+        report = digits_report(run_pipeline, xv=xv * 4)  # 0 to 4: still within SC809's range
+    finding = next(f for f in report.findings if f.code == "SC811")
+    assert finding.severity == "warning" and "SC809" not in codes(report)
+    ratio = finding.evidence["std_ratio"]
+    assert ratio < 0.5 if planted == "normalize-in-train-only" else ratio > 2
+
+
 def test_clean_multiclass_binary_and_regression_are_quiet(run_pipeline):
     multi = digits_report(run_pipeline)
     (xt, yt), (xv, yv) = casekit.breast_cancer()
