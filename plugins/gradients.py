@@ -124,8 +124,8 @@ CODES = (
         what="Only with your train_step. A fresh model takes two steps, on two different batches of 64 training "
         "samples; an optimizer step pre-hook records the gradient the optimizer is given at each (g1, then s2). A "
         "copy of the model as it was before the second step (same parameters, same random state, gradients "
-        "cleared) then takes the second batch alone, through your step again: its gradient g2 is what the second "
-        "step should have seen. Decision rule: error when s2 is not g2 (relative difference above 5%) but is "
+        "cleared) then takes the second batch alone, through your step again (the same batch, read once: a random "
+        "training transform would make another): its gradient g2 is what the second step should have seen. Decision rule: error when s2 is not g2 (relative difference above 5%) but is "
         "g1 + g2 (within 5%), or, in a least-squares fit s2 = a g1 + b g2, g1 explains at least 80% of how far "
         "s2 is from the best multiple of g2 (residual norms), with a > 0 and a g1 at least 5% of s2's norm: the "
         "sum, rescaled by in-place gradient clipping or loss scaling. Not checked with "
@@ -317,9 +317,13 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
         if len(seen) != 1:
             return None
         before_second = copy.deepcopy(model)
+        # one read of the second batch for both steps: a training transform draws a new random crop at each read
+        # (and not always from torch's generator), so a second read would be another batch
+        second_batch = ctx.batch(ctx.train, second)
+        fresh_batch = copy.deepcopy(second_batch)  # the user's step may change its batch in place
         state = torch.random.get_rng_state()  # the fresh step below draws the same dropout masks
         cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
-        ctx.step(model, optimizer, ctx.batch(ctx.train, second))
+        ctx.step(model, optimizer, second_batch)
     finally:
         handle.remove()
     if len(seen) != 2:
@@ -333,7 +337,7 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
     if cuda_state is not None:
         torch.cuda.set_rng_state(cuda_state, ctx.device)
     try:
-        ctx.step(before_second, fresh_optimizer, ctx.batch(ctx.train, second))
+        ctx.step(before_second, fresh_optimizer, fresh_batch)
     finally:
         handle.remove()
     if len(fresh) != 1:

@@ -3,6 +3,7 @@ and find it, naming the parameter or module; clean pipelines stay quiet."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -31,6 +32,27 @@ def test_train_step_without_zero_grad_accumulates(run_pipeline):
     finding = probekit.finding(report, "SC1008")
     assert finding.severity == "error" and "zero_grad" in finding.message
     assert finding.evidence["distance_to_sum"] < 0.05 < finding.evidence["distance_to_fresh"]
+
+
+class RandomlyShifted(torch.utils.data.Dataset):
+    """A training transform as users write one: a random shift drawn with numpy at every read."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.roll(self.x[i], int(np.random.randint(-3, 4))), self.y[i]
+
+
+@pytest.mark.parametrize("step", [probekit.step_without_zero_grad, casekit.default_step])
+def test_accumulation_is_judged_on_the_batch_the_step_saw_under_random_augmentation(run_pipeline, step):
+    """The second batch is read once for both of its steps: read again, a random transform would make another."""
+    (xt, yt), _ = casekit.digits()
+    report = run_kind(run_pipeline, train=RandomlyShifted(xt, yt), train_step=step)
+    assert ("SC1008" in codes(report, at_least="error")) == (step is probekit.step_without_zero_grad)
 
 
 def dropout_mlp() -> nn.Module:
