@@ -46,6 +46,22 @@ def test_clean_gpt_exits_0_without_a_warning():
     assert "0 error(s), 0 warning(s)" in result.stdout
 
 
+def test_a_model_loss_shifted_inside_is_told_apart_at_a_nearly_uniform_initialization():
+    """GPT-2-sized vocabulary, small initial logits: the cross-entropy is ln V at either shift, within 1e-3 of the
+    model's loss; the closest match, not the first, says where the targets are scored."""
+    from sanitycheck.pipeline.losses import ModelLoss
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 50257, (4, 32), generator=g)
+    logits = 0.02 * torch.randn(4, 32, 50257, generator=g)
+    for shift in (0, 1):
+        scored = logits[:, :-1] if shift else logits
+        loss = F.cross_entropy(scored.reshape(-1, 50257), labels[:, shift:].reshape(-1))
+        inferred = ModelLoss()
+        inferred.infer(logits, labels, loss, "sequence")
+        assert (inferred.kind, inferred.shift) == ("cross_entropy", shift)
+
+
 def test_hf_style_output_object_and_dict_batches():
     """model(**batch) returning an object with .loss and .logits; input_ids / labels found without keys."""
     from sanitycheck.engine.config import load_config
