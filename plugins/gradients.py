@@ -320,7 +320,10 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
         # one read of the second batch for both steps: a training transform draws a new random crop at each read
         # (and not always from torch's generator), so a second read would be another batch
         second_batch = ctx.batch(ctx.train, second)
-        fresh_batch = copy.deepcopy(second_batch)  # the user's step may change its batch in place
+        try:
+            fresh_batch = copy.deepcopy(second_batch)  # the user's step may change its batch in place
+        except Exception:  # a batch holding something that cannot be copied: read it again
+            fresh_batch = None
         state = torch.random.get_rng_state()  # the fresh step below draws the same dropout masks
         cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
         ctx.step(model, optimizer, second_batch)
@@ -337,7 +340,7 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
     if cuda_state is not None:
         torch.cuda.set_rng_state(cuda_state, ctx.device)
     try:
-        ctx.step(before_second, fresh_optimizer, fresh_batch)
+        ctx.step(before_second, fresh_optimizer, ctx.batch(ctx.train, second) if fresh_batch is None else fresh_batch)
     finally:
         handle.remove()
     if len(fresh) != 1:
