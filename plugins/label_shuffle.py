@@ -102,7 +102,7 @@ CODES = (
         fix="Check that each input is paired with its own label (plot a few with their labels), that the inputs "
         "vary, and that the target is the right column. If the model just needs longer to learn, run with "
         "--profile thorough.",
-        explained_by=CANNOT_TRAIN + ("SC301",),
+        explained_by=CANNOT_TRAIN + ("SC301", "SC811"),  # SC811: the held-out inputs, scaled unlike the training ones
     ),
     CodeDoc(
         code="SC202", title="A model trained on shuffled labels scores above chance", severity="warning",
@@ -158,7 +158,7 @@ CODES = (
         "inputs all equal because of a normalization with the wrong statistics.",
         fix="Look at the inputs the model actually receives (print a batch inside train_step), and make sure "
         "forward() uses its argument.",
-        explained_by=CANNOT_TRAIN + ("SC301",),
+        explained_by=CANNOT_TRAIN + ("SC301", "SC811"),
     ),
     CodeDoc(
         code="SC205", title="Randomization test inconclusive: not enough training to tell", severity="info",
