@@ -40,3 +40,20 @@ def test_sigmoid_before_bce_with_logits_is_the_first_error(run_pipeline):
     assert (first.code, first.severity) == ("SC902", "error") and "sigmoid" in first.message
     for consequence in (f for f in report.findings if f.code in ("SC201", "SC204", "SC301")):
         assert "SC902" in consequence.evidence["explained_by"] and "SC902 (init-loss" in consequence.message
+
+
+def test_validation_features_left_unscaled_are_named_as_the_cause_of_labels_not_learned(run_pipeline):
+    """StandardScaler fitted and applied to the training features only: the model is judged on raw validation
+    features, so label-shuffle finds "not learned" (SC201) and names data-integrity's SC811 as its cause."""
+    from sklearn.datasets import load_breast_cancer
+
+    (xt, yt), (xv, yv) = casekit.breast_cancer()
+    raw = load_breast_cancer().data.astype("float32")
+    xv_raw = xv * raw.std(0) + raw.mean(0)  # about the features' own scale (areas in the hundreds)
+    report = run_pipeline(only=["data-integrity", "label-shuffle"], profile="fast", train=casekit.dataset(xt, yt),
+                          val=casekit.dataset(xv_raw, yv), model=lambda: casekit.mlp(30, 2),
+                          loss="torch.nn:CrossEntropyLoss")
+    cause = next(f for f in report.findings if f.code == "SC811")
+    assert cause.severity == "warning" and cause.evidence["std_ratio"] > 10
+    consequence = next(f for f in report.findings if f.code == "SC201")
+    assert "SC811" in consequence.evidence["explained_by"] and "consequence of SC811" in consequence.message
