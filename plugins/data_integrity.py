@@ -1,6 +1,7 @@
 """``data-integrity``: NaN/Inf, empty or constant inputs, inconsistent shapes or dtypes, bad labels, scale.
 
-Reads only the cached data pass (per-sample statistics of every sample), so it costs nothing extra.
+Reads the cached data pass (per-sample statistics of every sample), so it costs nothing extra; only the padding
+rule (SC812) reads a few batches of 64 training samples, for their attention_mask.
 """
 
 from __future__ import annotations
@@ -122,6 +123,20 @@ CODES = (
         "training statistics); only the random augmentation belongs to the training transform alone.",
     ),
     CodeDoc(
+        code="SC812", title="Padding positions are counted in the loss", severity="warning",
+        what="task: sequence with dict batches that carry an attention_mask (the Hugging Face layout). On up to 256 "
+        "training samples, read as batches of the user's format, it counts the target positions the loss scores "
+        "(labels not negative and not the loss's ignore_index) whose attention_mask is 0. Decision rule: warning "
+        "when they are at least 1% of the scored positions.",
+        why="Cross-entropy ignores only the ignore_index (-100 in PyTorch and Hugging Face). Padding labelled "
+        "with the pad token id is scored: the model learns to predict padding after padding, the loss looks "
+        "better than the model is, and on short sequences most of the gradient goes to pads.",
+        example="labels = input_ids.clone() after padding with the pad token; a custom collate_fn that pads the "
+        "labels with tokenizer.pad_token_id instead of -100.",
+        fix="Set the labels of padded positions to -100 (labels[attention_mask == 0] = -100), or use "
+        "DataCollatorForLanguageModeling / DataCollatorForSeq2Seq, which do.",
+    ),
+    CodeDoc(
         code="SC810", title="Token ids outside the embedding's vocabulary", severity="error",
         what="For token-id inputs (integer inputs the model feeds to an nn.Embedding, found with forward hooks on "
         "one batch), every sample's smallest and largest id from the data pass is compared with the embedding's "
@@ -140,7 +155,7 @@ CODES = (
 class DataIntegrity(Check):
     name = "data-integrity"
     summary = ("NaN/Inf, constant or empty inputs, inconsistent shapes/dtypes, labels outside [0, C), "
-               "inputs far from normalized scale or on another scale in val than in train")
+               "inputs far from normalized scale or on another scale in val than in train, padding counted in the loss")
     cost = "instant: reads the per-sample statistics of the cached data pass"
     codes = CODES
     Settings = Settings
@@ -153,10 +168,40 @@ class DataIntegrity(Check):
         yield from self._consistency(passes, ctx.task == "sequence")
         if ctx.task in ("classification", "sequence"):
             yield from self._labels(ctx, passes)
+        if ctx.task == "sequence":
+            yield from self._padding_in_loss(ctx)
         if tokens:
             yield from self._vocabulary(ctx, passes)
         else:
             yield from self._scale(passes, settings)
+
+    def _padding_in_loss(self, ctx: Any):
+        import torch
+
+        split = ctx.train
+        indices = ctx.sample_indices(split, PADDING_SAMPLES, "data-integrity:padding")
+        ignore = getattr(ctx.loss_fn, "ignore_index", None)
+        scored = padded = 0
+        for lo in range(0, len(indices), 64):
+            batch = ctx.batch(split, indices[lo:lo + 64])
+            if not isinstance(batch, dict) or not isinstance(batch.get("attention_mask"), torch.Tensor):
+                return
+            targets = split.unpack(batch)[1]
+            mask = batch["attention_mask"]
+            if not isinstance(targets, torch.Tensor) or targets.shape != mask.shape:
+                return
+            counted = (targets >= 0) & ((targets != ignore) if ignore is not None else True)
+            scored += int(counted.sum())
+            padded += int((counted & (mask == 0)).sum())
+        if not scored or padded < PADDING_SHARE * scored:
+            return
+        yield self.finding(
+            "SC812", f"{padded} of the {scored} target positions the loss scores in {len(indices)} training samples "
+            f"({padded / scored:.1%}) are padding (attention_mask 0) with a real label id: the loss counts them, "
+            "so the model is trained to predict padding. Their labels should be -100 (the ignore_index).",
+            evidence={"padding_scored": padded, "scored": scored, "samples": len(indices),
+                      "share": float(f"{padded / scored:.6g}"), "ignore_index": ignore, "threshold": PADDING_SHARE},
+        )
 
     def _vocabulary(self, ctx: Any, passes: dict[str, Any]):
         found = ctx.token_embedding()
@@ -337,6 +382,11 @@ class DataIntegrity(Check):
                       "rule": f"1/{settings.split_std_ratio:g} <= std ratio <= {settings.split_std_ratio:g} and "
                               f"mean shift <= {settings.split_mean_shift:g} training stds"},
         )
+
+
+#: Training samples SC812 reads, and the share of scored target positions that must be padding to report it.
+PADDING_SAMPLES = 256
+PADDING_SHARE = 0.01
 
 
 def _per_split(indices: dict[str, list[int]], passes: dict[str, Any]) -> str:

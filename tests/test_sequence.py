@@ -46,6 +46,37 @@ def test_clean_gpt_exits_0_without_a_warning():
     assert "0 error(s), 0 warning(s)" in result.stdout
 
 
+def _hf_pipeline():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hf_clean_pipeline", HF_CASE.parent / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("pad_label", [-100, 0])
+def test_padding_labelled_with_the_pad_id_is_counted_in_the_loss(run_pipeline, pad_label):
+    """One padded line per sample, as instruction data is batched: labels = input_ids keeps the pad id (0) at the
+    padded positions, and the loss scores them (SC812); -100 there is right."""
+    hf = _hf_pipeline()
+    samples = []
+    for line in hf.DOCUMENTS[0].splitlines()[:400]:
+        ids = [hf.STOI[c] for c in line[:hf.BLOCK]]
+        pad = hf.BLOCK - len(ids)
+        samples.append({"input_ids": torch.tensor(ids + [hf.PAD] * pad),
+                        "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
+                        "labels": torch.tensor(ids + [pad_label] * pad)})
+    data = hf.LMDataset(samples)
+    report = run_pipeline(only=["data-integrity"], train=data, val=data, model=hf.make_model, loss="model",
+                          task="sequence")
+    found = [f for f in report.findings if f.code == "SC812"]
+    if pad_label == -100:
+        assert not found
+    else:
+        assert found and found[0].severity == "warning" and found[0].evidence["share"] > 0.2
+
+
 def test_a_model_loss_shifted_inside_is_told_apart_at_a_nearly_uniform_initialization():
     """GPT-2-sized vocabulary, small initial logits: the cross-entropy is ln V at either shift, within 1e-3 of the
     model's loss; the closest match, not the first, says where the targets are scored."""
