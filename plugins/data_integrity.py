@@ -126,8 +126,9 @@ CODES = (
         code="SC812", title="Padding positions are counted in the loss", severity="warning",
         what="task: sequence with dict batches that carry an attention_mask (the Hugging Face layout). On up to 256 "
         "training samples, read as batches of the user's format, it counts the target positions the loss scores "
-        "(labels not negative and not the loss's ignore_index) whose attention_mask is 0. Decision rule: warning "
-        "when they are at least 1% of the scored positions.",
+        "(labels not negative and not the loss's ignore_index) whose attention_mask is 0 and whose label is the "
+        "input id there (the pad id copied into the labels). Decision rule: warning when they are at least 1% of "
+        "the scored positions.",
         why="Cross-entropy ignores only the ignore_index (-100 in PyTorch and Hugging Face). Padding labelled "
         "with the pad token id is scored: the model learns to predict padding after padding, the loss looks "
         "better than the model is, and on short sequences most of the gradient goes to pads.",
@@ -186,13 +187,14 @@ class DataIntegrity(Check):
             batch = ctx.batch(split, indices[lo:lo + 64])
             if not isinstance(batch, dict) or not isinstance(batch.get("attention_mask"), torch.Tensor):
                 return
-            targets = split.unpack(batch)[1]
+            inputs, targets = split.unpack(batch)
             mask = batch["attention_mask"]
-            if not isinstance(targets, torch.Tensor) or targets.shape != mask.shape:
+            if not all(isinstance(t, torch.Tensor) and t.shape == mask.shape for t in (inputs, targets)):
                 return
             counted = (targets >= 0) & ((targets != ignore) if ignore is not None else True)
             scored += int(counted.sum())
-            padded += int((counted & (mask == 0)).sum())
+            # the pad id itself as the label: an encoder-decoder's decoder targets may run past the source's mask
+            padded += int((counted & (mask == 0) & (targets == inputs)).sum())
         if not scored or padded < PADDING_SHARE * scored:
             return
         yield self.finding(
