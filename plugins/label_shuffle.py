@@ -91,7 +91,10 @@ CODES = (
         "token given input token (offsets -1, 0 and 1 from the target's position; counted on the lower half of up "
         "to 4000 training sequences by index, smoothed towards the targets' frequencies) lowers the upper half's "
         "mean loss below the frequencies' at alpha (paired sign-flip test per sequence, Bonferroni x3): the "
-        "targets then belong to other inputs, trained or not (measured on blocks of the standard library's source: the aligned blocks' tables gain 9% (offset -1), 20% (offset 0, the bigrams) and 99.9% (offset 1: the target is the next input); targets taken from other blocks lose 1.5-1.6% at every offset). The check needs at "
+        "targets then belong to other inputs, trained or not (measured on blocks of the standard library's "
+        "source: the aligned blocks' tables gain 9% (offset -1), 20% (offset 0, the bigrams) and 99.9% (offset 1: "
+        "the target is the next input); targets taken from other blocks lose 1.5-1.6% at every offset). The check "
+        "needs at "
         "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
@@ -513,8 +516,8 @@ def token_label_signal(ctx: Any, settings: Settings, rng: np.random.Generator) -
             "p_value": rounded(signal.p_value),
             "test": f"paired sign-flip test per held-out training sequence, best of offsets {list(OFFSETS)} "
                     f"(Bonferroni x{len(OFFSETS)})",
-            "summary": f"{table}, counted on the lower half of {2 * signal.sequences} training sequences, scores mean loss "
-                       f"{signal.table_loss:.3g} on the upper half against {signal.frequency_loss:.3g} for the "
+            "summary": f"{table}, counted on the lower half of {2 * signal.sequences} training sequences, scores "
+                       f"mean loss {signal.table_loss:.3g} on the upper half against {signal.frequency_loss:.3g} for the "
                        f"targets' own frequencies, p = {signal.p_value:.2g}",
             "absent": bool(signal.p_value >= settings.alpha)}
 

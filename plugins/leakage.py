@@ -104,9 +104,9 @@ CODES = (
         "to inflate validation metrics materially), else warning; info when there are only near matches and their "
         "count is not above the chance count alpha x n_val (binomial test, p >= 0.001), or is above it by less than "
         "near_warn_fraction = 0.5% of the validation split (within the sampling noise of a validation accuracy on "
-        "10000 samples, a standard error of 0.3-0.5 points; exact copies are never info; measured: the real Fashion-MNIST train/test split has 44 "
-        "near matches of 10000 where chance predicts 20, p = 2e-6, a handful of them pixel-level copies: 0.24% beyond "
-        "chance, real but unable to move a validation score); the severity fraction counts exact copies plus the "
+        "10000 samples, a standard error of 0.3-0.5 points; exact copies are never info; measured: the real "
+        "Fashion-MNIST train/test split has 44 near matches of 10000 where chance predicts 20, p = 2e-6, a handful "
+        "of them pixel-level copies: 0.24% beyond chance, real but unable to move a validation score); the severity fraction counts exact copies plus the "
         "near matches beyond that chance count. Images get two more looks at the validation "
         "samples not matched so far, because a copy shifted by two pixels, cropped by a pixel or two and resized back, "
         "or colour-cast moves an 8x8 thumbnail as much as another picture would. Aligned look: the candidates are the "
@@ -342,8 +342,8 @@ class Leakage(Check):
                 severity = "info"
                 message += (f" That is more than the {chance:.1f} pairs this close expected by chance at the training "
                             f"split's own rate (p = {p:.2g}), but by {excess:.2%} of the validation split only "
-                            f"(under near_warn_fraction {settings.near_warn_fraction:.1%}): too few to move a validation "
-                            "score. The closest pairs are likely real copies; look at them.")
+                            f"(under near_warn_fraction {settings.near_warn_fraction:.1%}): too few to move a "
+                            "validation score. The closest pairs are likely real copies; look at them.")
         if note:
             evidence["note"] = note
         evidence["pairs"] = pairs[:MAX_PAIRS]

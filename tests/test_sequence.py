@@ -2,7 +2,8 @@
 
 Planted: targets not aligned with their windows, targets not shifted (the inputs themselves), overlapping windows
 split at random, token ids beyond the embedding, a model that returns no loss. Clean: the GPT exits 0 without a
-warning, ignore_index is honoured, token ids are not pixels. The causal-mask probe has its own tests (tests/plugins/test_causality.py).
+warning, ignore_index is honoured, token ids are not pixels. The causal-mask probe has its own tests
+(tests/plugins/test_causality.py).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The training-free counterpart, for ``task: sequence``, of ``label-shuffle``'s nearest-neighbour vote: a table of
 how often each target token follows each input token at a fixed offset ``k`` (target position ``t`` against input
-position ``t + k``), counted on the lower half (by index) of a sample of the training sequences, predicts the targets of the
-upper half. It is
+position ``t + k``), counted on the lower half (by index) of a sample of the training sequences, predicts the
+targets of the upper half. It is
 compared with the targets' own frequencies counted on the same half. Offsets -1, 0 and 1 cover the common layouts:
 ``y`` = ``x`` shifted by one (nanoGPT: the current token predicts the next, a bigram table), ``labels`` =
 ``input_ids`` (Hugging Face: the shift happens in the loss; offset 0 is then the identity), and per-token tags.
@@ -50,8 +50,8 @@ class TokenSignal:
 
 def token_signal(inputs: np.ndarray, targets: np.ndarray, ignore: int | None, rng: np.random.Generator,
                  paired_test: Callable[[np.ndarray], float]) -> TokenSignal | None:
-    """The signal of token ids ``inputs`` ``(n, T)`` (integer values; the data pass keeps ids as float32) for integer ``targets`` ``(n, T)``; targets below 0 or equal to
-    ``ignore`` do not count. ``paired_test(differences)`` is the one-sided p-value that their mean is above 0.
+    """The signal of token ids ``inputs`` ``(n, T)`` (integer values; the data pass keeps ids as float32) for
+    integer ``targets`` ``(n, T)``; targets below 0 or equal to ``ignore`` do not count. ``paired_test(differences)`` is the one-sided p-value that their mean is above 0.
     ``None`` when the arrays are not that (shapes, dtypes) or too few sequences count."""
     if inputs is None or targets is None or inputs.ndim != 2 or inputs.shape != targets.shape:
         return None
