@@ -503,9 +503,9 @@ def token_label_signal(ctx: Any, settings: Settings, rng: np.random.Generator) -
     sequences' inputs). ``None`` when the inputs are not token ids kept by the data pass."""
     from sanitycheck.probing.token_signal import OFFSETS, token_signal
 
+    if not ctx.inputs_are_token_ids():
+        return None
     data = ctx.train.data_pass()
-    if not all(name.startswith(("int", "uint")) for name in set(data.input_dtypes)):
-        return None  # not token ids
     signal = token_signal(data.inputs, data.targets, getattr(ctx.loss_fn, "ignore_index", None), rng,
                           lambda diff: sign_flip(diff, rng, settings.permutations))
     if signal is None:

@@ -167,7 +167,7 @@ class TargetLeakage(Check):
         x, y = data.inputs, data.targets
         if x is None or y is None or x.ndim != 2 or x.shape != y.shape:
             self.skip("the inputs and targets are not equally long token sequences held by the data pass")
-        if not all(name.startswith(("int", "uint")) for name in set(data.input_dtypes)):
+        if not ctx.inputs_are_token_ids():
             self.skip("the inputs are not token ids")
         rows = ctx.sample_indices(ctx.train, settings.train_samples, "target-leakage:train")
         shift, ignore = int(getattr(loss, "shift", 0) or 0), getattr(loss, "ignore_index", None)
