@@ -169,12 +169,12 @@ class DataIntegrity(Check):
         yield from self._consistency(passes, ctx.task == "sequence")
         if ctx.task in ("classification", "sequence"):
             yield from self._labels(ctx, passes)
-        if ctx.task == "sequence":
-            yield from self._padding_in_loss(ctx)
         if tokens:
             yield from self._vocabulary(ctx, passes)
         else:
             yield from self._scale(passes, settings)
+        if ctx.task == "sequence":
+            yield from self._padding_in_loss(ctx)  # last: the only rule that reads batches
 
     def _padding_in_loss(self, ctx: Any):
         import torch
