@@ -33,8 +33,10 @@ CODES = (
     CodeDoc(
         code="SC301", title="Loss does not approach its minimum on one batch", severity="error",
         what="Trains a fresh model on one fixed batch (16 samples, 200 steps at the default profile) with the "
-        "configured optimizer and your train_step. Decision rule: the lowest loss must reach "
-        "floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor (0). "
+        "configured optimizer and your train_step; a fit still falling at the end (its last quarter lowered the "
+        "loss by at least 2% of initial - floor) goes on, up to 4x the steps. Decision rule: the lowest loss must "
+        "reach floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor "
+        "(0). "
         "The finding says when the loss plateaus (the last quarter of the steps lowered it by less than 2% of "
         "initial - floor) and, for CrossEntropyLoss fed probabilities (rows in [0, 1] summing to 1), the floor "
         "that softmax imposes: ln(1 + (C-1)/e), 1.46 for 10 classes.",
@@ -121,7 +123,9 @@ class OverfitBatch(Check):
         losses: list[float] = []
         bound = _lower_bound(ctx)
         with flush_denormal():
-            for step in range(steps):
+            for step in range(EXTENSION * steps):
+                if step == steps and not _still_falling(losses, bound, settings):
+                    break  # the budget is spent and the loss has settled (or failed otherwise): judge it now
                 loss = ctx.step(model, optimizer, batch)
                 losses.append(loss)
                 if not math.isfinite(loss):
@@ -140,7 +144,8 @@ class OverfitBatch(Check):
         target = settings.floor + settings.target_ratio * (initial - settings.floor)
         evidence = {
             "initial_loss": _r(initial), "min_loss": _r(lowest), "final_loss": _r(final), "target_loss": _r(target),
-            "floor": settings.floor, "steps": len(losses), "max_steps": steps, "learning_rate": ctx.learning_rate,
+            "floor": settings.floor, "steps": len(losses), "max_steps": steps,
+            "extended_to": EXTENSION * steps if len(losses) > steps else None, "learning_rate": ctx.learning_rate,
             "optimizer": type(optimizer).__name__, "batch_size": len(indices),
             "user_train_step": ctx.has_user_step, "curve": _curve(losses),
         }
@@ -262,6 +267,25 @@ def _logsumexp_max(ctx: Any, model: Any, batch: Any) -> float | None:
     if not isinstance(out, torch.Tensor) or out.ndim < 2:
         return None
     return float(torch.logsumexp(out.float(), dim=1).abs().max())
+
+
+#: A fit still falling at the end of its steps (not on a plateau) may go on to this many times the steps.
+EXTENSION = 4
+
+
+def _still_falling(losses: list[float], bound: float | None, settings: Settings) -> bool:
+    """Whether a one-batch fit that has not reached its target is still on its way there: finite, not diverging
+    or unbounded, and not on a plateau (:func:`_plateau`). A clean logistic regression with Adam at lr 1e-3 needs
+    about 210 steps to get 90% of the way to 0 on 16 breast-cancer samples; a softmax before CrossEntropyLoss
+    plateaus long before 200."""
+    if not losses or not all(math.isfinite(v) for v in losses):
+        return False
+    initial, floor = losses[0], settings.floor
+    if min(losses) <= floor + settings.target_ratio * (initial - floor) or initial <= floor:
+        return False
+    tail = sum(losses[-10:]) / len(losses[-10:])
+    return tail <= initial and not _unbounded(losses, bound, settings.runaway) \
+        and _plateau(losses, initial, floor) is None
 
 
 def _plateau(losses: list[float], initial: float, floor: float) -> float | None:

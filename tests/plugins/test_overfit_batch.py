@@ -22,6 +22,19 @@ def run_kind(run_pipeline, kind="mlp", seed=0, **changes):
 
 
 
+def test_a_slow_but_steady_fit_gets_more_steps_and_a_plateau_does_not(run_pipeline):
+    """Logistic regression with Adam at lr 1e-3 on breast cancer: about 210 steps to 90% of the way to 0, still
+    falling at 200, so it goes on and passes; the softmax cap plateaus and is judged at 200."""
+    (xt, yt), (xv, yv) = casekit.breast_cancer()
+    base = dict(only=CHECK, train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv), loss=probekit.CE,
+                optimizer={"target": "torch.optim:Adam", "lr": 1e-3})
+    slow = run_pipeline(model=lambda: torch.nn.Linear(30, 2), **base)
+    assert slow.checks[0].status == "passed" and not loud(slow, "overfit-batch"), slow.findings
+    capped = run_pipeline(model=lambda: torch.nn.Sequential(torch.nn.Linear(30, 2), torch.nn.Softmax(dim=1)), **base)
+    finding = probekit.finding(capped, "SC301")
+    assert finding.evidence["steps"] == 200 and finding.evidence["extended_to"] is None
+
+
 def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
     finding = probekit.finding(run_kind(run_pipeline, model=probekit.softmax_mlp), "SC301")
     cap = math.log(1 + 9 / math.e)  # 1.46 for 10 classes
