@@ -46,7 +46,10 @@ CODES = (
         "classes instead of reaching 0. Or a learning rate so small that nothing moves in 200 steps.",
         fix="Feed raw logits to CrossEntropyLoss (no softmax), check the output layer's size and the targets, "
         "raise the learning rate, and make sure train_step calls zero_grad, backward and step.",
-        explained_by=("SC902", "SC903", "SC904", "SC1001", "SC1002", "SC1003", "SC1008", "SC801", "SC804"),
+        # SC901 (a loss at initialization far above its expected value: regression targets far from zero) and SC1302
+        # (a learning rate far below the steepest descent) say why a healthy model still cannot get there
+        explained_by=("SC902", "SC903", "SC904", "SC1001", "SC1002", "SC1003", "SC1008", "SC801", "SC804", "SC901",
+                      "SC1302"),
     ),
     CodeDoc(
         code="SC302", title="Loss became NaN or Inf while fitting one batch", severity="error",
@@ -63,6 +66,7 @@ CODES = (
         why="On one fixed batch the loss should only go down; rising loss means steps overshoot.",
         example="Adam with lr=1.0 on a small MLP.",
         fix="Lower the learning rate (try 10x smaller), add warm-up or gradient clipping, check the loss sign.",
+        explained_by=("SC1301",),  # the learning-rate test's divergence onset, below the configured rate
     ),
     CodeDoc(
         code="SC304", title="No parameter changes during training", severity="error",

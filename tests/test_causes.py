@@ -30,6 +30,15 @@ def test_consequences_move_after_their_causes_and_name_them():
     assert [f.code for f in info_only] == ["SC1", "SC2"] and "explained_by" not in info_only[0].evidence
 
 
+def test_a_chain_of_causes_is_ordered_root_first():
+    """SC201 explained by SC301, itself explained by SC901: the root first, whatever order the checks ran in."""
+    docs = {"SC201": (None, doc("SC201", ("SC301",))), "SC301": (None, doc("SC301", ("SC901",))),
+            "SC901": (None, doc("SC901")), "SC7": (None, doc("SC7", ("SC7",)))}
+    linked = link_causes([finding("SC201"), finding("SC301"), finding("SC7"), finding("SC901", "warning")], docs)
+    assert [f.code for f in linked] == ["SC7", "SC901", "SC301", "SC201"]
+    assert linked[2].evidence["explained_by"] == ["SC901"] and linked[3].evidence["explained_by"] == ["SC301"]
+
+
 def test_sigmoid_before_bce_with_logits_is_the_first_error(run_pipeline):
     (xt, yt), (xv, yv) = casekit.breast_cancer()
     report = run_pipeline(only=["init-loss", "overfit-batch", "label-shuffle"], profile="fast",

@@ -231,10 +231,24 @@ def link_causes(findings: list[Finding], docs: dict[str, tuple[Any, Any]]) -> li
     for f in findings:
         if f.severity in ("error", "warning"):
             present.setdefault(f.code, f)
+
+    def causes_of(code: str) -> list[str]:
+        doc = docs.get(code, (None, None))[1]
+        return [c for c in (doc.explained_by if doc is not None else ()) if c in present and c != code]
+
+    depth: dict[str, int] = {}
+
+    def depth_of(code: str, seen: frozenset = frozenset()) -> int:
+        """0 for a finding nothing found explains, else one more than its deepest cause (a cause's own causes
+        come first: overfit-batch's SC301, explained by init-loss's SC901, before label-shuffle's SC201)."""
+        if code not in depth:
+            found = [depth_of(c, seen | {code}) for c in causes_of(code) if c not in seen]
+            depth[code] = 1 + max(found) if found else 0
+        return depth[code]
+
     ranked = []
     for f in findings:
-        doc = docs.get(f.code, (None, None))[1]
-        causes = [code for code in (doc.explained_by if doc is not None else ()) if code in present and code != f.code]
+        causes = causes_of(f.code)
         if causes:
             named = "; ".join(f"{c} ({present[c].check}: {present[c].title})" for c in causes)
             f = f.model_copy(update={
@@ -242,7 +256,7 @@ def link_causes(findings: list[Finding], docs: dict[str, tuple[Any, Any]]) -> li
                            "first.",
                 "evidence": {**f.evidence, "explained_by": causes},
             })
-        ranked.append((bool(causes), f))
+        ranked.append((depth_of(f.code), f))
     return [f for _, f in sorted(ranked, key=lambda pair: pair[0])]
 
 
