@@ -132,6 +132,16 @@ def run_clean(run_pipeline, only: list[str], kind: str = "mlp", seed: int = 0, *
     return run_pipeline(only=only, **{**clean(kind, seed), **changes})
 
 
+def slow_conv_net_on_digits(run_pipeline, only):
+    """A small conv net on 8x8 digits with plain SGD at lr 0.001 and batches of 4: it learns nothing in the
+    default budget, as PyTorch's 60-minute-blitz CIFAR net at its lr 0.001 does not."""
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
+    net = lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3), torch.nn.ReLU(), torch.nn.Flatten(),  # noqa: E731
+                                      torch.nn.Linear(6 * 6 * 6, 10))
+    return run_pipeline(only=only, train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv), model=net,
+                        loss=CE, optimizer={"target": "torch.optim:SGD", "lr": 0.001}, batch_size=4)
+
+
 def finding(report, code: str):
     """The first finding with ``code`` (StopIteration, i.e. a failed test, when there is none)."""
     return next(f for f in report.findings if f.code == code)

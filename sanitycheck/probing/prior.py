@@ -30,8 +30,8 @@ CHECK_SAMPLES = 32
 
 def zeroed_outputs_constant(ctx: Any, model: Any, split: Any, indices: np.ndarray, transform: Any) -> int | None:
     """The outputs' class count when ``model`` (evaluated, no gradients) gives every sample of a batch of
-    ``split[indices]`` with ``transform``-ed inputs the same outputs (per position); ``None`` when the outputs
-    differ, are not one tensor, or fewer than 2 samples are given."""
+    ``split[indices]`` with ``transform``-ed inputs (None: as they are) the same outputs (per position); ``None``
+    when the outputs differ, are not one tensor, or fewer than 2 samples are given."""
     import torch
 
     from sanitycheck.probing.trainer import prepared_batch

@@ -51,6 +51,16 @@ def test_zeroed_inputs_learned_as_well_when_the_model_ignores_them(run_pipeline)
     assert "SC204" in codes(report, at_least="error")
 
 
+def test_a_model_too_slow_to_learn_anything_is_inconclusive_when_its_inputs_predict_the_labels(run_pipeline):
+    """It does not fit its own training samples, but its outputs follow its inputs and a nearest-neighbour vote
+    on them predicts the labels: not "labels unrelated to the inputs" (SC201), but too little training (SC205).
+    A model that ignores its inputs stays an error (test_zeroed_inputs_learned_as_well_when_the_model_ignores_them)."""
+    report = probekit.slow_conv_net_on_digits(run_pipeline, ["label-shuffle"])
+    assert not codes(report, at_least="error"), [f.message for f in report.findings]
+    finding = probekit.finding(report, "SC205")
+    assert finding.evidence["reason"] == "predictable" and finding.evidence["input_label_signal"]["predictable"]
+
+
 def zeroed_trainings(monkeypatch) -> list:
     """The trainings with rewritten inputs (label-shuffle's zeroed-input model) of the run that follows."""
     from sanitycheck.probing import trainer

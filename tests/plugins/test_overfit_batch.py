@@ -35,6 +35,14 @@ def test_a_slow_but_steady_fit_gets_more_steps_and_a_plateau_does_not(run_pipeli
     assert finding.evidence["steps"] == 200 and finding.evidence["extended_to"] is None
 
 
+def test_a_learning_rate_too_slow_for_the_budget_is_info_when_ten_times_it_fits(run_pipeline):
+    """Plain SGD at lr 0.001: the conv net falls short in 800 steps; at lr 0.01 it fits the batch, so the model, loss
+    and step work (info). The softmax cap never fits, at any rate (an error: the test below)."""
+    finding = probekit.finding(probekit.slow_conv_net_on_digits(run_pipeline, CHECK), "SC301")
+    assert finding.severity == "info" and finding.evidence["faster_lr_steps"] is not None
+    assert "10x the learning rate" in finding.message
+
+
 def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
     finding = probekit.finding(run_kind(run_pipeline, model=probekit.softmax_mlp), "SC301")
     cap = math.log(1 + 9 / math.e)  # 1.46 for 10 classes
