@@ -61,13 +61,9 @@ def test_padding_labelled_with_the_pad_id_is_counted_in_the_loss(run_pipeline, p
     """One padded line per sample, as instruction data is batched: labels = input_ids keeps the pad id (0) at the
     padded positions, and the loss scores them (SC812); -100 there is right."""
     hf = _hf_pipeline()
-    samples = []
-    for line in hf.DOCUMENTS[0].splitlines()[:400]:
-        ids = [hf.STOI[c] for c in line[:hf.BLOCK]]
-        pad = hf.BLOCK - len(ids)
-        samples.append({"input_ids": torch.tensor(ids + [hf.PAD] * pad),
-                        "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
-                        "labels": torch.tensor(ids + [pad_label] * pad)})
+    samples = hf.group_texts([line for line in hf.DOCUMENTS[0].splitlines()[:400] if line], hf.BLOCK)  # -100 pads
+    for sample in samples if pad_label != -100 else ():
+        sample["labels"] = torch.where(sample["attention_mask"] == 1, sample["labels"], pad_label)
     data = hf.LMDataset(samples)
     report = run_pipeline(only=["data-integrity"], train=data, val=data, model=hf.make_model, loss="model",
                           task="sequence")

@@ -215,13 +215,17 @@ def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: floa
     monkeypatch.setattr(budget, "measure_step_cost", fake)
 
 
+def run_slow_mlp(run_pipeline, monkeypatch, permute: bool):
+    """The clean MLP (or its permuted labels) with a step cost that forces a fitted budget."""
+    fake_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
+    x, y = probekit.clean("mlp")["train"].tensors
+    return run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y) if permute else y),
+                    checks={"label-shuffle": {"memorize_seconds": 0.5}})
+
+
 @pytest.mark.parametrize("permute", [True, False])
 def test_a_slow_model_gets_a_budget_that_decides(run_pipeline, monkeypatch, permute):
-    fake_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
-    spec = probekit.clean("mlp")
-    x, y = spec["train"].tensors
-    report = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y) if permute else y),
-                      checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    report = run_slow_mlp(run_pipeline, monkeypatch, permute)
     if permute:
         finding = probekit.finding(report, "SC201")
         assert finding.severity == "error"
@@ -242,13 +246,9 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_when_the_inputs_predict
     labels belong to other inputs (SC201); the real labels are never an error."""
     from sanitycheck_plugins import label_shuffle
 
-    fake_cost(monkeypatch, 0.001, 0.002)
     fits = label_shuffle.fits_training_samples
     monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
-    spec = probekit.clean("mlp")
-    x, y = spec["train"].tensors
-    report = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y) if permute else y),
-                      checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    report = run_slow_mlp(run_pipeline, monkeypatch, permute)
     if permute:
         finding = probekit.finding(report, "SC201")
         assert finding.severity == "error" and finding.evidence["input_label_signal"]["absent"]
