@@ -257,6 +257,46 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_when_the_inputs_predict
         assert not codes(report, at_least="error") and "SC201" not in codes(report)
 
 
+def digit_masks(permute: bool) -> dict:
+    """Segmentation of the digits: each pixel's class is the digit's (plus one) where the stroke is, else 0; with
+    ``permute``, every image gets the mask of another image (image and mask file lists sorted apart)."""
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
+
+    def masks(x, y):
+        return (x[:, 0] > x.mean()).long() * (y[:, None, None] + 1)
+
+    mt = masks(xt, yt)
+    return {"train": casekit.dataset(xt, mt[probekit.permuted(torch.arange(len(mt)))] if permute else mt),
+            "val": casekit.dataset(xv, masks(xv, yv)), "num_classes": 11, "loss": "torch.nn:CrossEntropyLoss",
+            "model": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+                                                 torch.nn.Conv2d(16, 11, 3, padding=1))}
+
+
+@pytest.mark.parametrize("kind", ["regression", "masks"])
+@pytest.mark.parametrize("permute", [True, False])
+def test_a_fitted_budget_that_fits_nothing_still_decides_for_targets_that_are_not_class_ids(
+        run_pipeline, monkeypatch, kind, permute):
+    """Regression values and segmentation masks have no neighbour vote: a sample's target is compared with its
+    nearest input neighbour's and a random sample's. Misaligned targets are no closer to the neighbour's: SC201."""
+    from sanitycheck_plugins import label_shuffle
+
+    fits = label_shuffle.fits_training_samples
+    monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
+    fake_cost(monkeypatch, 0.001, 0.002)
+    settings = {"checks": {"label-shuffle": {"memorize_seconds": 0.5}}}
+    if kind == "masks":
+        report = run_pipeline(only=CHECK, **digit_masks(permute), **settings)
+    else:
+        x, y = probekit.clean(kind)["train"].tensors
+        report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y) if permute else y), **settings)
+    if permute:
+        finding = probekit.finding(report, "SC201")
+        signal = finding.evidence["input_label_signal"]
+        assert finding.severity == "error" and signal["absent"] and "nearest input neighbour" in signal["summary"]
+    else:
+        assert not codes(report, at_least="error") and "SC201" not in codes(report)
+
+
 @pytest.mark.parametrize("per_sample,hint", [(0.02, "--profile thorough"), (0.2, "device: cuda")])
 def test_no_budget_can_decide_says_what_it_needs(run_pipeline, monkeypatch, per_sample, hint):
     fake_cost(monkeypatch, 0.001, per_sample)  # 50 steps of 8 do not fit in 60% of the 10 s cap
