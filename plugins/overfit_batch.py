@@ -25,7 +25,7 @@ class Settings(CheckSettings):
         0.1, gt=0, lt=1, description="Pass when the lowest loss reaches floor + target_ratio x (initial - floor)."
     )
     floor: float = Field(0.0, description="The loss's minimum (0 for cross-entropy, MSE, L1 ...; "
-                         "raised to the smoothed targets' own loss under CrossEntropyLoss label_smoothing).")
+                         "raised to the targets' own loss under CrossEntropyLoss label_smoothing or class-probability targets).")
     runaway: float = Field(10.0, gt=1, description="A loss of unknown kind counts as unbounded below when it falls under "
                            "-runaway x max(1, |initial loss|) (SC305).")
 
@@ -37,8 +37,8 @@ CODES = (
         "configured optimizer and your train_step; a fit still falling at the end (its last quarter lowered the "
         "loss by at least 2% of initial - floor) goes on, up to 4x the steps. Decision rule: the lowest loss must "
         "reach floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor "
-        "(0; for CrossEntropyLoss with label_smoothing, the loss at outputs equal to the smoothed targets, since "
-        "the smoothing keeps eps / C on every class: 0.50 for eps 0.1 and 10 classes). A fit that falls short, with no softmax or sigmoid cap to explain it, is tried again on a fresh model "
+        "(0; for CrossEntropyLoss with label_smoothing or class probabilities as targets, the loss at outputs equal "
+        "to the targets: the smoothing keeps eps / C on every class, 0.50 for eps 0.1 and 10 classes). A fit that falls short, with no softmax or sigmoid cap to explain it, is tried again on a fresh model "
         "at 10x the configured learning rate: if that one reaches the target, the model, the loss and the step work "
         "and the finding is info (PyTorch's 60-minute-blitz CIFAR net at SGD lr 0.001 fell from 2.31 to 2.20 in 200 "
         "steps, and fits at lr 0.01 in 104). "
@@ -128,9 +128,9 @@ class OverfitBatch(Check):
             )
             return
         bound = _lower_bound(ctx)
-        smoothed = _smoothing_floor(ctx, batch)
-        if smoothed is not None and smoothed > settings.floor:  # label smoothing: 0 is out of reach
-            settings = settings.model_copy(update={"floor": smoothed})
+        floor = _target_floor(ctx, batch)
+        if floor is not None and floor > settings.floor:  # label smoothing, soft targets: 0 is out of reach
+            settings = settings.model_copy(update={"floor": floor})
         losses = _fit(ctx, model, optimizer, batch, steps, bound, settings)
 
         changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
@@ -364,13 +364,15 @@ def _sigmoid_cap(ctx: Any, model: Any, batch: Any) -> float | None:
     return float(best.mean())
 
 
-def _smoothing_floor(ctx: Any, batch: Any) -> float | None:
-    """The lowest loss a CrossEntropyLoss with ``label_smoothing`` > 0 can reach on ``batch``, else None.
+def _target_floor(ctx: Any, batch: Any) -> float | None:
+    """The lowest loss a CrossEntropyLoss can reach on ``batch`` when that is not 0, else None: with
+    ``label_smoothing`` > 0 (the smoothed target keeps eps / C on every class: 0.50 for eps = 0.1 and 10 classes,
+    the default of torchvision's and timm's classification recipes) or class probabilities as targets (soft labels,
+    distillation: the targets' own entropy).
 
-    The smoothed target keeps eps / C on every class, so the loss cannot reach 0 (0.50 for eps = 0.1 and 10
-    classes, the default of torchvision's and timm's classification recipes). The best outputs give each class c a
-    probability proportional to its weight in the loss, (1 - eps) w_y [c = y] + eps w_c / C (w: the loss's class
-    weights, 1 without); the floor is the user's loss at those outputs, on this batch's targets.
+    The best outputs give each class c a probability proportional to its weight in the loss, w_c ((1 - eps) t_c +
+    eps / C) (t: the one-hot or given target distribution, w: the loss's class weights, 1 without); the floor is
+    the user's loss at those outputs, on this batch's targets.
     """
     import torch
 
@@ -379,24 +381,26 @@ def _smoothing_floor(ctx: Any, batch: Any) -> float | None:
     loss = ctx.loss_fn
     eps = float(getattr(loss, "label_smoothing", 0.0) or 0.0)
     targets = ctx.train.unpack(batch)[1]
-    if ctx.task != "classification" or loss_kind(loss) != "cross_entropy" or eps <= 0 \
-            or not isinstance(targets, torch.Tensor) \
-            or targets.is_floating_point():  # class probabilities as targets: smoothed by the user already
-        return None
     out = getattr(ctx, "output_shape", None)  # the preflight's outputs: (C, ...) per sample
-    if not out or len(out) != targets.ndim or out[0] < 2:
+    if ctx.task != "classification" or loss_kind(loss) != "cross_entropy" or not isinstance(targets, torch.Tensor) \
+            or not out or out[0] < 2:
         return None
     classes = out[0]
     shape = [1] * (len(out) + 1)
     shape[1] = classes
+    if targets.is_floating_point() and tuple(targets.shape[1:]) == tuple(out):  # class probabilities
+        t = targets.detach().cpu().float()
+    elif not targets.is_floating_point() and eps > 0 and len(out) == targets.ndim:  # class ids
+        t = torch.nn.functional.one_hot(targets.detach().cpu().long().clamp(0, classes - 1), classes).movedim(-1, 1)
+    else:
+        return None
     weight = getattr(loss, "weight", None)
     w = (torch.ones(classes) if weight is None else weight.detach().float().cpu()).reshape(shape)
-    y = targets.detach().cpu().long()
-    onehot = torch.nn.functional.one_hot(y.clamp(0, classes - 1), classes).movedim(-1, 1).float()
-    share = eps / classes * w + (1 - eps) * w * onehot
-    logits = (share / share.sum(1, keepdim=True)).log()
+    share = w * ((1 - eps) * t.float() + eps / classes)
+    logits = (share / share.sum(1, keepdim=True)).clamp_min(1e-12).log()  # a class of probability 0 adds 0
     with torch.no_grad():
-        return float(loss(logits.to(targets.device if weight is None else weight.device), targets))
+        floor = float(loss(logits.to(targets.device if weight is None else weight.device), targets))
+    return floor if floor > 0 else None
 
 
 def _softmax_cap(ctx: Any, model: Any, batch: Any) -> float | None:

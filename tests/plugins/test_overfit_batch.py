@@ -53,17 +53,24 @@ def test_softmax_before_cross_entropy_plateaus_at_its_cap(run_pipeline):
     assert len(curve) <= 101 and curve[0] == finding.evidence["initial_loss"]
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_label_smoothing_lifts_the_floor_the_fit_is_judged_against(run_pipeline, weighted):
-    """CrossEntropyLoss(label_smoothing=0.1), as torchvision's and timm's recipes train: the smoothed targets keep
-    0.01 on every other class, so the loss cannot go below their entropy (0.50 for 10 classes) and 90% of the way
-    to 0 is out of reach. The softmax cap stays an error under smoothing."""
-    loss = torch.nn.CrossEntropyLoss(weight=torch.linspace(0.5, 1.5, 10) if weighted else None, label_smoothing=0.1)
-    clean = run_kind(run_pipeline, loss=loss)
+@pytest.mark.parametrize("targets", ["smoothed", "smoothed-weighted", "probabilities"])
+def test_targets_that_keep_mass_on_every_class_lift_the_floor_the_fit_is_judged_against(run_pipeline, targets):
+    """CrossEntropyLoss(label_smoothing=0.1), as torchvision's and timm's recipes train, or soft labels given as
+    class probabilities: each target keeps 0.01 on every other class, so the loss cannot go below the targets'
+    entropy (0.50 for 10 classes) and 90% of the way to 0 is out of reach. The softmax cap stays an error."""
+    changes = {}
+    if targets == "probabilities":
+        (xt, yt), (xv, yv) = casekit.digits()
+        soft = lambda y: torch.nn.functional.one_hot(y, 10).float() * 0.9 + 0.01  # noqa: E731
+        changes = {"train": casekit.dataset(xt, soft(yt)), "val": casekit.dataset(xv, soft(yv))}
+    else:
+        weight = torch.linspace(0.5, 1.5, 10) if targets == "smoothed-weighted" else None
+        changes = {"loss": torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)}
+    clean = run_kind(run_pipeline, **changes)
     assert not loud(clean, "overfit-batch"), [f.message for f in clean.findings]
-    capped = probekit.finding(run_kind(run_pipeline, loss=loss, model=probekit.softmax_mlp), "SC301")
+    capped = probekit.finding(run_kind(run_pipeline, model=probekit.softmax_mlp, **changes), "SC301")
     assert capped.severity == "error" and capped.evidence["softmax_cap"] is not None
-    if not weighted:
+    if targets != "smoothed-weighted":
         entropy = -0.91 * math.log(0.91) - 9 * 0.01 * math.log(0.01)
         assert capped.evidence["floor"] == pytest.approx(entropy, rel=1e-4)
 
