@@ -129,3 +129,29 @@ def test_tracking_the_held_out_loss_does_not_change_the_run(ctx):
     assert tracked.tracked[-1].held_out_loss == pytest.approx(ctx.evaluate_loss(tracked.model.eval(), ctx.val, held_out),
                                                              rel=1e-4)
     assert tracked.tracked[-1].held_out_loss < tracked.tracked[0].held_out_loss
+
+
+def test_a_model_computing_its_own_cross_entropy_is_evaluated_in_batches():
+    """An HF-style classifier (``loss: model``, one class id per sample): per-sample losses come from one forward
+    pass of the batch, not one pass per sample (which made its evaluations 10x slower than the plan assumed, and
+    the randomization test ran out of time)."""
+    class Classifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = casekit.mlp(64, 10), 0
+
+        def forward(self, x, labels=None):
+            self.calls += 1
+            logits = self.net(x)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    ctx = open_ctx(model=Classifier, loss="model")
+    model = ctx.make_model("t")
+    idx = np.arange(64)
+    result = trainer.evaluate(ctx, model, ctx.val, idx)
+    assert model.calls == 1 and np.isfinite(result.losses).all()
+    batch = ctx.batch(ctx.val, idx)
+    x, y = ctx.val.unpack(batch)
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model.net(x), y, reduction="none").numpy()
+    assert np.allclose(result.losses, expected, atol=1e-5)
