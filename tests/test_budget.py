@@ -127,3 +127,27 @@ def test_a_step_faster_on_more_threads_keeps_the_policy(monkeypatch):
         seen.clear()
         train(ctx, ctx.train, list(range(200)), steps=5)
         assert seen == [2] * 5
+
+
+def test_a_fitted_plan_makes_room_for_the_held_out_loss_it_tracks(monkeypatch):
+    """The reference run evaluates its tracked held-out samples at 21 points; on a model slow to evaluate that took
+    2 s of a 5 s cap and stopped the run early. A fitted plan counts it and tracks fewer samples (at least 64)."""
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.pipeline.context import PipelineContext
+    from sanitycheck.probing import budget, trainer
+
+    fake = lambda *a, **k: budget.StepCost(0.002, 0.0005, 0.0005)  # noqa: E731  (18 ms a step of 32, 0.5 ms an eval)
+    monkeypatch.setattr(trainer, "measure_step_cost", fake)
+    monkeypatch.setattr(budget, "measure_step_cost", fake)
+    x, y = torch.randn(3000, 8), torch.randint(0, 3, (3000,))
+    ctx = PipelineContext.open(load_config({"data": {"train": TensorDataset(x[:2000], y[:2000]),
+                                                     "val": TensorDataset(x[2000:], y[2000:])},
+                                            "model": lambda: torch.nn.Linear(8, 3), "batch_size": 32,
+                                            "loss": "torch.nn:CrossEntropyLoss"}))
+    plan = reference_plan(ctx)
+    tracked = len(trainer.tracked_indices(ctx, plan))
+    assert plan.fitted and plan.decisive and trainer.MIN_TRACK <= tracked < trainer.REFERENCE_TRACK_SAMPLES
+    cost = plan.cost
+    planned = plan.steps * cost.step(plan.batch_size) + cost.eval_per_sample * (
+        len(plan.train_indices) + len(plan.eval_indices) + (trainer.REFERENCE_TRACK_POINTS + 1) * tracked)
+    assert planned <= 1.01 * trainer.PLAN_SHARE * plan.seconds  # (the subset settles in rounds: within 1%)

@@ -74,6 +74,9 @@ REFERENCE_TRACK_SEQUENCES = 64
 #: shrinks the batch, how often it aims to show each training sample, and the least steps, training samples and
 #: held-out samples of a run that can decide anything.
 PLAN_SHARE = 0.6
+#: ... the share of it the tracked held-out loss may take, and the fewest samples it is tracked on.
+TRACK_SHARE = 0.1
+MIN_TRACK = 64
 MIN_BATCH = 8
 TARGET_STEPS = 150
 TARGET_EPOCHS = 6
@@ -429,6 +432,9 @@ class Plan:
     cost: StepCost | None = None
     #: Seconds one run of the smallest decisive budget would take (only when the plan is not decisive).
     needs_seconds: float | None = None
+    #: Held-out samples the reference run tracks (``None``: REFERENCE_TRACK_SAMPLES / _SEQUENCES); a fitted plan
+    #: tracks fewer when their evaluations would not fit its time.
+    track_samples: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """The plan for a finding's evidence."""
@@ -450,7 +456,9 @@ def reference_plan(ctx: PipelineContext) -> Plan:
     the user's step says that budget would take more than PLAN_SHARE of the cap, the budget follows the measured
     cost instead of being cut by the cap: the largest batch (halving down to MIN_BATCH, while halving cuts the step
     time by 20% or more) that still gives TARGET_STEPS steps, as many steps as fit, a training subset small enough to be seen about TARGET_EPOCHS times
-    (at least MIN_TRAIN), and a held-out subset whose evaluation takes at most 15% of the time (at least MIN_EVAL).
+    (at least MIN_TRAIN), a held-out subset whose evaluation takes at most 15% of the time (at least MIN_EVAL), and
+    as many of those tracked at every REFERENCE_TRACK_POINTS as take at most TRACK_SHARE of it (at least MIN_TRACK;
+    the tracking counts in whether the default budget fits, too).
     Such a plan is ``fitted``; it is ``decisive`` when it still has MIN_STEPS steps. The cap itself follows the
     epoch (:func:`reference_seconds`).
     """
@@ -500,8 +508,12 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
     share = PLAN_SHARE * plan.seconds
     cost = step_cost(ctx, size)
 
-    def total(steps: int, batch: int, n_train: int, n_eval: int) -> float:  # training + the final evaluations
-        return steps * cost.step(batch) + cost.eval_per_sample * (n_train + n_eval)
+    most = _track_most(ctx)
+
+    def total(steps: int, batch: int, n_train: int, n_eval: int, n_track: int = most) -> float:
+        # training, the held-out loss tracked at REFERENCE_TRACK_POINTS + 1 points, and the final evaluations
+        tracking = (REFERENCE_TRACK_POINTS + 1) * min(n_track, n_eval)
+        return steps * cost.step(batch) + cost.eval_per_sample * (n_train + n_eval + tracking)
 
     if total(plan.steps, size, len(plan.train_indices), len(plan.eval_indices)) <= share:
         return plan
@@ -511,13 +523,17 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
         if cost.also_failed:  # the step does not take smaller batches (a hard-coded batch size): keep the config's
             smallest = size
     n_eval = int(np.clip(0.15 * share / max(cost.eval_per_sample, 1e-9), MIN_EVAL, len(plan.eval_indices)))
+    # tracking takes at most TRACK_SHARE of the time too (it cost a slow segmentation net 2 s of its 5 s cap and
+    # stopped the run early), but never fewer than MIN_TRACK samples
+    n_track = int(np.clip(TRACK_SHARE * share / ((REFERENCE_TRACK_POINTS + 1) * max(cost.eval_per_sample, 1e-9)),
+                          min(MIN_TRACK, most), most))
     batch = size
-    while batch > smallest and (share - cost.eval_per_sample * n_eval) / cost.step(batch) < TARGET_STEPS \
+    while batch > smallest and (share - total(0, batch, 0, n_eval, n_track)) / cost.step(batch) < TARGET_STEPS \
             and cost.step(max(smallest, batch // 2)) < 0.8 * cost.step(batch):  # halving must buy steps
         batch = max(smallest, batch // 2)
     steps = n_train = 0
     for _ in range(3):  # the training subset's final evaluation costs time too: settle in a few rounds
-        room = share - cost.eval_per_sample * (n_eval + n_train)
+        room = share - total(0, batch, n_train, n_eval, n_track)
         steps = int(min(plan.steps, max(0.0, room) / cost.step(batch)))
         n_train = int(np.clip(steps * batch // TARGET_EPOCHS, MIN_TRAIN, len(plan.train_indices)))
     decisive = steps >= MIN_STEPS
@@ -525,11 +541,12 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
     if not decisive:
         steps = max(steps, 1)
         needs = total(MIN_STEPS, smallest, min(MIN_TRAIN, len(plan.train_indices)),
-                      min(MIN_EVAL, len(plan.eval_indices))) / PLAN_SHARE
+                      min(MIN_EVAL, len(plan.eval_indices)), min(MIN_TRACK, most)) / PLAN_SHARE
     train_idx = _subset(ctx, plan.train_indices, n_train, "trainer:train:fitted")
     eval_idx = _subset(ctx, plan.eval_indices, n_eval, "trainer:eval:fitted")
     return dataclasses.replace(plan, train_indices=train_idx, eval_indices=eval_idx, steps=steps, batch_size=batch,
-                               fitted=True, decisive=decisive, cost=cost, needs_seconds=needs)
+                               fitted=True, decisive=decisive, cost=cost, needs_seconds=needs,
+                               track_samples=min(n_track, n_eval))
 
 
 def _subset(ctx: PipelineContext, indices: np.ndarray, n: int, tag: str) -> np.ndarray:
@@ -559,5 +576,8 @@ def reference_model(ctx: PipelineContext) -> TrainResult:
 
 def tracked_indices(ctx: PipelineContext, plan: Plan) -> np.ndarray:
     """The held-out samples whose loss the reference run tracks (see REFERENCE_TRACK_SAMPLES)."""
-    most = REFERENCE_TRACK_SEQUENCES if ctx.task == "sequence" else REFERENCE_TRACK_SAMPLES
-    return plan.eval_indices[:most]
+    return plan.eval_indices[:min(_track_most(ctx), plan.track_samples or len(plan.eval_indices))]
+
+
+def _track_most(ctx: PipelineContext) -> int:
+    return REFERENCE_TRACK_SEQUENCES if ctx.task == "sequence" else REFERENCE_TRACK_SAMPLES
