@@ -243,6 +243,10 @@ class LabelShuffle(Check):
             if zeroable and (without_inputs is None or without_inputs[0] >= settings.alpha) else None
 
         r, s = real.eval, shuffled.eval
+        if r.metric == "loss" and np.isfinite(r.losses).sum() < MIN_EVAL_SAMPLES:
+            # nothing to compare: a verdict on NaN scores would be "not learned" whatever the labels
+            self.skip("the loss of a held-out sample could not be computed (the loss fails on a batch of one "
+                      "sample, or gives NaN), so the runs' scores cannot be compared")
         chance = _chance(s)
         scores = {"real": rounded(r.score), "shuffled": rounded(s.score), "chance": rounded(chance),
                   "zeroed_inputs": rounded(zeroed.eval.score) if zeroed else None}

@@ -20,6 +20,7 @@ from torch import nn
 
 from sanitycheck.engine.errors import UsageError
 from sanitycheck.pipeline.losses import per_sample, split_output
+from sanitycheck.pipeline.tensors import slice_batch
 
 if TYPE_CHECKING:
     from sanitycheck.pipeline.data import Split
@@ -232,15 +233,3 @@ def batch_size_of(batch: Any) -> int:
         if size is not None:
             return size
     return 0
-
-
-def slice_batch(batch: Any, lo: int, hi: int) -> Any:
-    """Samples ``lo:hi`` of a batch in the user's format (every tensor sliced along its first dimension)."""
-    if isinstance(batch, torch.Tensor):
-        return batch[lo:hi]
-    if isinstance(batch, dict):
-        return {k: slice_batch(v, lo, hi) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        items = [slice_batch(v, lo, hi) for v in batch]
-        return items if isinstance(batch, list) else tuple(items)
-    return batch

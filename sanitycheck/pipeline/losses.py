@@ -157,8 +157,12 @@ def per_sample(loss_fn: Any, outputs: Any, targets: Any) -> Any:
                 return value.detach().float().reshape(n, -1).mean(1).cpu().numpy().astype(np.float64)
         if model_loss:
             return np.full(n, math.nan)
-        # Anything else: the loss itself, one sample at a time (slower, but exact for any callable).
-        return np.array([_one_sample(loss_fn, outputs[i:i + 1], targets[i:i + 1]) for i in range(n)], dtype=np.float64)
+        # Anything else: the loss itself, one sample at a time (slower, but exact for any callable); outputs that
+        # are a tuple (a VAE's (reconstruction, mu, logvar)) are sliced element by element
+        from sanitycheck.pipeline.tensors import slice_batch
+
+        return np.array([_one_sample(loss_fn, slice_batch(outputs, i, i + 1), slice_batch(targets, i, i + 1))
+                         for i in range(n)], dtype=np.float64)
     except Exception:
         return np.full(n, math.nan)
 

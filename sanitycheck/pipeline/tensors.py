@@ -33,3 +33,15 @@ def to_device(batch: Any, device: torch.device) -> Any:
         moved = [to_device(v, device) for v in batch]
         return type(batch)(moved) if isinstance(batch, list) else tuple(moved)
     return batch
+
+
+def slice_batch(batch: Any, lo: int, hi: int) -> Any:
+    """Samples ``lo:hi`` of a batch in the user's format (every tensor sliced along its first dimension)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[lo:hi]
+    if isinstance(batch, dict):
+        return {k: slice_batch(v, lo, hi) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        items = [slice_batch(v, lo, hi) for v in batch]
+        return items if isinstance(batch, list) else tuple(items)
+    return batch

@@ -328,3 +328,44 @@ def test_inputs_that_predict_their_labels_are_told_apart_from_permuted_ones(run_
         signals[name] = input_label_signal(ctx, labels.numpy(), 0.01)
     assert signals["clean"]["predictable"] and signals["clean"]["knn_accuracy"] > 0.9
     assert not signals["permuted"]["predictable"]
+
+
+class CodeAndReconstruction(torch.nn.Module):
+    """An autoencoder returning a tuple, (reconstruction, code), as VAEs return (reconstruction, mu, logvar)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+        self.dec = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 64))
+
+    def forward(self, x):
+        code = self.enc(x)
+        return self.dec(code), code
+
+
+def reconstruction_loss(out, x):
+    return torch.nn.functional.mse_loss(out[0], x, reduction="sum")
+
+
+def digits_to_reconstruct():
+    (xt, _), (xv, _) = casekit.digits()
+    return {"train": casekit.dataset(xt, xt), "val": casekit.dataset(xv, xv), "model": CodeAndReconstruction,
+            "task": "regression"}
+
+
+def test_a_model_returning_a_tuple_is_scored_sample_by_sample(run_pipeline):
+    """Outputs that are a tuple must be sliced element by element for a per-sample loss: taking outputs[i:i + 1]
+    of the tuple gave NaN losses, and NaN scores were SC201 + SC204 on PyTorch's own VAE example."""
+    report = run_pipeline(only=CHECK, loss=reconstruction_loss, **digits_to_reconstruct())
+    assert report.checks[0].status == "passed" and not codes(report, at_least="warning"), \
+        [f.message for f in report.findings]
+
+
+def test_held_out_losses_that_cannot_be_computed_skip_the_check_instead_of_failing_it(run_pipeline):
+    """A loss that needs more than one sample (here: a batch statistic) is NaN per sample: no verdict either way."""
+    def batch_loss(out, x):
+        return reconstruction_loss(out, x) + 0.0 * out[1].std(0).sum()
+
+    report = run_pipeline(only=CHECK, loss=batch_loss, **digits_to_reconstruct())
+    assert report.checks[0].status == "skipped" and "could not be computed" in report.checks[0].reason
+    assert not codes(report) & {"SC201", "SC204"}
