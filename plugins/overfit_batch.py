@@ -41,7 +41,9 @@ CODES = (
         "to the targets: the smoothing keeps eps / C on every class, 0.50 for eps 0.1 and 10 classes). A fit that falls short, with no softmax or sigmoid cap to explain it, is tried again on a fresh model "
         "at 10x the configured learning rate: if that one reaches the target, the model, the loss and the step work "
         "and the finding is info (PyTorch's 60-minute-blitz CIFAR net at SGD lr 0.001 fell from 2.31 to 2.20 in 200 "
-        "steps, and fits at lr 0.01 in 104). "
+        "steps, and fits at lr 0.01 in 104). A loss function of your own over outputs that are not one tensor (a "
+        "tuple or dict: PyTorch's VAE example returns reconstruction, mu and logvar, and its KL term never reaches "
+        "0) has no known floor: its plateau is info once it has come half of the way (the VAE: 8793 -> 1204). "
         "The finding says when the loss plateaus (the last quarter of the steps lowered it by less than 2% of "
         "initial - floor) and, for CrossEntropyLoss fed probabilities (rows in [0, 1] summing to 1), the floor "
         "that softmax imposes: ln(1 + (C-1)/e), 1.46 for 10 classes.",
@@ -195,15 +197,23 @@ class OverfitBatch(Check):
                            f"(loss {faster[0]:.4g} -> {min(faster):.4g}): the model, the loss and the step work, and "
                            "the configured learning rate is slow for a budget this short (learning-rate's LR range "
                            "test says how slow).")
+            # a custom loss of several outputs (a VAE's reconstruction, mu and logvar) can hold terms that never
+            # reach 0 (the KL term): a plateau after half the way may be its floor, which only the user knows
+            open_floor = faster is None and plateau is not None and _floor_unknown(ctx) \
+                and initial - lowest >= OPEN_FLOOR_WAY * (initial - settings.floor)
+            if open_floor:
+                detail += (" The loss is a function of your own over several outputs, whose floor need not be 0 (a "
+                           f"VAE's KL term): if {lowest:.4g} is near its floor, set checks.overfit-batch.floor to it.")
             yield self.finding(
                 "SC301", f"In {len(losses)} steps the loss on one batch of {len(indices)} samples only fell from "
                 f"{initial:.4g} to {lowest:.4g}; it should reach {target:.4g} (90% of the way to "
                 f"{settings.floor:g}).{detail}",
-                severity="info" if faster is not None else "error",
+                severity="info" if faster is not None or open_floor else "error",
                 evidence={**evidence, "plateau": plateau is not None, "plateau_drop": _r(plateau) if plateau is not None else None,
                           "softmax_cap": _r(cap) if cap is not None else None,
                           "sigmoid_cap": _r(squash) if squash is not None else None,
-                          "faster_lr_steps": len(faster) if faster is not None else None, "faster_lr_factor": FASTER},
+                          "faster_lr_steps": len(faster) if faster is not None else None, "faster_lr_factor": FASTER,
+                          "floor_unknown": open_floor},
                 samples=batch_ids,
             )
 
@@ -233,6 +243,18 @@ class OverfitBatch(Check):
                       "lower_bound": bound, "loss_kind": kind, "max_logsumexp": _r(lse) if lse is not None else None},
             samples=batch_ids,
         )
+
+
+#: A plateau of a loss whose floor is unknown (:func:`_floor_unknown`) is info once it has come this share of the way.
+OPEN_FLOOR_WAY = 0.5
+
+
+def _floor_unknown(ctx: Any) -> bool:
+    """Whether the loss is a function of the user's own over outputs that are not one tensor (a tuple or dict): no
+    standard family (whose floor is known), and room for terms that cannot reach 0."""
+    from sanitycheck.pipeline.losses import loss_kind
+
+    return loss_kind(ctx.loss_fn) == "unknown" and not ctx.model_computes_loss and ctx.output_shape is None
 
 
 #: How the messages name each standard loss family.
