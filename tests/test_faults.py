@@ -303,12 +303,21 @@ LAUNCHER = textwrap.dedent('''
 def _launch(folder: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     (folder / "launch.py").write_text(LAUNCHER)
     return subprocess.Popen([sys.executable, str(folder / "launch.py"), *args], cwd=folder, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """The launched run gets SIGINT's default, whatever the test run inherited: a test run started in the background
+    of a non-interactive shell (``make test &``) has SIGINT ignored, Python keeps an ignored SIGINT ignored, and so
+    does the sanitycheck command (the Unix convention for background jobs; SIGTERM always stops a run). The SIGINT
+    test then waited forever (twice, in fresh-clone runs started that way)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
-    """``proc.communicate``; past ``timeout`` the test fails with every thread's stack of the stuck process (once,
-    in ~40 runs, a run did not end within 60 s of its SIGINT)."""
+    """``proc.communicate``; past ``timeout`` the test fails with every thread's stack of the stuck process."""
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
