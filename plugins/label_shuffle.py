@@ -105,9 +105,10 @@ CODES = (
         "source: the aligned blocks' tables gain 9% (offset -1), 20% (offset 0, the bigrams) and 99.9% (offset 1: "
         "the target is the next input); targets taken from other blocks lose 1.5-1.6% at every offset). The check "
         "needs at "
-        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). It is skipped "
-        "too when the runs are scored by their loss and the loss of a single held-out sample cannot be computed (a "
-        "loss that needs the whole batch): a verdict on NaN scores would say \"not learned\" whatever the labels. For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
+        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). It is "
+        "skipped too when the runs are scored by their loss and the loss of a single held-out sample cannot be "
+        "computed (a loss that needs the whole batch): a verdict on NaN scores would say \"not learned\" whatever "
+        "the labels. For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
         why="A model can fit shuffled labels too (it memorizes them), so a training loss that falls proves "
         "nothing. If the real labels do not generalize better than random ones, what the model learns from "
         "them is not a relation between inputs and labels: the labels are misaligned with their inputs, the "
@@ -601,8 +602,9 @@ def neighbour_target_signal(ctx: Any, targets: np.ndarray, settings: Settings, r
     diff = near - far
     p = sign_flip(diff, rng, settings.permutations)
     n = int(np.isfinite(diff).sum())
-    return {"neighbour_agreement": rounded(float(np.nanmean(near))), "random_agreement": rounded(float(np.nanmean(far))),
-            "samples": n, "p_value": rounded(p), "measure": measure,
+    return {"neighbour_agreement": rounded(float(np.nanmean(near))),
+            "random_agreement": rounded(float(np.nanmean(far))), "samples": n, "p_value": rounded(p),
+            "measure": measure,
             "test": "paired sign-flip test per training sample, nearest distinct input vs a random sample",
             "summary": f"a sample's target agrees with its nearest input neighbour's {np.nanmean(near):.3g} and with a "
                        f"random sample's {np.nanmean(far):.3g} ({measure}), p = {p:.2g} on {n} samples",

@@ -24,8 +24,8 @@ class Settings(CheckSettings):
     target_ratio: float = Field(
         0.1, gt=0, lt=1, description="Pass when the lowest loss reaches floor + target_ratio x (initial - floor)."
     )
-    floor: float = Field(0.0, description="The loss's minimum (0 for cross-entropy, MSE, L1 ...; "
-                         "raised to the targets' own loss under CrossEntropyLoss label_smoothing or class-probability targets).")
+    floor: float = Field(0.0, description="The loss's minimum (0 for cross-entropy, MSE, L1 ...; raised to the "
+                         "targets' own loss under CrossEntropyLoss label_smoothing or class-probability targets).")
     runaway: float = Field(10.0, gt=1, description="A loss of unknown kind counts as unbounded below when it falls under "
                            "-runaway x max(1, |initial loss|) (SC305).")
 
@@ -38,7 +38,8 @@ CODES = (
         "loss by at least 2% of initial - floor) goes on, up to 4x the steps. Decision rule: the lowest loss must "
         "reach floor + target_ratio x (initial - floor), i.e. 90% of the way from the initial loss to the floor "
         "(0; for CrossEntropyLoss with label_smoothing or class probabilities as targets, the loss at outputs equal "
-        "to the targets: the smoothing keeps eps / C on every class, 0.50 for eps 0.1 and 10 classes). A fit that falls short, with no softmax or sigmoid cap to explain it, is tried again on a fresh model "
+        "to the targets: the smoothing keeps eps / C on every class, 0.50 for eps 0.1 and 10 classes). A fit that "
+        "falls short, with no softmax or sigmoid cap to explain it, is tried again on a fresh model "
         "at 10x the configured learning rate: if that one reaches the target, the model, the loss and the step work "
         "and the finding is info (PyTorch's 60-minute-blitz CIFAR net at SGD lr 0.001 fell from 2.31 to 2.20 in 200 "
         "steps, and fits at lr 0.01 in 104). A loss function of your own over outputs that are not one tensor (a "

@@ -288,7 +288,8 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_for_targets_that_are_no
         report = run_pipeline(only=CHECK, **digit_masks(permute), **settings)
     else:
         x, y = probekit.clean(kind)["train"].tensors
-        report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y) if permute else y), **settings)
+        report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y) if permute else y),
+                          **settings)
     if permute:
         finding = probekit.finding(report, "SC201")
         signal = finding.evidence["input_label_signal"]

@@ -176,7 +176,8 @@ class DigitsVAE(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.enc, self.mu, self.logvar = torch.nn.Linear(64, 64), torch.nn.Linear(64, 8), torch.nn.Linear(64, 8)
-        self.dec = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.Sigmoid())
+        self.dec = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                                       torch.nn.Sigmoid())
 
     def forward(self, x):
         h = torch.relu(self.enc(x))
