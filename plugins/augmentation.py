@@ -95,6 +95,25 @@ CODES = (
         fix="Give the validation split deterministic transforms only (resize, centre crop, normalize).",
     ),
     CodeDoc(
+        code="SC406", title="Augmentation moves inputs and their masks apart", severity="error",
+        what="For targets that are masks (one value per pixel of the input: segmentation, heatmaps), compares the "
+        "two reads of the shared re-read probe (up to 64 training samples). A read pair is 'apart' when the mask "
+        "of the second read is exactly the first one flipped (horizontally, vertically or both) while the input "
+        "is not (it stays closer to the first read unflipped: under half the distance of every flip), or when the "
+        "input is flipped (under half the distance of leaving it) and the mask, which that flip would change, "
+        "stayed as it was; 'together' when both moved by the same flip. Other transforms (crops, rotations, "
+        "colour) give no evidence either way. Decision rule: at least 2 read pairs apart, and at least a quarter "
+        "of the pairs that moved.",
+        why="The model is trained on images paired with the masks of their mirror images: the pixels it learns to "
+        "label are not the ones it sees, so its masks come out blurred and its validation scores are capped, "
+        "whatever the training time.",
+        example="`if random.random() < 0.5: image = TF.hflip(image)` and, separately, `if random.random() < 0.5: "
+        "mask = TF.hflip(mask)`; or torchvision's RandomHorizontalFlip in the image transforms but not in the "
+        "mask's.",
+        fix="Draw the random parameters once and apply them to the image and the mask (torchvision.transforms.v2 "
+        "with tv_tensors.Mask, albumentations with mask=, or one coin for both).",
+    ),
+    CodeDoc(
         code="SC405", title="Augmentation summary", severity="info",
         what="Always reported when an augmentation was tested: clean-validation accuracy trained without and with "
         "it, accuracy on augmented validation inputs (of the augmentation-trained and of the clean-trained "
@@ -110,7 +129,8 @@ CODES = (
 class Augmentation(Check):
     name = "augmentation"
     summary = ("augmentations that change what a label means or erase the signal (trained with vs without, "
-               "scored on clean val), augmented inputs unlike real data, random augmentation on the val split")
+               "scored on clean val), augmented inputs unlike real data, random augmentation on the val split, "
+               "flips that move inputs and their masks apart")
     cost = "one extra short training (3x the shared reference steps) with the augmentation, plus a small AUC probe"
     codes = CODES
     Settings = Settings
@@ -122,6 +142,11 @@ class Augmentation(Check):
         if usable < MIN_TRAIN_SAMPLES:  # the trainings and the real-vs-augmented AUC mean nothing on fewer
             self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples (has {usable})")
         tested = False
+        train_reads = rereads(ctx, ctx.train)
+        if train_reads.inputs_random or train_reads.targets_random:
+            apart = self._masks_apart(ctx, train_reads)
+            if apart is not None:
+                yield apart
         if ctx.val is not None:
             probe = rereads(ctx, ctx.val)
             if probe.inputs_random:
@@ -152,6 +177,34 @@ class Augmentation(Check):
             "the validation split is randomly augmented.",
             samples={"val": [int(i) for i in changed]},
             evidence={"probed": len(probe.indices), "changed": len(changed), "thumbnails": thumbs},
+        )
+
+    # ------------------------------------------------------------------------- inputs and masks apart
+
+    def _masks_apart(self, ctx: Any, probe: Any):
+        """SC406 when the training dataset's random flips move inputs and their masks apart (see the code doc)."""
+        from sanitycheck.pipeline.features import layout
+
+        data = ctx.train.data_pass()
+        if data.inputs is None or data.targets is None or data.targets.ndim != 3:
+            return None
+        kind = layout(tuple(data.inputs.shape[1:]))
+        if kind not in ("hw", "chw", "hwc"):
+            return None
+        together, apart = [], []
+        for pos, i in enumerate(probe.indices):
+            moved = _moved(data.inputs[i], np.asarray(data.targets[i]), probe.second[pos],
+                           np.asarray(probe.second_targets[pos]), kind)
+            (together if moved == "together" else apart if moved == "apart" else []).append(int(i))
+        if len(apart) < MIN_APART or len(apart) < 0.25 * (len(apart) + len(together)):
+            return None
+        return self.finding(
+            "SC406", f"In {len(apart)} of {len(probe.indices)} training samples read twice, the random flips moved "
+            f"the input and its mask apart (the mask flipped and the input not, or the reverse); in "
+            f"{len(together)} they moved together. The model is trained on masks of mirrored images.",
+            samples={"train": apart},
+            evidence={"probed": len(probe.indices), "apart": len(apart), "together": len(together),
+                      "rule": f"at least {MIN_APART} read pairs apart and at least 25% of those that moved"},
         )
 
     # --------------------------------------------------------------------------- data.augment given
@@ -283,6 +336,34 @@ class Augmentation(Check):
 
 
 # ------------------------------------------------------------------------------------------- measures
+
+#: SC406 needs at least this many read pairs where the input and its mask moved apart.
+MIN_APART = 2
+
+
+def _moved(x1: np.ndarray, t1: np.ndarray, x2: np.ndarray, t2: np.ndarray, kind: str) -> str | None:
+    """How two reads of one sample moved: ``together`` (the input and its mask by the same flip), ``apart`` (one
+    flipped, the other not) or None (no flip seen, a symmetric picture, or a transform that is not a flip)."""
+    x1, x2 = np.asarray(x1, dtype=np.float32), np.asarray(x2, dtype=np.float32)
+    axes = (-2, -1) if kind == "chw" else (0, 1)
+    if x1.shape != x2.shape or t1.shape != t2.shape or t1.shape != tuple(x1.shape[a] for a in axes):
+        return None
+    flips = ((axes[1],), (axes[0],), axes)  # horizontal, vertical, both
+    mask_flips = ((1,), (0,), (0, 1))
+    still = float(np.linalg.norm(x1 - x2))
+    flipped = [float(np.linalg.norm(np.flip(x1, f) - x2)) for f in flips]
+    best = int(np.argmin(flipped))
+    input_flip = best if flipped[best] < 0.5 * still else None
+    input_still = still < 0.5 * min(flipped)
+    if not np.array_equal(t1, t2):
+        mask_flip = next((j for j, f in enumerate(mask_flips) if np.array_equal(np.flip(t1, f), t2)), None)
+        if mask_flip is None:
+            return None
+        return "together" if input_flip == mask_flip else "apart" if input_still else None
+    if input_flip is not None and not np.array_equal(np.flip(t1, mask_flips[input_flip]), t1):
+        return "apart"  # the input flipped, and its mask, which that flip would change, did not
+    return None
+
 
 
 def _realism(ctx: Any, real: list[Any], augmented: list[Any], settings: Settings) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Rereads:
     target_changed: np.ndarray
     #: The second reads' inputs (as NumPy arrays), aligned with ``indices``.
     second: list[np.ndarray]
+    #: ... and their targets.
+    second_targets: list[np.ndarray]
 
     @property
     def inputs_random(self) -> bool:
@@ -50,7 +52,7 @@ def rereads(ctx: Any, split: Any) -> Rereads:
         data = split.data_pass()
         indices = ctx.sample_indices(split, ctx.budget(PROBE_SAMPLES, minimum=16), f"rereads:{split.name}")
         first_inputs = data.inputs
-        changed_x, changed_y, second = [], [], []
+        changed_x, changed_y, second, second_y = [], [], [], []
         for i in indices:
             x, y = split.sample(int(i))
             xa, ya = to_numpy(x).astype(np.float32, copy=False), to_numpy(y)
@@ -64,7 +66,8 @@ def rereads(ctx: Any, split: Any) -> Rereads:
             else:
                 changed_y.append(False)
             second.append(xa)
+            second_y.append(ya)
         return Rereads(split.name, np.asarray(indices, dtype=np.int64), np.asarray(changed_x, dtype=bool),
-                       np.asarray(changed_y, dtype=bool), second)
+                       np.asarray(changed_y, dtype=bool), second, second_y)
 
     return ctx.shared(f"rereads:{split.name}", compute)

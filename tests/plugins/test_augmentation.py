@@ -115,3 +115,42 @@ def test_dataset_randomness_is_the_augmentation(run_pipeline):
 def test_no_augmentation_is_skipped(run_pipeline):
     report = run(run_pipeline)
     assert report.checks[0].status == "skipped"
+
+
+class FlippedDigitMasks(Dataset):
+    """Segmentation of the digits (each pixel: the digit plus one where the stroke is, else 0), randomly flipped in
+    ``__getitem__`` as a user writes it: ``joint`` (one coin for both), ``coins`` (a coin each: the bug),
+    ``image`` (the image's transform only: the bug), ``jitter`` (brightness on the image only: fine)."""
+
+    def __init__(self, x, y, how):
+        self.x, self.masks, self.how = x, (x[:, 0] > x.mean()).long() * (y[:, None, None] + 1), how
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        x, mask = self.x[i], self.masks[i]
+        if self.how == "jitter":
+            return x * (0.8 + 0.4 * torch.rand(())), mask
+        if torch.rand(()) < 0.5:
+            x = x.flip(-1)
+            mask = mask.flip(-1) if self.how == "joint" else mask
+        if self.how == "coins" and torch.rand(()) < 0.5:
+            mask = mask.flip(-1)
+        return x, mask
+
+
+@pytest.mark.parametrize("how,apart", [("joint", False), ("jitter", False), ("coins", True), ("image", True)])
+def test_flips_that_move_images_and_their_masks_apart(run_pipeline, how, apart):
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
+    xv_masks = (xv[:, 0] > xv.mean()).long() * (yv[:, None, None] + 1)
+    model = lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),  # noqa: E731
+                                        torch.nn.Conv2d(8, 11, 3, padding=1))
+    report = run_pipeline(only=["augmentation"], train=FlippedDigitMasks(xt, yt, how),
+                          val=casekit.dataset(xv, xv_masks), model=model, loss=CE, num_classes=11, profile=PROFILE)
+    assert not report.crashed
+    if apart:
+        finding = next(f for f in report.findings if f.code == "SC406")
+        assert finding.severity == "error" and finding.evidence["apart"] >= 8
+    else:
+        assert "SC406" not in codes(report)
