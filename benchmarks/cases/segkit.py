@@ -14,10 +14,12 @@ from mnistkit import load_mnist
 
 
 class DigitMasks(Dataset):
-    def __init__(self, images, labels, mask_of=None):
+    def __init__(self, images, labels, mask_of=None, flip=None):
         self.images, self.labels = images, labels
         #: which image each sample's mask is read from (the identity; a bug case pairs images with other masks)
         self.mask_of = np.arange(len(labels)) if mask_of is None else mask_of
+        #: random horizontal flips: None, "joint" (one coin for the image and its mask) or "coins" (a coin each)
+        self.flip = flip
 
     def __len__(self):
         return len(self.labels)
@@ -26,6 +28,11 @@ class DigitMasks(Dataset):
         image = (torch.from_numpy(self.images[index]).float().div(255).unsqueeze(0) - 0.1307) / 0.3081
         j = self.mask_of[index]
         mask = torch.from_numpy((self.images[j] > 127).astype(np.int64) * (int(self.labels[j]) + 1))
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+            mask = mask.flip(-1) if self.flip == "joint" else mask
+        if self.flip == "coins" and torch.rand(()) < 0.5:
+            mask = mask.flip(-1)
         return image, mask
 
 
@@ -41,7 +48,7 @@ class FCN(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def loaders(mask_of=None):
+def loaders(mask_of=None, flip=None):
     (x_train, y_train), (x_test, y_test) = load_mnist(6000, 2000)
-    return (DataLoader(DigitMasks(x_train, y_train, mask_of), batch_size=32, shuffle=True),
+    return (DataLoader(DigitMasks(x_train, y_train, mask_of, flip), batch_size=32, shuffle=True),
             DataLoader(DigitMasks(x_test, y_test), batch_size=256))
