@@ -25,6 +25,12 @@ def digits(seed: int = 0, val_fraction: float = 0.2, scale: bool = True, image: 
     return _split(x, data.target.astype(np.int64), seed, val_fraction, stratify=True)
 
 
+def digit_masks(x, y):
+    """Segmentation targets for digits images ``(n, 1, 8, 8)`` in [0, 1]: each pixel's class is the digit plus one
+    where the stroke is (above half the range), else 0 (11 classes)."""
+    return (x[:, 0] > 0.5).long() * (y[:, None, None] + 1)
+
+
 def breast_cancer(seed: int = 0, val_fraction: float = 0.2):
     """Binary classification, standardized with the training split's statistics; labels are int64 0/1."""
     from sklearn.datasets import load_breast_cancer

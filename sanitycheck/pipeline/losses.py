@@ -122,8 +122,8 @@ def per_sample(loss_fn: Any, outputs: Any, targets: Any) -> Any:
             value = None
             # per position (sequences, masks); a model's own cross-entropy for plain class ids too, which would
             # otherwise run the model once per sample (an HF-style classifier's evaluation: 10x slower)
-            if kind in ("cross_entropy", "nll") and (targets.ndim >= 2 or model_loss) \
-                    and (model_loss or opt("weight", None) is None and opt("label_smoothing", 0.0) == 0.0):
+            if kind in ("cross_entropy", "nll") and (model_loss or targets.ndim >= 2 and opt("weight", None) is None
+                                                     and opt("label_smoothing", 0.0) == 0.0):
                 tokens = token_cross_entropy(outputs, targets, opt("shift", 0), kind, opt("ignore_index", None))
                 if tokens is not None:  # mean over the positions that count
                     tokens = tokens.reshape(n, -1)

@@ -123,7 +123,7 @@ class FlippedDigitMasks(Dataset):
     ``image`` (the image's transform only: the bug), ``jitter`` (brightness on the image only: fine)."""
 
     def __init__(self, x, y, how):
-        self.x, self.masks, self.how = x, (x[:, 0] > x.mean()).long() * (y[:, None, None] + 1), how
+        self.x, self.masks, self.how = x, casekit.digit_masks(x, y), how
 
     def __len__(self):
         return len(self.x)
@@ -143,11 +143,11 @@ class FlippedDigitMasks(Dataset):
 @pytest.mark.parametrize("how,apart", [("joint", False), ("jitter", False), ("coins", True), ("image", True)])
 def test_flips_that_move_images_and_their_masks_apart(run_pipeline, how, apart):
     (xt, yt), (xv, yv) = casekit.digits(image=True)
-    xv_masks = (xv[:, 0] > xv.mean()).long() * (yv[:, None, None] + 1)
     model = lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),  # noqa: E731
                                         torch.nn.Conv2d(8, 11, 3, padding=1))
     report = run_pipeline(only=["augmentation"], train=FlippedDigitMasks(xt, yt, how),
-                          val=casekit.dataset(xv, xv_masks), model=model, loss=CE, num_classes=11, profile=PROFILE)
+                          val=casekit.dataset(xv, casekit.digit_masks(xv, yv)), model=model, loss=CE, num_classes=11,
+                          profile=PROFILE)
     assert not report.crashed
     if apart:
         finding = next(f for f in report.findings if f.code == "SC406")

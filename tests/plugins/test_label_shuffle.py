@@ -215,17 +215,28 @@ def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: floa
     monkeypatch.setattr(budget, "measure_step_cost", fake)
 
 
-def run_slow_mlp(run_pipeline, monkeypatch, permute: bool):
-    """The clean MLP (or its permuted labels) with a step cost that forces a fitted budget."""
+def run_slow(run_pipeline, monkeypatch, permute: bool, kind: str = "mlp"):
+    """A clean pipeline (or its permuted targets) with a step cost that forces a fitted budget: a probekit kind, or
+    ``masks`` (:func:`masks_pipeline`)."""
     fake_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
-    x, y = probekit.clean("mlp")["train"].tensors
-    return run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y) if permute else y),
-                    checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    settings = {"checks": {"label-shuffle": {"memorize_seconds": 0.5}}}
+    if kind == "masks":
+        return run_pipeline(only=CHECK, **masks_pipeline(permute), **settings)
+    x, y = probekit.clean(kind)["train"].tensors
+    return run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y) if permute else y), **settings)
+
+
+def fits_nothing(monkeypatch):
+    """The model fits none of its training samples, whatever it learned (a fitted budget's "untrained" case)."""
+    from sanitycheck_plugins import label_shuffle
+
+    fits = label_shuffle.fits_training_samples
+    monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
 
 
 @pytest.mark.parametrize("permute", [True, False])
 def test_a_slow_model_gets_a_budget_that_decides(run_pipeline, monkeypatch, permute):
-    report = run_slow_mlp(run_pipeline, monkeypatch, permute)
+    report = run_slow(run_pipeline, monkeypatch, permute)
     if permute:
         finding = probekit.finding(report, "SC201")
         assert finding.severity == "error"
@@ -244,11 +255,8 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_when_the_inputs_predict
     """The model fits none of its training samples (as the CIFAR-sized conv net with permuted labels, 261 steps on
     696 images, sometimes does): undecided, unless a nearest-neighbour vote on the inputs is at chance. Then the
     labels belong to other inputs (SC201); the real labels are never an error."""
-    from sanitycheck_plugins import label_shuffle
-
-    fits = label_shuffle.fits_training_samples
-    monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
-    report = run_slow_mlp(run_pipeline, monkeypatch, permute)
+    fits_nothing(monkeypatch)
+    report = run_slow(run_pipeline, monkeypatch, permute)
     if permute:
         finding = probekit.finding(report, "SC201")
         assert finding.severity == "error" and finding.evidence["input_label_signal"]["absent"]
@@ -257,17 +265,14 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_when_the_inputs_predict
         assert not codes(report, at_least="error") and "SC201" not in codes(report)
 
 
-def digit_masks(permute: bool) -> dict:
+def masks_pipeline(permute: bool) -> dict:
     """Segmentation of the digits: each pixel's class is the digit's (plus one) where the stroke is, else 0; with
     ``permute``, every image gets the mask of another image (image and mask file lists sorted apart)."""
     (xt, yt), (xv, yv) = casekit.digits(image=True)
-
-    def masks(x, y):
-        return (x[:, 0] > x.mean()).long() * (y[:, None, None] + 1)
-
-    mt = masks(xt, yt)
+    mt = casekit.digit_masks(xt, yt)
     return {"train": casekit.dataset(xt, mt[probekit.permuted(torch.arange(len(mt)))] if permute else mt),
-            "val": casekit.dataset(xv, masks(xv, yv)), "num_classes": 11, "loss": "torch.nn:CrossEntropyLoss",
+            "val": casekit.dataset(xv, casekit.digit_masks(xv, yv)), "num_classes": 11,
+            "loss": "torch.nn:CrossEntropyLoss",
             "model": lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
                                                  torch.nn.Conv2d(16, 11, 3, padding=1))}
 
@@ -278,18 +283,8 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_for_targets_that_are_no
         run_pipeline, monkeypatch, kind, permute):
     """Regression values and segmentation masks have no neighbour vote: a sample's target is compared with its
     nearest input neighbour's and a random sample's. Misaligned targets are no closer to the neighbour's: SC201."""
-    from sanitycheck_plugins import label_shuffle
-
-    fits = label_shuffle.fits_training_samples
-    monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
-    fake_cost(monkeypatch, 0.001, 0.002)
-    settings = {"checks": {"label-shuffle": {"memorize_seconds": 0.5}}}
-    if kind == "masks":
-        report = run_pipeline(only=CHECK, **digit_masks(permute), **settings)
-    else:
-        x, y = probekit.clean(kind)["train"].tensors
-        report = run_kind(run_pipeline, kind, train=casekit.dataset(x, probekit.permuted(y) if permute else y),
-                          **settings)
+    fits_nothing(monkeypatch)
+    report = run_slow(run_pipeline, monkeypatch, permute, kind)
     if permute:
         finding = probekit.finding(report, "SC201")
         signal = finding.evidence["input_label_signal"]
