@@ -320,15 +320,13 @@ class Leakage(Check):
     # ----------------------------------------------------------------------------------------- findings
 
     def _cross_finding(self, ctx: Any, cross: dict, calib: dict | None, settings: Settings, note: str | None):
-        from scipy.stats import binom
-
         pairs, n_val = cross["pairs"], len(ctx.val)
         exact = sum(p["kind"] == "exact" for p in pairs)
         near = len(pairs) - exact
         fraction = len(pairs) / n_val
         chance = settings.alpha * cross["searched"] if calib is None else calib["alpha"] * cross["searched"]
         # near matches alone, no more than the training split's own rate (alpha) predicts: chance, not leakage
-        p = float(binom.sf(near - 1, cross["searched"], calib["alpha"])) if calib is not None and near else 1.0
+        p = _at_least(near, cross["searched"], calib["alpha"]) if calib is not None and near else 1.0
         significant = calib is None or p < settings.p_value
         # severity counts what is beyond chance: the near matches clean data would show anyway are not leakage
         excess = (exact + (max(0.0, near - chance) if significant else 0.0)) / n_val
@@ -376,8 +374,6 @@ class Leakage(Check):
         )
 
     def _in_split_finding(self, ctx: Any, split: Any, found: dict, calib: dict | None, settings: Settings):
-        from scipy.stats import binom
-
         n = len(split)
         flagged = sorted({i for g in found["groups"] for i in g[1:]})  # every copy beyond the first of a group
         members = [i for g in found["groups"] for i in g]
@@ -395,7 +391,7 @@ class Leakage(Check):
             alpha = min(1.0, sum(found["rates"].values()))
             chance = alpha * found["searched"]
             near = found["near_samples"]
-            p = float(binom.sf(near - 1, found["searched"], alpha)) if near else 1.0
+            p = _at_least(near, found["searched"], alpha) if near else 1.0
             evidence["looks"] = ", ".join(found["cutoffs"]) + (
                 "" if found["looks"] or not calib["looks"] else
                 f" (the aligned and colour looks run on splits of at most "
@@ -594,6 +590,14 @@ def _train_groups(nb: Any, found: dict | None) -> np.ndarray | None:
         if len(ids) > 1:
             group[ids] = ids.min()
     return group
+
+
+def _at_least(count: int, n: int, rate: float) -> float:
+    """The binomial test's p-value: P(X >= count) for X ~ Binomial(n, rate). From scipy.special, whose import
+    takes a quarter of scipy.stats' (0.16 s against 0.56 s, measured): a run of the data checks alone pays it."""
+    from scipy.special import bdtrc
+
+    return float(bdtrc(count - 1, n, rate))
 
 
 def _channels(ctx: Any) -> int:
