@@ -175,7 +175,8 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
-    from sanitycheck.probing.alignment import central_cells, coarse_thumbnails, crop_distance, per_channel, shift_windows, window_thumbnails
+    from sanitycheck.probing.alignment import central_cells, closest_window, coarse_thumbnails, crop_distance, per_channel, \
+        shift_windows, window_thumbnails
     from sanitycheck.pipeline.features import as_chw
 
     windows = shift_windows()
@@ -184,13 +185,12 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     valid = cand >= 0
     c = cand.clamp_min(0)
     seen = window_thumbnails(q, windows)  # (m, windows, d)
-    d = torch.cdist(seen, base[c])  # (m, windows, candidates)
+    aligned = closest_window(seen, base[c])  # (m, candidates): each candidate's distance at its best shift
     bad = ~valid if own is None else ~valid | (c == own[:, None])
     if own is not None and group is not None:  # nor with the other copies in its own group
         g = torch.from_numpy(group)
         bad |= g[c] == g[own][:, None]
-    d[bad[:, None, :].expand_as(d)] = float("inf")
-    aligned = d.amin(1)  # (m, candidates)
+    aligned[bad] = float("inf")
     plain = seen[:, len(windows) // 2]  # the unshifted window
     coarse_q = coarse_thumbnails(plain)
     d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
@@ -216,7 +216,7 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     looks = {"aligned": aligned}
     if colour is not None:
         # each channel centred and scaled on its own (a colour cast), under the same shifts
-        tinted = torch.cdist(per_channel(seen, q.shape[1]), colour[c]).amin(1)
+        tinted = closest_window(per_channel(seen, q.shape[1]), colour[c])
         tinted[bad] = float("inf")
         looks["colour"] = tinted
     out = {}
