@@ -142,7 +142,8 @@ CODES = (
         what="Not run for task: sequence (a text's next tokens cannot be fit to 95% accuracy: the same context has "
         "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
-        "at most 600 steps or 5 s per run at the default profile), and reports the ratio of the steps each needed. Decision "
+        "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
+        "at your measured step cost), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
         "take.",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
@@ -398,12 +399,23 @@ class LabelShuffle(Check):
         )
 
     def _memorization(self, ctx: Any, settings: Settings, targets: np.ndarray):
-        from sanitycheck.probing.memorization import memorization, plan_from
+        from sanitycheck.probing.memorization import MIN_AFFORDABLE_STEPS, memorization, plan_from
 
         if ctx.task == "sequence":
             return  # a text's next tokens cannot be fit to 95% accuracy: one context has several continuations
 
         m = memorization(ctx, plan_from(settings))  # shared with `generalization`: trained once per run
+        if m.stopped_real == "budget":
+            yield self.finding(
+                "SC203", f"No memorization ratio: at your measured step cost, the probe's {m.cap_s:g} s cap affords "
+                f"{m.affordable_steps} steps, fewer than the {MIN_AFFORDABLE_STEPS} a ratio needs (random labels take "
+                "several times the steps real ones do), so it was not run.",
+                evidence={"samples": m.samples, "steps_real": None, "steps_random": None, "ratio": None,
+                          "stopped_by": "budget", "affordable_steps": m.affordable_steps, "time_cap_s": m.cap_s,
+                          "min_affordable_steps": MIN_AFFORDABLE_STEPS},
+                fix="Raise checks.label-shuffle.memorize_seconds, run with --profile thorough, or on a GPU.",
+            )
+            return
         if m.steps_real is None:  # no ratio to give; overfit-batch says why a small set cannot be fit
             yield self.finding(
                 "SC203", f"The model did not fit {m.samples} training samples with their real labels within "

@@ -54,6 +54,9 @@ class Memorization:
     steps_random: int | None = None
     random_steps_done: int | None = None
     stopped_random: str | None = None
+    #: With ``stopped_real == "budget"`` (nothing trained): the steps the time cap affords, and the cap.
+    affordable_steps: int | None = None
+    cap_s: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -87,8 +90,13 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
     if ctx.task == "sequence":  # a text's next tokens cannot be fit (one context has several continuations)
         return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
                             stopped_real="not-run")
-    common = dict(steps=steps, seconds=time_cap(ctx, plan.memorize_seconds * ctx.scale, steps), tag="label-shuffle:memorize",
-                  fit_threshold=threshold, fit_every=5, evaluate_train=False)
+    cap = time_cap(ctx, plan.memorize_seconds * ctx.scale, steps)
+    affordable = _affordable_steps(ctx, cap, len(subset))
+    if affordable is not None and affordable < min(steps, MIN_AFFORDABLE_STEPS):
+        return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
+                            stopped_real="budget", affordable_steps=affordable, cap_s=round(cap, 2))
+    common = dict(steps=steps, seconds=cap, tag="label-shuffle:memorize", fit_threshold=threshold, fit_every=5,
+                  evaluate_train=False)
     real = train(ctx, ctx.train, subset, **common)
     base = dict(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=real.steps_to_fit,
                 stopped_real=real.stopped)
@@ -99,3 +107,22 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
                   **common)
     return Memorization(**base, steps_random=noise.steps_to_fit, random_steps_done=noise.steps,
                         stopped_random=noise.stopped)
+
+
+#: The probe is not run when its time cap affords fewer steps than this at the measured step cost: a ratio needs
+#: the random labels fit as well, and they take several times the real labels' steps (PyTorch's MNIST example:
+#: 20 and 45; Zhang et al. 2017), so fewer steps could only time data fit in a dozen. A CIFAR-sized conv net at
+#: 0.14 s a step afforded 33 in its 4.7 s cap and spent them fitting nothing (SC203 with no ratio, either way).
+MIN_AFFORDABLE_STEPS = 50
+
+
+def _affordable_steps(ctx: PipelineContext, cap: float, samples: int) -> int | None:
+    """Steps of the probe's batch (the config's, at most the subset) that ``cap`` seconds afford at the user's
+    measured step cost (:func:`sanitycheck.probing.budget.step_cost`); None when there is nothing to time."""
+    from sanitycheck.probing.budget import step_cost
+
+    size = max(1, min(ctx.config.batch_size, samples))
+    try:
+        return int(cap / max(step_cost(ctx, size).step(size), 1e-9))
+    except Exception:  # an untrainable model: the training itself says why
+        return None

@@ -129,6 +129,25 @@ def test_memorization_ratio_is_reported_with_remedies(run_pipeline):
     assert steps_noisy is None or steps_noisy > 2 * evidence["steps_real"]
 
 
+def test_memorization_the_time_cap_cannot_afford_is_not_run(run_pipeline, monkeypatch):
+    # A CIFAR-sized conv net at 0.14 s a step spent its 4.7 s cap on 33 steps that fit nothing. The measured step
+    # cost is made 0.2 s here (the steps themselves stay fast): the cap affords too few steps, so neither
+    # memorization run trains, and SC203 says why; the same pipeline at its real cost gets its ratio (above).
+    import dataclasses
+
+    from sanitycheck.probing import budget, trainer
+
+    measured, train, tags = budget.step_cost, trainer.train, []
+    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
+        measured(ctx, size), base=0.2, per_sample=0.0))
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: tags.append(k.get("tag")) or train(*a, **k))
+    report = run_kind(run_pipeline, "mlp")
+    evidence = probekit.finding(report, "SC203").evidence
+    assert evidence["stopped_by"] == "budget" and evidence["ratio"] is None
+    assert evidence["affordable_steps"] < evidence["min_affordable_steps"]
+    assert "label-shuffle:memorize" not in tags and "trainer:reference" in tags
+
+
 def test_results_are_reproducible(run_pipeline):
     no_time_cap = {"label-shuffle": {"memorize_seconds": 1000}}  # only a binding time cap may vary a result
     a = run_kind(run_pipeline, "binary", profile="fast", checks=no_time_cap)

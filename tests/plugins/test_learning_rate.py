@@ -4,6 +4,7 @@ drawn with the configured LR marked."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -75,3 +76,20 @@ def test_curve_is_drawn_over_a_log_lr_axis_with_the_configured_lr_marked(run_pip
     assert ev["curve_x"] == sorted(ev["curve_x"]) and ev["markers"]["configured"] == 0.001
     page = html.render(report)
     assert "learning rate (log)" in page and "configured 0.001" in page and "SC1303: loss per learning rate" in page
+
+
+def test_a_step_too_slow_for_100_steps_sweeps_the_range_in_fewer(run_pipeline, monkeypatch):
+    # A conv net at 0.14 s a step reached lr 3e-5 of the 1e-7..10 sweep in its time cap and gave no verdict; the
+    # sweep is now sized to the cap at the measured step cost, and the cap raised to fit 50 steps when they cost
+    # at most a fifth of an epoch. The measured cost is made 0.1 s a step here (the steps themselves stay fast): 50
+    # steps, still from 1e-7 past the onset, and the LR 100x too high is found.
+    from sanitycheck.probing import budget
+
+    measured = budget.step_cost
+    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
+        measured(ctx, size), base=0.1, per_sample=0.0))
+    report = run_kind(run_pipeline, "cnn", optimizer={"target": "torch.optim:Adam", "lr": 0.1})
+    assert codes(report, at_least="warning") == {"SC1301"}
+    ev = probekit.finding(report, "SC1301").evidence
+    assert ev["steps"] <= 50 and ev["stopped_by"] in ("diverged", "nonfinite", "max_lr")
+    assert ev["curve_x"][0] == pytest.approx(1e-7) and ev["onset_lr"] < ev["configured_lr"]
