@@ -143,7 +143,8 @@ CODES = (
         "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
-        "at your measured step cost), and reports the ratio of the steps each needed. Decision "
+        "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
+        "times the steps the real labels took: the warning could not be decided), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
         "take.",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
@@ -424,6 +425,19 @@ class LabelShuffle(Check):
                           "ratio": None, "stopped_by": m.stopped_real, "fit_threshold": m.fit_threshold},
                 fix="If overfit-batch passes, the model just needs more steps: raise checks.label-shuffle."
                 "memorize_steps / memorize_seconds or use --profile thorough.",
+            )
+            return
+        if m.stopped_random == "budget":
+            need = math.ceil(settings.memorize_warn_ratio * m.steps_real)
+            yield self.finding(
+                "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps. "
+                f"Random labels were not tried: at your measured step cost the probe's {m.cap_s:g} s cap affords "
+                f"{m.affordable_steps} steps, fewer than the {need} ({settings.memorize_warn_ratio:g}x) that decide "
+                "whether it memorizes noise as fast as signal.",
+                evidence={"samples": m.samples, "steps_real": m.steps_real, "steps_random": None, "ratio": None,
+                          "stopped_by": "budget", "affordable_steps": m.affordable_steps, "time_cap_s": m.cap_s,
+                          "warn_ratio": settings.memorize_warn_ratio},
+                fix="Raise checks.label-shuffle.memorize_seconds, run with --profile thorough, or on a GPU.",
             )
             return
         fitted = not m.ratio_is_lower_bound

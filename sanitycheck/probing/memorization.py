@@ -10,6 +10,7 @@ the same cached result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ class MemorizationPlan:
     memorize_seconds: float = 5.0
     fit_accuracy: float = 0.95
     fit_r2: float = 0.9
+    #: label-shuffle's warning ratio: the random-label run decides it within this many times the real labels' steps.
+    memorize_warn_ratio: float = 1.25
 
 
 def plan_from(settings: Any) -> MemorizationPlan:
@@ -54,7 +57,8 @@ class Memorization:
     steps_random: int | None = None
     random_steps_done: int | None = None
     stopped_random: str | None = None
-    #: With ``stopped_real == "budget"`` (nothing trained): the steps the time cap affords, and the cap.
+    #: With ``stopped_real`` or ``stopped_random`` "budget" (that run not trained): the steps the time cap affords,
+    #: and the cap.
     affordable_steps: int | None = None
     cap_s: float | None = None
 
@@ -102,6 +106,12 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
                 stopped_real=real.stopped)
     if real.steps_to_fit is None:  # no ratio to give
         return Memorization(**base)
+    # random labels decide the warning within warn ratio x the real labels' steps: a cap that cannot afford those
+    # would stop the run undecided (a transformer on MNIST rows: real labels fit in 80 steps, then 88 random-label
+    # steps in its 2 s cap, "more than 1.1")
+    need = math.ceil(plan.memorize_warn_ratio * real.steps_to_fit)
+    if affordable is not None and affordable < min(steps, need):
+        return Memorization(**base, stopped_random="budget", affordable_steps=affordable, cap_s=round(cap, 2))
     targets = ctx.train.data_pass().targets
     noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
                   **common)

@@ -148,6 +148,25 @@ def test_memorization_the_time_cap_cannot_afford_is_not_run(run_pipeline, monkey
     assert "label-shuffle:memorize" not in tags and "trainer:reference" in tags
 
 
+def test_random_labels_are_not_tried_when_the_cap_cannot_decide_the_warning(run_pipeline, monkeypatch):
+    # A transformer on MNIST rows fit its real labels in 80 steps, then spent its 2 s cap on 88 random-label steps:
+    # "more than 1.1", which decides nothing against the 1.25 warning. Here the measured cost is made 0.02 s a step
+    # (the cap affords about 100) and the warning ratio 10: the real labels are fit, the random ones not tried.
+    import dataclasses
+
+    from sanitycheck.probing import budget, trainer
+
+    measured, train, tags = budget.step_cost, trainer.train, []
+    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
+        measured(ctx, size), base=0.02, per_sample=0.0))
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: tags.append(k.get("tag")) or train(*a, **k))
+    report = run_kind(run_pipeline, "mlp", checks={"label-shuffle": {"memorize_warn_ratio": 10}})
+    evidence = probekit.finding(report, "SC203").evidence
+    assert evidence["stopped_by"] == "budget" and evidence["steps_real"] is not None and evidence["ratio"] is None
+    assert evidence["affordable_steps"] < 10 * evidence["steps_real"]
+    assert tags.count("label-shuffle:memorize") == 1
+
+
 def test_results_are_reproducible(run_pipeline):
     no_time_cap = {"label-shuffle": {"memorize_seconds": 1000}}  # only a binding time cap may vary a result
     a = run_kind(run_pipeline, "binary", profile="fast", checks=no_time_cap)
