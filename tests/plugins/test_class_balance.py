@@ -81,3 +81,51 @@ def test_random_splits_stay_quiet(run_pipeline, seed):
                           model=lambda: casekit.mlp(30, 2), loss=CE, seed=seed)
     for report in (multi, binary):
         assert report.checks[0].status == "passed", [f.message for f in report.findings]
+
+
+def run_reweighted(run_pipeline, sampler_weights=None, loss_weights=False, keep_val=None):
+    """Digits with class 3 cut to 8% of its training samples, trained through a DataLoader whose
+    WeightedRandomSampler draws with ``sampler_weights(labels)``, or a loss weighted by inverse class frequency."""
+    (xt, yt), (xv, yv) = casekit.digits()
+    idx = torch.as_tensor(drop_most_of(3, 0.08)(yt.numpy()))
+    xt, yt = xt[idx], yt[idx]
+    if keep_val is not None:
+        idx = torch.as_tensor(keep_val(yv.numpy()))
+        xv, yv = xv[idx], yv[idx]
+    counts = torch.bincount(yt, minlength=10).double()
+    train = casekit.dataset(xt, yt)
+    if sampler_weights is not None:
+        sampler = torch.utils.data.WeightedRandomSampler(sampler_weights(yt, counts), len(yt))
+        train = torch.utils.data.DataLoader(train, batch_size=32, sampler=sampler)
+    loss = torch.nn.CrossEntropyLoss(weight=(counts.sum() / (10 * counts)).float()) if loss_weights else CE
+    return run_pipeline(only=["class-balance"], train=train, val=casekit.dataset(xv, yv),
+                        model=lambda: casekit.mlp(64, 10), loss=loss, num_classes=10)
+
+
+def inverse_frequency(y, counts):
+    return 1.0 / counts[y]
+
+
+@pytest.mark.parametrize("how", ["sampler", "loss"])
+def test_imbalance_the_pipeline_rebalances_is_information(run_pipeline, how):
+    # A long-tailed Fashion-MNIST behind a WeightedRandomSampler of 1 / class count was an SC503 and an SC504
+    # warning: the data is imbalanced, but what the model trains on is not, and it matches validation's mix.
+    report = run_reweighted(run_pipeline, sampler_weights=inverse_frequency if how == "sampler" else None,
+                            loss_weights=how == "loss")
+    imbalance = next(f for f in report.findings if f.code == "SC503")
+    assert imbalance.severity == "info" and imbalance.evidence["imbalance_ratio"] >= 10
+    assert imbalance.evidence["trained_ratio"] < 1.1
+    assert not loud(report, "class-balance") and "SC504" not in codes(report)
+
+
+def test_a_sampler_that_does_not_rebalance_changes_nothing(run_pipeline):
+    report = run_reweighted(run_pipeline, sampler_weights=lambda y, counts: torch.ones(len(y), dtype=torch.double))
+    assert {"SC503", "SC504"} <= codes(report, at_least="warning")
+
+
+def test_rebalancing_away_from_validations_own_mix_is_information(run_pipeline):
+    # validation keeps the training split's skew; the sampler balances training: a deliberate difference
+    report = run_reweighted(run_pipeline, sampler_weights=inverse_frequency, keep_val=drop_most_of(3, 0.08))
+    shift = next(f for f in report.findings if f.code == "SC504")
+    assert shift.severity == "info" and "WeightedRandomSampler" in shift.message
+    assert not loud(report, "class-balance")
