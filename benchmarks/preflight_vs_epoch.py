@@ -9,7 +9,10 @@ Pipelines (benchmarks/pipelines/): the digits example; PyTorch's examples/mnist 
 (per-sample Dataset, Adadelta); a 2-layer character-level GPT (``loss: model``, ``task: sequence``; skipped with
 a note where this branch's config lacks them); a CIFAR-10-sized pipeline on real CIFAR-10 images (per-sample
 Dataset with random crop + flip, five conv+BatchNorm layers, SGD momentum; 50k/10k variants of the 10k real
-test images: see pipelines/cifar_sized.py). Each runs in a fresh process, so its peak RSS is its own.
+test images: see pipelines/cifar_sized.py). Beyond the issue's four, by name: ``resnet`` (a small ResNet on
+Fashion-MNIST with crop + flip, SGD nesterov, clipping), ``transformer`` (a transformer encoder over MNIST rows,
+AdamW, label smoothing), ``frozen`` (a frozen conv backbone and a trained head on Fashion-MNIST: a cheap epoch).
+Each runs in a fresh process, so its peak RSS is its own.
 Printed per pipeline: suite seconds (wall and CPU), epoch seconds (torch threads = every available core, as
 torch's default gives the user's own training), the ratio suite / epoch, per-check seconds
 and the peak RSS after each check, and the load average (other work on a shared machine inflates wall times).
@@ -40,7 +43,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 PIPELINES = ("digits", "mnist", "gpt", "cifar")
-MODULES = {"digits": "digits", "mnist": "mnist_convnet", "gpt": "char_gpt", "cifar": "cifar_sized"}
+MODULES = {"digits": "digits", "mnist": "mnist_convnet", "gpt": "char_gpt", "cifar": "cifar_sized",
+           # more real-data pipelines written as users write them (not in the list; run by name)
+           "resnet": "fmnist_resnet", "transformer": "mnist_transformer", "frozen": "fmnist_frozen"}
 
 
 def _cpu() -> float:

@@ -17,6 +17,33 @@ if not DATA.exists():
     DATA = Path("/work/shared/data")
 
 
+def fashion_mnist():
+    """Fashion-MNIST from ../shared/data/fashion_mnist (idx files): ``(x_train, y_train, x_test, y_test)``, uint8
+    images (N, 28, 28) and int64 labels."""
+    import gzip
+
+    import numpy as np
+
+    def read(name: str, offset: int):
+        return np.frombuffer(gzip.open(DATA / "fashion_mnist" / name).read(), np.uint8, offset=offset)
+
+    return (read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28),
+            read("train-labels-idx1-ubyte.gz", 8).astype(np.int64),
+            read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28),
+            read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64))
+
+
+def default_step(model, batch, loss_fn, optimizer):
+    """The step of PyTorch's examples: zero_grad, forward, loss, backward, step."""
+    model.train()
+    x, y = batch
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def run_epoch(loader, make_model, make_optimizer, loss_fn, train_step) -> dict:
     """One pass over ``loader`` with the pipeline's own step on a fresh model: seconds, steps, mean loss."""
     import time
