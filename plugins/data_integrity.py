@@ -60,7 +60,9 @@ CODES = (
     ),
     CodeDoc(
         code="SC805", title="Inconsistent input shapes", severity="warning",
-        what="Reported when inputs within a split, or between train and validation, have different shapes.",
+        what="Reported when inputs within a split, or between train and validation, have different shapes. "
+        "Info, not a warning, when only their lengths differ and that is expected: task: sequence, or a training "
+        "DataLoader with its own collate_fn (which pads them) and shapes that differ in the first dimension only.",
         why="Batches cannot be stacked without padding or resizing; a validation set of another shape means the "
         "model is evaluated on differently prepared data.",
         example="A few grayscale images (1 x H x W) among RGB ones (3 x H x W); validation resized to 224, train to 256.",
@@ -166,7 +168,7 @@ class DataIntegrity(Check):
         tokens = ctx.inputs_are_token_ids()
         yield from self._non_finite(passes)
         yield from self._empty_and_constant(passes, settings, tokens)
-        yield from self._consistency(passes, ctx.task == "sequence")
+        yield from self._consistency(passes, ctx.task == "sequence", _pads(ctx))
         if ctx.task in ("classification", "sequence"):
             yield from self._labels(ctx, passes)
         if tokens:
@@ -255,7 +257,7 @@ class DataIntegrity(Check):
                           "fraction": {n: round(f, 4) for n, f in fractions.items()}},
             )
 
-    def _consistency(self, passes: dict[str, Any], sequences: bool = False):
+    def _consistency(self, passes: dict[str, Any], sequences: bool = False, padded: bool = False):
         for code, attr in (("SC805", "input_shapes"), ("SC806", "input_dtypes")):
             per_split = {n: Counter(getattr(p, attr)) for n, p in passes.items()}
             overall = Counter()
@@ -267,15 +269,20 @@ class DataIntegrity(Check):
             odd = {n: [i for i, v in enumerate(getattr(p, attr)) if v != usual] for n, p in passes.items()}
             kinds = {n: {str(k): v for k, v in c.items()} for n, c in per_split.items()}
             what = "shapes" if code == "SC805" else "dtypes"
-            # sequences of different lengths are the norm (a collate_fn pads them): only the rank must agree
+            # sequences of different lengths are the norm (a collate_fn pads them): only the rank must agree; so are
+            # inputs of different lengths (only the first dimension differs) that the training loader's own
+            # collate_fn batches (an RNN over padded, packed sequences)
             lengths = sequences and code == "SC805" and len({len(k) for k in overall}) == 1
+            collated = padded and code == "SC805" and len({tuple(k[1:]) for k in overall if len(k)}) == 1 \
+                and all(len(k) for k in overall)
             yield self.finding(
                 code, f"Inputs have {len(overall)} different {what}; the most common is {usual}. "
                 + "; ".join(f"{n}: {', '.join(f'{k} x{v}' for k, v in c.items())}" for n, c in kinds.items())
-                + (": sequences of different lengths, which is ordinary for task: sequence." if lengths else "."),
+                + (": sequences of different lengths, which is ordinary for task: sequence." if lengths else
+                   ": different lengths, which the training DataLoader's collate_fn batches." if collated else "."),
                 samples=odd, evidence={what: kinds, "most_common": str(usual),
                                        "other": {n: len(v) for n, v in odd.items()}},
-                severity="info" if lengths else None,
+                severity="info" if lengths or collated else None,
             )
 
     def _labels(self, ctx: Any, passes: dict[str, Any]):
@@ -393,6 +400,15 @@ PADDING_SHARE = 0.01
 
 def _per_split(indices: dict[str, list[int]], passes: dict[str, Any]) -> str:
     return ", ".join(f"{len(v)} of {passes[n].n} {n} samples" for n, v in indices.items() if v)
+
+
+def _pads(ctx: Any) -> bool:
+    """Whether the training split is a DataLoader with its own collate_fn (torch's default one stacks, and fails
+    on inputs of different shapes)."""
+    from torch.utils.data import default_collate
+
+    collate = getattr(ctx.train.loader, "collate_fn", None)
+    return collate is not None and collate is not default_collate
 
 
 @hookimpl

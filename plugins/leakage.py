@@ -609,10 +609,12 @@ def _channels(ctx: Any) -> int:
 
 
 def _alignable(ctx: Any) -> bool:
-    """The aligned look needs image inputs compared as pixel thumbnails (not the model's features)."""
+    """The aligned look needs image inputs compared as pixel thumbnails (not the model's features), all of one
+    shape: it shifts and crops them side by side (variable-length sequences, padded by a collate_fn, are not)."""
     from sanitycheck.probing.embedding import source
 
-    return source(ctx) == "pixels" and ctx.train.data_pass().features_kind == "image"
+    shapes = {s for split in ctx.splits() for s in split.data_pass().input_shapes}
+    return source(ctx) == "pixels" and ctx.train.data_pass().features_kind == "image" and len(shapes) == 1
 
 
 def _rule(calib: dict) -> dict:

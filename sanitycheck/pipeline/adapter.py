@@ -3,7 +3,8 @@
 One place that knows how to call the user's model, loss and ``train_step``; every probe trains and evaluates
 through it. :meth:`ModelAdapter.forward` is the one call of the model: ``loss_fn(model(inputs), targets)`` for a
 plain loss; for ``loss: model`` the model computes its loss, ``model(inputs, targets)`` (dict batches:
-``model(**batch)``), returning a loss, ``(outputs, loss)`` or an object with ``.loss`` and ``.logits``.
+``model(**batch)``), returning a loss, ``(outputs, loss)`` or an object with ``.loss`` and ``.logits``. Inputs that
+are a tuple or list go in as separate arguments when the model's ``forward`` takes them so (:func:`call_model`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from sanitycheck.engine.errors import UsageError
 from sanitycheck.pipeline.losses import per_sample, split_output
-from sanitycheck.pipeline.tensors import slice_batch
+from sanitycheck.pipeline.tensors import describe, slice_batch
 
 if TYPE_CHECKING:
     from sanitycheck.pipeline.data import Split
@@ -31,6 +32,45 @@ def loss_value(loss: Any) -> float:
     if isinstance(loss, torch.Tensor):
         return float(loss.detach().float().mean().cpu())
     return float(loss)
+
+
+def call_model(model: nn.Module, inputs: Any, *extra: Any) -> Any:
+    """``model(inputs, *extra)``; ``model(*inputs, *extra)`` when ``inputs`` is a tuple or list of two or more and
+    the model's ``forward`` takes that many positional arguments: ``forward(x, lengths)`` on a batch
+    ``((padded, lengths), labels)`` (an RNN over packed sequences, an EmbeddingBag's offsets, an image and its
+    metadata), as fastai's Learner calls ``model(*xb)``. A ``forward(pair)`` that unpacks its one argument
+    itself gets the tuple whole."""
+    if isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs) + len(extra):
+        return model(*inputs, *extra)
+    return model(inputs, *extra)
+
+
+def unpacks_inputs(model: nn.Module, inputs: Any) -> bool:
+    """Whether :func:`call_model` passes ``inputs`` as separate arguments (for messages: ``model(*inputs)``)."""
+    return isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs)
+
+
+_POSITIONAL: dict[type, float] = {}
+
+
+def _positional(model: nn.Module) -> float:
+    """How many positional arguments the model's ``forward`` takes (inf with ``*args``), per model class."""
+    kind = type(model)
+    if kind not in _POSITIONAL:
+        import inspect
+
+        try:
+            params = inspect.signature(model.forward).parameters.values()
+        except (TypeError, ValueError):  # no signature to read (a C extension): the inputs go in whole
+            params = []
+        count = 0.0
+        for p in params:
+            if p.kind is p.VAR_POSITIONAL:
+                count = math.inf
+            elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                count += 1
+        _POSITIONAL[kind] = count
+    return _POSITIONAL[kind]
 
 
 @dataclass(frozen=True)
@@ -114,15 +154,13 @@ class ModelAdapter:
         """
         inputs, targets = self.train.unpack(batch)
         if not self.model_computes_loss:
-            outputs = model(inputs)
+            outputs = call_model(model, inputs)
             loss = self.loss_fn(outputs, targets) if with_loss else None
             return self._per_position(outputs, targets), loss
-        raw = model(**batch) if isinstance(batch, dict) else model(inputs, targets)
+        raw = model(**batch) if isinstance(batch, dict) else call_model(model, inputs, targets)
         outputs, loss = split_output(raw)
         outputs = self._per_position(outputs, targets)
         if loss is None and with_loss:
-            from sanitycheck.pipeline.preflight import describe
-
             call = "model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)"
             raise UsageError(f"loss: model: {call} returned {describe(raw)}; expected a loss tensor, (outputs, loss), "
                              "or an object with .loss and .logits")

@@ -26,7 +26,8 @@ from sanitycheck.pipeline.access import DataAccess
 from sanitycheck.pipeline.adapter import ModelAdapter, loss_value
 from sanitycheck.pipeline.data import Split, materialize
 from sanitycheck.pipeline.losses import ModelLoss
-from sanitycheck.pipeline.preflight import describe, preflight
+from sanitycheck.pipeline.preflight import preflight
+from sanitycheck.pipeline.tensors import describe
 from sanitycheck.pipeline.seeds import SeedsAndBudgets
 
 

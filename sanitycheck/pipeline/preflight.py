@@ -19,20 +19,11 @@ import torch
 
 from sanitycheck.engine.errors import ConfigError, UsageError
 from sanitycheck.engine.faults import crash_reason
+from sanitycheck.pipeline.adapter import call_model, unpacks_inputs
+from sanitycheck.pipeline.tensors import describe
 
 if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
-
-
-def describe(value: Any) -> str:
-    """Shape and dtype of a tensor (or of each tensor in a tuple/dict), for error messages."""
-    if isinstance(value, torch.Tensor):
-        return f"shape {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(describe(v) for v in value) + ")"
-    return type(value).__name__
 
 
 def preflight(ctx: PipelineContext) -> None:
@@ -50,12 +41,14 @@ def preflight(ctx: PipelineContext) -> None:
 
         capture = FeatureCapture(model, ctx.config.embedding.layer)
     model_loss = ctx.model_computes_loss
-    call = ("model(**batch)" if isinstance(batch, dict) else "model(inputs, targets)") if model_loss else "model(inputs)"
+    star = "*" if unpacks_inputs(model, inputs) else ""
+    call = ("model(**batch)" if isinstance(batch, dict) else f"model({star}inputs, targets)") if model_loss \
+        else f"model({star}inputs)"
     try:
         if model_loss:
             outputs, model_loss_value = ctx.forward(model, batch, with_loss=False)
         else:
-            outputs = model(inputs)
+            outputs = call_model(model, inputs)
     except Exception as exc:
         raise UsageError(
             f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
@@ -169,7 +162,7 @@ def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_target
                     ) from exc
                 return _check_scalar(loss, outputs, targets)
             try:
-                outputs = model(inputs)
+                outputs = call_model(model, inputs)
             except Exception as exc:
                 outputs = _retry_in_train_dtype(model, inputs, train_inputs)
                 if outputs is not None:  # only the dtype differs (e.g. float64 val): not what this look is for

@@ -1,4 +1,4 @@
-"""Small conversions of the user's samples and batches: to NumPy, to a device, a dtype's name."""
+"""Small conversions of the user's samples and batches: to NumPy, to a device, dtype names, descriptions."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def slice_batch(batch: Any, lo: int, hi: int) -> Any:
         items = [slice_batch(v, lo, hi) for v in batch]
         return items if isinstance(batch, list) else tuple(items)
     return batch
+
+
+def describe(value: Any) -> str:
+    """Shape and dtype of a tensor (or of each tensor in a tuple/dict), for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    return type(value).__name__

@@ -115,6 +115,8 @@ def trace_forward(model: nn.Module, inputs: Any) -> Trace:
     """
     import torch
 
+    from sanitycheck.pipeline.adapter import call_model
+
     calls: list[Call] = []
     producers: dict[int, int] = {}  # storage address -> index of the call that last wrote it
 
@@ -145,7 +147,7 @@ def trace_forward(model: nn.Module, inputs: Any) -> Trace:
     model.train()
     try:
         with torch.no_grad():
-            model(inputs)
+            call_model(model, inputs)
     finally:
         for h in handles:
             h.remove()
