@@ -146,7 +146,8 @@ CODES = (
         "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
         "times the steps the real labels took: the warning could not be decided), and reports the ratio of the steps each needed. Decision "
         "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
-        "take.",
+        "take, except for regression targets that are mostly noise to the model (the shared reference run's held-out "
+        "R² below half the R² 0.9 fitted here: fitting the real ones is memorization too).",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
         "without learning anything general; its validation score will depend on regularization. A ratio near "
         "1 with real labels also means the real labels look like noise to the model.",
@@ -447,12 +448,17 @@ class LabelShuffle(Check):
                     "max_steps": m.max_steps, "random_steps_done": m.random_steps_done, "stopped_by": m.stopped_random,
                     "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
                     "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio}
-        fast = fitted and ratio < settings.memorize_warn_ratio
+        fast = fitted and ratio < settings.memorize_warn_ratio and not m.noise_either_way
+        evidence["held_out_r2"] = rounded(m.held_out_r2)
+        noise = (f" The targets are mostly noise to this model (the reference run's held-out R² is "
+                 f"{m.held_out_r2:.2g}, the probe fits R² {m.fit_threshold:g}), so fitting the real ones is memorization "
+                 "too and the ratio says nothing about capacity." if m.noise_either_way else "")
         yield self.finding(
             "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps "
             f"and randomly permuted labels in {bound}{m.steps_random or m.random_steps_done} steps: a memorization "
-            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else
-                                               "" if fitted else " Random labels were not memorized within the budget."),
+            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else noise if
+                                               noise else "" if fitted else
+                                               " Random labels were not memorized within the budget."),
             severity="warning" if fast else "info", evidence=evidence,
             fix=("The model can memorize its training set: use " + REMEDIES + ".") if fast else None,
         )
