@@ -144,8 +144,8 @@ CODES = (
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
         "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
-        "times the steps the real labels took: the warning could not be decided), and reports the ratio of the steps each needed. Decision "
-        "rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
+        "times the steps the real labels took: the warning could not be decided), and reports the ratio of the "
+        "steps each needed. Decision rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
         "take, except for regression targets that are mostly noise to the model (the shared reference run's held-out "
         "R² below half the R² 0.9 fitted here: fitting the real ones is memorization too).",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
@@ -407,14 +407,22 @@ class LabelShuffle(Check):
             return  # a text's next tokens cannot be fit to 95% accuracy: one context has several continuations
 
         m = memorization(ctx, plan_from(settings))  # shared with `generalization`: trained once per run
-        if m.stopped_real == "budget":
+        if "budget" in (m.stopped_real, m.stopped_random):  # a run its cap could not afford was not trained
+            if m.stopped_real == "budget":
+                text = (f"No memorization ratio: at your measured step cost, the probe's {m.cap_s:g} s cap affords "
+                        f"{m.affordable_steps} steps, fewer than the {MIN_AFFORDABLE_STEPS} a ratio needs (random "
+                        "labels take several times the steps real ones do), so it was not run.")
+            else:
+                text = (f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps. "
+                        f"Random labels were not tried: at your measured step cost the probe's {m.cap_s:g} s cap "
+                        f"affords {m.affordable_steps} steps, fewer than the "
+                        f"{math.ceil(settings.memorize_warn_ratio * m.steps_real)} ({settings.memorize_warn_ratio:g}x) "
+                        "that decide whether it memorizes noise as fast as signal.")
             yield self.finding(
-                "SC203", f"No memorization ratio: at your measured step cost, the probe's {m.cap_s:g} s cap affords "
-                f"{m.affordable_steps} steps, fewer than the {MIN_AFFORDABLE_STEPS} a ratio needs (random labels take "
-                "several times the steps real ones do), so it was not run.",
-                evidence={"samples": m.samples, "steps_real": None, "steps_random": None, "ratio": None,
-                          "stopped_by": "budget", "affordable_steps": m.affordable_steps, "time_cap_s": m.cap_s,
-                          "min_affordable_steps": MIN_AFFORDABLE_STEPS},
+                "SC203", text, evidence={"samples": m.samples, "steps_real": m.steps_real, "steps_random": None,
+                                         "ratio": None, "stopped_by": "budget", "affordable_steps": m.affordable_steps,
+                                         "time_cap_s": m.cap_s, "min_affordable_steps": MIN_AFFORDABLE_STEPS,
+                                         "warn_ratio": settings.memorize_warn_ratio},
                 fix="Raise checks.label-shuffle.memorize_seconds, run with --profile thorough, or on a GPU.",
             )
             return
@@ -428,37 +436,23 @@ class LabelShuffle(Check):
                 "memorize_steps / memorize_seconds or use --profile thorough.",
             )
             return
-        if m.stopped_random == "budget":
-            need = math.ceil(settings.memorize_warn_ratio * m.steps_real)
-            yield self.finding(
-                "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps. "
-                f"Random labels were not tried: at your measured step cost the probe's {m.cap_s:g} s cap affords "
-                f"{m.affordable_steps} steps, fewer than the {need} ({settings.memorize_warn_ratio:g}x) that decide "
-                "whether it memorizes noise as fast as signal.",
-                evidence={"samples": m.samples, "steps_real": m.steps_real, "steps_random": None, "ratio": None,
-                          "stopped_by": "budget", "affordable_steps": m.affordable_steps, "time_cap_s": m.cap_s,
-                          "warn_ratio": settings.memorize_warn_ratio},
-                fix="Raise checks.label-shuffle.memorize_seconds, run with --profile thorough, or on a GPU.",
-            )
-            return
         fitted = not m.ratio_is_lower_bound
         ratio = m.ratio
         bound = "" if fitted else "more than "
         evidence = {"samples": m.samples, "steps_real": m.steps_real, "steps_random": m.steps_random,
                     "max_steps": m.max_steps, "random_steps_done": m.random_steps_done, "stopped_by": m.stopped_random,
                     "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
-                    "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio}
+                    "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio,
+                    "held_out_r2": rounded(m.held_out_r2)}
         fast = fitted and ratio < settings.memorize_warn_ratio and not m.noise_either_way
-        evidence["held_out_r2"] = rounded(m.held_out_r2)
         noise = (f" The targets are mostly noise to this model (the reference run's held-out R² is "
-                 f"{m.held_out_r2:.2g}, the probe fits R² {m.fit_threshold:g}), so fitting the real ones is memorization "
-                 "too and the ratio says nothing about capacity." if m.noise_either_way else "")
+                 f"{m.held_out_r2:.2g}, the probe fits R² {m.fit_threshold:g}), so fitting the real ones is "
+                 "memorization too and the ratio says nothing about capacity." if m.noise_either_way else "")
         yield self.finding(
             "SC203", f"On {m.samples} training samples the model fits the real labels in {m.steps_real} steps "
             f"and randomly permuted labels in {bound}{m.steps_random or m.random_steps_done} steps: a memorization "
-            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else noise if
-                                               noise else "" if fitted else
-                                               " Random labels were not memorized within the budget."),
+            f"ratio of {bound}{ratio:.2g}." + (" It memorizes noise about as fast as signal." if fast else noise or (
+                "" if fitted else " Random labels were not memorized within the budget.")),
             severity="warning" if fast else "info", evidence=evidence,
             fix=("The model can memorize its training set: use " + REMEDIES + ".") if fast else None,
         )

@@ -155,5 +155,5 @@ def crop_distance(images: Any, targets: Any) -> Any:
     return (_unit(pooled.reshape(n, p, -1)) - targets).norm(dim=2)
 
 
-__all__ = ["window_thumbnails", "closest_window", "shift_windows", "per_channel", "crop_distance", "coarse_thumbnails", "central_cells",
-           "SHIFTS", "ZOOMS", "OFFSETS"]
+__all__ = ["window_thumbnails", "closest_window", "shift_windows", "per_channel", "crop_distance",
+           "coarse_thumbnails", "central_cells", "SHIFTS", "ZOOMS", "OFFSETS"]

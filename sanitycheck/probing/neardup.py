@@ -175,8 +175,8 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
-    from sanitycheck.probing.alignment import central_cells, closest_window, coarse_thumbnails, crop_distance, per_channel, \
-        shift_windows, window_thumbnails
+    from sanitycheck.probing.alignment import (central_cells, closest_window, coarse_thumbnails, crop_distance,
+                                               per_channel, shift_windows, window_thumbnails)
     from sanitycheck.pipeline.features import as_chw
 
     windows = shift_windows()

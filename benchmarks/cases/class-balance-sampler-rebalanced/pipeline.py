@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from mnistkit import MNISTDataset, Net, load_mnist  # noqa: E402
+from mnistkit import MNISTDataset, Net, load_mnist  # noqa: E402, F401  (Net: the config's model)
 
 (x_train, y_train), (x_test, y_test) = load_mnist()
 rng = np.random.default_rng(0)
@@ -21,6 +21,6 @@ keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y_train == k))[: i
 train_set = MNISTDataset(x_train[keep], y_train[keep])
 counts = np.bincount(y_train[keep], minlength=10)
 weights = torch.as_tensor(1.0 / counts[y_train[keep]], dtype=torch.double)
-train_loader = DataLoader(train_set, batch_size=64,
-                          sampler=WeightedRandomSampler(weights, len(train_set), generator=torch.Generator().manual_seed(0)))
+sampler = WeightedRandomSampler(weights, len(train_set), generator=torch.Generator().manual_seed(0))
+train_loader = DataLoader(train_set, batch_size=64, sampler=sampler)
 val = MNISTDataset(x_test, y_test)
