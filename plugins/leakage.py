@@ -123,7 +123,9 @@ CODES = (
         "sample's best score over its cutoff (score_histogram: how close the next candidates came) are in the "
         "evidence; --export writes every pair (leakage/SC101.csv) and what to remove (leakage/drop.csv: every "
         "validation copy; the training sample is kept). "
-        "Token windows (integer token ids, e.g. task: sequence) are judged as "
+        "A text classifier's token ids (task: classification; an nn.Embedding or EmbeddingBag reads them) are "
+        "judged by exact copies only, with the rules above: its texts are samples like any other. "
+        "Token windows of task: sequence are judged as "
         "text: the near-duplicate search is skipped (ids are categorical; the distance between id vectors means "
         "nothing), and a validation window counts as a copy when it equals a training window or is one shifted by 1 "
         "to T/4 tokens (its last T-s ids are a training window's first T-s, or its first T-s the last T-s; hashed). "
@@ -208,12 +210,15 @@ class Leakage(Check):
                 "SC102", f"data.val is data.train: {same}. Validation measures memorization.",
                 samples={"val": list(range(len(val)))}, evidence={"reason": same, "val_samples": len(val)},
             ))
-        if ctx.inputs_are_token_ids():
+        tokens = ctx.inputs_are_token_ids()
+        if tokens and ctx.task == "sequence":  # windows of one running text: repeats are the text's own
             yield from findings
             yield from self._text(ctx, settings, same)
             return
         calib, note = None, None
-        if settings.near:
+        if tokens:  # a text classifier's texts: a copy across splits is leakage, as for any sample
+            note = "near duplicates not searched: the inputs are token ids (indices, with no distance between them)"
+        elif settings.near:
             try:
                 # the looks' calibration waits for the training split's own groups (below), unless the split is too
                 # small for its own cutoffs and needs them for its in-split search

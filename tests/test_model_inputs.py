@@ -5,6 +5,7 @@ planted bug is still found."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
@@ -92,3 +93,80 @@ def test_a_forward_of_one_tuple_gets_it_whole():
     a, b = torch.ones(2, 3), torch.zeros(2, 3)
     assert torch.equal(call_model(Pair(), (a, b)), a - b) and torch.equal(call_model(Two(), (a, b)), a - b)
     assert torch.equal(call_model(nn.Identity(), a), a)
+
+
+# ------------------------------------------------------------------ PyTorch's text classification tutorial
+
+
+def stdlib_lines(packages=("json", "email")):
+    """Real text nobody here wrote: the words of the lines of two standard-library packages' sources, each line
+    labeled by its package, every distinct line once (so that a clean split holds no copies)."""
+    import re
+    import sysconfig
+    from pathlib import Path
+
+    root, seen, lines, labels = Path(sysconfig.get_paths()["stdlib"]), set(), [], []
+    for label, package in enumerate(packages):
+        for path in sorted((root / package).rglob("*.py")):
+            for line in path.read_text(errors="ignore").splitlines():
+                words = tuple(re.findall(r"[A-Za-z_]+", line))
+                if len(words) >= 3 and words not in seen:
+                    seen.add(words)
+                    lines.append(words)
+                    labels.append(label)
+    vocab = {w: i + 1 for i, w in enumerate(sorted({w for line in lines for w in line}))}  # 0: unknown
+    return [[vocab[w] for w in line] for line in lines], labels, len(vocab) + 1
+
+
+class Lines(Dataset):
+    def __init__(self, ids, labels):
+        self.ids, self.labels = ids, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.tensor(self.ids[i]), self.labels[i]
+
+
+def collate_batch(batch):
+    """The tutorial's collate_batch: token ids concatenated, each text's offset, as ((text, offsets), labels)."""
+    texts, labels = zip(*batch)
+    offsets = torch.tensor([0] + [len(t) for t in texts[:-1]]).cumsum(0)
+    return (torch.cat(texts), offsets), torch.tensor(labels)
+
+
+class TextClassificationModel(nn.Module):
+    def __init__(self, vocab_size, embed_dim=32, num_class=2):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim)
+        self.fc = nn.Linear(embed_dim, num_class)
+
+    def forward(self, text, offsets):
+        return self.fc(self.embedding(text, offsets))
+
+
+def run_text(run_pipeline, copies=0):
+    ids, labels, vocab = stdlib_lines()
+    order = np.random.default_rng(0).permutation(len(ids))
+    train, val = order[:len(ids) * 4 // 5], order[len(ids) * 4 // 5:]
+    val = np.concatenate([train[:copies], val[copies:]])  # the bug: training lines copied into validation
+    split = lambda rows: Lines([ids[i] for i in rows], [labels[i] for i in rows])  # noqa: E731
+    return run_pipeline(only=["leakage", "data-integrity"],
+                        train=DataLoader(split(train), batch_size=32, shuffle=True, collate_fn=collate_batch),
+                        val=DataLoader(split(val), batch_size=32, collate_fn=collate_batch),
+                        model=lambda: TextClassificationModel(vocab), loss="torch.nn:CrossEntropyLoss", batch_size=32)
+
+
+def test_an_embedding_bags_token_ids_are_ids_not_magnitudes(run_pipeline):
+    # the tutorial's model on real text was an SC809 warning: ids up to 6164 "far from a normalized scale"
+    report = run_text(run_pipeline)
+    assert not report.crashed and not codes(report, at_least="warning"), \
+        [(f.code, f.message) for f in report.findings if f.severity != "info"]
+
+
+def test_texts_copied_from_training_into_validation_are_leakage(run_pipeline):
+    # a text classifier's copies are leakage as for any sample (not a language model's repeated lines)
+    report = run_text(run_pipeline, copies=300)
+    finding = probekit.finding(report, "SC101")
+    assert finding.severity == "error" and finding.evidence["exact"] >= 300

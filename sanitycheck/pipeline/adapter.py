@@ -198,7 +198,8 @@ class ModelAdapter:
         return values
 
     def token_embedding(self) -> TokenEmbedding | None:
-        """The ``nn.Embedding`` the model applies to its inputs when they are token ids (integer tensors), found
+        """The ``nn.Embedding`` (or ``nn.EmbeddingBag``) the model applies to its inputs when they are token ids
+        (integer tensors; of inputs made of several tensors, the first: an EmbeddingBag's ``(text, offsets)``), found
         with forward hooks during one forward pass of a fresh model; ``None`` otherwise. Computed once per run."""
 
         def compute() -> TokenEmbedding | None:
@@ -206,17 +207,19 @@ class ModelAdapter:
 
             batch = self.batch(self.train, range(min(4, len(self.train))))
             inputs, targets = self.train.unpack(batch)
-            if not isinstance(inputs, torch.Tensor) or inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
+            several = isinstance(inputs, (tuple, list)) and len(inputs) > 0
+            ids = inputs[0] if several else inputs
+            if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
                 return None
             # id 0 is in every vocabulary: an id out of range is data-integrity's finding, not a failed search
-            zeros = torch.zeros_like(inputs)
-            batch = replace_in_batch(self.train, batch, inputs=zeros,
+            zeros = torch.zeros_like(ids)
+            batch = replace_in_batch(self.train, batch, inputs=type(inputs)([zeros, *inputs[1:]]) if several else zeros,
                                      targets=torch.zeros_like(targets) if isinstance(targets, torch.Tensor) else None)
             model = self.make_model("token-embedding")
             found: list[str] = []
             hooks = [module.register_forward_hook(lambda m, args, out, name=name: found.append(name)
                                                   if args and is_same_tensor(args[0], zeros) else None)
-                     for name, module in model.named_modules() if isinstance(module, nn.Embedding)]
+                     for name, module in model.named_modules() if isinstance(module, (nn.Embedding, nn.EmbeddingBag))]
             try:
                 with torch.no_grad():
                     self.forward(model.eval(), batch, with_loss=False)
