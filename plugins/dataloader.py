@@ -30,7 +30,8 @@ class Settings(CheckSettings):
 CODES = (
     CodeDoc(
         code="SC1201", title="Train loader yields single-class batches (sorted data, no shuffle)", severity="error",
-        what="Takes the training DataLoader's own batch order (its sampler; no data is read) for up to 100 batches "
+        what="Not for a streaming IterableDataset (it has no sampler: it yields in its own order). "
+        "Takes the training DataLoader's own batch order (its sampler; no data is read) for up to 100 batches "
         "and measures the mean share of each batch's most common class. The same is computed for a seeded random "
         "order with the same batch size. Decision rule: flagged when the loader's share is more than halfway from "
         "the shuffled share to 1 (observed - shuffled >= 0.5 x (1 - shuffled)).",
@@ -106,15 +107,20 @@ class Dataloader(Check):
     Settings = Settings
 
     def run(self, ctx: Any, settings: Settings):
+        from torch.utils.data import IterableDataset
+
         loader = ctx.train.loader
-        if loader is not None:
+        # the order, worker and speed probes replay the loader's own sampler by index; a streaming
+        # IterableDataset has none (it yields in its own order)
+        indexed = loader is not None and not isinstance(loader.dataset, IterableDataset)
+        if indexed:
             yield from self._order(ctx, loader)
         if ctx.val is not None:
             yield from self._val_labels(ctx)
-        if loader is not None and loader.num_workers > 0:
+        if indexed and loader.num_workers > 0:
             yield from self._workers(ctx, loader)
         yield from self._last_batch(ctx, loader)
-        if loader is not None and loader.num_workers == 0:
+        if indexed and loader.num_workers == 0:
             yield from self._speed(ctx, loader, settings)
 
     # ------------------------------------------------------------------------------------- order

@@ -145,3 +145,28 @@ def test_slow_loading_in_main_process_gets_a_measured_hint(run_pipeline):
     assert finding.severity == "info"
     ev = finding.evidence
     assert ev["seconds_per_batch_main_process"] / ev["seconds_per_batch_2_workers"] >= 1.5
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """A streaming dataset (WebDataset / HF streaming style): yields (input, label), split across workers."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rows = range(len(self.y)) if info is None else range(info.id, len(self.y), info.num_workers)
+        for i in rows:
+            yield self.x[i], self.y[i]
+
+
+def test_a_streaming_iterable_dataset_is_read_without_its_sampler(run_pipeline):
+    # its batch sampler yields None for every index: the order probe crashed with a TypeError
+    (xt, yt), (xv, yv) = casekit.digits()
+    report = run_pipeline(only=["dataloader", "label-shuffle"],
+                          train=torch.utils.data.DataLoader(Stream(xt, yt), batch_size=32, num_workers=2),
+                          val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(64, 10),
+                          loss="torch.nn:CrossEntropyLoss", batch_size=32)
+    assert not report.crashed and all(c.status != "error" for c in report.checks), \
+        [(c.name, c.reason) for c in report.checks if c.status == "error"]
+    assert not codes(report, at_least="warning")
