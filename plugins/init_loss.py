@@ -40,7 +40,8 @@ CODES = (
         "entropy H(p) is the lowest a constant prediction reaches when classes are skewed); for task: sequence ln C per "
         "counted token, C the output width at each position (the vocabulary), positions whose target is ignored "
         "(negative, e.g. ignore_index -100) left out of the loss and of the target-token entropy; ln 2 for binary "
-        "cross-entropy, the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
+        "cross-entropy (ln 2 x (1 + (w - 1) p) with BCEWithLogitsLoss(pos_weight=w), p the share of positives), "
+        "the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
         "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
         "expected value for regression, or below 0.5x the lowest plausible value. Needs at least 16 training "
         "samples (fewer: not judged). With loss: model the model's own loss is measured, and compared when the "
@@ -154,7 +155,8 @@ class InitLoss(Check):
             return
         if len(indices) < MIN_SAMPLES:  # the measured mean loss and the targets' statistics are too noisy
             return
-        expected = self._expected(kind, out, tgt, settings, ctx.task, getattr(ctx.loss_fn, "shift", 0))
+        expected = self._expected(kind, out, tgt, settings, ctx.task, getattr(ctx.loss_fn, "shift", 0),
+                                  _pos_weight(ctx.loss_fn) if kind == "bce_logits" else None)
         if expected is None:
             return
         low, high, label, ceiling = expected
@@ -175,7 +177,7 @@ class InitLoss(Check):
 
     @staticmethod
     def _expected(kind: str, out: Any, tgt: Any, settings: Settings, task: str = "classification",
-                  shift: int = 0) -> tuple[float, float, str, float] | None:
+                  shift: int = 0, pos_weight: float | None = None) -> tuple[float, float, str, float] | None:
         """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown."""
         from sanitycheck.pipeline.losses import class_scores, shifted
 
@@ -201,6 +203,15 @@ class InitLoss(Check):
         if kind in ("bce_logits", "bce"):
             t = tgt.float().numpy().reshape(-1)
             p = float(np.clip(t.mean(), 1e-6, 1 - 1e-6))
+            if pos_weight is not None and pos_weight != 1:
+                # BCEWithLogitsLoss(pos_weight=w) weighs each positive's term w times and still averages over all
+                # targets: ln 2 (1 + (w - 1) p) at probability 1/2, and the best constant predicts w p / (w p + 1 - p)
+                w = pos_weight
+                expected = math.log(2) * (1 + (w - 1) * p)
+                q = w * p / (w * p + 1 - p)
+                prior = -(w * p * math.log(q) + (1 - p) * math.log(1 - q))
+                return prior, expected, f"the expected ln 2 x (1 + (pos_weight - 1) x positives) = {expected:.4g} " \
+                    f"(pos_weight {w:.3g}, {p:.1%} positives; the best constant's loss {prior:.4g})", ceiling_c(expected)
             prior = -(p * math.log(p) + (1 - p) * math.log(1 - p))
             return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", ceiling_c(math.log(2))
         if kind == "mse":
@@ -271,6 +282,14 @@ def _entropy(labels: np.ndarray, classes: int) -> float:
 def _r(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(f"{value:.6g}")
 
+
+
+def _pos_weight(loss_fn: Any) -> float | None:
+    """BCEWithLogitsLoss's ``pos_weight`` when it is one number (one output per sample), else None."""
+    import torch
+
+    weight = getattr(loss_fn, "pos_weight", None)
+    return float(weight) if isinstance(weight, torch.Tensor) and weight.numel() == 1 else None
 
 @hookimpl
 def sanitycheck_checks():

@@ -110,3 +110,32 @@ def test_clean_pipelines_are_quiet(run_pipeline, seed):
     for report in (mlp, cnn, binary, logits, regression):
         assert report.checks[0].status == "passed"
         assert not loud(report, "init-loss"), [f.message for f in report.findings]
+
+
+def zeros_or_not(run_pipeline, make_model, seed=0):
+    """Digits as "is it a 0?" (10% positives), float targets (n, 1), BCEWithLogitsLoss with pos_weight = 9 against
+    the imbalance, as users write it."""
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+    positives = (yt == 0).float().mean()
+    loss = nn.BCEWithLogitsLoss(pos_weight=((1 - positives) / positives).reshape(1))
+    return run_pipeline(only=["init-loss"], train=casekit.dataset(xt, (yt == 0).float()[:, None]),
+                        val=casekit.dataset(xv, (yv == 0).float()[:, None]), model=make_model, loss=loss, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pos_weight_raises_the_expected_initial_loss(run_pipeline, seed):
+    # "is it a 7?" on MNIST with pos_weight 8.6 started at 1.38 and was an SC901 warning against ln 2: weighted,
+    # a fresh model's loss is ln 2 (1 + (pos_weight - 1) p) = 1.24 there
+    report = zeros_or_not(run_pipeline, lambda: casekit.mlp(64, 1), seed)
+    assert not loud(report, "init-loss"), [(f.code, f.message) for f in report.findings]
+
+
+def test_pos_weight_with_an_overconfident_last_layer_is_still_found(run_pipeline):
+    def make_model():
+        model = casekit.mlp(64, 1)
+        with torch.no_grad():
+            model[-1].weight.mul_(40)
+        return model
+
+    finding = next(f for f in zeros_or_not(run_pipeline, make_model).findings if f.code == "SC901")
+    assert finding.evidence["measured"] > finding.evidence["expected"] > 0.6931 * 1.5
