@@ -36,8 +36,15 @@ PIPELINE = textwrap.dedent('''
         def __getitem__(self, i):
             return {"image": x[i], "label": y[i]}
 
+    class Ragged(Dataset):
+        def __len__(self):
+            return 10
+        def __getitem__(self, i):
+            return [x[i], [1, 2, 3]], y[i]
+
     singles = Singles()
     dicts = Dicts()
+    ragged = Ragged()
 
     def make_model():
         return nn.Linear(8, 3)
@@ -103,6 +110,7 @@ CASES = [
     ("empty dataset", _merge(data_val="pipeline:empty"), "data.val: the dataset is empty"),
     ("not (input, target)", _merge(data_train="pipeline:singles"), "data.train: train sample 0 is a Tensor"),
     ("dict without keys", _merge(data_train="pipeline:dicts"), "name the input and target with data.input_key"),
+    ("input NumPy cannot read", _merge(data_train="pipeline:ragged"), "data.train: sample 0's input or target cannot"),
     ("model factory raises", _merge(model="pipeline:raising_model"), "checkpoint not found"),
     ("model fails on a batch", _merge(model="pipeline:wrong_width_model"), "inputs shape (8, 8) float32"),
     ("loss fails", _merge(loss="pipeline:bad_loss"), "outputs shape (8, 3) float32 and targets shape (8,) int64"),

@@ -170,3 +170,40 @@ def test_texts_copied_from_training_into_validation_are_leakage(run_pipeline):
     report = run_text(run_pipeline, copies=300)
     finding = probekit.finding(report, "SC101")
     assert finding.severity == "error" and finding.evidence["exact"] >= 300
+
+
+# ------------------------------------------------------------------ inputs of two tensors of different shapes
+
+
+class Rows(Dataset):
+    """Tabular rows as (categorical ids, numeric features): an entity-embedding model's two inputs."""
+
+    def __init__(self, x, y):
+        self.ids = (x[:, :2] > 0.5).long()  # two pixels as on/off categories
+        self.numbers, self.y = x[:, 2:], y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return (self.ids[i], self.numbers[i]), self.y[i]
+
+
+class EntityEmbeddings(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.ModuleList([nn.Embedding(2, 3), nn.Embedding(2, 3)])
+        self.mlp = nn.Sequential(nn.Linear(6 + 62, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, ids, numbers):
+        return self.mlp(torch.cat([e(ids[:, j]) for j, e in enumerate(self.embed)] + [numbers], 1))
+
+
+def test_inputs_of_two_tensors_of_different_shapes_are_read(run_pipeline):
+    # (ids of shape (2,), numbers of shape (62,)) failed the data pass with a traceback (NumPy's "inhomogeneous
+    # shape"); each sample is now read as one flat vector of both, and a planted bug is found through them
+    (xt, yt), (xv, yv) = casekit.digits()
+    report = run_pipeline(only=["data-integrity", "leakage", "label-shuffle"], train=Rows(xt, probekit.permuted(yt)),
+                          val=Rows(xv, yv), model=EntityEmbeddings, loss="torch.nn:CrossEntropyLoss")
+    assert not report.crashed and all(c.status != "error" for c in report.checks)
+    assert "SC201" in codes(report, at_least="error")

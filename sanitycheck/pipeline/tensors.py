@@ -12,6 +12,12 @@ def to_numpy(value: Any) -> np.ndarray:
     """A sample's input or target as a NumPy array (tensors, arrays, PIL images, numbers, lists)."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value):
+        parts = [to_numpy(v) for v in value]
+        if len({p.shape for p in parts}) > 1:
+            # an input of several tensors of different shapes (categorical ids and numeric features; an image and
+            # its metadata): one flat vector of all their values, for statistics, hashes and features
+            return np.concatenate([p.ravel() for p in parts])
     return np.asarray(value)
 
 
