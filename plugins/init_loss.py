@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.pipeline.losses import ELEMENTWISE, loss_kind, reduction
+from sanitycheck.pipeline.losses import ELEMENTWISE, logits_of, loss_kind, reduction
 
 
 #: SC901 compares a mean over at least this many training samples with its expected value (fewer: not judged).
@@ -111,6 +111,7 @@ class InitLoss(Check):
                 batch = ctx.batch(ctx.train, chunk)
                 _, y = ctx.train.unpack(batch)
                 out, loss = ctx.forward(model, batch)
+                out = logits_of(out)  # a dict of named outputs: its logits
                 losses.append((float(loss), len(chunk)))
                 if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
                     outputs.append(out.detach().float().cpu())

@@ -1,7 +1,8 @@
-"""Inputs that are several tensors: ``forward(x, lengths)`` on batches ``((padded, lengths), labels)`` gets them as
-separate arguments (an RNN over packed sequences of different lengths, padded by the loader's collate_fn), a
-``forward(pair)`` gets its tuple whole; the suite runs through either without a crash or a false alarm, and a
-planted bug is still found."""
+"""Inputs and outputs of several tensors, as real pipelines write them: ``forward(x, lengths)`` on batches
+``((padded, lengths), labels)`` gets them as separate arguments, a ``forward(pair)`` its tuple whole; an
+EmbeddingBag's ``(text, offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat
+vector; a dict of named outputs is scored by its ``logits``. The suite runs through each without a crash or a
+false alarm, and a planted bug is still found."""
 
 from __future__ import annotations
 
@@ -207,3 +208,37 @@ def test_inputs_of_two_tensors_of_different_shapes_are_read(run_pipeline):
                           val=Rows(xv, yv), model=EntityEmbeddings, loss="torch.nn:CrossEntropyLoss")
     assert not report.crashed and all(c.status != "error" for c in report.checks)
     assert "SC201" in codes(report, at_least="error")
+
+
+# ------------------------------------------------------------------ outputs as a dict of named tensors
+
+
+class NamedOutputs(nn.Module):
+    """Returns {"logits": ..., "features": ...}; the user's loss reads out["logits"]."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Sequential(nn.Linear(64, 64), nn.ReLU()), nn.Linear(64, 10)
+
+    def forward(self, x):
+        features = self.body(x)
+        return {"logits": self.head(features), "features": features}
+
+
+def logits_loss(out, y):
+    return nn.functional.cross_entropy(out["logits"], y)
+
+
+def run_named(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.digits()
+    return run_pipeline(only=["init-loss", "label-shuffle"], train=casekit.dataset(xt, yt),
+                        val=casekit.dataset(xv, yv), model=NamedOutputs, loss=logits_loss)
+
+
+def test_a_dict_of_named_outputs_is_scored_by_its_logits(run_pipeline):
+    # the memorization probe could not score accuracy on a dict and ran to its cap ("did not fit" 128 digits), and
+    # init-loss skipped: both read the logits now
+    report = run_named(run_pipeline)
+    assert {c.name: c.status for c in report.checks}["init-loss"] == "passed"
+    assert probekit.finding(report, "SC203").evidence["steps_real"] is not None
+    assert not codes(report, at_least="warning")

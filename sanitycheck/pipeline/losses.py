@@ -226,6 +226,18 @@ class ModelLoss:
             self.kind, self.shift = "cross_entropy", min(misses, key=misses.get)
 
 
+def logits_of(outputs: Any) -> Any:
+    """The scores in a model's outputs: the ``logits`` of a dict or an object with ``.logits`` (a model returning
+    several named outputs, read by your loss as ``out["logits"]``), else the outputs as they are."""
+    import torch
+
+    if isinstance(outputs, dict) and isinstance(outputs.get("logits"), torch.Tensor):
+        return outputs["logits"]
+    if not isinstance(outputs, torch.Tensor) and isinstance(getattr(outputs, "logits", None), torch.Tensor):
+        return outputs.logits
+    return outputs
+
+
 def split_output(raw: Any) -> tuple[Any, Any]:
     """``(outputs, loss)`` from what a model that computes its own loss returns (either may be ``None``).
 

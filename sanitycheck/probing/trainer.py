@@ -250,8 +250,9 @@ def classify(outputs: Any, targets: Any, loss_fn: Any) -> tuple[Any, Any, Any] |
     """
     import torch
 
-    from sanitycheck.pipeline.losses import loss_kind
+    from sanitycheck.pipeline.losses import logits_of, loss_kind
 
+    outputs = logits_of(outputs)
     if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim == 0:
         return None
     out = outputs.detach().float()
