@@ -1,8 +1,8 @@
 """Inputs and outputs of several tensors, as real pipelines write them: ``forward(x, lengths)`` on batches
 ``((padded, lengths), labels)`` gets them as separate arguments, a ``forward(pair)`` its tuple whole; an
 EmbeddingBag's ``(text, offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat
-vector; a dict of named outputs is scored by its ``logits``. The suite runs through each without a crash or a
-false alarm, and a planted bug is still found."""
+vector; a dict of named outputs is scored by its ``logits``; lazy modules get their parameters first. The suite
+runs through each without a crash or a false alarm, and a planted bug is still found."""
 
 from __future__ import annotations
 
@@ -242,3 +242,18 @@ def test_a_dict_of_named_outputs_is_scored_by_its_logits(run_pipeline):
     assert {c.name: c.status for c in report.checks}["init-loss"] == "passed"
     assert probekit.finding(report, "SC203").evidence["steps_real"] is not None
     assert not codes(report, at_least="warning")
+
+
+def lazy_cnn():
+    return nn.Sequential(nn.LazyConv2d(16, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(64), nn.ReLU(), nn.LazyLinear(10))
+
+
+def test_lazy_modules_get_their_parameters_before_the_probes(run_pipeline):
+    # nn.LazyLinear / LazyConv2d: overfit-batch and generalization crashed on UninitializedParameter; a planted bug
+    # (permuted labels) is found through them
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
+    report = run_pipeline(only=["overfit-batch", "generalization", "gradients", "label-shuffle"],
+                          train=casekit.dataset(xt, probekit.permuted(yt)), val=casekit.dataset(xv, yv),
+                          model=lazy_cnn, loss="torch.nn:CrossEntropyLoss")
+    assert all(c.status != "error" for c in report.checks), [(c.name, c.reason) for c in report.checks]
+    assert "SC201" in codes(report, at_least="error")

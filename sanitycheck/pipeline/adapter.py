@@ -102,7 +102,28 @@ class ModelAdapter:
                 raise UsageError(f"model: {self.config.model!r} raised {type(exc).__name__}: {exc}") from exc
             if not isinstance(model, nn.Module):
                 raise UsageError(f"model: {self.config.model!r} returned a {type(model).__name__}, not an nn.Module")
-        return model.to(self.device)
+        model = model.to(self.device)
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
+            self._materialize(model)
+        return model
+
+    def _materialize(self, model: nn.Module) -> None:
+        """Give lazy modules (``nn.LazyLinear``, ``nn.LazyConv2d``) their parameters, as PyTorch asks: one forward
+        pass on a batch of two training samples, in eval mode and without gradients (BatchNorm's running
+        statistics untouched). Every probe then sees, counts and optimizes real parameters."""
+        batch = self.batch(self.train, range(min(2, len(self.train))))
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                self.forward(model, batch, with_loss=False)
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"model: the forward pass that initializes its lazy modules failed on a train batch "
+                             f"of inputs {describe(self.train.unpack(batch)[0])}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            model.train(was)
 
     def make_optimizer(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
         """The configured optimizer over ``model``'s trainable parameters (``overrides`` replace config keys)."""
