@@ -211,8 +211,9 @@ class InitLoss(Check):
                 expected = math.log(2) * (1 + (w - 1) * p)
                 q = w * p / (w * p + 1 - p)
                 prior = -(w * p * math.log(q) + (1 - p) * math.log(1 - q))
-                return prior, expected, f"the expected ln 2 x (1 + (pos_weight - 1) x positives) = {expected:.4g} " \
-                    f"(pos_weight {w:.3g}, {p:.1%} positives; the best constant's loss {prior:.4g})", ceiling_c(expected)
+                label = (f"the expected ln 2 x (1 + (pos_weight - 1) x positives) = {expected:.4g} (pos_weight "
+                         f"{w:.3g}, {p:.1%} positives; the best constant's loss {prior:.4g})")
+                return prior, expected, label, ceiling_c(expected)
             prior = -(p * math.log(p) + (1 - p) * math.log(1 - p))
             return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", ceiling_c(math.log(2))
         if kind == "mse":
@@ -284,13 +285,13 @@ def _r(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(f"{value:.6g}")
 
 
-
 def _pos_weight(loss_fn: Any) -> float | None:
     """BCEWithLogitsLoss's ``pos_weight`` when it is one number (one output per sample), else None."""
     import torch
 
     weight = getattr(loss_fn, "pos_weight", None)
     return float(weight) if isinstance(weight, torch.Tensor) and weight.numel() == 1 else None
+
 
 @hookimpl
 def sanitycheck_checks():

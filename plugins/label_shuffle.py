@@ -145,7 +145,8 @@ CODES = (
         "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
         "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
         "times the steps the real labels took: the warning could not be decided), and reports the ratio of the "
-        "steps each needed. Decision rule: info with the ratio; warning when random labels are fit in less than 1.25x the steps real ones "
+        "steps each needed. Decision rule: info with the ratio; warning when random labels are fit in less than "
+        "1.25x the steps real ones "
         "take, except for regression targets that are mostly noise to the model (the shared reference run's held-out "
         "R² below half the R² 0.9 fitted here: fitting the real ones is memorization too).",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "

@@ -40,14 +40,12 @@ def call_model(model: nn.Module, inputs: Any, *extra: Any) -> Any:
     ``((padded, lengths), labels)`` (an RNN over packed sequences, an EmbeddingBag's offsets, an image and its
     metadata), as fastai's Learner calls ``model(*xb)``. A ``forward(pair)`` that unpacks its one argument
     itself gets the tuple whole."""
-    if isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs) + len(extra):
-        return model(*inputs, *extra)
-    return model(inputs, *extra)
+    return model(*inputs, *extra) if unpacks_inputs(model, inputs, len(extra)) else model(inputs, *extra)
 
 
-def unpacks_inputs(model: nn.Module, inputs: Any) -> bool:
-    """Whether :func:`call_model` passes ``inputs`` as separate arguments (for messages: ``model(*inputs)``)."""
-    return isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs)
+def unpacks_inputs(model: nn.Module, inputs: Any, extra: int = 0) -> bool:
+    """Whether :func:`call_model` passes ``inputs`` (and ``extra`` more arguments) as separate arguments."""
+    return isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs) + extra
 
 
 _POSITIONAL: dict[type, float] = {}
@@ -234,13 +232,15 @@ class ModelAdapter:
                 return None
             # id 0 is in every vocabulary: an id out of range is data-integrity's finding, not a failed search
             zeros = torch.zeros_like(ids)
-            batch = replace_in_batch(self.train, batch, inputs=type(inputs)([zeros, *inputs[1:]]) if several else zeros,
+            zeroed = type(inputs)([zeros, *inputs[1:]]) if several else zeros
+            batch = replace_in_batch(self.train, batch, inputs=zeroed,
                                      targets=torch.zeros_like(targets) if isinstance(targets, torch.Tensor) else None)
             model = self.make_model("token-embedding")
             found: list[str] = []
             hooks = [module.register_forward_hook(lambda m, args, out, name=name: found.append(name)
                                                   if args and is_same_tensor(args[0], zeros) else None)
-                     for name, module in model.named_modules() if isinstance(module, (nn.Embedding, nn.EmbeddingBag))]
+                     for name, module in model.named_modules()
+                     if isinstance(module, (nn.Embedding, nn.EmbeddingBag))]
             try:
                 with torch.no_grad():
                     self.forward(model.eval(), batch, with_loss=False)
