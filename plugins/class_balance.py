@@ -140,22 +140,15 @@ class ClassBalance(Check):
         # reweighted training: what it learns is the weighted mix; the split's own mix only decides whether the
         # difference is the reweighting alone (deliberate: info) or also the data's
         as_trained = drawn[0] * counts_train.sum()
-        data_shift = any(True for _ in self._shift(counts_train, counts_val, evidence, settings))
+        data_shift = _shift_test(counts_train, counts_val, settings)[0]
         yield from self._shift(as_trained, counts_val, evidence, settings, reweighted=drawn[1],
                                severity="warning" if data_shift else "info")
 
     def _shift(self, counts_train: np.ndarray, counts_val: np.ndarray, evidence: dict, settings: Settings,
                reweighted: str | None = None, severity: str = "warning"):
-        from scipy.stats import chi2_contingency
-
-        keep = (counts_train + counts_val) > 0
-        table = np.stack([counts_train[keep], counts_val[keep]])
-        if table.shape[1] < 2 or counts_val.sum() == 0:
-            return
-        chi2, p, dof, _ = chi2_contingency(table)
-        p_train, p_val = counts_train / counts_train.sum(), counts_val / counts_val.sum()
-        tvd = float(0.5 * np.abs(p_train - p_val).sum())
-        if p < settings.alpha and tvd >= settings.min_shift:
+        shifted, chi2, p, dof, tvd = _shift_test(counts_train, counts_val, settings)
+        if shifted:
+            p_train, p_val = counts_train / counts_train.sum(), counts_val / counts_val.sum()
             moved = np.argsort(-np.abs(p_train - p_val))[:3]
             detail = ", ".join(f"class {c}: {p_train[c]:.1%} of train vs {p_val[c]:.1%} of val" for c in moved)
             what = "train" if reweighted is None else f"train as {reweighted} weighs it"
@@ -168,6 +161,20 @@ class ClassBalance(Check):
                 evidence={**evidence, "chi2": round(float(chi2), 3), "dof": int(dof), "p_value": float(f"{p:.4g}"),
                           "total_variation": round(tvd, 4), "alpha": settings.alpha, "min_shift": settings.min_shift},
             )
+
+
+def _shift_test(counts_train: np.ndarray, counts_val: np.ndarray, settings: Settings) -> tuple:
+    """SC504's rule on two label count vectors: ``(shifted, chi2, p, dof, total variation)``; shifted is False
+    (and the rest None) when there are fewer than two classes or no validation labels to compare."""
+    from scipy.stats import chi2_contingency
+
+    keep = (counts_train + counts_val) > 0
+    table = np.stack([counts_train[keep], counts_val[keep]])
+    if table.shape[1] < 2 or counts_val.sum() == 0:
+        return False, None, None, None, None
+    chi2, p, dof, _ = chi2_contingency(table)
+    tvd = float(0.5 * np.abs(counts_train / counts_train.sum() - counts_val / counts_val.sum()).sum())
+    return p < settings.alpha and tvd >= settings.min_shift, chi2, p, dof, tvd
 
 
 def _ratio(shares: np.ndarray) -> float:

@@ -284,13 +284,12 @@ def _steps_and_cap(ctx: Any, settings: Settings, size: int) -> tuple[int, float]
     they fit CAP_SHARE of its cap at the user's measured step cost (:func:`sanitycheck.probing.budget.step_cost`);
     else as many as fit, at least MIN_STEPS, the cap raised to fit those when that costs at most EPOCH_SHARE of an
     estimated epoch (a slower step: the cap stops the test, with no verdict)."""
-    from sanitycheck.probing.budget import epoch_seconds, step_cost
+    from sanitycheck.probing.budget import epoch_seconds, step_seconds
 
     steps = max(MIN_STEPS, ctx.budget(settings.steps))
     cap = time_cap(ctx, settings.seconds * ctx.scale, steps, size)
-    try:
-        per_step = max(step_cost(ctx, size).step(size), 1e-9)
-    except Exception:  # nothing to time (an untrainable model): the range test itself says why
+    per_step = step_seconds(ctx, size)
+    if per_step is None:  # nothing to time (an untrainable model): the range test itself says why
         return steps, cap
     fit = int(CAP_SHARE * cap / per_step)
     if fit >= steps:

@@ -45,3 +45,15 @@ def codes(report, check: str | None = None, at_least: str = "info") -> set[str]:
 def loud(report, check: str) -> list:
     """Warnings and errors of one check (a clean pipeline must have none)."""
     return [f for f in report.findings if f.check == check and f.severity in ("error", "warning")]
+
+
+def measured_step(monkeypatch, seconds: float) -> None:
+    """Make the one measured step cost (:func:`sanitycheck.probing.budget.step_cost`) ``seconds`` a step whatever
+    the batch, while the steps themselves stay as fast as they are: the budgets sized from it see a slow model."""
+    import dataclasses
+
+    from sanitycheck.probing import budget
+
+    measured = budget.step_cost
+    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
+        measured(ctx, size), base=seconds, per_sample=0.0))

@@ -15,6 +15,7 @@ they share) size their work to a share of one budget instead of fixed step count
   range test): its default for an epoch of a minute or more, shorter in proportion below, at least
   :data:`MIN_CAP_S`. Not the reference run's: label-shuffle's verdicts need its full budget (a 2 s cap let
   PyTorch's MNIST example with permuted images pass in one run of three).
+- :func:`step_seconds` ``(ctx, batch_size) -> float | None``: one step at that batch size, from :func:`step_cost`.
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
   of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
   its verdict needs. Work whose default costs less than :data:`NEVER_SHRINK_S` is never shrunk: small
@@ -197,14 +198,21 @@ def time_cap(ctx: Any, seconds: float, steps: int | None = None, batch_size: int
     factor = min(1.0, epoch_seconds(ctx) / FULL_CAPS_EPOCH_S)
     short = min(seconds, max(minimum, seconds * factor))
     if steps is not None and short < seconds:
-        size = max(1, min(batch_size or ctx.config.batch_size, len(ctx.train)))
-        try:
-            work = steps * step_cost(ctx, size).step(size)
-        except Exception:  # nothing to time (an untrainable model): the short cap
-            return short
-        if work <= SAFE_SHARE * short:
+        per_step = step_seconds(ctx, batch_size or ctx.config.batch_size)
+        if per_step is not None and steps * per_step <= SAFE_SHARE * short:
             return seconds
     return short
+
+
+def step_seconds(ctx: Any, batch_size: int) -> float | None:
+    """Seconds of one step of the user's training at ``batch_size`` (at most the training split's size), from the
+    one measured :func:`step_cost`; None when there is nothing to time (an untrainable model: the training itself
+    says why). What the training probes size their steps and caps with."""
+    size = max(1, min(batch_size, len(ctx.train)))
+    try:
+        return max(step_cost(ctx, size).step(size), 1e-9)
+    except Exception:
+        return None
 
 
 def fit_budget(seconds: float, per_unit: float, *, default: int, minimum: int) -> int:
@@ -269,4 +277,4 @@ def _one_thread_if_faster(ctx: Any, timed: Any) -> tuple[float, int]:
 
 
 __all__ = ["StepCost", "step_cost", "measure_step_cost", "training_threads", "epoch_seconds", "budget_seconds",
-           "time_cap", "fit_budget", "mlp_step_seconds", "mlp_threads"]
+           "time_cap", "step_seconds", "fit_budget", "mlp_step_seconds", "mlp_threads"]

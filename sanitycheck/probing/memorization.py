@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
 
 
+#: The probe is not run when its time cap affords fewer steps than this at the measured step cost: a ratio needs
+#: the random labels fit as well, and they take several times the real labels' steps (PyTorch's MNIST example:
+#: 20 and 45; Zhang et al. 2017), so fewer steps could only time data fit in a dozen. A CIFAR-sized conv net at
+#: 0.14 s a step afforded 33 in its 4.7 s cap and spent them fitting nothing (SC203 with no ratio, either way).
+MIN_AFFORDABLE_STEPS = 50
+
+
 @dataclass(frozen=True)
 class MemorizationPlan:
     """Subset size and budget of the probe, before the profile's scaling (``label-shuffle``'s defaults)."""
@@ -94,7 +101,7 @@ def memorization(ctx: PipelineContext, plan: MemorizationPlan | None = None) -> 
 
 
 def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
-    from sanitycheck.probing.budget import time_cap
+    from sanitycheck.probing.budget import step_seconds, time_cap
     from sanitycheck.probing.trainer import train
 
     subset = ctx.sample_indices(ctx.train, plan.memorize_samples, "label-shuffle:memorize")
@@ -104,7 +111,8 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
         return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
                             stopped_real="not-run")
     cap = time_cap(ctx, plan.memorize_seconds * ctx.scale, steps)
-    affordable = _affordable_steps(ctx, cap, len(subset))
+    per_step = step_seconds(ctx, min(ctx.config.batch_size, len(subset)))  # the probe's batch: at most the subset
+    affordable = None if per_step is None else int(cap / per_step)
     if affordable is not None and affordable < min(steps, MIN_AFFORDABLE_STEPS):
         return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
                             stopped_real="budget", affordable_steps=affordable, cap_s=round(cap, 2))
@@ -137,22 +145,3 @@ def _held_out_r2(ctx: PipelineContext) -> float | None:
 
     evaluation = reference_model(ctx).eval
     return float(evaluation.score) if evaluation is not None and evaluation.metric == "r2" else None
-
-
-#: The probe is not run when its time cap affords fewer steps than this at the measured step cost: a ratio needs
-#: the random labels fit as well, and they take several times the real labels' steps (PyTorch's MNIST example:
-#: 20 and 45; Zhang et al. 2017), so fewer steps could only time data fit in a dozen. A CIFAR-sized conv net at
-#: 0.14 s a step afforded 33 in its 4.7 s cap and spent them fitting nothing (SC203 with no ratio, either way).
-MIN_AFFORDABLE_STEPS = 50
-
-
-def _affordable_steps(ctx: PipelineContext, cap: float, samples: int) -> int | None:
-    """Steps of the probe's batch (the config's, at most the subset) that ``cap`` seconds afford at the user's
-    measured step cost (:func:`sanitycheck.probing.budget.step_cost`); None when there is nothing to time."""
-    from sanitycheck.probing.budget import step_cost
-
-    size = max(1, min(ctx.config.batch_size, samples))
-    try:
-        return int(cap / max(step_cost(ctx, size).step(size), 1e-9))
-    except Exception:  # an untrainable model: the training itself says why
-        return None

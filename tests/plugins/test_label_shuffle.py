@@ -8,7 +8,7 @@ import torch
 
 import casekit
 import probekit
-from conftest import codes, loud
+from conftest import codes, loud, measured_step
 
 CHECK = ["label-shuffle"]
 
@@ -61,19 +61,25 @@ def test_a_model_too_slow_to_learn_anything_is_inconclusive_when_its_inputs_pred
     assert finding.evidence["reason"] == "predictable" and finding.evidence["input_label_signal"]["predictable"]
 
 
-def zeroed_trainings(monkeypatch) -> list:
-    """The trainings with rewritten inputs (label-shuffle's zeroed-input model) of the run that follows."""
+def training_tags(monkeypatch, zeroed_only: bool = False) -> list:
+    """The tags of the trainings of the run that follows (``zeroed_only``: only those with rewritten inputs,
+    label-shuffle's zeroed-input model)."""
     from sanitycheck.probing import trainer
 
     calls, train = [], trainer.train
 
     def counting(*args, **kwargs):
-        if kwargs.get("inputs_transform") is not None:
+        if not zeroed_only or kwargs.get("inputs_transform") is not None:
             calls.append(kwargs.get("tag"))
         return train(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train", counting)
     return calls
+
+
+def zeroed_trainings(monkeypatch) -> list:
+    """The trainings with rewritten inputs (label-shuffle's zeroed-input model) of the run that follows."""
+    return training_tags(monkeypatch, zeroed_only=True)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "binary"])
@@ -133,14 +139,8 @@ def test_memorization_the_time_cap_cannot_afford_is_not_run(run_pipeline, monkey
     # A CIFAR-sized conv net at 0.14 s a step spent its 4.7 s cap on 33 steps that fit nothing. The measured step
     # cost is made 0.2 s here (the steps themselves stay fast): the cap affords too few steps, so neither
     # memorization run trains, and SC203 says why; the same pipeline at its real cost gets its ratio (above).
-    import dataclasses
-
-    from sanitycheck.probing import budget, trainer
-
-    measured, train, tags = budget.step_cost, trainer.train, []
-    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
-        measured(ctx, size), base=0.2, per_sample=0.0))
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: tags.append(k.get("tag")) or train(*a, **k))
+    measured_step(monkeypatch, 0.2)
+    tags = training_tags(monkeypatch)
     report = run_kind(run_pipeline, "mlp")
     evidence = probekit.finding(report, "SC203").evidence
     assert evidence["stopped_by"] == "budget" and evidence["ratio"] is None
@@ -152,14 +152,8 @@ def test_random_labels_are_not_tried_when_the_cap_cannot_decide_the_warning(run_
     # A transformer on MNIST rows fit its real labels in 80 steps, then spent its 2 s cap on 88 random-label steps:
     # "more than 1.1", which decides nothing against the 1.25 warning. Here the measured cost is made 0.02 s a step
     # (the cap affords about 100) and the warning ratio 10: the real labels are fit, the random ones not tried.
-    import dataclasses
-
-    from sanitycheck.probing import budget, trainer
-
-    measured, train, tags = budget.step_cost, trainer.train, []
-    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
-        measured(ctx, size), base=0.02, per_sample=0.0))
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: tags.append(k.get("tag")) or train(*a, **k))
+    measured_step(monkeypatch, 0.02)
+    tags = training_tags(monkeypatch)
     report = run_kind(run_pipeline, "mlp", checks={"label-shuffle": {"memorize_warn_ratio": 10}})
     evidence = probekit.finding(report, "SC203").evidence
     assert evidence["stopped_by"] == "budget" and evidence["steps_real"] is not None and evidence["ratio"] is None

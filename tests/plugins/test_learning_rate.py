@@ -4,14 +4,13 @@ drawn with the configured LR marked."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
 
 import casekit
 import probekit
-from conftest import codes, loud
+from conftest import codes, loud, measured_step
 
 CHECK = ["learning-rate"]
 
@@ -83,11 +82,7 @@ def test_a_step_too_slow_for_100_steps_sweeps_the_range_in_fewer(run_pipeline, m
     # sweep is now sized to the cap at the measured step cost, and the cap raised to fit 50 steps when they cost
     # at most a fifth of an epoch. The measured cost is made 0.1 s a step here (the steps themselves stay fast): 50
     # steps, still from 1e-7 past the onset, and the LR 100x too high is found.
-    from sanitycheck.probing import budget
-
-    measured = budget.step_cost
-    monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
-        measured(ctx, size), base=0.1, per_sample=0.0))
+    measured_step(monkeypatch, 0.1)
     report = run_kind(run_pipeline, "cnn", optimizer={"target": "torch.optim:Adam", "lr": 0.1})
     assert codes(report, at_least="warning") == {"SC1301"}
     ev = probekit.finding(report, "SC1301").evidence
