@@ -699,8 +699,16 @@ def _chunk_stats(flat: np.ndarray | None, numel: int, m: int) -> dict[str, np.nd
         return {**stats, **{k: np.full(m, math.nan) for k in ("min", "max", "mean", "std")}}
     finite = np.isfinite(flat)
     if finite.all():
+        mean = flat.mean(1, dtype=np.float64)
+        # the spread from values centred on the (float32) mean, their squares summed by one dot product each:
+        # std(1, dtype=float64) converts every value and took 10 of a 1024-image chunk's 14 ms of statistics
+        # (3x32x32 floats). The centred values' own mean (what float32 rounding of the mean left) is taken out,
+        # so a small spread around a large mean keeps its precision (1e-6 relative or better)
+        centred = flat - mean.astype(flat.dtype)[:, None]
+        offset = centred.sum(1).astype(np.float64) / numel
+        square = np.einsum("ij,ij->i", centred, centred).astype(np.float64) / numel
         return {**stats, "min": flat.min(1).astype(np.float64), "max": flat.max(1).astype(np.float64),
-                "mean": flat.mean(1, dtype=np.float64), "std": flat.std(1, dtype=np.float64)}
+                "mean": mean, "std": np.sqrt(np.maximum(square - offset**2, 0.0))}
     stats["nan"] = np.isnan(flat).sum(1).astype(np.float64)
     stats["inf"] = np.isinf(flat).sum(1).astype(np.float64)
     masked = np.where(finite, flat, np.nan)

@@ -53,17 +53,20 @@ def window_thumbnails(images: Any, windows: list[tuple[float, float, float, floa
     return _unit(out.permute(1, 0, 2, 3, 4).reshape(m, len(windows), -1))
 
 
-def closest_window(windows: Any, targets: Any) -> Any:
+def closest_window(windows: Any, targets: Any, targets_sq: Any = None) -> Any:
     """For each sample ``i`` and target ``j``: the Euclidean distance from ``targets[i, j]`` to the nearest of
-    ``windows[i]``, ``(m, p)`` for ``windows`` ``(m, w, d)`` and ``targets`` ``(m, p, d)``.
+    ``windows[i]``, ``(m, p)`` for ``windows`` ``(m, w, d)`` and ``targets`` ``(m, p, d)``; ``targets_sq``: the
+    targets' squared norms ``(m, p)`` when the caller has them (gathered from its base's, computed once).
 
     One batched product (``|a|^2 + |b|^2 - 2 a.b``) and the minimum taken before the square root: a third of
     ``torch.cdist(...).amin(1)``'s time for 25 windows and 40 targets (1.0 ms against 3.3 ms for 128 samples,
     one thread), whose full distance matrix is never needed."""
     import torch
 
+    if targets_sq is None:
+        targets_sq = targets.square().sum(-1)
     d2 = torch.baddbmm(windows.square().sum(-1, keepdim=True), windows, targets.transpose(1, 2), alpha=-2)
-    return d2.add_(targets.square().sum(-1)[:, None]).amin(1).clamp_min_(0).sqrt_()
+    return d2.add_(targets_sq[:, None]).amin(1).clamp_min_(0).sqrt_()
 
 
 def _weights(size: int, windows: list[tuple[float, float]]) -> Any:

@@ -9,7 +9,7 @@ rules built on them; this module holds no verdicts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -94,16 +94,17 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
         _, cand = knn(embedding(ctx, split)[indices], nb.base, kc, seed=ctx.derived_seed("leakage-align"),
                       device=knn_device(ctx), index=nb.index, label=f"leakage: candidates ({split.name})")
     cand = with_shifted_neighbours(ctx, split, indices, cand, nb)
-    base = torch.from_numpy(nb.base)
-    coarse, inner = coarse_thumbnails(base), central_cells(base)
-    channels = base.shape[1] // (GRID * GRID)
-    colour = per_channel(base, channels) if channels > 1 else None
+    thumbs = torch.from_numpy(nb.base)
+    channels = thumbs.shape[1] // (GRID * GRID)
+    colour = per_channel(thumbs, channels) if channels > 1 else None
+    base = _Base(thumbs, thumbs.square().sum(1), coarse_thumbnails(thumbs), central_cells(thumbs), colour,
+                 None if colour is None else colour.square().sum(1))
 
     def block(lo: int) -> dict[str, tuple]:
         hi = min(len(indices), lo + ALIGN_BLOCK)
         own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
         return _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
-                              coarse, inner, colour, nb.unique, k, group)
+                              nb.unique, k, group)
 
     starts = range(0, len(indices), ALIGN_BLOCK)
     # blocks side by side on the run's cores, but only over cached inputs: the user's dataset, read again from
@@ -170,8 +171,20 @@ def with_shifted_neighbours(ctx: Any, split: Any, indices: np.ndarray, cand: np.
     return every
 
 
-def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: Any, coarse: Any,
-                   inner: Any, colour: Any, unique: np.ndarray, k: int, group: np.ndarray | None = None) -> dict[str, tuple]:
+class _Base(NamedTuple):
+    """The base split's unit thumbnails in the forms the aligned look compares with, each computed once per look:
+    as they are, 4x4, their central cells, per channel (colour images; else None); with squared norms."""
+
+    thumbs: Any
+    sq: Any
+    coarse: Any
+    inner: Any
+    colour: Any
+    colour_sq: Any
+
+
+def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: _Base,
+                   unique: np.ndarray, k: int, group: np.ndarray | None = None) -> dict[str, tuple]:
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
@@ -185,7 +198,7 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     valid = cand >= 0
     c = cand.clamp_min(0)
     seen = window_thumbnails(q, windows)  # (m, windows, d)
-    aligned = closest_window(seen, base[c])  # (m, candidates): each candidate's distance at its best shift
+    aligned = closest_window(seen, base.thumbs[c], base.sq[c])  # (m, candidates): each candidate's distance at its best shift
     bad = ~valid if own is None else ~valid | (c == own[:, None])
     if own is not None and group is not None:  # nor with the other copies in its own group
         g = torch.from_numpy(group)
@@ -193,9 +206,9 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     aligned[bad] = float("inf")
     plain = seen[:, len(windows) // 2]  # the unshifted window
     coarse_q = coarse_thumbnails(plain)
-    d4 = (coarse_q[:, None] - coarse[c]).norm(dim=2)
+    d4 = (coarse_q[:, None] - base.coarse[c]).norm(dim=2)
     d4[bad] = float("inf")
-    d_inner = (central_cells(plain)[:, None] - inner[c]).norm(dim=2)
+    d_inner = (central_cells(plain)[:, None] - base.inner[c]).norm(dim=2)
     d_inner[bad] = float("inf")
     z = min(ZOOM_CANDIDATES, c.shape[1])
     pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices,
@@ -209,14 +222,14 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     _, first, again = np.unique(row * len(unique) + flat, return_index=True, return_inverse=True)
     dc = crop_distance(as_chw(base_split.inputs(unique[flat[first]])), plain[row[first]][:, None])
     dc = dc.reshape(-1)[torch.from_numpy(again.reshape(-1))].reshape(m, -1)
-    dq = crop_distance(q, base[top])
+    dq = crop_distance(q, base.thumbs[top])
     refined = torch.minimum(dc, dq)
     refined[bad.gather(1, pick)] = float("inf")
     aligned = aligned.scatter_reduce(1, pick, refined, reduce="amin")
     looks = {"aligned": aligned}
-    if colour is not None:
+    if base.colour is not None:
         # each channel centred and scaled on its own (a colour cast), under the same shifts
-        tinted = closest_window(per_channel(seen, q.shape[1]), colour[c])
+        tinted = closest_window(per_channel(seen, q.shape[1]), base.colour[c], base.colour_sq[c])
         tinted[bad] = float("inf")
         looks["colour"] = tinted
     out = {}
