@@ -1,7 +1,8 @@
 """``init-loss``: the loss of a fresh model against the value an untrained model should have.
 
 Karpathy's "verify loss @ init": with C classes and near-uniform outputs, cross-entropy starts at ln C;
-MSE starts near the targets' variance when the outputs start near their mean. Far off means the output
+MSE starts near the targets' variance when the outputs start near their mean (near the middle of the range, when a
+sigmoid or tanh squashes them into one that holds the targets). Far off means the output
 scale or initialization is wrong, or the outputs are not what the loss expects.
 """
 
@@ -41,7 +42,10 @@ CODES = (
         "counted token, C the output width at each position (the vocabulary), positions whose target is ignored "
         "(negative, e.g. ignore_index -100) left out of the loss and of the target-token entropy; ln 2 for binary "
         "cross-entropy (ln 2 x (1 + (w - 1) p) with BCEWithLogitsLoss(pos_weight=w), p the share of positives), "
-        "the targets' variance for MSE and their mean absolute deviation for L1. Decision rule: "
+        "the targets' variance for MSE and their mean absolute deviation for L1 (when the outputs are squashed "
+        "into a range that holds the targets, confirmed by scaling the last layer 100x: a sigmoid over [0, 1] or a "
+        "tanh over [-1, 1], the loss of predicting the range's middle, 0.5 or 0, where such a model starts). "
+        "Decision rule: "
         "warning when the loss is above max(1.5x expected, expected + 0.5 nats) for classification or 2x the "
         "expected value for regression, or below 0.5x the lowest plausible value. Needs at least 16 training "
         "samples (fewer: not judged). With loss: model the model's own loss is measured, and compared when the "
@@ -142,10 +146,10 @@ class InitLoss(Check):
             severity = "error" if kind == "nll" else "warning"
             squashed = None
             if kind == "bce_logits":
-                squashed = _stays_in_unit_interval(ctx, model, indices)
+                squashed = _squashed_into(ctx, model, indices)
                 if squashed:
                     severity = "error"
-                    wrong += (" Confirmed: with the weights and bias of the last nn.Linear scaled 100x the outputs "
+                    wrong += (" Confirmed: with the weights and bias of the last layer scaled 100x the outputs "
                               "still lie in [0, 1], so a sigmoid follows it. The loss cannot go below ln(1 + e^-1) = "
                               "0.313 for a positive label or ln 2 = 0.693 for a negative one, and the gradients "
                               "vanish as the model becomes confident.")
@@ -156,8 +160,9 @@ class InitLoss(Check):
             return
         if len(indices) < MIN_SAMPLES:  # the measured mean loss and the targets' statistics are too noisy
             return
+        squashed = _start_of_squashed(ctx, model, indices, out, tgt.float()) if kind in ("mse", "l1") else None
         expected = self._expected(kind, out, tgt, settings, ctx.task, getattr(ctx.loss_fn, "shift", 0),
-                                  _pos_weight(ctx.loss_fn) if kind == "bce_logits" else None)
+                                  _pos_weight(ctx.loss_fn) if kind == "bce_logits" else None, squashed)
         if expected is None:
             return
         low, high, label, ceiling = expected
@@ -178,8 +183,11 @@ class InitLoss(Check):
 
     @staticmethod
     def _expected(kind: str, out: Any, tgt: Any, settings: Settings, task: str = "classification",
-                  shift: int = 0, pos_weight: float | None = None) -> tuple[float, float, str, float] | None:
-        """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown."""
+                  shift: int = 0, pos_weight: float | None = None,
+                  squashed: tuple[float, float, float] | None = None) -> tuple[float, float, str, float] | None:
+        """(lowest plausible, expected, how it was derived, warn-above) for a fresh model, or None if unknown.
+        ``squashed``: ``(low, high, start)`` when a regression model's outputs are squashed into a range that holds
+        the targets (:func:`_start_of_squashed`): MSE and L1 are then expected at the output it starts near."""
         from sanitycheck.pipeline.losses import class_scores, shifted
 
         def ceiling_c(expected: float) -> float:  # an absolute allowance keeps small ln C (binary) from flagging noise
@@ -216,17 +224,21 @@ class InitLoss(Check):
                 return prior, expected, label, ceiling_c(expected)
             prior = -(p * math.log(p) + (1 - p) * math.log(1 - p))
             return prior, math.log(2), f"the expected ln 2 = 0.6931 (label-prior entropy {prior:.4g})", ceiling_c(math.log(2))
-        if kind == "mse":
-            var = float(tgt.float().var(unbiased=False))
-            if var <= 0:
-                return None
-            return var, var, f"the targets' variance {var:.4g}", high_r * var
-        if kind == "l1":
+        if kind in ("mse", "l1"):
             t = tgt.float().numpy()
-            mad = float(np.abs(t - np.median(t, axis=0)).mean())
-            if mad <= 0:
+            spread = float(t.var()) if kind == "mse" else float(np.abs(t - np.median(t, axis=0)).mean())
+            if spread <= 0:
                 return None
-            return mad, mad, f"the targets' mean absolute deviation {mad:.4g}", high_r * mad
+            name = "variance" if kind == "mse" else "mean absolute deviation"
+            if squashed is not None:
+                # a sigmoid (tanh) output starts near 0.5 (0) whatever the targets' mean: an autoencoder over pixels
+                # in [0, 1] that are mostly dark starts at 2.4-2.7x their variance (real MNIST), and that is no fault
+                low, high, start = squashed
+                at_start = float(((t - start) ** 2).mean() if kind == "mse" else np.abs(t - start).mean())
+                return spread, at_start, (f"{at_start:.4g}, the loss of predicting {start:g} where outputs squashed "
+                                          f"into [{low:g}, {high:g}] start (the targets' {name} {spread:.4g})"), \
+                    high_r * at_start
+            return spread, spread, f"the targets' {name} {spread:.4g}", high_r * spread
         return None
 
     @staticmethod
@@ -252,27 +264,44 @@ class InitLoss(Check):
         return None
 
 
-def _stays_in_unit_interval(ctx: Any, model: Any, indices: Any) -> bool | None:
-    """Whether the outputs stay in [0, 1] with the last nn.Linear's weight and bias scaled 100x (a sigmoid or
-    similar squashing follows it); ``None`` when the model has no nn.Linear to scale."""
+def _squashed_into(ctx: Any, model: Any, indices: Any, low: float = 0.0, high: float = 1.0) -> bool | None:
+    """Whether the outputs stay in [low, high] with the weights and bias of the model's last linear or
+    convolutional layer scaled 100x (a sigmoid or tanh follows it: raw outputs that merely start inside the range
+    leave it); ``None`` when it has no such layer."""
     import copy
 
     import torch
     from torch import nn
 
+    scalable = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     probe = copy.deepcopy(model)
-    linears = [m for m in probe.modules() if isinstance(m, nn.Linear)]
-    if not linears:
+    layers = [m for m in probe.modules() if isinstance(m, scalable)]
+    if not layers:
         return None
     with torch.no_grad():
-        for param in linears[-1].parameters():
+        for param in layers[-1].parameters():
             param.mul_(100.0)
-        x, _ = ctx.train.unpack(ctx.batch(ctx.train, indices[:64]))
-        out = probe.eval()(x)
+        out = logits_of(ctx.outputs(probe.eval(), ctx.batch(ctx.train, indices[:64])))
     if not isinstance(out, torch.Tensor):
         return None
     out = out.float()
-    return bool(((out >= 0) & (out <= 1)).all()) and float(out.max() - out.min()) > 0
+    return bool(((out >= low) & (out <= high)).all()) and float(out.max() - out.min()) > 0
+
+
+#: Output ranges of the squashing functions a regression model ends in, with the output a fresh model starts near:
+#: sigmoid (0.5 in [0, 1]) and tanh (0 in [-1, 1]).
+_SQUASHES = ((0.0, 1.0, 0.5), (-1.0, 1.0, 0.0))
+
+
+def _start_of_squashed(ctx: Any, model: Any, indices: Any, out: Any, tgt: Any) -> tuple[float, float, float] | None:
+    """``(low, high, start)`` when a fresh regression model's outputs are squashed into a range that holds the
+    targets too (an autoencoder's sigmoid over pixels in [0, 1], a tanh over [-1, 1]): it then starts near the
+    middle of that range, not at the targets' mean; else None."""
+    for low, high, start in _SQUASHES:
+        inside = bool(((out >= low) & (out <= high)).all()) and bool(((tgt >= low) & (tgt <= high)).all())
+        if inside and _squashed_into(ctx, model, indices, low, high):
+            return low, high, start
+    return None
 
 
 def _entropy(labels: np.ndarray, classes: int) -> float:

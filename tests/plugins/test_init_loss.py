@@ -139,3 +139,47 @@ def test_pos_weight_with_an_overconfident_last_layer_is_still_found(run_pipeline
 
     finding = next(f for f in zeros_or_not(run_pipeline, make_model).findings if f.code == "SC901")
     assert finding.evidence["measured"] > finding.evidence["expected"] > 0.6931 * 1.5
+
+
+def autoencoder(last: nn.Module):
+    """A small autoencoder over 12x12 images (the targets are the inputs), ending in ``last``."""
+    return lambda: nn.Sequential(nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 144), last,
+                                 nn.Unflatten(1, (1, 12, 12)))
+
+
+def dark_digits(seed=0):
+    """Digit images in [0, 1] with a black margin, like MNIST's (12x12: mean 0.14, variance 0.086)."""
+    (xt, _), (xv, _) = casekit.digits(seed=seed, image=True)
+    return nn.functional.pad(xt, (2, 2, 2, 2)), nn.functional.pad(xv, (2, 2, 2, 2))
+
+
+def reconstruct(run_pipeline, make_model, low=0.0, seed=0):
+    xt, xv = dark_digits(seed)
+    return run_pipeline(only=["init-loss"], task="regression", **_pair((low + (1 - low) * xt, low + (1 - low) * xv)),
+                        model=make_model, loss="torch.nn:MSELoss", seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_squashed_autoencoder_outputs_start_at_their_middle(run_pipeline, seed):
+    # a convolutional autoencoder ending in a sigmoid on real MNIST started at 0.26, 2.7x the pixels' variance
+    # (0.098): SC901, though a sigmoid starts at 0.5 whatever the targets' mean; the same with tanh over [-1, 1]
+    for last, low in ((nn.Sigmoid(), 0.0), (nn.Tanh(), -1.0)):
+        report = reconstruct(run_pipeline, autoencoder(last), low, seed)
+        assert report.checks[0].status == "passed"
+        assert not loud(report, "init-loss"), [f.message for f in report.findings]
+
+
+def test_autoencoder_losses_far_from_their_start_are_still_found(run_pipeline):
+    summed = run_pipeline(only=["init-loss"], task="regression", **_pair(dark_digits()),
+                          model=autoencoder(nn.Sigmoid()), loss=nn.MSELoss(reduction="sum"))
+    assert "reduction='sum'" in next(f for f in summed.findings if f.code == "SC901").message
+    xt, xv = dark_digits()  # raw outputs (no squashing) against targets far from zero
+    far = run_pipeline(only=["init-loss"], task="regression", **_pair((5 + xt, 5 + xv)),
+                       model=autoencoder(nn.Identity()), loss="torch.nn:MSELoss")
+    assert "SC901" in codes(far, at_least="warning")
+
+
+def _pair(images):
+    """Train and val datasets whose targets are their inputs."""
+    xt, xv = images
+    return {"train": casekit.dataset(xt, xt), "val": casekit.dataset(xv, xv)}
