@@ -103,6 +103,8 @@ class TargetLeakage(Check):
             y, yv = y[train_idx], yv[eval_idx]
             keep, keep_v = y >= 0, yv >= 0
             x, y, xv, yv = x[keep], y[keep], xv[keep_v], yv[keep_v]
+            if len(y) < 50 or len(yv) < 20:  # e.g. float targets under task: classification (data-integrity: SC808)
+                self.skip(f"too few samples with a class label ({len(y)} to fit, {len(yv)} to score)")
             yield from self._classification(x, y, xv, yv, settings, eval_split.name, ctx)
         else:
             t, tv = ctx.train.data_pass().targets, eval_split.data_pass().targets

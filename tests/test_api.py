@@ -89,3 +89,20 @@ def test_ignore_rejects_another_checks_code(digits):
     with pytest.raises(ConfigError, match="checks.data-integrity.ignore.*SC301"):
         sanitycheck.run(model=make_model, train=digits[0], loss=torch.nn.CrossEntropyLoss(), only=FAST,
                         checks={"data-integrity": {"ignore": ["SC301"]}})
+
+
+def test_a_regression_loss_without_a_task_is_regression(run_pipeline):
+    """nn.MSELoss on float targets with no `task` in the config was read as classification: diabetes gave SC808
+    (targets that are not class ids) and SC201 errors, and target-leakage crashed. A regression loss now means
+    task: regression unless the config names a task."""
+    from conftest import codes
+
+    (xt, yt), (xv, yv) = casekit.diabetes()
+    pipeline = dict(train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1),
+                    loss=torch.nn.MSELoss(), only=["data-integrity", "label-shuffle", "target-leakage"])
+    inferred = run_pipeline(**pipeline)
+    assert not codes(inferred, at_least="warning") and all(c.status == "passed" for c in inferred.checks), \
+        [(f.code, f.message) for f in inferred.findings]
+    named = run_pipeline(task="classification", **pipeline)  # a task the config names is kept
+    assert "SC808" in codes(named, at_least="error")
+    assert {c.name: c.status for c in named.checks}["target-leakage"] == "skipped"

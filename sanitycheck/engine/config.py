@@ -114,7 +114,8 @@ class Config(StrictModel):
 
     task: Literal["classification", "regression", "sequence"] = Field(
         "classification", description="What the model predicts. sequence: a class per position (next-token prediction, "
-        "tagging): targets (B, T) of class ids, negative ids (ignore_index -100, nanoGPT's -1) ignored; outputs (B, T, C).",
+        "tagging): targets (B, T) of class ids, negative ids (ignore_index -100, nanoGPT's -1) ignored; outputs (B, T, C). "
+        "Unset with an MSE, L1 or Huber loss: regression.",
     )
     num_classes: int | None = Field(None, ge=2, description="Classification only; inferred from the labels when absent.")
     data: DataConfig

@@ -5,8 +5,9 @@ TEMPLATE = """\
 # Run it with: sanitycheck run sanitycheck.yaml     (sanitycheck explain CODE explains a finding)
 # "module:attr" paths are imported with this file's folder first on sys.path.
 
-task: classification            # classification | regression | sequence (a class per position: targets (B, T),
-                                # outputs (B, T, C); negative targets such as ignore_index -100 are ignored)
+# task: classification          # classification | regression | sequence (a class per position: targets (B, T),
+                                # outputs (B, T, C); negative targets such as ignore_index -100 are ignored).
+                                # Unset: classification, or regression with an MSE, L1 or Huber loss
 # num_classes: 10               # optional for classification: inferred from the labels when absent
 
 data:

@@ -74,6 +74,7 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
             raise ConfigError(f"loss: {config.loss!r} is a {type(loss_fn).__name__}, not callable")
         if isinstance(loss_fn, nn.Module):  # its tensors (CrossEntropyLoss(weight=...)) go where the model goes
             loss_fn.to(device)
+        config = _with_task(config, loss_fn)
         optimizer_cls = resolve(config.optimizer.target, "optimizer.target", base)
         if not callable(optimizer_cls):
             raise ConfigError(f"optimizer.target: {config.optimizer.target!r} is not callable")
@@ -128,3 +129,15 @@ def _resolve_device(name: str) -> torch.device:
 
 
 __all__ = ["PipelineContext", "describe", "loss_value"]
+
+
+def _with_task(config: Config, loss_fn: Any) -> Config:
+    """``config`` with ``task: regression`` when it names no task and its loss is a regression loss (MSE, L1,
+    Huber): a PyTorch user who trains with ``nn.MSELoss`` on float targets means regression, and the
+    classification default read their targets as class ids (diabetes with MSELoss: SC808 and SC201 errors)."""
+    from sanitycheck.pipeline.losses import REGRESSION, loss_kind
+
+    if "task" in config.model_fields_set or loss_kind(loss_fn) not in REGRESSION:
+        return config
+    return config.model_copy(update={"task": "regression"})
+

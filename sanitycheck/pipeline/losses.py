@@ -20,6 +20,9 @@ _BY_NAME: dict[str, LossKind] = {
     "SmoothL1Loss": "huber", "smooth_l1_loss": "huber", "HuberLoss": "huber", "huber_loss": "huber",
 }
 
+#: Losses of regression: with one of them and no ``task`` in the config, the task is regression.
+REGRESSION: frozenset[str] = frozenset({"mse", "l1", "huber"})
+
 #: Losses whose outputs and targets must have the same shape (else PyTorch broadcasts, silently for some).
 ELEMENTWISE: frozenset[str] = frozenset({"bce_logits", "bce", "mse", "l1", "huber"})
 

@@ -99,7 +99,7 @@ def test_labels_outside_the_models_outputs(run_pipeline):
 
 def test_fractional_labels_for_classification(run_pipeline):
     (xt, yt), (xv, yv) = casekit.digits()
-    report = run_pipeline(only=["data-integrity"], train=casekit.dataset(xt, yt.float() / 2),
+    report = run_pipeline(only=["data-integrity"], task="classification", train=casekit.dataset(xt, yt.float() / 2),
                           val=casekit.dataset(xv, yv.float() / 2), model=lambda: casekit.mlp(64, 1),
                           loss="torch.nn.functional:l1_loss")
     assert "SC808" in codes(report, at_least="error")
