@@ -147,7 +147,8 @@ CODES = (
         "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
         "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
-        "times the steps the real labels took: the warning could not be decided), and reports the ratio of the "
+        "times the steps the real labels took: the warning could not be decided; stopped at its first check for "
+        "targets with neither an accuracy nor an R², such as multi-hot ones), and reports the ratio of the "
         "steps each needed. Decision rule: info with the ratio; warning when random labels are fit in less than "
         "1.25x the steps real ones "
         "take, except for regression targets that are mostly noise to the model (the shared reference run's held-out "
@@ -432,6 +433,16 @@ class LabelShuffle(Check):
                                          "time_cap_s": m.cap_s, "min_affordable_steps": MIN_AFFORDABLE_STEPS,
                                          "warn_ratio": settings.memorize_warn_ratio},
                 fix="Raise checks.label-shuffle.memorize_seconds, run with --profile thorough, or on a GPU.",
+            )
+            return
+        if m.stopped_real == "unscorable":
+            yield self.finding(
+                "SC203", f"No memorization ratio: fitting {m.samples} training samples is judged by accuracy (class "
+                "ids) or R² (regression values), and these targets have neither (multi-hot, soft or dense "
+                "targets), so the probe stopped at its first check.",
+                evidence={"samples": m.samples, "steps_real": None, "steps_random": None, "ratio": None,
+                          "stopped_by": "unscorable"},
+                fix="Nothing to fix: this probe does not apply to these targets.",
             )
             return
         if m.steps_real is None:  # no ratio to give; overfit-batch says why a small set cannot be fit

@@ -170,7 +170,8 @@ class TrainResult:
     accuracies: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
     #: Why training stopped: ``steps`` (budget done), ``seconds`` (time cap), ``fit`` (reached
-    #: ``fit_threshold``) or ``nonfinite`` (the loss became NaN/Inf).
+    #: ``fit_threshold``), ``unscorable`` (with ``fit_threshold``: the fit has neither an accuracy nor an R² to
+    #: reach, as for multi-hot targets) or ``nonfinite`` (the loss became NaN/Inf).
     stopped: str = "steps"
     #: The first step at which the training subset was fit (only with ``fit_threshold``).
     steps_to_fit: int | None = None
@@ -392,7 +393,10 @@ def _train(ctx, split, indices, steps, seconds, labels, inputs_transform, tag, b
                 break
             if fit_threshold is not None and (step + 1) % fit_every == 0:
                 fit = evaluate(ctx, model, split, indices, labels, inputs_transform)
-                if fit.metric != "loss" and fit.score >= fit_threshold:
+                if fit.metric == "loss":  # neither accuracy nor R² (multi-hot or dense class targets): no fit to reach
+                    result.stopped, result.final = "unscorable", fit
+                    break
+                if fit.score >= fit_threshold:
                     result.steps_to_fit, result.stopped, result.final = step + 1, "fit", fit
                     break
             if seconds is not None and time.perf_counter() - start >= seconds and step + 1 < steps:

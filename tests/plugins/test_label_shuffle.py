@@ -416,3 +416,18 @@ def test_autoencoder_targets_are_its_inputs(run_pipeline, misaligned):
                           model=autoencoder, loss=torch.nn.MSELoss())
     assert ("SC201" in codes(report, at_least="error")) == misaligned
     assert "SC202" not in codes(report), [f.message for f in report.findings]
+
+
+def test_memorization_of_targets_it_cannot_score_stops_at_once(run_pipeline):
+    """Multi-hot targets (BCEWithLogitsLoss) have no accuracy or R² to fit: the probe trained to its time cap on a
+    multi-label MNIST net (2 s of 5) for no ratio. It now stops at its first check and says why."""
+    (xt, yt), (xv, yv) = casekit.digits()
+
+    def tags(y):
+        return torch.stack([y % 2 == 0, y >= 5, (y == 2) | (y == 3) | (y == 5) | (y == 7)], 1).float()
+
+    report = run_pipeline(only=CHECK, train=casekit.dataset(xt, tags(yt)), val=casekit.dataset(xv, tags(yv)),
+                          model=lambda: casekit.mlp(64, 3), loss=torch.nn.BCEWithLogitsLoss())
+    memo = next(f for f in report.findings if f.code == "SC203")
+    assert memo.evidence["stopped_by"] == "unscorable" and memo.severity == "info"
+    assert not codes(report, at_least="warning"), [f.message for f in report.findings]
