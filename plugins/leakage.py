@@ -42,6 +42,9 @@ class Settings(CheckSettings):
                                 "thorough x4); a larger split gets the exact and plain looks only (the looks cost about "
                                 "0.5 ms per sample on 2 CPU cores).")
     thumbnails: int = Field(6, ge=0, le=12, description="Pairs drawn as thumbnails in the evidence.")
+    window_fraction: float = Field(0.05, gt=0, le=1, description="Sequences: validation windows that lie between "
+                                   "overlapping training windows of the same series are an error (SC105) from this "
+                                   "fraction of the validation split up (and at least 5).")
     text_error_fraction: float = Field(0.5, gt=0, le=1, description="Token windows (text): validation windows that "
                                        "are exact or shifted copies of training windows are an error from this "
                                        "fraction up (below: info, a corpus repeats itself); duplicates inside a split "
@@ -182,13 +185,31 @@ CODES = (
         example="One image annotated twice by different people; a sample copied into two class folders.",
         fix="Review the listed groups and keep one correct label per input.",
     ),
+    CodeDoc(
+        code="SC105", title="Validation windows lie between training windows of the same series", severity="error",
+        what="For inputs that are sequences (one shape for every sample: (T,), (T, F) or (C, T), at least 8 steps, "
+        "cached by the data pass): for each validation sample, a training sample shifted by k = 1 to 8 steps (at "
+        "most T/2) whose T - k shared values are exactly equal, starting before it, and one starting after it; the "
+        "shared part must hold at least 4 distinct values (not padding, not a shifted one-hot block). Decision "
+        "rule: error when at least 5% of the validation samples (and at least 5) have both. Overlap on one side "
+        "only, as at the boundary of a chronological split, is not reported: the validation targets then still "
+        "come after every training window.",
+        why="Sliding windows split at random put each validation window between training windows that share all "
+        "but a step of it: its target is surrounded by training examples in time, and the validation score "
+        "measures interpolation, not the forecasting the model will be asked to do.",
+        example="`windows = [series[i:i + 30] for i in range(len(series) - 30)]` followed by "
+        "`random_split(windows, [0.8, 0.2])` or `train_test_split(..., shuffle=True)`.",
+        fix="Split the series in time (every validation window after the last training one, with a gap of one "
+        "window), or split by recording or subject so that no series is cut into both splits.",
+    ),
 )
 
 
 class Leakage(Check):
     name = "leakage"
     summary = ("validation samples that are exact or near duplicates of training samples; the same split twice; "
-               "duplicates inside a split; duplicates with conflicting labels")
+               "duplicates inside a split; duplicates with conflicting labels; sliding windows of one series split "
+               "at random")
     cost = ("seconds: hashes and embeddings from the one data pass, chunked k-NN searches, the aligned and colour "
             "looks across splits and inside splits of at most 20000 samples (about 15 s for 50k + 10k 3x32x32 images "
             "on 2 CPU cores)")
@@ -251,6 +272,10 @@ class Leakage(Check):
                 findings.insert(1 if same else 0, finding)
                 groups += [("cross", [p["train"]], [p["val"]], p["kind"] == "exact") for p in cross["pairs"]]
                 links += [(("val", p["val"]), ("train", p["train"])) for p in cross["pairs"]]
+        if val is not None and not same:
+            between = self._between_windows(ctx, settings)
+            if between is not None:
+                findings.insert(0, between)
         if labels.get("train") is not None and groups:
             conflict = self._conflicts(ctx, groups, labels, settings, cross_significant)
             if conflict is not None:
@@ -261,6 +286,36 @@ class Leakage(Check):
             duplicates[0].export["drop"] = drop_list(links)
             duplicates[0].evidence["drop"] = len(duplicates[0].export["drop"])
         yield from findings
+
+    def _between_windows(self, ctx: Any, settings: Settings):
+        """SC105: validation windows with overlapping training windows of the same series on both sides."""
+        from sanitycheck.probing.windows import MAX_SHIFT, interleaved, time_axis
+
+        train, val = ctx.train.data_pass(), ctx.val.data_pass()
+        if train.inputs is None or val.inputs is None or train.inputs.shape[1:] != val.inputs.shape[1:]:
+            return None
+        axis = time_axis(tuple(train.inputs.shape[1:]))
+        if axis is None:
+            return None
+        before, after = interleaved(train.inputs, val.inputs, axis)
+        both = np.flatnonzero((before >= 0) & (after >= 0))
+        if len(both) < max(5, settings.window_fraction * len(val.inputs)):
+            return None
+        steps = train.inputs.shape[axis + 1]
+        pairs = [{"val": int(i), "train_before": int(before[i]), "train_after": int(after[i])} for i in both[:20]]
+        return self.finding(
+            "SC105", f"{len(both)} of {len(val.inputs)} validation samples ({len(both) / len(val.inputs):.0%}) lie "
+            f"between training samples of the same series: each has a training window starting up to {MAX_SHIFT} "
+            f"steps before it and one starting after it, sharing all but those steps of its {steps}. The windows "
+            "were split at random: the validation score measures interpolation between training examples, not "
+            "forecasting.",
+            samples={"val": [int(i) for i in both[:100]],
+                     "train": sorted({int(before[i]) for i in both[:50]} | {int(after[i]) for i in both[:50]})},
+            evidence={"between": len(both), "val_samples": len(val.inputs), "steps": steps,
+                      "earlier_only": int(((before >= 0) & (after < 0)).sum()),
+                      "later_only": int(((after >= 0) & (before < 0)).sum()), "pairs": pairs,
+                      "threshold": settings.window_fraction},
+        )
 
     # ----------------------------------------------------------------------------------------- text
 

@@ -246,3 +246,52 @@ def test_small_real_tabular_splits_are_not_called_copies_by_their_sparse_neighbo
     assert all(f.severity != "error" for f in cross)
     if name == "iris":
         assert cross and cross[0].severity == "warning" and cross[0].evidence["exact"] == 1
+
+
+def series_windows(layout: str, steps: int = 30, length: int = 1500):
+    """Sliding windows (stride 1) of one seasonal series with noise, each with the next value as its target, in a
+    sequence layout: ``(T,)``, ``(T, 1)`` (an LSTM's batch_first input) or ``(1, T)`` (a Conv1d's)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(length)
+    series = (np.sin(2 * np.pi * t / 50) + 0.3 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 0.2, length)).astype(np.float32)
+    x = torch.from_numpy(np.stack([series[i:i + steps] for i in range(length - steps)]))
+    y = torch.from_numpy(series[steps:])[:, None]
+    x = {"flat": x, "time-first": x[:, :, None], "channels-first": x[:, None, :]}[layout]
+    return TensorDataset(x, y)
+
+
+def run_windows(run_pipeline, train, val):
+    width = int(np.prod(train[0][0].shape))
+    return run_pipeline(only=["leakage"], train=train, val=val, model=lambda: torch.nn.Sequential(
+        torch.nn.Flatten(), casekit.mlp(width, 1)), loss="torch.nn:MSELoss")
+
+
+@pytest.mark.parametrize("layout", ["flat", "time-first", "channels-first"])
+def test_windows_of_one_series_split_at_random(run_pipeline, layout):
+    """An LSTM forecaster's sliding windows split at random: every validation window had training windows a step
+    before and after it, and leakage found nothing (their near-duplicate rate is the split's own). SC105."""
+    data = series_windows(layout)
+    order = np.random.default_rng(1).permutation(len(data))
+    cut = int(0.8 * len(data))
+    report = run_windows(run_pipeline, Subset(data, order[:cut].tolist()), Subset(data, order[cut:].tolist()))
+    found = finding(report, "SC105")
+    assert found.severity == "error" and found.evidence["between"] > 0.9 * found.evidence["val_samples"]
+
+
+def test_windows_split_in_time_are_not_interleaved(run_pipeline):
+    """A chronological split overlaps only at its boundary, with earlier training windows: no leak."""
+    data = series_windows("time-first")
+    cut = int(0.8 * len(data))
+    report = run_windows(run_pipeline, Subset(data, list(range(cut))), Subset(data, list(range(cut, len(data)))))
+    assert "SC105" not in codes(report)
+    assert not loud(report, "leakage"), [f.message for f in report.findings]
+
+
+def test_shifted_one_hot_rows_are_not_windows(run_pipeline):
+    """Tabular rows of one-hot blocks: a row shifted by a position is often another row, but not a series."""
+    rng = np.random.default_rng(0)
+    x = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 12, 1200)), 12).float()
+    y = torch.from_numpy(rng.integers(0, 2, 1200))
+    report = run_pipeline(only=["leakage"], train=TensorDataset(x[:1000], y[:1000]), val=TensorDataset(x[1000:], y[1000:]),
+                          model=lambda: casekit.mlp(12, 2), loss=CE)
+    assert "SC105" not in codes(report)
