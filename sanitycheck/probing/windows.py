@@ -7,8 +7,9 @@ The validation score measures interpolation, not forecasting. A chronological sp
 and only with earlier training windows: the validation targets still come after everything trained on.
 
 :func:`interleaved` finds, for every validation window, a training window shifted by k = 1..:data:`MAX_SHIFT`
-steps that shares its T - k values exactly, before it and after it. Rows are compared as raw bytes (one sort per
-shift and side), so only exact overlaps count: windows cut from one stored series are exact.
+steps that shares its T - k values exactly, before it and after it: one sort per shift and side on a short key of
+a few values, then the candidate rows compared whole. Only exact overlaps count: windows cut from one stored
+series are exact.
 """
 
 from __future__ import annotations
@@ -78,9 +79,8 @@ KEY_VALUES = 8
 
 def _equal_rows(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """For each of the ``rows`` of ``b``, the index of a row of ``a`` with the same values (-1: none; rows are
-    ``(L, F)`` windows), found by
-    sorting on KEY_VALUES of its values as bytes and then comparing the row whole (sorting whole rows cost 5 s on
-    MNIST's 60k + 10k flat images)."""
+    ``(L, F)`` windows), found by sorting on KEY_VALUES of their values as bytes and then comparing the rows whole
+    (sorting whole rows took 5 s on MNIST's 60k + 10k flat images, this 0.34 s)."""
     if not len(a):
         return np.full(len(rows), -1, dtype=np.int64)
     # positions drawn over the whole row (seeded), not its first values: those are often a constant margin or
