@@ -188,8 +188,10 @@ CODES = (
     CodeDoc(
         code="SC105", title="Validation windows lie between training windows of the same series", severity="error",
         what="For inputs that are sequences (one shape for every sample: (T,), (T, F) or (C, T), at least 8 steps, "
-        "cached by the data pass): for each validation sample, a training sample shifted by k = 1 to 8 steps (at "
-        "most T/2) whose T - k shared values are exactly equal, starting before it, and one starting after it; the "
+        "cached by the data pass): for each validation sample, a training sample shifted by k = 1 to 8 steps (up "
+        "to T/2 while the keys sorted, one per training sample and shift, stay under 500,000: 50% overlap on "
+        "data of human-activity size) whose T - k shared values are exactly equal, starting before it, and one "
+        "starting after it; the "
         "shared part must hold at least 4 distinct values (not padding, not a shifted one-hot block). Decision "
         "rule: error when at least 5% of the validation samples (and at least 5) have both. Overlap on one side "
         "only, as at the boundary of a chronological split, is not reported: the validation targets then still "
@@ -289,7 +291,7 @@ class Leakage(Check):
 
     def _between_windows(self, ctx: Any, settings: Settings):
         """SC105: validation windows with overlapping training windows of the same series on both sides."""
-        from sanitycheck.probing.windows import MAX_SHIFT, interleaved, time_axis
+        from sanitycheck.probing.windows import interleaved, time_axis
 
         train, val = ctx.train.data_pass(), ctx.val.data_pass()
         if train.inputs is None or val.inputs is None or train.inputs.shape[1:] != val.inputs.shape[1:]:
@@ -297,21 +299,23 @@ class Leakage(Check):
         axis = time_axis(tuple(train.inputs.shape[1:]))
         if axis is None:
             return None
-        before, after = interleaved(train.inputs, val.inputs, axis)
+        before, after, lag = interleaved(train.inputs, val.inputs, axis)
         both = np.flatnonzero((before >= 0) & (after >= 0))
         if len(both) < max(5, settings.window_fraction * len(val.inputs)):
             return None
         steps = train.inputs.shape[axis + 1]
-        pairs = [{"val": int(i), "train_before": int(before[i]), "train_after": int(after[i])} for i in both[:20]]
+        stride = int(np.median(lag[both]))
+        pairs = [{"val": int(i), "train_before": int(before[i]), "train_after": int(after[i]), "lag": int(lag[i])}
+                 for i in both[:20]]
         return self.finding(
             "SC105", f"{len(both)} of {len(val.inputs)} validation samples ({len(both) / len(val.inputs):.0%}) lie "
-            f"between training samples of the same series: each has a training window starting up to {MAX_SHIFT} "
-            f"steps before it and one starting after it, sharing all but those steps of its {steps}. The windows "
-            "were split at random: the validation score measures interpolation between training examples, not "
-            "forecasting.",
+            f"between training samples of the same series: each has a training window that starts before it "
+            f"({stride} step{'s' if stride > 1 else ''} before, typically) and one that starts after it, sharing all "
+            f"but those steps of its {steps}. The windows were split at random: the validation score measures "
+            "interpolation between training examples, not forecasting.",
             samples={"val": [int(i) for i in both[:100]],
                      "train": sorted({int(before[i]) for i in both[:50]} | {int(after[i]) for i in both[:50]})},
-            evidence={"between": len(both), "val_samples": len(val.inputs), "steps": steps,
+            evidence={"between": len(both), "val_samples": len(val.inputs), "steps": steps, "typical_lag": stride,
                       "earlier_only": int(((before >= 0) & (after < 0)).sum()),
                       "later_only": int(((after >= 0) & (before < 0)).sum()), "pairs": pairs,
                       "threshold": settings.window_fraction},

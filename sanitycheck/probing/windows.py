@@ -7,7 +7,7 @@ The validation score measures interpolation, not forecasting. A chronological sp
 and only with earlier training windows: the validation targets still come after everything trained on.
 
 :func:`interleaved` finds, for every validation window, a training window shifted by k = 1..:data:`MAX_SHIFT`
-steps that shares its T - k values exactly, before it and after it: one sort per shift and side on a short key of
+steps (up to half a window on smaller data) that shares its T - k values exactly, before it and after it: one sort per shift and side on a short key of
 a few values, then the candidate rows compared whole. Only exact overlaps count: windows cut from one stored
 series are exact.
 """
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Window steps (strides) looked for: a training window starting up to this many steps before or after.
+#: Window steps (strides) looked for: a training window starting up to this many steps before or after, or more
+#: (up to half a window: 50% overlap, as human-activity data is cut) while the keys sorted, one per training
+#: window and shift, stay within MAX_SORTED.
 MAX_SHIFT = 8
+MAX_SORTED = 500_000
 #: Inputs of fewer steps than this are not windows of a series.
 MIN_STEPS = 8
 #: The shared part must hold at least this many distinct values: constant padding, or a one-hot block shifted by
@@ -41,9 +44,11 @@ def time_axis(shape: tuple[int, ...]) -> int | None:
     return None
 
 
-def interleaved(train: np.ndarray, val: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each validation window: the index of a training window that starts up to MAX_SHIFT steps *before* it
-    and shares the rest of its values, and of one that starts *after* it (-1: none), ``(before, after)``.
+def interleaved(train: np.ndarray, val: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each validation window: the index of a training window that starts up to MAX_SHIFT steps (more on
+    smaller data, see MAX_SORTED) *before* it
+    and shares the rest of its values, and of one that starts *after* it (-1: none), and the steps between the
+    earlier one and it: ``(before, after, lag)``.
 
     ``train`` and ``val`` are ``(n, *shape)`` with time on ``axis`` of the sample shape."""
     # (n, T, F) views, time first: the shifted parts below are views too, never copies of a split
@@ -52,25 +57,29 @@ def interleaved(train: np.ndarray, val: np.ndarray, axis: int) -> tuple[np.ndarr
     steps = tr.shape[1]
     before = np.full(len(va), -1, dtype=np.int64)
     after = np.full(len(va), -1, dtype=np.int64)
-    shifts = range(1, min(MAX_SHIFT, steps // 2) + 1)
+    lag = np.zeros(len(va), dtype=np.int64)
+    shifts = range(1, min(max(MAX_SHIFT, MAX_SORTED // max(len(tr), 1)), steps // 2) + 1)
     # an earlier training window a: a[k:] is the validation window's v[:-k]; a later one: a[:-k] is v[k:]. Later
     # ones are looked for only beside an earlier one (what is reported is both): data that is no series of windows
     # costs one side
     for k in shifts:
-        _fill(before, tr[:, k:], va[:, :-k], before < 0)
+        lag[_fill(before, tr[:, k:], va[:, :-k], before < 0)] = k
     for k in shifts:
         _fill(after, tr[:, :-k], va[:, k:], (after < 0) & (before >= 0))
-    return before, after
+    return before, after, lag
 
 
-def _fill(found: np.ndarray, a: np.ndarray, v: np.ndarray, todo: np.ndarray) -> None:
-    """``found[i]`` = a row of ``a`` equal to ``v[i]`` (its values varied), for the rows ``todo`` selects."""
+def _fill(found: np.ndarray, a: np.ndarray, v: np.ndarray, todo: np.ndarray) -> np.ndarray:
+    """``found[i]`` = a row of ``a`` equal to ``v[i]`` (its values varied), for the rows ``todo`` selects; returns
+    the rows filled."""
     todo = np.flatnonzero(todo)
-    if len(todo):
-        match = _equal_rows(a, v, todo)
-        hit = np.flatnonzero(match >= 0)
-        hit = hit[_varied(v[todo[hit]])]
-        found[todo[hit]] = match[hit]
+    if not len(todo):
+        return todo
+    match = _equal_rows(a, v, todo)
+    hit = np.flatnonzero(match >= 0)
+    hit = hit[_varied(v[todo[hit]])]
+    found[todo[hit]] = match[hit]
+    return todo[hit]
 
 
 #: Rows are matched on this many of their values (a short sort key), then compared whole.

@@ -295,3 +295,38 @@ def test_shifted_one_hot_rows_are_not_windows(run_pipeline):
     report = run_pipeline(only=["leakage"], train=TensorDataset(x[:1000], y[:1000]), val=TensorDataset(x[1000:], y[1000:]),
                           model=lambda: casekit.mlp(12, 2), loss=CE)
     assert "SC105" not in codes(report)
+
+
+def activity_windows(recordings: int = 24, length: int = 3000, steps: int = 128, stride: int = 64):
+    """Human-activity-style data: 3-axis recordings of one activity each (6 kinds, told apart by their rhythm), cut
+    into windows of 128 steps at 50% overlap, each labelled with its recording's activity; and each window's
+    recording."""
+    rng = np.random.default_rng(0)
+    t = np.arange(length)
+    x, y, source = [], [], []
+    for r in range(recordings):
+        kind = r % 6
+        signal = np.stack([np.sin(2 * np.pi * t * (1 + kind) / 100 + rng.uniform(0, 6)) for _ in range(3)], 1)
+        signal = (signal + rng.normal(0, 0.3, signal.shape)).astype(np.float32)
+        for start in range(0, length - steps + 1, stride):
+            x.append(signal[start:start + steps]), y.append(kind), source.append(r)
+    return TensorDataset(torch.from_numpy(np.stack(x)), torch.tensor(y)), np.array(source)
+
+
+@pytest.mark.parametrize("by_recording", [False, True])
+def test_overlapping_activity_windows_split_at_random(run_pipeline, by_recording):
+    """Windows at 50% overlap (UCI HAR's cut) split at random lie between training windows of their recording;
+    split by recording, none does."""
+    data, source = activity_windows()
+    if by_recording:
+        val = np.isin(source, [0, 7, 14, 21])
+    else:
+        val = np.random.default_rng(1).random(len(data)) < 0.2
+    report = run_pipeline(only=["leakage"], train=Subset(data, np.flatnonzero(~val).tolist()),
+                          val=Subset(data, np.flatnonzero(val).tolist()),
+                          model=lambda: torch.nn.Sequential(torch.nn.Flatten(), casekit.mlp(384, 6)), loss=CE)
+    if by_recording:
+        assert "SC105" not in codes(report)
+    else:
+        found = finding(report, "SC105")
+        assert found.severity == "error" and found.evidence["typical_lag"] == 64
