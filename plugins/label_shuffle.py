@@ -105,7 +105,7 @@ CODES = (
         "source: the aligned blocks' tables gain 9% (offset -1), 20% (offset 0, the bigrams) and 99.9% (offset 1: "
         "the target is the next input); targets taken from other blocks lose 1.5-1.6% at every offset). The check "
         "needs at "
-        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC205). It is "
+        "least 32 usable training samples and 10 held-out samples; below that it is skipped (SC201-SC206). It is "
         "skipped too when the runs are scored by their loss and the loss of a single held-out sample cannot be "
         "computed (a loss that needs the whole batch): a verdict on NaN scores would say \"not learned\" whatever "
         "the labels. For task: sequence the targets (whole sequences of next tokens) are permuted across sequences, each sequence's score is its mean loss over the positions that count, and test (1) is the sign-flip test on those losses (no chance level is defined for a loss, so test (2) does not apply).",
@@ -199,6 +199,26 @@ CODES = (
         "suffices, or a GPU (device: cuda).",
         explained_by=CANNOT_TRAIN + ("SC301",),
     ),
+    CodeDoc(
+        code="SC206", title="Validation labels do not belong to their inputs", severity="error",
+        what="Reported instead of SC201/SC205 when the held-out samples are the validation split and the fault is "
+        "in its labels. Decision rule: the SC201 condition holds (the real-label model is not clearly better than "
+        "shuffled labels, or than chance, on the held-out samples) although the model fits its own training "
+        "samples (one-sided test, see SC201); the training labels are predictable from their inputs without any "
+        "training (the leave-one-out vote of each training sample's 10 nearest distinct training inputs on the "
+        "shared embedding: one-sided binomial test against sum_k p_k^2 at alpha / 10, and 5 points above it); and "
+        "the validation labels are not (the vote of each held-out sample's 10 nearest training inputs against "
+        "chance sum_k p_k q_k, p the held-out label frequencies and q the votes', one-sided binomial test, p >= "
+        "alpha).",
+        why="A model that learns its training labels, on inputs whose neighbours agree with those labels, and is at "
+        "chance on validation samples that its training neighbours disagree with, is scored against labels that "
+        "belong to other inputs: every validation number (loss, accuracy, early stopping) measures nothing.",
+        example="Validation images and labels loaded from two files in different orders; a label list shuffled on "
+        "its own; a validation Dataset that indexes its labels with a different index than its images.",
+        fix="Check how the validation split pairs each input with its label (the same order, the same file, the "
+        "same index), and plot a few validation inputs with their labels.",
+        explained_by=CANNOT_TRAIN,
+    ),
 )
 
 
@@ -211,7 +231,8 @@ MIN_EVAL_SAMPLES = 10
 class LabelShuffle(Check):
     name = "label-shuffle"
     summary = ("randomization tests: real labels must be learned clearly better than shuffled labels and than "
-               "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized")
+               "zeroed inputs; shuffled labels scoring above chance; how fast random labels are memorized; "
+               "validation labels that do not belong to their inputs")
     cost = ("a few seconds for a small model: two or three trainings of 300 steps on 1024 samples (one shared with "
             "other checks; the zeroed-input one only when the real model does not beat every constant predictor) and "
             "two of at most 600 steps on 128 samples; for a slow model, budgets fitted to the measured step time: "
@@ -293,7 +314,17 @@ class LabelShuffle(Check):
         # predict the labels without training? Then the model needs more training, not other labels (SC205;
         # PyTorch's 60-minute-blitz CIFAR net at lr 0.001 learns nothing in 300 steps, and kNN on its pixels gets
         # 3x chance). Not for a model whose outputs do not change with its inputs at all: that one is broken
-        if not_learned and ctx.task != "sequence" and undecided is None \
+        misaligned = None
+        if not_learned and trained and plan.eval_split == "val" and r.metric == "accuracy":
+            # the model learns its training labels but not the held-out ones: do the held-out labels belong to
+            # their inputs at all? (a validation label list shuffled on its own: SC205 "needs more training" before)
+            signal = input_label_signal(ctx, targets, settings.alpha)
+            held = held_out_label_signal(ctx, evaluation_split, plan.eval_indices, settings.alpha) \
+                if signal is not None and signal["predictable"] else None
+            if held is not None and held["absent"]:
+                misaligned = held
+                base.update(input_label_signal=signal, held_out_label_signal=held, fits_training_samples=fit_evidence)
+        if not_learned and ctx.task != "sequence" and undecided is None and misaligned is None \
                 and (plan.fitted or (not trained and _reads_inputs(ctx, real, evaluation_split))):
             signal = input_label_signal(ctx, targets, settings.alpha)
             if signal is not None:
@@ -337,6 +368,18 @@ class LabelShuffle(Check):
                 "reaches the model by a path the shuffle does not touch.",
                 evidence={**base, "p_value": rounded(p_leak), "test": leak_test, "leak_alpha": settings.leak_alpha},
             )
+        elif misaligned is not None:
+            fit, signal = base["fits_training_samples"], base["input_label_signal"]
+            yield self.finding(
+                "SC206", f"The model learns its training labels ({what} {_fmt(fit['train_score'])} on its own "
+                f"training samples), and the training inputs predict them without training ({signal['summary']}), "
+                f"but it scores {r.score:.3g} on {r.n} validation samples (with shuffled labels: {s.score:.3g}), and "
+                f"their labels are not what their nearest training inputs carry either ({misaligned['summary']}). "
+                "The validation labels do not belong to their inputs.",
+                evidence={**base, "p_value": rounded(p_shuffled), "test": test, "p_value_vs_chance": rounded(p_real),
+                          "test_vs_chance": real_test},
+                samples={"val": [int(i) for i in plan.eval_indices[:100]]},
+            )
         elif (p_shuffled >= settings.alpha or p_real >= settings.alpha) and undecided:
             yield self._inconclusive(ctx, real, plan, r, s, base, undecided)
         elif p_shuffled >= settings.alpha or p_real >= settings.alpha:
@@ -352,7 +395,7 @@ class LabelShuffle(Check):
                 evidence={**base, "p_value": rounded(p_shuffled), "test": test, "p_value_vs_chance": rounded(p_real),
                           "test_vs_chance": real_test},
             )
-        if zeroed is not None:
+        if zeroed is not None and misaligned is None:  # held-out labels of other inputs: no comparison means a thing
             if p_zero >= settings.alpha and undecided:
                 if p_shuffled < settings.alpha and p_real < settings.alpha:  # else already said above
                     yield self._inconclusive(ctx, real, plan, r, zeroed.eval, base, undecided)
@@ -581,6 +624,47 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
     return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
             "summary": f"a 10-nearest-neighbour vote gets {accuracy:.1%}, chance {chance:.1%}, p = {p:.2g}",
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05), "absent": bool(p >= alpha)}
+
+
+def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: float) -> dict | None:
+    """Whether held-out samples carry the labels their training neighbours vote for: each sample's 10 nearest
+    distinct training inputs on the run's shared embedding vote with their labels; the votes' accuracy against the
+    chance of a vote independent of the held-out labels (sum_k p_k q_k: p the held-out label frequencies, q the
+    votes'), one-sided binomial test. ``absent`` when p >= ``alpha``. None without class labels or an embedding."""
+    from scipy.stats import binom
+
+    from sanitycheck.probing.embedding import embedding
+    from sanitycheck.probing.neighbors import knn, knn_device, split_neighbors
+
+    train_labels, labels = ctx.class_labels(ctx.train), ctx.class_labels(split)
+    if train_labels is None or labels is None:
+        return None
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+        queries = embedding(ctx, split)
+    except Exception:  # no embedding for these inputs
+        return None
+    rows = np.asarray(indices)[labels[np.asarray(indices)] >= 0]
+    _, idx = knn(queries[rows], nb.base, min(10, len(nb.unique)), seed=ctx.derived_seed("label-shuffle:held-out"),
+                 device=knn_device(ctx), index=nb.index)
+    voters = np.where(idx >= 0, train_labels[nb.unique[np.maximum(idx, 0)]], -1)
+    classes = int(max(train_labels.max(), labels[rows].max())) + 1 if len(rows) else 0
+    if len(rows) < 20 or classes < 2:
+        return None
+    votes = np.zeros((len(rows), classes))
+    for j in range(voters.shape[1]):
+        ok = voters[:, j] >= 0
+        np.add.at(votes, (np.flatnonzero(ok), voters[ok, j]), 1.0)
+    voted = votes.sum(1) > 0
+    predicted, truth = votes[voted].argmax(1), labels[rows][voted]
+    n, hits = int(voted.sum()), int((predicted == truth).sum())
+    chance = float((np.bincount(truth, minlength=classes) / max(n, 1) * np.bincount(predicted, minlength=classes)
+                    / max(n, 1)).sum())
+    p = float(binom.sf(hits - 1, n, chance)) if n else 1.0
+    accuracy = hits / n if n else 0.0
+    return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
+            "summary": f"a 10-nearest-training-neighbour vote gets {accuracy:.1%} of them, chance {chance:.1%}, "
+                       f"p = {p:.2g}", "absent": bool(p >= alpha)}
 
 
 #: Training samples the neighbour-target test pairs (a seeded subset of the usable ones).

@@ -431,3 +431,17 @@ def test_memorization_of_targets_it_cannot_score_stops_at_once(run_pipeline):
     memo = next(f for f in report.findings if f.code == "SC203")
     assert memo.evidence["stopped_by"] == "unscorable" and memo.severity == "info"
     assert not codes(report, at_least="warning"), [f.message for f in report.findings]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_validation_labels_shuffled_apart_from_their_inputs(run_pipeline, seed):
+    """PyTorch's MNIST example with the validation labels permuted on their own: the model fit its training
+    samples (0.996) and scored chance held out, and the report said only SC205 (needs more training), exit 0.
+    The training inputs predict their labels and the validation inputs' training neighbours do not predict
+    theirs: SC206, and nothing else about the held-out comparison."""
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+    yv = yv[torch.from_numpy(np.random.default_rng(seed).permutation(len(yv)))]
+    report = run_pipeline(only=CHECK, train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
+                          model=lambda: casekit.mlp(64, 10), loss="torch.nn:CrossEntropyLoss", seed=seed)
+    assert "SC206" in codes(report, at_least="error"), [f.message for f in report.findings]
+    assert not codes(report) & {"SC201", "SC204", "SC205"}
