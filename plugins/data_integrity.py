@@ -371,13 +371,13 @@ class DataIntegrity(Check):
         yield from self._split_scale(scales, settings)
 
     def _split_scale(self, scales: dict[str, dict], settings: Settings):
+        from sanitycheck.pipeline.data import scale_shift
+
         train, val = scales.get("train"), scales.get("val")
-        if train is None or val is None or not all(np.isfinite(s[k]) for s in (train, val) for k in ("mean", "std")):
-            return
-        if train["std"] <= 0 or val["std"] <= 0:
-            return  # constant inputs: SC804
-        ratio = val["std"] / train["std"]
-        shift = abs(val["mean"] - train["mean"]) / train["std"]
+        apart = scale_shift(train, val) if train is not None and val is not None else None
+        if apart is None:
+            return  # nothing to compare (constant inputs: SC804)
+        ratio, shift = apart
         if 1 / settings.split_std_ratio <= ratio <= settings.split_std_ratio and shift <= settings.split_mean_shift:
             return
         yield self.finding(

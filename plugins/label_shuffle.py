@@ -209,7 +209,8 @@ CODES = (
         "shared embedding: one-sided binomial test against sum_k p_k^2 at alpha / 10, and 5 points above it); and "
         "the validation labels are not (the vote of each held-out sample's 10 nearest training inputs against "
         "chance sum_k p_k q_k, p the held-out label frequencies and q the votes', one-sided binomial test, p >= "
-        "alpha).",
+        "alpha), the validation inputs being on the training inputs' scale (SC811's rule: std ratio within 1.5x, "
+        "means at most 2 training stds apart; else their neighbours say nothing).",
         why="A model that learns its training labels, on inputs whose neighbours agree with those labels, and is at "
         "chance on validation samples that its training neighbours disagree with, is scored against labels that "
         "belong to other inputs: every validation number (loss, accuracy, early stopping) measures nothing.",
@@ -320,7 +321,7 @@ class LabelShuffle(Check):
             # their inputs at all? (a validation label list shuffled on its own: SC205 "needs more training" before)
             signal = input_label_signal(ctx, targets, settings.alpha)
             held = held_out_label_signal(ctx, evaluation_split, plan.eval_indices, settings.alpha) \
-                if signal is not None and signal["predictable"] else None
+                if signal is not None and signal["predictable"] and _scaled_alike(ctx) else None
             if held is not None and held["absent"]:
                 misaligned = held
                 base.update(input_label_signal=signal, held_out_label_signal=held, fits_training_samples=fit_evidence)
@@ -624,6 +625,21 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
     return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
             "summary": f"a 10-nearest-neighbour vote gets {accuracy:.1%}, chance {chance:.1%}, p = {p:.2g}",
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05), "absent": bool(p >= alpha)}
+
+
+#: The validation inputs count as on the training inputs' scale within these bounds (SC811's default rule): only
+#: then do their nearest training inputs say what their labels should be (raw validation features against
+#: standardized training ones have neighbours of any class).
+SAME_SCALE_STD_RATIO = 1.5
+SAME_SCALE_MEAN_SHIFT = 2.0
+
+
+def _scaled_alike(ctx: Any) -> bool:
+    from sanitycheck.pipeline.data import scale_shift
+
+    apart = scale_shift(ctx.train.data_pass().input_scale(), ctx.val.data_pass().input_scale())
+    return apart is not None and 1 / SAME_SCALE_STD_RATIO <= apart[0] <= SAME_SCALE_STD_RATIO \
+        and apart[1] <= SAME_SCALE_MEAN_SHIFT
 
 
 def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: float) -> dict | None:

@@ -43,6 +43,15 @@ class _ListDataset(Dataset):
         return self.items[index]
 
 
+def scale_shift(train: dict[str, float], val: dict[str, float]) -> tuple[float, float] | None:
+    """How far apart two splits' input scales are (:meth:`DataPass.input_scale` of each): ``(std ratio val/train,
+    mean shift in training stds)``; None when either is not finite or constant. data-integrity's SC811 judges it;
+    label-shuffle reads held-out neighbours only when it is small."""
+    if not all(math.isfinite(s[k]) for s in (train, val) for k in ("mean", "std")) or train["std"] <= 0 or val["std"] <= 0:
+        return None
+    return val["std"] / train["std"], abs(val["mean"] - train["mean"]) / train["std"]
+
+
 @dataclass
 class DataPass:
     """One pass over a split: per-sample statistics of every sample, the inputs themselves when they fit.
