@@ -123,8 +123,8 @@ CODES = (
         code="SC1008", title="Gradients accumulate across steps (no zero_grad)", severity="error",
         what="Only with your train_step. A fresh model takes two steps, on two different batches of 64 training "
         "samples; an optimizer step pre-hook records the gradient the optimizer is given at each (g1, then s2). A "
-        "copy of the model as it was before the second step (same parameters, same random state, gradients "
-        "cleared) then takes the second batch alone, through your step again (the same batch, read once: a random "
+        "copy of the model as it was before the second step (same parameters, the global random streams of "
+        "torch, NumPy and random as they were, gradients cleared) then takes the second batch alone, through your step again (the same batch, read once: a random "
         "training transform would make another): its gradient g2 is what the second step should have seen. "
         "Decision rule: error when s2 is not g2 (relative difference above 5%) but is "
         "g1 + g2 (within 5%), or, in a least-squares fit s2 = a g1 + b g2, g1 explains at least 80% of how far "
@@ -293,7 +293,7 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
     gradient of the second batch (see the CodeDoc); ``None`` when the step never calls ``optimizer.step()``."""
     import copy
 
-    import torch
+    from sanitycheck.pipeline.seeds import RandomStreams
 
     indices = ctx.sample_indices(ctx.train, 2 * batch_size, "gradients:accumulation")
     if len(indices) < 2:
@@ -325,8 +325,8 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
             fresh_batch = copy.deepcopy(second_batch)  # the user's step may change its batch in place
         except Exception:  # a batch holding something that cannot be copied: read it again
             fresh_batch = None
-        state = torch.random.get_rng_state()  # the fresh step below draws the same dropout masks
-        cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
+        # the fresh step below draws what this one draws: dropout masks, and a mixup step's np.random.beta
+        streams = RandomStreams()
         ctx.step(model, optimizer, second_batch)
     finally:
         handle.remove()
@@ -337,9 +337,7 @@ def _accumulation_probe(ctx: Any, batch_size: int) -> dict | None:
     fresh: list = []
     fresh_optimizer = ctx.make_optimizer(before_second)
     handle = watch(before_second, fresh_optimizer, fresh)
-    torch.random.set_rng_state(state)
-    if cuda_state is not None:
-        torch.cuda.set_rng_state(cuda_state, ctx.device)
+    streams.restore()
     try:
         ctx.step(before_second, fresh_optimizer, ctx.batch(ctx.train, second) if fresh_batch is None else fresh_batch)
     finally:

@@ -9,17 +9,14 @@ without these extra calls. A model with no trainable parameters passes: overfit-
 
 from __future__ import annotations
 
-import random
-from contextlib import contextmanager
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from sanitycheck.engine.errors import ConfigError, UsageError
 from sanitycheck.engine.faults import crash_reason
 from sanitycheck.pipeline.adapter import call_model, unpacks_inputs
+from sanitycheck.pipeline.seeds import same_random_streams
 from sanitycheck.pipeline.tensors import describe
 
 if TYPE_CHECKING:
@@ -98,7 +95,7 @@ def preflight(ctx: PipelineContext) -> None:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     ctx.make_optimizer(model)
-    with _same_random_streams():
+    with same_random_streams():
         _val_batch(ctx, model, inputs, targets)
         _user_step(ctx, batch)
         _augment_one(ctx, indices[0] if indices else 0, inputs)
@@ -120,21 +117,6 @@ def _targets_in_range(loss_fn: Any, outputs: Any, targets: Any) -> None:
     if len(bad):
         raise UsageError(f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: IndexError: "
                          f"Target {int(bad[0])} is out of bounds.")
-
-
-@contextmanager
-def _same_random_streams() -> Iterator[None]:
-    """Restore torch's (CPU and CUDA), NumPy's and ``random``'s global streams after the block."""
-    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def _val_batch(ctx: PipelineContext, model: Any, train_inputs: Any, train_targets: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,3 +51,32 @@ class SeedsAndBudgets:
 
     def rng(self, tag: str) -> np.random.Generator:
         return np.random.default_rng(self.derived_seed(tag))
+
+
+class RandomStreams:
+    """The global random streams a user's code may draw from, as they are now: torch's (CPU and CUDA), NumPy's
+    and ``random``'s. :meth:`restore` puts them back, so that a step run again draws what it drew the first time
+    (a mixup step's ``np.random.beta``, a transform's ``random.random()``, dropout's masks)."""
+
+    def __init__(self) -> None:
+        self.states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() \
+            else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.states[0])
+        np.random.set_state(self.states[1])
+        random.setstate(self.states[2])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+@contextmanager
+def same_random_streams() -> Iterator[None]:
+    """Restore the global random streams (:class:`RandomStreams`) after the block."""
+    streams = RandomStreams()
+    try:
+        yield
+    finally:
+        streams.restore()
+

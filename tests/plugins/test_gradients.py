@@ -75,6 +75,32 @@ def test_accumulation_found_through_dropout_and_clipping(run_pipeline, step):
     assert "SC1008" in codes(report, at_least="error")
 
 
+def mixup_step(zero_grad: bool):
+    """Mixup as users write it in their step: the mixing weight from NumPy's global stream, the partner order from
+    torch's. Without zero_grad on a CIFAR-sized conv net it was not found: the fresh step re-drew the weight."""
+    def step(model, batch, loss_fn, optimizer):
+        inputs, targets = batch
+        model.train()
+        lam, perm = float(np.random.beta(0.2, 0.2)), torch.randperm(len(inputs))
+        outputs = model(lam * inputs + (1 - lam) * inputs[perm])
+        loss = lam * loss_fn(outputs, targets) + (1 - lam) * loss_fn(outputs, targets[perm])
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("zero_grad", [False, True])
+def test_accumulation_found_through_a_mixup_step(run_pipeline, zero_grad, seed):
+    report = run_kind(run_pipeline, "cnn", seed, train_step=mixup_step(zero_grad),
+                      optimizer={"target": "torch.optim:SGD", "lr": 0.05, "momentum": 0.9})
+    assert ("SC1008" in codes(report, at_least="error")) == (not zero_grad)
+
+
 def step_zeroing_after(model, batch, loss_fn, optimizer):
     inputs, targets = batch
     model.train()
