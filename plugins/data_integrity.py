@@ -20,6 +20,8 @@ class Settings(CheckSettings):
     max_abs: float = Field(10.0, gt=0, description="Warn when the median over samples of max|x| is above this.")
     min_abs: float = Field(0.01, gt=0, description="Warn when the median over samples of max|x| is below this.")
     constant_error_fraction: float = Field(0.5, gt=0, le=1, description="Constant inputs become an error from this fraction up.")
+    # the defaults are sanitycheck.pipeline.data's SPLIT_STD_RATIO and SPLIT_MEAN_SHIFT (label-shuffle's SC206 reads
+    # the same rule; literals here, so that listing the checks does not import torch)
     split_std_ratio: float = Field(1.5, gt=1, description="Warn when the validation inputs' std is more than this many "
                                    "times the training inputs' std, or less than its inverse ...")
     split_mean_shift: float = Field(2.0, gt=0, description="... or their means differ by more than this many training "
@@ -371,14 +373,14 @@ class DataIntegrity(Check):
         yield from self._split_scale(scales, settings)
 
     def _split_scale(self, scales: dict[str, dict], settings: Settings):
-        from sanitycheck.pipeline.data import scale_shift
+        from sanitycheck.pipeline.data import scale_shift, within_scale
 
         train, val = scales.get("train"), scales.get("val")
         apart = scale_shift(train, val) if train is not None and val is not None else None
         if apart is None:
             return  # nothing to compare (constant inputs: SC804)
         ratio, shift = apart
-        if 1 / settings.split_std_ratio <= ratio <= settings.split_std_ratio and shift <= settings.split_mean_shift:
+        if within_scale(apart, settings.split_std_ratio, settings.split_mean_shift):
             return
         yield self.finding(
             "SC811", f"The validation inputs are on another scale than the training inputs: mean {val['mean']:.4g} "

@@ -306,7 +306,7 @@ def _validation(ctx: Any, train_x: np.ndarray, train_labels: np.ndarray, classes
     """The validation split as SC701 scores it: features on the shared embedding, labels, and the label frequencies
     of each sample's 10 nearest training inputs (smoothed like :func:`_neighbor_proba`); ``None`` without one."""
     from sanitycheck.probing.embedding import embedding
-    from sanitycheck.probing.neighbors import knn, knn_device
+    from sanitycheck.probing.neighbors import knn, knn_device, vote_counts
 
     if ctx.val is None:
         return None
@@ -325,9 +325,7 @@ def _validation(ctx: Any, train_x: np.ndarray, train_labels: np.ndarray, classes
     k = min(10, len(train_x))
     _, near = knn(x, train_x, k, seed=ctx.derived_seed("influence:val"), device=knn_device(ctx),
                   label="influence: val against train")
-    counts = np.zeros((len(x), classes), dtype=np.float32)
-    for j in range(k):
-        np.add.at(counts, (np.arange(len(x)), train_labels[near[:, j]]), 1.0)
+    counts = vote_counts(np.where(near >= 0, train_labels[np.maximum(near, 0)], -1), classes)
     return {"x": x, "labels": labels[keep].astype(np.int64),
             "neighbor_proba": (counts + 0.1) / (counts.sum(1, keepdims=True) + 0.1 * classes)}
 

@@ -14,6 +14,7 @@ trainer's reference plan); only the labels or the inputs differ, so the comparis
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -209,8 +210,8 @@ CODES = (
         "shared embedding: one-sided binomial test against sum_k p_k^2 at alpha / 10, and 5 points above it); and "
         "the validation labels are not (the vote of each held-out sample's 10 nearest training inputs against "
         "chance sum_k p_k q_k, p the held-out label frequencies and q the votes', one-sided binomial test, p >= "
-        "alpha), the validation inputs being on the training inputs' scale (SC811's rule: std ratio within 1.5x, "
-        "means at most 2 training stds apart; else their neighbours say nothing).",
+        "alpha), the validation inputs being on the training inputs' scale (SC811's rule at its defaults: std "
+        "ratio within 1.5x, means at most 2 training stds apart; else their neighbours say nothing).",
         why="A model that learns its training labels, on inputs whose neighbours agree with those labels, and is at "
         "chance on validation samples that its training neighbours disagree with, is scored against labels that "
         "belong to other inputs: every validation number (loss, accuracy, early stopping) measures nothing.",
@@ -244,6 +245,7 @@ class LabelShuffle(Check):
     def run(self, ctx: Any, settings: Settings):
         import torch
 
+        from sanitycheck.pipeline.data import same_scale
         from sanitycheck.probing.trainer import eval_split_of, reference_model, reference_plan, train
 
         targets = ctx.train.data_pass().targets
@@ -311,23 +313,26 @@ class LabelShuffle(Check):
         # Can "not learned" be a verdict? Not when the budget could not decide (see SC205).
         undecided = _undecided(real, plan, trained)
         not_learned = max(p_shuffled, p_real, p_zero) >= settings.alpha
-        # classification on a short budget, or a model that did not even fit its training samples: do the inputs
-        # predict the labels without training? Then the model needs more training, not other labels (SC205;
-        # PyTorch's 60-minute-blitz CIFAR net at lr 0.001 learns nothing in 300 steps, and kNN on its pixels gets
-        # 3x chance). Not for a model whose outputs do not change with its inputs at all: that one is broken
+        # do the training inputs predict their labels without training? (the neighbours' vote, read by up to three
+        # questions below, computed once)
+        train_signal = functools.cache(lambda: input_label_signal(ctx, targets, settings.alpha))
         misaligned = None
         if not_learned and trained and plan.eval_split == "val" and r.metric == "accuracy":
             # the model learns its training labels but not the held-out ones: do the held-out labels belong to
             # their inputs at all? (a validation label list shuffled on its own: SC205 "needs more training" before)
-            signal = input_label_signal(ctx, targets, settings.alpha)
+            signal = train_signal()
             held = held_out_label_signal(ctx, evaluation_split, plan.eval_indices, settings.alpha) \
-                if signal is not None and signal["predictable"] and _scaled_alike(ctx) else None
+                if signal is not None and signal["predictable"] and same_scale(ctx.train, ctx.val) else None
             if held is not None and held["absent"]:
                 misaligned = held
                 base.update(input_label_signal=signal, held_out_label_signal=held, fits_training_samples=fit_evidence)
+        # classification on a short budget, or a model that did not even fit its training samples: do the inputs
+        # predict the labels without training? Then the model needs more training, not other labels (SC205;
+        # PyTorch's 60-minute-blitz CIFAR net at lr 0.001 learns nothing in 300 steps, and kNN on its pixels gets
+        # 3x chance). Not for a model whose outputs do not change with its inputs at all: that one is broken
         if not_learned and ctx.task != "sequence" and undecided is None and misaligned is None \
                 and (plan.fitted or (not trained and _reads_inputs(ctx, real, evaluation_split))):
-            signal = input_label_signal(ctx, targets, settings.alpha)
+            signal = train_signal()
             if signal is not None:
                 base["input_label_signal"] = signal
                 if signal["predictable"]:
@@ -340,8 +345,7 @@ class LabelShuffle(Check):
             if ctx.task == "sequence":
                 signal = token_label_signal(ctx, settings, rng)
             elif not ctx.inputs_are_token_ids():  # one class id per sample: the vote; other targets: neighbours'
-                signal = input_label_signal(ctx, targets, settings.alpha) or \
-                    neighbour_target_signal(ctx, targets, settings, rng)
+                signal = train_signal() or neighbour_target_signal(ctx, targets, settings, rng)
             else:
                 signal = None
             if signal is not None:
@@ -627,21 +631,6 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
             "predictable": bool(p < alpha / 10 and accuracy - chance >= 0.05), "absent": bool(p >= alpha)}
 
 
-#: The validation inputs count as on the training inputs' scale within these bounds (SC811's default rule): only
-#: then do their nearest training inputs say what their labels should be (raw validation features against
-#: standardized training ones have neighbours of any class).
-SAME_SCALE_STD_RATIO = 1.5
-SAME_SCALE_MEAN_SHIFT = 2.0
-
-
-def _scaled_alike(ctx: Any) -> bool:
-    from sanitycheck.pipeline.data import scale_shift
-
-    apart = scale_shift(ctx.train.data_pass().input_scale(), ctx.val.data_pass().input_scale())
-    return apart is not None and 1 / SAME_SCALE_STD_RATIO <= apart[0] <= SAME_SCALE_STD_RATIO \
-        and apart[1] <= SAME_SCALE_MEAN_SHIFT
-
-
 def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: float) -> dict | None:
     """Whether held-out samples carry the labels their training neighbours vote for: each sample's 10 nearest
     distinct training inputs on the run's shared embedding vote with their labels; the votes' accuracy against the
@@ -650,7 +639,7 @@ def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: floa
     from scipy.stats import binom
 
     from sanitycheck.probing.embedding import embedding
-    from sanitycheck.probing.neighbors import knn, knn_device, split_neighbors
+    from sanitycheck.probing.neighbors import knn, knn_device, split_neighbors, vote_counts
 
     train_labels, labels = ctx.class_labels(ctx.train), ctx.class_labels(split)
     if train_labels is None or labels is None:
@@ -663,14 +652,10 @@ def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: floa
     rows = np.asarray(indices)[labels[np.asarray(indices)] >= 0]
     _, idx = knn(queries[rows], nb.base, min(10, len(nb.unique)), seed=ctx.derived_seed("label-shuffle:held-out"),
                  device=knn_device(ctx), index=nb.index)
-    voters = np.where(idx >= 0, train_labels[nb.unique[np.maximum(idx, 0)]], -1)
     classes = int(max(train_labels.max(), labels[rows].max())) + 1 if len(rows) else 0
     if len(rows) < 20 or classes < 2:
         return None
-    votes = np.zeros((len(rows), classes))
-    for j in range(voters.shape[1]):
-        ok = voters[:, j] >= 0
-        np.add.at(votes, (np.flatnonzero(ok), voters[ok, j]), 1.0)
+    votes = vote_counts(np.where(idx >= 0, train_labels[nb.unique[np.maximum(idx, 0)]], -1), classes)
     voted = votes.sum(1) > 0
     predicted, truth = votes[voted].argmax(1), labels[rows][voted]
     n, hits = int(voted.sum()), int((predicted == truth).sum())

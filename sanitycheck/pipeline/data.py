@@ -43,13 +43,34 @@ class _ListDataset(Dataset):
         return self.items[index]
 
 
+#: Two splits' inputs are on one scale when the std ratio val/train lies within this factor either way and their
+#: means are at most SPLIT_MEAN_SHIFT training stds apart (data-integrity's SC811 rule, these its defaults).
+SPLIT_STD_RATIO = 1.5
+SPLIT_MEAN_SHIFT = 2.0
+
+
 def scale_shift(train: dict[str, float], val: dict[str, float]) -> tuple[float, float] | None:
     """How far apart two splits' input scales are (:meth:`DataPass.input_scale` of each): ``(std ratio val/train,
-    mean shift in training stds)``; None when either is not finite or constant. data-integrity's SC811 judges it;
-    label-shuffle reads held-out neighbours only when it is small."""
+    mean shift in training stds)``; None when either is not finite or constant."""
     if not all(math.isfinite(s[k]) for s in (train, val) for k in ("mean", "std")) or train["std"] <= 0 or val["std"] <= 0:
         return None
     return val["std"] / train["std"], abs(val["mean"] - train["mean"]) / train["std"]
+
+
+def within_scale(apart: tuple[float, float], std_ratio: float = SPLIT_STD_RATIO,
+                 mean_shift: float = SPLIT_MEAN_SHIFT) -> bool:
+    """The SC811 rule on a :func:`scale_shift`: the std ratio within ``std_ratio`` either way, the means at most
+    ``mean_shift`` training stds apart."""
+    ratio, shift = apart
+    return 1 / std_ratio <= ratio <= std_ratio and shift <= mean_shift
+
+
+def same_scale(train: Split, val: Split) -> bool:
+    """Whether two splits' inputs are on one scale by the SC811 rule at its defaults (label-shuffle reads held-out
+    neighbours only then: raw validation features against standardized training ones have neighbours of any
+    class)."""
+    apart = scale_shift(train.data_pass().input_scale(), val.data_pass().input_scale())
+    return apart is not None and within_scale(apart)
 
 
 @dataclass

@@ -224,14 +224,19 @@ class SplitNeighbors:
         frequencies) and ``label-shuffle`` (do the inputs predict the labels?)."""
         member_of = np.zeros(len(labels), dtype=bool)
         member_of[samples] = True
-        votes = np.zeros((len(samples), classes), dtype=np.float32)
-        rows = self.inverse[samples]
-        for j in range(self.idx.shape[1]):
-            cell = self.idx[rows, j]
-            member = np.where(cell >= 0, self.unique[np.maximum(cell, 0)], 0)
-            ok = (cell >= 0) & member_of[member]
-            np.add.at(votes, (np.flatnonzero(ok), labels[member[ok]]), 1.0)
-        return votes
+        cell = self.idx[self.inverse[samples]]
+        member = np.where(cell >= 0, self.unique[np.maximum(cell, 0)], 0)
+        return vote_counts(np.where((cell >= 0) & member_of[member], labels[member], -1), classes)
+
+
+def vote_counts(voters: np.ndarray, classes: int) -> np.ndarray:
+    """``(m, classes)`` float32: for each row of ``voters`` (the labels of a sample's neighbours, -1 for none), how
+    many neighbours carry each label."""
+    votes = np.zeros((len(voters), classes), dtype=np.float32)
+    for j in range(voters.shape[1] if voters.ndim == 2 else 0):
+        ok = voters[:, j] >= 0
+        np.add.at(votes, (np.flatnonzero(ok), voters[ok, j]), 1.0)
+    return votes
 
 
 def kth_distance(dist: np.ndarray, k: int) -> np.ndarray:
@@ -287,4 +292,4 @@ def knn_device(ctx: Any) -> Any:
 
 
 __all__ = ["knn", "Index", "kth_distance", "split_neighbors", "SplitNeighbors", "unique_inputs", "knn_device",
-           "BRUTE_PAIRS", "NPROBE", "K_SHARED"]
+           "vote_counts", "BRUTE_PAIRS", "NPROBE", "K_SHARED"]
