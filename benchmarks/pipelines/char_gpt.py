@@ -5,6 +5,7 @@ sources, about 1 MB), blocks of 64 characters; the model computes its own loss (
 
 from __future__ import annotations
 
+import functools
 import sysconfig
 from pathlib import Path
 
@@ -85,18 +86,13 @@ class GPT(nn.Module):
         return logits, loss
 
 
-_data = None
-
-
+@functools.cache
 def _splits():
-    global _data
-    if _data is None:
-        text = corpus()
-        vocab = sorted(set(text))
-        ids = np.searchsorted(np.array(vocab), np.array(list(text))).astype(np.int16)
-        cut = int(len(ids) * 0.9)
-        _data = len(vocab), Chars(ids[:cut]), Chars(ids[cut:])
-    return _data
+    text = corpus()
+    vocab = sorted(set(text))
+    ids = np.searchsorted(np.array(vocab), np.array(list(text))).astype(np.int16)
+    cut = int(len(ids) * 0.9)
+    return len(vocab), Chars(ids[:cut]), Chars(ids[cut:])
 
 
 def make_model() -> nn.Module:

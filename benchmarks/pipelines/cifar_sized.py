@@ -12,6 +12,7 @@ training image is in validation.
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import torch
 from torch import nn
@@ -85,18 +86,13 @@ def variants(images: np.ndarray, copies: int, seed: int) -> np.ndarray:
     return out
 
 
-_data = None
-
-
+@functools.cache
 def arrays():
     """(train_x, train_y, val_x, val_y): 49,998 + 10,002 uint8 HWC images (see the module docstring)."""
-    global _data
-    if _data is None:
-        c = np.load(DATA / "cifar10_test.npz")
-        x, y = c["x_test"], c["y_test"].astype(np.int64)
-        cut = 8333
-        _data = (variants(x[:cut], 6, 0), np.repeat(y[:cut], 6), variants(x[cut:], 6, 1), np.repeat(y[cut:], 6))
-    return _data
+    c = np.load(DATA / "cifar10_test.npz")
+    x, y = c["x_test"], c["y_test"].astype(np.int64)
+    cut = 8333
+    return (variants(x[:cut], 6, 0), np.repeat(y[:cut], 6), variants(x[cut:], 6, 1), np.repeat(y[cut:], 6))
 
 
 def train_loader() -> DataLoader:

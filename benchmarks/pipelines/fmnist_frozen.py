@@ -6,6 +6,7 @@ data-sized work weighs most here."""
 
 from __future__ import annotations
 
+import functools
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -39,15 +40,10 @@ def make_model() -> nn.Module:
     return nn.Sequential(backbone, head)
 
 
-_data = None
-
-
+@functools.cache
 def _splits():
-    global _data
-    if _data is None:
-        tx, ty, vx, vy = fashion_mnist()
-        _data = FashionMNIST(tx, ty), FashionMNIST(vx, vy)
-    return _data
+    tx, ty, vx, vy = fashion_mnist()
+    return FashionMNIST(tx, ty), FashionMNIST(vx, vy)
 
 
 def train_loader() -> DataLoader:

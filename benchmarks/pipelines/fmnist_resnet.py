@@ -5,6 +5,7 @@ RandomCrop(28, padding=2) + RandomHorizontalFlip for training, SGD lr 0.05 momen
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -71,15 +72,10 @@ def train_step(model, batch, loss_fn, optimizer):
     return loss
 
 
-_data = None
-
-
+@functools.cache
 def _splits():
-    global _data
-    if _data is None:
-        tx, ty, vx, vy = fashion_mnist()
-        _data = FashionMNIST(tx, ty, train=True), FashionMNIST(vx, vy, train=False)
-    return _data
+    tx, ty, vx, vy = fashion_mnist()
+    return FashionMNIST(tx, ty, train=True), FashionMNIST(vx, vy, train=False)
 
 
 def train_loader() -> DataLoader:

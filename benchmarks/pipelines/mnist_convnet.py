@@ -4,6 +4,7 @@ ToTensor -> Normalize((0.1307,), (0.3081,)) in ``__getitem__``). Real MNIST from
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -19,15 +20,10 @@ from mnistkit import MNISTDataset as MNIST, Net, train_step  # noqa: E402  (the 
 BATCH = 64
 
 
-_data = None
-
-
+@functools.cache
 def _splits():
-    global _data
-    if _data is None:
-        m = np.load(DATA / "mnist.npz")
-        _data = MNIST(m["x_train"], m["y_train"]), MNIST(m["x_test"], m["y_test"])
-    return _data
+    m = np.load(DATA / "mnist.npz")
+    return MNIST(m["x_train"], m["y_train"]), MNIST(m["x_test"], m["y_test"])
 
 
 def train_loader() -> DataLoader:

@@ -4,6 +4,7 @@ AdamW 1e-3, CrossEntropyLoss(label_smoothing=0.1), batch 64, a per-sample Datase
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import torch
 from torch import nn
@@ -38,15 +39,10 @@ class RowTransformer(nn.Module):
         return self.head(self.encoder(self.embed(x) + self.pos).mean(1))
 
 
-_data = None
-
-
+@functools.cache
 def _splits():
-    global _data
-    if _data is None:
-        m = np.load(DATA / "mnist.npz")
-        _data = Rows(m["x_train"], m["y_train"]), Rows(m["x_test"], m["y_test"])
-    return _data
+    m = np.load(DATA / "mnist.npz")
+    return Rows(m["x_train"], m["y_train"]), Rows(m["x_test"], m["y_test"])
 
 
 def train_loader() -> DataLoader:
