@@ -279,7 +279,7 @@ class DataIntegrity(Check):
                 and all(len(k) for k in overall)
             yield self.finding(
                 code, f"Inputs have {len(overall)} different {what}; the most common is {usual}. "
-                + "; ".join(f"{n}: {', '.join(f'{k} x{v}' for k, v in c.items())}" for n, c in kinds.items())
+                + "; ".join(f"{n}: {_most_common(c)}" for n, c in per_split.items())
                 + (": sequences of different lengths, which is ordinary for task: sequence." if lengths else
                    ": different lengths, which the training DataLoader's collate_fn batches." if collated else "."),
                 samples=odd, evidence={what: kinds, "most_common": str(usual),
@@ -398,6 +398,21 @@ class DataIntegrity(Check):
 #: Training samples SC812 reads, and the share of scored target positions that must be padding to report it.
 PADDING_SAMPLES = 256
 PADDING_SHARE = 0.01
+
+
+#: The message names this many of a split's shapes (dtypes), the most common first; the evidence has them all.
+LISTED_KINDS = 4
+
+
+def _most_common(counts: Counter) -> str:
+    """``"(18,) x163, (16,) x161, ... and 77 more (lengths 12 to 96)"``: a text dataset has a shape per length."""
+    text = ", ".join(f"{k} x{v}" for k, v in counts.most_common(LISTED_KINDS))
+    if len(counts) <= LISTED_KINDS:
+        return text
+    text += f" and {len(counts) - LISTED_KINDS} more"
+    if all(isinstance(k, tuple) and len(k) for k in counts) and len({k[1:] for k in counts}) == 1:
+        text += f" (lengths {min(k[0] for k in counts)} to {max(k[0] for k in counts)})"
+    return text
 
 
 def _per_split(indices: dict[str, list[int]], passes: dict[str, Any]) -> str:

@@ -87,6 +87,37 @@ def test_inconsistent_shapes_dtypes_and_empty_inputs(run_pipeline):
     assert not report.crashed  # the odd samples are left out of the training probes
 
 
+class Prefixes(Dataset):
+    """Each digit as a prefix of its 64 pixels, 16 to 64 long: variable-length sequences, as text datasets are."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i, :16 + i % 49], self.y[i]
+
+
+def pad_to_64(batch):
+    seqs, labels = zip(*batch)
+    return torch.stack([torch.nn.functional.pad(s, (0, 64 - len(s))) for s in seqs]), torch.stack(labels)
+
+
+def test_many_sequence_lengths_are_summarized(run_pipeline):
+    from torch.utils.data import DataLoader
+
+    (xt, yt), (xv, yv) = casekit.digits()
+    report = run_pipeline(only=["data-integrity"], train=DataLoader(Prefixes(xt, yt), batch_size=32, collate_fn=pad_to_64),
+                          val=DataLoader(Prefixes(xv, yv), batch_size=32, collate_fn=pad_to_64),
+                          model=lambda: casekit.mlp(64, 10), loss=CE)
+    finding = next(f for f in report.findings if f.code == "SC805")
+    # 49 lengths: the message names the four most common per split and the range, the evidence keeps them all
+    assert finding.severity == "info" and "45 more (lengths 16 to 64)" in finding.message
+    assert finding.message.count(" x") <= 8 and len(finding.evidence["shapes"]["train"]) == 49
+
+
 def test_labels_outside_the_models_outputs(run_pipeline):
     (xt, yt), _ = casekit.digits()
     yt = yt.clone()
