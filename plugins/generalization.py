@@ -109,14 +109,15 @@ class Generalization(Check):
     def run(self, ctx: Any, settings: Settings):
         from sanitycheck.probing.memorization import memorization, plan_from
         from sanitycheck.probing.structure import dropouts
-        from sanitycheck.probing.trainer import reference_plan, tracked_indices
+        from sanitycheck.probing.trainer import reference_draw, reference_plan, tracked_indices
 
         model = ctx.make_model("generalization")
         if not any(p.requires_grad for p in model.parameters()):
             self.skip("the model has no trainable parameters (see gradients, SC1002)")
+        drawn = reference_draw(ctx).eval_indices  # known before the step is timed (fitting keeps at least 10 of them)
+        if len(drawn) < 10:
+            self.skip(f"only {len(drawn)} held-out samples to track the validation loss on")
         plan = reference_plan(ctx)
-        if len(plan.eval_indices) < 10:
-            self.skip(f"only {len(plan.eval_indices)} held-out samples to track the validation loss on")
         run, augmented = self._run(ctx, plan)
         if run.stopped == "nonfinite":
             self.skip(f"the loss became non-finite at step {run.steps} (see learning-rate, overfit-batch, gradients)")

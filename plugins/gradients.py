@@ -180,7 +180,7 @@ class Gradients(Check):
             init = _diagnose(ctx, model, batch)
             before = {n: p.detach().clone() for n, p in params.items()}
             optimizer = ctx.make_optimizer(model)
-            steps = max(ctx.budget(settings.steps), 3)
+            steps = _steps(ctx, settings, len(indices))
             losses = []
             for _ in range(steps):
                 losses.append(ctx.step(model, optimizer, batch))
@@ -282,6 +282,24 @@ class Gradients(Check):
                     evidence={**{k: v for k, v in base.items() if k != "losses"}, **carried,
                               "accumulation_steps": settings.accumulation_steps},
                 )
+
+
+#: The training steps' time cap at the default profile when an epoch is estimated at a minute or more (shorter in
+#: proportion below, see :func:`~sanitycheck.probing.budget.time_cap`); never fewer than MIN_STEPS steps.
+STEPS_SECONDS = 10.0
+MIN_STEPS = 3
+
+
+def _steps(ctx: Any, settings: Settings, batch_size: int) -> int:
+    """The training steps between the diagnostic passes: ``settings.steps`` (scaled by the profile), fewer when a
+    step is so slow (an LBFGS step: 10 s) that they would cost more than the time cap, never fewer than MIN_STEPS."""
+    from sanitycheck.probing.budget import fit_budget, step_seconds, time_cap
+
+    default = max(ctx.budget(settings.steps), MIN_STEPS)
+    per_step = step_seconds(ctx, batch_size, scaled=True)  # not timed again at this batch size: only slow steps matter
+    if per_step is None:
+        return default
+    return fit_budget(time_cap(ctx, ctx.scale * STEPS_SECONDS), per_step, default=default, minimum=MIN_STEPS)
 
 
 #: At most this many gradient entries are compared by the accumulation probe (the first parameters in order).

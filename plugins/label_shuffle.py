@@ -246,19 +246,20 @@ class LabelShuffle(Check):
         import torch
 
         from sanitycheck.pipeline.data import same_scale
-        from sanitycheck.probing.trainer import eval_split_of, reference_model, reference_plan, train
+        from sanitycheck.probing.trainer import eval_split_of, reference_draw, reference_model, reference_plan, train
 
         targets = ctx.train.data_pass().targets
         if targets is None:
             self.skip("the training targets do not share one shape, so they cannot be permuted")
-        plan = reference_plan(ctx)
-        if len(plan.train_indices) < MIN_TRAIN_SAMPLES:
+        drawn = reference_draw(ctx)  # known before the step is timed: fitting keeps at least 128 of each
+        if len(drawn.train_indices) < MIN_TRAIN_SAMPLES:
             self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "
-                      f"{len(plan.train_indices)}): below that, real and shuffled labels are both memorized and the "
+                      f"{len(drawn.train_indices)}): below that, real and shuffled labels are both memorized and the "
                       "tests cannot tell them apart")
-        if len(plan.eval_indices) < MIN_EVAL_SAMPLES:
+        if len(drawn.eval_indices) < MIN_EVAL_SAMPLES:
             self.skip(f"needs at least {MIN_EVAL_SAMPLES} held-out samples to compare scores on (has "
-                      f"{len(plan.eval_indices)})")
+                      f"{len(drawn.eval_indices)})")
+        plan = reference_plan(ctx)
         real = reference_model(ctx)
         if real.stopped == "nonfinite":
             self.skip(f"the loss became non-finite at step {real.steps} of training (see overfit-batch and gradients)")

@@ -7,11 +7,13 @@ optimizer (and the user's ``train_step`` when given) must fit it. If it cannot, 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
+from sanitycheck.probing.budget import epoch_seconds, time_cap
 from sanitycheck.probing.trainer import rounded as _r
 from sanitycheck.probing.trainer import thin_curve as _curve
 
@@ -134,7 +136,10 @@ class OverfitBatch(Check):
         floor = _target_floor(ctx, batch)
         if floor is not None and floor > settings.floor:  # label smoothing, soft targets: 0 is out of reach
             settings = settings.model_copy(update={"floor": floor})
-        losses = _fit(ctx, model, optimizer, batch, steps, bound, settings)
+        # a step of seconds (an LBFGS step, a large model on a CPU) would make 200 steps cost many epochs: the fit
+        # stops at a cap that follows the estimated epoch, and a fit it cut short is no verdict (see SC301)
+        seconds = time_cap(ctx, ctx.scale * FIT_SECONDS, steps=steps, batch_size=len(indices), scaled=True)
+        losses, capped = _fit(ctx, model, optimizer, batch, steps, bound, settings, seconds)
 
         changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
         initial, final = losses[0], losses[-1]
@@ -145,6 +150,7 @@ class OverfitBatch(Check):
             "initial_loss": _r(initial), "min_loss": _r(lowest), "final_loss": _r(final), "target_loss": _r(target),
             "floor": settings.floor, "steps": len(losses), "max_steps": steps,
             "extended_to": EXTENSION * steps if len(losses) > steps else None, "learning_rate": ctx.learning_rate,
+            "time_cap_s": _r(seconds), "stopped_by_time_cap": capped,
             "optimizer": type(optimizer).__name__, "batch_size": len(indices),
             "user_train_step": ctx.has_user_step, "curve": _curve(losses),
         }
@@ -192,7 +198,16 @@ class OverfitBatch(Check):
                 detail += (f" The model's outputs are probabilities (rows sum to 1) fed to CrossEntropyLoss, which "
                            f"applies log_softmax again: the loss cannot go below ln(1 + (C-1)/e) = {cap:.4g} for "
                            f"C = {round(1 + math.e * math.expm1(cap))} classes. Remove the final softmax.")
-            faster = None if cap is not None or squash is not None else _fit_faster(ctx, batch, steps, bound, settings)
+            if capped and cap is None and squash is None:
+                yield self.finding(
+                    "SC301", f"The one-batch fit reached its time cap ({seconds:.3g} s, from an epoch estimated at "
+                    f"{epoch_seconds(ctx):.3g} s) after {len(losses)} of {steps} steps, the loss {initial:.4g} -> "
+                    f"{lowest:.4g} short of its target {target:.4g}: no verdict on whether the model can fit one "
+                    "batch (--profile thorough gives 4x the time).", severity="info", evidence=evidence,
+                    samples=batch_ids)
+                return
+            faster = None if cap is not None or squash is not None else _fit_faster(ctx, batch, steps, bound, settings,
+                                                                                  seconds)
             if faster is not None:
                 detail += (f" At {FASTER}x the learning rate the same model fits the batch in {len(faster)} steps "
                            f"(loss {faster[0]:.4g} -> {min(faster):.4g}): the model, the loss and the step work, and "
@@ -298,22 +313,30 @@ def _logsumexp_max(ctx: Any, model: Any, batch: Any) -> float | None:
 
 #: A fit still falling at the end of its steps (not on a plateau) may go on to this many times the steps.
 EXTENSION = 4
+#: The fit's time cap at the default profile (scaled by the profile) when one epoch is estimated at a minute or more;
+#: shorter in proportion for a cheaper epoch, at least 2 s, and kept whole when the default steps fit well inside
+#: it (:func:`sanitycheck.probing.budget.time_cap`): only a pipeline whose step costs a good part of its epoch is cut.
+FIT_SECONDS = 60.0
 #: A fit that falls short is tried again at this many times the configured learning rate (a fresh model): reaching
 #: the target there means a slow learning rate, not a broken model, loss or step.
 FASTER = 10
 
 
 def _fit(ctx: Any, model: Any, optimizer: Any, batch: Any, steps: int, bound: float | None,
-         settings: Settings) -> list[float]:
+         settings: Settings, seconds: float) -> tuple[list[float], bool]:
     """The losses of up to ``steps`` steps of the user's step on one batch (up to EXTENSION x while still falling),
-    stopped early when far past the target, non-finite or running away below any start."""
+    stopped early when far past the target, non-finite or running away below any start; and whether ``seconds``
+    ran out before ``steps`` steps."""
     from sanitycheck.probing.numerics import flush_denormal
 
     losses: list[float] = []
+    start = time.perf_counter()
     with flush_denormal():
         for step in range(EXTENSION * steps):
             if step == steps and not _still_falling(losses, bound, settings):
                 break  # the budget is spent and the loss has settled (or failed otherwise): judge it now
+            if losses and time.perf_counter() - start >= seconds:
+                return losses, step < steps
             loss = ctx.step(model, optimizer, batch)
             losses.append(loss)
             if not math.isfinite(loss):
@@ -324,18 +347,19 @@ def _fit(ctx: Any, model: Any, optimizer: Any, batch: Any, steps: int, bound: fl
             if loss <= settings.floor + 0.5 * (target - settings.floor) and step >= 10 \
                     and losses[0] > settings.floor and not _unbounded(losses, bound, settings.runaway):
                 break  # well past the target: no need to spend the rest of the budget
-    return losses
+    return losses, False
 
 
-def _fit_faster(ctx: Any, batch: Any, steps: int, bound: float | None, settings: Settings) -> list[float] | None:
+def _fit_faster(ctx: Any, batch: Any, steps: int, bound: float | None, settings: Settings,
+                seconds: float) -> list[float] | None:
     """The losses of a fresh model's fit at FASTER x every parameter group's learning rate, when it reaches the
-    target (finite and bounded); ``None`` otherwise."""
+    target (finite and bounded) within ``seconds``; ``None`` otherwise."""
     model = ctx.make_model("overfit-batch")
     optimizer = ctx.make_optimizer(model)
     for group in optimizer.param_groups:
         if isinstance(group.get("lr"), (int, float)):
             group["lr"] *= FASTER
-    losses = _fit(ctx, model, optimizer, batch, steps, bound, settings)
+    losses, _ = _fit(ctx, model, optimizer, batch, steps, bound, settings, seconds)
     finite = [v for v in losses if math.isfinite(v)]
     if len(finite) != len(losses) or not finite or _unbounded(losses, bound, settings.runaway):
         return None

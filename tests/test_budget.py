@@ -151,3 +151,29 @@ def test_a_fitted_plan_makes_room_for_the_held_out_loss_it_tracks(monkeypatch):
     planned = plan.steps * cost.step(plan.batch_size) + cost.eval_per_sample * (
         len(plan.train_indices) + len(plan.eval_indices) + (trainer.REFERENCE_TRACK_POINTS + 1) * tracked)
     assert planned <= 1.01 * trainer.PLAN_SHARE * plan.seconds  # (the subset settles in rounds: within 1%)
+
+
+def test_a_long_step_is_timed_once_and_scaled_to_other_batch_sizes(monkeypatch):
+    """A step of seconds (an LBFGS step of 20 evaluations: 15 s on PyTorch's time-sequence example) is timed once
+    after its warm-up instead of twice, and other batch sizes are scaled from it, not timed again."""
+    import time
+
+    from sanitycheck.probing import budget
+
+    monkeypatch.setattr(budget, "LONG_STEP_S", 0.03)  # a "long" step in test time
+    calls = []
+
+    def step(model, batch, loss_fn, optimizer):
+        calls.append(len(batch[0]))
+        time.sleep(0.04)
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    ctx = _ctx_with_step(step)
+    calls.clear()
+    cost = step_cost(ctx, 50)
+    assert calls == [50, 50] and cost.step(50) >= 0.04  # the warm-up and one timed step
+    assert abs(budget.step_seconds(ctx, 10) - cost.step(50) / 5) < 1e-9 and calls == [50, 50]  # scaled, not timed

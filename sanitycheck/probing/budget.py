@@ -15,7 +15,8 @@ they share) size their work to a share of one budget instead of fixed step count
   range test): its default for an epoch of a minute or more, shorter in proportion below, at least
   :data:`MIN_CAP_S`. Not the reference run's: label-shuffle's verdicts need its full budget (a 2 s cap let
   PyTorch's MNIST example with permuted images pass in one run of three).
-- :func:`step_seconds` ``(ctx, batch_size) -> float | None``: one step at that batch size, from :func:`step_cost`.
+- :func:`step_seconds` ``(ctx, batch_size) -> float | None``: one step at that batch size, from :func:`step_cost`
+  (a step of LONG_STEP_S or more at the config's batch size is scaled to other sizes, not timed again).
 - :func:`fit_budget` ``(seconds, per_unit, default=..., minimum=...) -> int``: how many units (steps, epochs)
   of a measured cost fit ``seconds``, never more than the probe's own default and never fewer than the minimum
   its verdict needs. Work whose default costs less than :data:`NEVER_SHRINK_S` is never shrunk: small
@@ -57,6 +58,9 @@ NEVER_SHRINK_S = 3.0
 SHORT_STEP_S = 0.01
 ONE_THREAD_PROBE_S = 0.05
 ONE_THREAD_GAIN = 0.8
+#: A warm-up step at least this long (seconds) is followed by one timed step instead of two: a step of seconds (an
+#: LBFGS step of 20 evaluations on PyTorch's time-sequence example: 15 s) is timed precisely enough by one.
+LONG_STEP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,12 @@ def step_cost(ctx: Any, batch_size: int) -> StepCost:
     return ctx.shared(f"trainer:step-cost:{batch_size}", compute)
 
 
-def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int | None) -> StepCost:
-    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (and two
-    at ``also``, to separate the per-step overhead from the per-sample cost), and one evaluation batch."""
+def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int | None,
+                      known: StepCost | None = None) -> StepCost:
+    """Time the user's step on a throwaway model: one warm-up step, then two timed steps at ``batch_size`` (one when
+    the warm-up took LONG_STEP_S or more), two at ``also`` (to separate the per-step overhead from the per-sample
+    cost), and one evaluation batch. ``known``: the cost at ``batch_size`` measured already (:func:`step_cost`):
+    only ``also`` is timed (after a warm-up step of its own)."""
     import torch
 
     rng = ctx.rng("trainer:timing")
@@ -116,27 +123,34 @@ def measure_step_cost(ctx: Any, indices: np.ndarray, batch_size: int, also: int 
                 spent += time.perf_counter() - start
             return spent / repeats
 
-        timed(batch_size, 1)  # warm-up: first-call allocations and lazy initialization
-        big = timed(batch_size, 2)
-        threads = 0
-        if big < SHORT_STEP_S:
-            repeats = int(min(50, max(5, ONE_THREAD_PROBE_S / max(big, 1e-6))))
-            big, threads = _one_thread_if_faster(ctx, lambda: timed(batch_size, repeats))
+        def warmed(size: int) -> float:
+            """Seconds of a step at ``size`` after a warm-up one (first-call allocations, lazy initialization)."""
+            return timed(size, 1 if timed(size, 1) >= LONG_STEP_S else 2)
+
+        if known is not None:
+            big, threads, per_eval = known.step(batch_size), known.threads, known.eval_per_sample
+        else:
+            big = warmed(batch_size)
+            threads = 0
+            if big < SHORT_STEP_S:
+                repeats = int(min(50, max(5, ONE_THREAD_PROBE_S / max(big, 1e-6))))
+                big, threads = _one_thread_if_faster(ctx, lambda: timed(batch_size, repeats))
         small, failed = None, False
         if also is not None:
             try:
-                small = timed(also, 2)
+                small = warmed(also)
             except Exception:  # e.g. a model that hard-codes its batch size: never shrink the batch
                 failed = True
-        chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
-        start = time.perf_counter()
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
-        _sync(ctx)  # CUDA queues the forward: stop the clock when it has run
-        model.train(was)
-        per_eval = (time.perf_counter() - start) / len(chunk)
+        if known is None:
+            chunk = np.sort(rng.choice(indices, min(len(indices), max(batch_size, 64)), replace=False))
+            start = time.perf_counter()
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                ctx.outputs(model, ctx.batch(ctx.train, chunk))  # the adapter: loss: model calls model(inputs, targets)
+            _sync(ctx)  # CUDA queues the forward: stop the clock when it has run
+            model.train(was)
+            per_eval = (time.perf_counter() - start) / len(chunk)
     if small is None or also is None or also >= batch_size:
         return StepCost(0.0, big / batch_size, per_eval, also_failed=failed, threads=threads)
     per_sample = max(0.0, (big - small) / (batch_size - also))
@@ -186,7 +200,7 @@ def budget_seconds(ctx: Any) -> float:
 
 
 def time_cap(ctx: Any, seconds: float, steps: int | None = None, batch_size: int | None = None,
-             minimum: float = MIN_CAP_S) -> float:
+             minimum: float = MIN_CAP_S, scaled: bool = False) -> float:
     """A training probe's time cap: ``seconds`` (its default, already scaled by the profile) when one epoch of the
     user's training is estimated at :data:`FULL_CAPS_EPOCH_S` or more, shorter in proportion for a cheaper epoch
     (so a pre-flight costs less than the epoch it protects), never below ``minimum``.
@@ -194,22 +208,29 @@ def time_cap(ctx: Any, seconds: float, steps: int | None = None, batch_size: int
     ``steps`` (of ``batch_size``, default the config's): the run's default work. When it fits in
     :data:`SAFE_SHARE` of the short cap at the measured step cost, the run keeps its default cap: the cap is then
     only a guard, and a guard cut close to the work binds on a loaded machine and makes results vary (a small CNN's
-    300 reference steps on digits: 269 of them within a 2 s cap while the test suite ran beside it)."""
+    300 reference steps on digits: 269 of them within a 2 s cap while the test suite ran beside it). ``scaled``: that
+    step cost is :func:`step_seconds`'s estimate from the config's batch size (no timing at ``batch_size``)."""
     factor = min(1.0, epoch_seconds(ctx) / FULL_CAPS_EPOCH_S)
     short = min(seconds, max(minimum, seconds * factor))
     if steps is not None and short < seconds:
-        per_step = step_seconds(ctx, batch_size or ctx.config.batch_size)
+        per_step = step_seconds(ctx, batch_size or ctx.config.batch_size, scaled=scaled)
         if per_step is not None and steps * per_step <= SAFE_SHARE * short:
             return seconds
     return short
 
 
-def step_seconds(ctx: Any, batch_size: int) -> float | None:
+def step_seconds(ctx: Any, batch_size: int, scaled: bool = False) -> float | None:
     """Seconds of one step of the user's training at ``batch_size`` (at most the training split's size), from the
     one measured :func:`step_cost`; None when there is nothing to time (an untrainable model: the training itself
-    says why). What the training probes size their steps and caps with."""
+    says why). What the training probes size their steps and caps with. ``scaled``: from the cost at the config's
+    batch size, scaled by the samples, without timing this size (an estimate where only slow steps matter)."""
     size = max(1, min(batch_size, len(ctx.train)))
+    usual = max(1, min(ctx.config.batch_size, len(ctx.train)))
     try:
+        known = step_cost(ctx, usual)
+        if size != usual and (scaled or known.step(usual) >= LONG_STEP_S):
+            # a step of seconds is not timed again at another batch size (two more steps of it): scaled by its samples
+            return max(known.step(size), 1e-9)
         return max(step_cost(ctx, size).step(size), 1e-9)
     except Exception:
         return None

@@ -468,9 +468,19 @@ def reference_plan(ctx: PipelineContext) -> Plan:
     epoch (:func:`reference_seconds`).
     """
 
+    return ctx.shared("trainer:plan", lambda: fit_plan(
+        ctx, dataclasses.replace(reference_draw(ctx), seconds=reference_seconds(ctx))))
+
+
+def reference_draw(ctx: PipelineContext) -> Plan:
+    """The reference plan's samples and default budget before :func:`fit_plan` sizes them to the measured step
+    cost (its time cap not set yet: that follows the timed epoch): nothing is timed, so a check can read it to
+    decide whether it applies at all. Fitting never leaves fewer than min(MIN_TRAIN, drawn) training and
+    min(MIN_EVAL, drawn) held-out samples."""
+
     def compute() -> Plan:
         n_train, n_eval = ctx.budget(REFERENCE_TRAIN, minimum=32), ctx.budget(REFERENCE_EVAL, minimum=32)
-        steps, seconds = ctx.budget(REFERENCE_STEPS, minimum=30), reference_seconds(ctx)
+        steps = ctx.budget(REFERENCE_STEPS, minimum=30)
         if ctx.val is not None:
             train_idx = ctx.sample_indices(ctx.train, n_train, "trainer:train")
             eval_idx = ctx.sample_indices(ctx.val, n_eval, "trainer:eval")
@@ -478,10 +488,9 @@ def reference_plan(ctx: PipelineContext) -> Plan:
             pool = ctx.rng("trainer:holdout").permutation(ctx.usable_indices(ctx.train))
             n_eval = min(n_eval, len(pool) // 4)
             train_idx, eval_idx = np.sort(pool[n_eval:n_eval + n_train]), np.sort(pool[:n_eval])
-        plan = Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, seconds)
-        return fit_plan(ctx, plan)
+        return Plan(train_idx, "val" if ctx.val is not None else "train", eval_idx, steps, math.nan)
 
-    return ctx.shared("trainer:plan", compute)
+    return ctx.shared("trainer:draw", compute)
 
 
 def reference_seconds(ctx: PipelineContext, scale: float | None = None) -> float:
@@ -523,8 +532,10 @@ def fit_plan(ctx: PipelineContext, plan: Plan) -> Plan:
     if total(plan.steps, size, len(plan.train_indices), len(plan.eval_indices)) <= share:
         return plan
     smallest = min(MIN_BATCH, size)
+    if smallest < size and MIN_STEPS * cost.step(size) * smallest / size > share:
+        smallest = size  # even a step costing its samples' share of this one would leave the plan undecisive
     if smallest < size:
-        cost = measure_step_cost(ctx, plan.train_indices, size, also=smallest)
+        cost = measure_step_cost(ctx, plan.train_indices, size, also=smallest, known=cost)
         if cost.also_failed:  # the step does not take smaller batches (a hard-coded batch size): keep the config's
             smallest = size
     n_eval = int(np.clip(0.15 * share / max(cost.eval_per_sample, 1e-9), MIN_EVAL, len(plan.eval_indices)))

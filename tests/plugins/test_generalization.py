@@ -120,3 +120,25 @@ def test_regression_targets_that_are_mostly_noise_are_not_memorization(run_pipel
     assert not {"SC1602", "SC203"} & codes(report, at_least="warning")
     evidence = probekit.finding(report, "SC203").evidence
     assert evidence["held_out_r2"] < 0.45
+
+
+def test_too_few_held_out_samples_skip_before_the_step_is_timed(run_pipeline):
+    """PyTorch's time-sequence example validates on 3 waves, and its LBFGS step takes 15 s: generalization and
+    label-shuffle say they cannot judge 3 samples without timing (or running) a single step of their own."""
+    (xt, yt), (xv, yv) = casekit.digits()
+    calls = []
+
+    def counted(model, batch, loss_fn, optimizer):
+        calls.append(1)
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    report = run_pipeline(only=["generalization", "label-shuffle"], train=casekit.dataset(xt, yt),
+                          val=casekit.dataset(xv[:3], yv[:3]), model=lambda: casekit.mlp(64, 10), loss=probekit.CE,
+                          train_step=counted)
+    assert [c.status for c in report.checks] == ["skipped", "skipped"]
+    assert "3 held-out samples" in report.checks[0].reason and "(has 3)" in report.checks[1].reason
+    assert len(calls) == 1  # the preflight's one call of the user's step

@@ -34,6 +34,24 @@ def test_train_step_without_zero_grad_accumulates(run_pipeline):
     assert finding.evidence["distance_to_sum"] < 0.05 < finding.evidence["distance_to_fresh"]
 
 
+def test_a_slow_step_takes_fewer_training_steps_and_still_finds_the_missing_zero_grad(run_pipeline):
+    """A step of 0.3 s on 200 samples (0.6 s at the check's batch of 64): 10 steps between the diagnostic passes
+    would be 6 s against a 2 s cap, so it takes the 3 its verdicts need; the missing zero_grad is found all the
+    same."""
+    import time
+
+    (xt, yt), (xv, yv) = casekit.digits()
+
+    def slow(model, batch, loss_fn, optimizer):
+        time.sleep(0.3)
+        return probekit.step_without_zero_grad(model, batch, loss_fn, optimizer)
+
+    report = run_pipeline(only=CHECK, train=casekit.dataset(xt[:200], yt[:200]), val=casekit.dataset(xv, yv),
+                          model=lambda: casekit.mlp(64, 10), loss=probekit.CE, train_step=slow)
+    finding = probekit.finding(report, "SC1008")
+    assert finding.severity == "error" and finding.evidence["steps"] == 3
+
+
 class RandomlyShifted(torch.utils.data.Dataset):
     """A training transform as users write one: a random shift drawn with numpy at every read."""
 

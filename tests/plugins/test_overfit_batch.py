@@ -147,6 +147,31 @@ def test_dict_batches_with_the_users_step(run_pipeline):
     assert "SC301" in codes(broken, at_least="error")
 
 
+def test_a_step_too_slow_for_the_fit_is_no_verdict_unless_the_model_cannot_fit(run_pipeline):
+    """A step of 50 ms on 200 samples (an epoch of 0.35 s): the fit stops at its 2 s cap, about 40 of 200 steps.
+    A clean MLP still falling there gets no verdict (info, not SC301's error); a softmax before CrossEntropyLoss is
+    an error all the same, since its cap does not depend on how long the fit ran."""
+    import time
+
+    (xt, yt), (xv, yv) = casekit.digits()
+
+    def slow_step(model, batch, loss_fn, optimizer):
+        time.sleep(0.05)
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    base = dict(only=CHECK, train=casekit.dataset(xt[:200], yt[:200]), val=casekit.dataset(xv, yv),
+                loss=probekit.CE, train_step=slow_step)
+    clean = probekit.finding(run_pipeline(model=lambda: casekit.mlp(64, 10), **base), "SC301")
+    assert clean.severity == "info" and clean.evidence["stopped_by_time_cap"] and clean.evidence["steps"] < 100
+    assert "no verdict" in clean.message
+    capped = probekit.finding(run_pipeline(model=probekit.softmax_mlp, **base), "SC301")
+    assert capped.severity == "error" and capped.evidence["softmax_cap"] is not None
+
+
 @pytest.mark.parametrize("kind", probekit.KINDS)
 def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
     for seed in range(5):
