@@ -26,7 +26,8 @@ def test_lr_100x_too_high_oscillates_without_nan(run_pipeline, seed):
     finding = probekit.finding(report, "SC1301")
     ev = finding.evidence
     assert ev["configured_lr"] > ev["onset_lr"] > ev["steepest_lr"]
-    assert ev["reference_steps"] == 300 and ev["reference_unstable"]  # all its steps ran: no NaN, it oscillates
+    # it oscillates without a NaN (not "all 300 steps ran": on a loaded machine the run's 5 s cap can end it first)
+    assert ev["reference_unstable"] and "NaN" not in ev["reference_verdict"]
     assert math.isfinite(ev["reference_peak"]) and ev["reference_peak"] > 1.5 * ev["initial_loss"] \
         or ev["reference_final"] >= 0.9 * ev["initial_loss"]
     assert "onset" in finding.message and str(ev["configured_lr"]) in finding.message
