@@ -179,6 +179,28 @@ def test_autoencoder_losses_far_from_their_start_are_still_found(run_pipeline):
     assert "SC901" in codes(far, at_least="warning")
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_raw_outputs_on_targets_of_the_unit_scale_start_at_the_loss_of_predicting_zero(run_pipeline, seed):
+    """PyTorch's super-resolution example (raw conv outputs, pixels in [0, 1] around 0.45) starts at 0.30 against a
+    variance of 0.055: the loss of predicting 0 (0.26), where such a model starts; no fault. A last layer scaled up
+    30x is still far above that."""
+    xt, xv = dark_digits(seed)
+    images = (0.3 + 0.7 * xt, 0.3 + 0.7 * xv)  # mean about 0.4, as photographs' pixels
+    clean = run_pipeline(only=["init-loss"], task="regression", **_pair(images), model=autoencoder(nn.Identity()),
+                         loss="torch.nn:MSELoss", seed=seed)
+    assert clean.checks[0].status == "passed" and not loud(clean, "init-loss"), [f.message for f in clean.findings]
+
+    def scaled_up():
+        model = autoencoder(nn.Identity())()
+        with torch.no_grad():
+            model[3].weight.mul_(30)
+        return model
+
+    loud_start = run_pipeline(only=["init-loss"], task="regression", **_pair(images), model=scaled_up,
+                              loss="torch.nn:MSELoss", seed=seed)
+    assert "SC901" in codes(loud_start, at_least="warning")
+
+
 def _pair(images):
     """Train and val datasets whose targets are their inputs."""
     xt, xv = images
