@@ -118,6 +118,32 @@ def test_diverging_learning_rate(run_pipeline):
     assert codes(report, at_least="error") & {"SC302", "SC303"}
 
 
+def glitching_step():
+    """The user's step, fed one batch 1000x too large at its third call (an unnormalized batch slipping through):
+    the loss spikes far above its start, and the model recovers from it."""
+    calls = {}
+
+    def step(model, batch, loss_fn, optimizer):
+        calls[id(optimizer)] = n = calls.get(id(optimizer), 0) + 1
+        inputs, targets = batch
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs * 1000 if n == 3 else inputs), targets)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_blow_up_the_fit_recovers_from_is_a_warning(run_pipeline, seed):
+    report = run_kind(run_pipeline, seed=seed, train_step=glitching_step(),
+                      optimizer={"target": "torch.optim:Adam", "lr": 0.01})
+    finding = probekit.finding(report, "SC303")
+    assert finding.severity == "warning" and "before reaching its target" in finding.message
+    assert finding.evidence["final_loss"] <= finding.evidence["target_loss"]
+
+
 def test_dict_batches_with_the_users_step(run_pipeline):
     (xt, yt), (xv, yv) = casekit.digits()
 
