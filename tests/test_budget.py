@@ -7,6 +7,8 @@ import dataclasses
 import torch
 from torch.utils.data import TensorDataset
 
+import casekit
+
 from sanitycheck.probing.budget import FLOOR_S, MIN_CAP_S, budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds, \
     time_cap
 from sanitycheck.probing.trainer import REFERENCE_MIN_SECONDS, REFERENCE_SECONDS, reference_plan, reference_seconds, \
@@ -166,11 +168,7 @@ def test_a_long_step_is_timed_once_and_scaled_to_other_batch_sizes(monkeypatch):
     def step(model, batch, loss_fn, optimizer):
         calls.append(len(batch[0]))
         time.sleep(0.04)
-        optimizer.zero_grad()
-        loss = loss_fn(model(batch[0]), batch[1])
-        loss.backward()
-        optimizer.step()
-        return loss
+        return casekit.default_step(model, batch, loss_fn, optimizer)
 
     ctx = _ctx_with_step(step)
     calls.clear()

@@ -130,11 +130,7 @@ def test_too_few_held_out_samples_skip_before_the_step_is_timed(run_pipeline):
 
     def counted(model, batch, loss_fn, optimizer):
         calls.append(1)
-        optimizer.zero_grad()
-        loss = loss_fn(model(batch[0]), batch[1])
-        loss.backward()
-        optimizer.step()
-        return loss
+        return casekit.default_step(model, batch, loss_fn, optimizer)
 
     report = run_pipeline(only=["generalization", "label-shuffle"], train=casekit.dataset(xt, yt),
                           val=casekit.dataset(xv[:3], yv[:3]), model=lambda: casekit.mlp(64, 10), loss=probekit.CE,

@@ -183,11 +183,7 @@ def test_a_step_too_slow_for_the_fit_is_no_verdict_unless_the_model_cannot_fit(r
 
     def slow_step(model, batch, loss_fn, optimizer):
         time.sleep(0.05)
-        optimizer.zero_grad()
-        loss = loss_fn(model(batch[0]), batch[1])
-        loss.backward()
-        optimizer.step()
-        return loss
+        return casekit.default_step(model, batch, loss_fn, optimizer)
 
     base = dict(only=CHECK, train=casekit.dataset(xt[:200], yt[:200]), val=casekit.dataset(xv, yv),
                 loss=probekit.CE, train_step=slow_step)
