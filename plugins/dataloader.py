@@ -52,7 +52,8 @@ CODES = (
     CodeDoc(
         code="SC1203", title="Validation labels change between reads", severity="error",
         what="Reads up to 64 validation samples a second time and compares the targets with the first read. "
-        "Decision rule: any changed target is a finding.",
+        "Decision rule: any changed target is a finding; a warning instead of an error when every changed target "
+        "came with a changed input (a split drawn or mixed at each read, not a label drawn for the same input).",
         why="Validation metrics computed on labels that change every read are noise: model selection and early "
         "stopping on them are meaningless.",
         example="A dataset whose __getitem__ applies a random label-mixing augmentation (mixup, label smoothing "
@@ -165,11 +166,16 @@ class Dataloader(Check):
         probe = rereads(ctx, ctx.val)
         if probe.targets_random:
             changed = probe.indices[probe.target_changed]
+            # a new target for the same input is a label drawn at random; a new input with it is another sample
+            # (a split generated at each read, as PyTorch's regression example draws its data) or a mix of two
+            drawn = bool(probe.input_changed[probe.target_changed].all())
             yield self.finding(
                 "SC1203", f"{len(changed)} of {len(probe.indices)} validation samples read twice came back with a "
-                "different target.",
+                "different target" + (", and a different input with it: the validation split draws new samples (or "
+                "mixes them) at every read, so each validation pass scores other ones." if drawn else "."),
                 samples={"val": [int(i) for i in changed]},
-                evidence={"probed": len(probe.indices), "changed": len(changed)},
+                evidence={"probed": len(probe.indices), "changed": len(changed), "inputs_changed_too": drawn},
+                severity="warning" if drawn else None,
             )
 
     # ------------------------------------------------------------------------------------- workers

@@ -66,6 +66,24 @@ def test_random_val_labels(run_pipeline):
     assert finding.severity == "error" and finding.samples["val"]
 
 
+class Drawn(Dataset):
+    """A split generated at each read, as PyTorch's regression example draws its data: a new input, its target."""
+
+    def __len__(self):
+        return 300
+
+    def __getitem__(self, i):
+        x = torch.randn(64)
+        return x, (x[:10].argmax())
+
+
+def test_a_validation_split_drawn_at_each_read_is_a_warning(run_pipeline):
+    (xt, yt), _ = casekit.digits()
+    finding = next(f for f in digits_run(run_pipeline, casekit.dataset(xt, yt), val=Drawn()).findings
+                   if f.code == "SC1203")
+    assert finding.severity == "warning" and finding.evidence["inputs_changed_too"]
+
+
 class Jitter(Dataset):
     """Adds NumPy noise in __getitem__: a random augmentation drawn from the global NumPy state."""
 
