@@ -77,7 +77,9 @@ class BatchIndependence(Check):
             self.skip(f"needs at least 2 usable training samples (has {len(indices)})")
         batch = ctx.batch(ctx.train, indices)
         inputs, _ = ctx.train.unpack(batch)
-        if ctx.task != "sequence" and not (isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point):
+        several = isinstance(inputs, (tuple, list))  # an image and its metadata, (padded, lengths): the first float one
+        if ctx.task != "sequence" and not several and not (isinstance(inputs, torch.Tensor)
+                                                           and inputs.dtype.is_floating_point):
             self.skip(f"the inputs are {type(inputs).__name__}"
                       f"{' of dtype ' + str(inputs.dtype) if isinstance(inputs, torch.Tensor) else ''}, "
                       "not a floating-point tensor that can carry a gradient (token ids are probed through their "
@@ -85,7 +87,7 @@ class BatchIndependence(Check):
         model = ctx.make_model("batch-independence")
         try:
             with torch.no_grad():
-                source = input_grad_pass(ctx, model.eval(), batch).source
+                source = input_grad_pass(ctx, model.eval(), batch, several=True).source
         except InputGradUnavailable as exc:
             self.skip(f"{exc}: there is nothing to take a gradient with respect to")
         probes = sorted({0, len(indices) // 2, len(indices) - 1}) if settings.probes >= 3 else \
@@ -139,7 +141,7 @@ def _mixing(ctx: Any, model: Any, batch: Any, probes: list[int], tolerance: floa
     from sanitycheck.probing.inputgrad import first_tensor, input_grad_pass
 
     worst = {"ratio": 0.0, "sample": probes[0], "others": []}
-    run = input_grad_pass(ctx, model, batch)
+    run = input_grad_pass(ctx, model, batch, several=True)
     x, out = run.inputs, first_tensor(run.outputs)
     if out is None or out.ndim == 0 or out.shape[0] != x.shape[0] or not out.requires_grad:
         return None
@@ -164,7 +166,7 @@ def _first_mixing_module(ctx: Any, model: Any, batch: Any, i: int, tolerance: fl
 
     from sanitycheck.probing.inputgrad import first_tensor, input_grad_pass
 
-    run = input_grad_pass(ctx, model, batch, record=True)
+    run = input_grad_pass(ctx, model, batch, record=True, several=True)
     x = run.inputs
     types = {n: type(m).__name__ for n, m in model.named_modules()}
     for name, _, out in run.calls:

@@ -66,7 +66,8 @@ def run_rows(run_pipeline, labels=None, only=None):
 
 
 def test_sequences_of_different_lengths_through_forward_x_lengths(run_pipeline):
-    report = run_rows(run_pipeline, only=["data-integrity", "leakage", "label-shuffle", "overfit-batch", "gradients"])
+    report = run_rows(run_pipeline, only=["data-integrity", "leakage", "label-shuffle", "overfit-batch", "gradients",
+                                          "batch-independence"])
     assert not report.crashed and all(c.status != "error" for c in report.checks), \
         [(c.name, c.reason) for c in report.checks if c.status == "error"]
     assert not codes(report, at_least="warning"), [(f.code, f.message) for f in report.findings]

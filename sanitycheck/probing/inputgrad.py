@@ -35,9 +35,11 @@ class InputGradPass:
     calls: list[tuple[str, Any, Any]] = field(default_factory=list)
 
 
-def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False) -> InputGradPass:
+def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, several: bool = False) -> InputGradPass:
     """Run ``model`` on ``batch`` (the user's format) so that its outputs can be differentiated with respect to
-    its inputs; raises :class:`InputGradUnavailable` when they cannot be."""
+    its inputs; raises :class:`InputGradUnavailable` when they cannot be. ``several``: inputs that are a tuple or
+    list of tensors (an image and its metadata, ``(padded, lengths)``) are differentiated with respect to the first
+    floating-point one with the batch as its first dimension, the others kept as they are."""
     import torch
 
     from sanitycheck.pipeline.adapter import is_same_tensor
@@ -45,12 +47,23 @@ def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False) -> I
 
     split = ctx.train
     inputs, _ = split.unpack(batch)
-    if not isinstance(inputs, torch.Tensor):
-        raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__}, not a tensor")
     hooks = []
     calls: list[tuple[str, Any, Any]] = []
     holder: dict[str, Any] = {}
-    if inputs.dtype.is_floating_point:
+    if several and isinstance(inputs, (tuple, list)):
+        size = len(first_tensor(inputs)) if first_tensor(inputs) is not None else None
+        at = next((i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point
+                   and t.ndim and len(t) == size), None)
+        if at is None:
+            raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__} with no floating-point tensor")
+        x = inputs[at].detach().clone().requires_grad_(True)
+        parts = list(inputs)
+        parts[at] = x
+        batch = replace_in_batch(split, batch, inputs=parts if isinstance(inputs, list) else tuple(parts))
+        holder["rep"], source = x, f"inputs[{at}]"
+    elif not isinstance(inputs, torch.Tensor):
+        raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__}, not a tensor")
+    elif inputs.dtype.is_floating_point:
         x = inputs.detach().clone().requires_grad_(True)
         batch = replace_in_batch(split, batch, inputs=x)
         holder["rep"], source = x, "inputs"
