@@ -34,7 +34,8 @@ CODES = (
         code="SC1101", title="Samples mix across the batch in eval mode", severity="error",
         what="In eval mode, backpropagates the summed output of one sample (the first, middle and last of a "
         "batch of 8) to the inputs (task: sequence with token ids: to the output of the nn.Embedding applied to "
-        "them) and measures the gradient on the other samples' inputs. Decision rule: "
+        "them; inputs of several tensors, such as an image and its metadata: to the first floating-point one) and "
+        "measures the gradient on the other samples' inputs. Decision rule: "
         "error when its largest magnitude exceeds 1e-6 times that of the sample's own input gradient. The "
         "first module (in execution order) whose output mixes samples is named, found with forward hooks.",
         why="A prediction that depends on which other samples share its batch is wrong at inference (batch "
