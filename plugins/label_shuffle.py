@@ -220,8 +220,8 @@ CODES = (
         "ratio within 1.5x, means at most 2 training stds apart; else their neighbours say nothing). Targets "
         "scored by R² or loss (regression values, masks): the SC201 condition holds, and the neighbour test of SC201 "
         "run on each split on its own finds a clear relation in the training split (p < alpha / 10) and none in the "
-        "validation split (p >= alpha), on the same scale (diabetes with its validation targets permuted: SC201 and "
-        "SC204 before, this now).",
+        "validation split (p >= alpha), on the same scale, on a budget that decides SC201 (not SC205) (diabetes with "
+        "its validation targets permuted: SC201 and SC204 before, this now).",
         why="A model that learns its training labels, on inputs whose neighbours agree with those labels, and is at "
         "chance on validation samples that its training neighbours disagree with, is scored against labels that "
         "belong to other inputs: every validation number (loss, accuracy, early stopping) measures nothing.",
@@ -348,8 +348,9 @@ class LabelShuffle(Check):
             if sides is not None and not trained and sides["train"]["absent"] \
                     and sides["val"]["p_value"] < settings.alpha / 10:
                 swapped = sides
-            elif sides is not None and not_learned and sides["val"]["absent"] \
+            elif sides is not None and not_learned and undecided is None and sides["val"]["absent"] \
                     and sides["train"]["p_value"] < settings.alpha / 10 and same_scale(ctx.train, ctx.val):
+                # only what is SC201 already (a decisive budget): a small validation split's test may lack the power
                 val_swapped = sides
             if swapped or val_swapped:
                 base.update(input_label_signal=sides["train"], val_input_label_signal=sides["val"],
