@@ -235,11 +235,15 @@ class InitLoss(Check):
             if spread <= 0:
                 return None
             name = "variance" if kind == "mse" else "mean absolute deviation"
+
+            def loss_at(value: float) -> float:  # of predicting one value for every target
+                return float(((t - value) ** 2).mean() if kind == "mse" else np.abs(t - value).mean())
+
             if squashed is not None:
                 # a sigmoid (tanh) output starts near 0.5 (0) whatever the targets' mean: an autoencoder over pixels
                 # in [0, 1] that are mostly dark starts at 2.4-2.7x their variance (real MNIST), and that is no fault
                 low, high, start = squashed
-                at_start = float(((t - start) ** 2).mean() if kind == "mse" else np.abs(t - start).mean())
+                at_start = loss_at(start)
                 return spread, at_start, (f"{at_start:.4g}, the loss of predicting {start:g} where outputs squashed "
                                           f"into [{low:g}, {high:g}] start (the targets' {name} {spread:.4g})"), \
                     high_r * at_start
@@ -249,7 +253,7 @@ class InitLoss(Check):
                 # (pixels in [0, 1]) the loss of predicting 0 is where a fresh model starts, and its bias reaches
                 # their mean in a few dozen steps (PyTorch's super-resolution example: 0.30 against a variance of
                 # 0.055 and a loss at 0 of 0.26). Targets around 150 are another matter: the case SC901 is for
-                at_zero = float((t ** 2).mean() if kind == "mse" else np.abs(t).mean())
+                at_zero = loss_at(0.0)
                 if at_zero > spread:
                     return spread, at_zero, (f"{at_zero:.4g}, the loss of predicting 0 where a fresh model's outputs "
                                              f"start (the targets' mean {mean:.3g}, {name} {spread:.4g})"), \

@@ -341,7 +341,7 @@ class LabelShuffle(Check):
         # above chance on held-out pairs (its layers pass some of the input through: PyTorch's super-resolution
         # example with its training targets shuffled, R² 0.02-0.03 held-out and below 0 on its own training samples,
         # beat every comparison in 3 runs of 4). The splits' own neighbours tell without training, either way round
-        swapped = val_swapped = None
+        swapped = val_swapped = sides = None
         if plan.eval_split == "val" and r.metric != "accuracy" and ctx.task != "sequence" and misaligned is None \
                 and not ctx.inputs_are_token_ids() and (not trained or not_learned):
             sides = split_target_signals(ctx, targets, settings, ctx.rng("label-shuffle:splits"))
@@ -374,7 +374,9 @@ class LabelShuffle(Check):
             if ctx.task == "sequence":
                 signal = token_label_signal(ctx, settings, rng)
             elif not ctx.inputs_are_token_ids():  # one class id per sample: the vote; other targets: neighbours'
-                signal = train_signal() or neighbour_target_signal(ctx, targets, settings, rng)
+                # the training side of the split-against-split test, when it ran, is this very test
+                signal = train_signal() or (sides["train"] if sides is not None else
+                                            neighbour_target_signal(ctx, targets, settings, rng))
             else:
                 signal = None
             if signal is not None:
