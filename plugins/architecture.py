@@ -74,6 +74,7 @@ class Architecture(Check):
     summary = ("what the model's structure says: dropout feeding BatchNorm (variance shift), BatchNorm trained "
                "on small batches, a bias directly before BatchNorm")
     cost = "instant: a module walk and one forward pass of 8 samples"
+    trains = False
     codes = CODES
     Settings = Settings
 

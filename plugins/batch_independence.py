@@ -65,6 +65,7 @@ class BatchIndependence(Check):
     name = "batch-independence"
     summary = "a model whose output for one sample depends on other samples of the batch (backprop probe)"
     cost = "well under 1 s: a few backward passes of a fresh model on 8 samples, in eval and train mode"
+    trains = False
     codes = CODES
     Settings = Settings
 

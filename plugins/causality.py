@@ -70,6 +70,7 @@ class Causality(Check):
     name = "causality"
     summary = "future leakage in sequence models: an output at position t that depends on inputs after t"
     cost = "well under 1 s: a few backward passes of a fresh model on 3 sequences (more to name the module)"
+    trains = False
     codes = CODES
     Settings = Settings
 

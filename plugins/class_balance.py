@@ -71,6 +71,7 @@ class ClassBalance(Check):
     name = "class-balance"
     summary = "class imbalance, classes missing from a split, label distribution shift between splits (chi-square)"
     cost = "instant: counts the labels from the cached data pass"
+    trains = False
     codes = CODES
     Settings = Settings
 

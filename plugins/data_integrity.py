@@ -162,6 +162,7 @@ class DataIntegrity(Check):
     summary = ("NaN/Inf, constant or empty inputs, inconsistent shapes/dtypes, labels outside [0, C), "
                "inputs far from normalized scale or on another scale in val than in train, padding counted in the loss")
     cost = "instant: reads the per-sample statistics of the cached data pass"
+    trains = False
     codes = CODES
     Settings = Settings
 

@@ -104,6 +104,7 @@ class Dataloader(Check):
     summary = ("train loader not shuffled (single-class batches), validation labels that change between reads, "
                "workers repeating augmentations, a tiny last batch with BatchNorm, loading speed hints")
     cost = "under 1 s without a DataLoader; 1-3 s with one (two short timed loads, one worker probe)"
+    trains = False
     codes = CODES
     Settings = Settings
 

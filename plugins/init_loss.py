@@ -103,6 +103,7 @@ class InitLoss(Check):
     summary = ("the loss at initialization far from its expected value (ln C for C classes, the target variance "
                "for MSE); a softmax fed to CrossEntropyLoss; outputs and targets that broadcast")
     cost = "well under 1 s: forward passes of a fresh model on 256 samples"
+    trains = False
     codes = CODES
     Settings = Settings
 

@@ -215,6 +215,7 @@ class Leakage(Check):
     cost = ("seconds: hashes and embeddings from the one data pass, chunked k-NN searches, the aligned and colour "
             "looks across splits and inside splits of at most 20000 samples (about 15 s for 50k + 10k 3x32x32 images "
             "on 2 CPU cores)")
+    trains = False
     codes = CODES
     Settings = Settings
 

@@ -46,6 +46,7 @@ class Outliers(Check):
     name = "outliers"
     summary = "training inputs far from the rest of the data (k-NN distance on the shared embedding, robust z-score)"
     cost = "seconds: reuses the shared embedding and neighbour search (shared with leakage)"
+    trains = False
     codes = CODES
     Settings = Settings
 

@@ -79,6 +79,7 @@ class TargetLeakage(Check):
     summary = ("an input feature that is a copy of the label (or a one-hot of it), or, for sequences, targets that "
                "are the tokens the model reads: the task is trivially solved")
     cost = "about a second for tabular data: per-feature rules on up to 5000 samples and one logistic regression"
+    trains = False
     codes = CODES
     Settings = Settings
 

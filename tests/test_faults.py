@@ -554,6 +554,16 @@ def test_the_preflight_names_what_cannot_run(folder, name, cfg, needles):
     one_message(invoke("run", write_config(folder, cfg)), *needles)
 
 
+def test_a_run_that_trains_nothing_leaves_the_step_out_of_its_preflight(folder):
+    cfg = write_config(folder, config(train_step="pipeline:step_raises"))
+    one_message(invoke("run", cfg, "--only", "overfit-batch"), "train_step: pipeline:step_raises raised")
+    result = invoke("run", cfg, "--only", "leakage,class-balance,data-integrity", "--format", "json")
+    report = Report.model_validate_json(result.stdout)
+    assert result.exit_code in (0, 1), result.output
+    assert {c.name: c.status for c in report.checks} == {
+        "leakage": "passed", "class-balance": "passed", "data-integrity": "passed"}, report.checks
+
+
 def test_a_model_without_parameters_is_sc304_not_four_crashes(folder):
     result = invoke("run", write_config(folder, config(model="pipeline:no_parameters")), "--only",
                     "overfit-batch,gradients,label-shuffle,influence", "--format", "json")

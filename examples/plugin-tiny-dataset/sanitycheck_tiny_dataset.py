@@ -19,6 +19,7 @@ class TinyDataset(Check):
     name = "tiny-dataset"
     summary = "a training split, or a class in it, too small to learn from"
     cost = "instant: counts the training samples and their labels"
+    trains = False
     codes = (
         CodeDoc(
             code="TINY001", title="Training split is tiny", severity="warning",

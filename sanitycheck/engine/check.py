@@ -70,6 +70,11 @@ class Check:
     codes: ClassVar[tuple[CodeDoc, ...]]
     #: The settings model for ``checks: {NAME: {...}}``.
     Settings: ClassVar[type[CheckSettings]] = CheckSettings
+    #: Whether the check steps the user's optimizer or ``train_step`` (directly or through the shared reference run,
+    #: the step timing and the budgets built on it). When no check of a run does (``--only leakage,outliers``), the
+    #: preflight leaves out its optimizer and ``train_step`` calls, which such a run would pay for nothing (the
+    #: first optimizer built imports ``torch._dynamo``: 0.9 s on 2 CPU cores). True unless a check says otherwise.
+    trains: ClassVar[bool] = True
 
     def run(self, ctx: PipelineContext, settings: Any) -> Iterable[Finding]:
         """Probe the pipeline and yield findings. Raise :class:`SkipCheck` when the check does not apply."""

@@ -48,8 +48,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec(firstresult=True)
-def sanitycheck_open_pipeline(config: Config) -> PipelineContext:
+def sanitycheck_open_pipeline(config: Config, checks: list[Check]) -> PipelineContext:
     """Materialize the user's pipeline once for a run and return the context every check receives.
+
+    ``checks``: the checks the run will run, so that opening does only the work they need (an implementation may
+    leave the argument out of its signature).
 
     The built-in implementation (:mod:`sanitycheck.pipeline.plugin`, registered last) imports the user's code,
     reads each split once and runs the preflight; it raises :class:`~sanitycheck.engine.errors.UsageError` for

@@ -94,7 +94,8 @@ def run(
         # sets threads of its own); os._exit is caught; the user's code sees no command-line arguments
         # (ours are not for it): a factory that calls parse_args() gets its defaults.
         with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")), policy():
-            ctx = _open_pipeline(host, cfg)  # the pipeline layer; torch is imported here
+            running = [host.checks[name] for name in selected if settings[name].enabled]
+            ctx = _open_pipeline(host, cfg, running)  # the pipeline layer; torch is imported here
             if checkpoint:
                 checkpoint(partial(True))
             for name in selected:
@@ -142,7 +143,7 @@ def check_timeout(cfg: Config, settings: CheckSettings) -> float:
     return settings.timeout_s if settings.timeout_s is not None else DEFAULT_TIMEOUT_S * PROFILES[cfg.profile]
 
 
-def _open_pipeline(host: PluginHost, cfg: Config) -> Any:
+def _open_pipeline(host: PluginHost, cfg: Config, checks: list[Check]) -> Any:
     """The ``sanitycheck_open_pipeline`` hook; an exit called by the user's code while it runs is a usage error.
 
     It runs in a worker thread, like every check, so that the run's torch work never starts an OpenMP thread team
@@ -151,7 +152,7 @@ def _open_pipeline(host: PluginHost, cfg: Config) -> Any:
     parallel regions, and a check's 2-thread training step ran at the speed of one thread (measured: the
     char-level GPT's step of 16 sequences, 17.6 ms on the thread that made the first team, 29 ms on a later
     thread; the whole GPT suite 16.6 s -> 13.7 s). A team a check starts ends with its thread."""
-    outcome = call_isolated(lambda: host.hook.sanitycheck_open_pipeline(config=cfg), None, name="open")
+    outcome = call_isolated(lambda: host.hook.sanitycheck_open_pipeline(config=cfg, checks=checks), None, name="open")
     if isinstance(outcome.error, (SystemExit, GeneratorExit)):
         raise UsageError(f"the pipeline {exit_reason(outcome.error)} while sanitycheck opened it (importing, reading "
                          "the data, building the model or the preflight step); code that a pipeline's objects run "

@@ -53,8 +53,9 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
     # ------------------------------------------------------------------------------------ construction
 
     @classmethod
-    def open(cls, config: Config) -> PipelineContext:
-        """Resolve every reference in ``config``, materialize the splits and run the preflight."""
+    def open(cls, config: Config, trains: bool = True) -> PipelineContext:
+        """Resolve every reference in ``config``, materialize the splits and run the preflight (``trains``: with
+        its optimizer and ``train_step`` calls; a run whose checks train nothing leaves them out)."""
         base = config.base_dir
         device = _resolve_device(config.device)
         if config.engine.name == "ray":  # before the user's code is imported: a ray.data.Dataset joins this cluster
@@ -104,7 +105,7 @@ class PipelineContext(DataAccess, ModelAdapter, SeedsAndBudgets):
             config=config, device=device, train=splits["train"], val=splits["val"], loss_fn=loss_fn,
             _model_source=model_source, _optimizer_cls=optimizer_cls, _train_step=train_step, augment=augment,
         )
-        preflight(ctx)
+        preflight(ctx, trains)
         return ctx
 
     def shared(self, key: str, compute: Any) -> Any:

@@ -8,11 +8,12 @@ from sanitycheck.engine.hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)
-def sanitycheck_open_pipeline(config: Any) -> Any:
-    """Import the user's code, read each split once and run the preflight (see :class:`PipelineContext`)."""
+def sanitycheck_open_pipeline(config: Any, checks: list[Any]) -> Any:
+    """Import the user's code, read each split once and run the preflight (see :class:`PipelineContext`); its
+    optimizer and ``train_step`` calls only when one of ``checks`` trains (``Check.trains``)."""
     from sanitycheck.pipeline.context import PipelineContext  # torch is imported only when a run starts
 
-    return PipelineContext.open(config)
+    return PipelineContext.open(config, trains=any(check.trains for check in checks))
 
 
 @hookimpl(wrapper=True)

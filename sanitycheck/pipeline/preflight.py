@@ -3,7 +3,8 @@
 On a batch of 8 training samples: one forward pass, the loss, one backward pass, the optimizer; then, each once,
 the user's ``train_step`` on a fresh model (it must run and return the loss), a validation batch through the model
 and the loss, and ``data.augment`` on one input. Each failure names its key (``model``, ``loss``, ``train_step``,
-``data.val``, ``data.augment``). The random streams are restored afterwards, so the checks see the same seeds as
+``data.val``, ``data.augment``). A run whose checks train nothing (``Check.trains``) leaves out the optimizer and
+``train_step`` calls: their errors are reported by a run that uses them. The random streams are restored afterwards, so the checks see the same seeds as
 without these extra calls. A model with no trainable parameters passes: overfit-batch reports it (SC304).
 """
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
 
 
-def preflight(ctx: PipelineContext) -> None:
-    """Fail early, as a usage error naming the key at fault: one forward pass, the loss, one backward, the optimizer."""
+def preflight(ctx: PipelineContext, trains: bool = True) -> None:
+    """Fail early, as a usage error naming the key at fault: one forward pass, the loss, one backward, the optimizer
+    (``trains``: the optimizer and the user's ``train_step``; left out when no check of the run trains)."""
     if ctx.task == "classification":
         ctx.num_classes = ctx._infer_num_classes()
     model = ctx.make_model("preflight")
@@ -94,10 +96,12 @@ def preflight(ctx: PipelineContext) -> None:
                 f"loss: backward failed for outputs {describe(outputs)} and targets {describe(targets)}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-    ctx.make_optimizer(model)
+    if trains:
+        ctx.make_optimizer(model)
     with same_random_streams():
         _val_batch(ctx, model, inputs, targets)
-        _user_step(ctx, batch)
+        if trains:
+            _user_step(ctx, batch)
         _augment_one(ctx, indices[0] if indices else 0, inputs)
 
 

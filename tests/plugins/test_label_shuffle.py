@@ -352,7 +352,7 @@ def test_inputs_that_predict_their_labels_are_told_apart_from_permuted_ones(run_
     for name, labels in (("clean", y), ("permuted", probekit.permuted(y))):
         cfg = load_config({"data": {"train": casekit.dataset(x, labels), "val": spec["val"]}, "model": spec["model"],
                            "loss": spec["loss"]})
-        ctx = host.hook.sanitycheck_open_pipeline(config=cfg)
+        ctx = host.hook.sanitycheck_open_pipeline(config=cfg, checks=[host.checks["label-shuffle"]])
         signals[name] = input_label_signal(ctx, labels.numpy(), 0.01)
     assert signals["clean"]["predictable"] and signals["clean"]["knn_accuracy"] > 0.9
     assert not signals["permuted"]["predictable"]
