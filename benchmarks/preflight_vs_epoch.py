@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 PIPELINES = ("digits", "mnist", "gpt", "cifar")
 MODULES = {"digits": "digits", "mnist": "mnist_convnet", "gpt": "char_gpt", "cifar": "cifar_sized",
            # more real-data pipelines written as users write them (not in the list; run by name)
-           "resnet": "fmnist_resnet", "transformer": "mnist_transformer", "frozen": "fmnist_frozen"}
+           "resnet": "fmnist_resnet", "transformer": "mnist_transformer", "frozen": "fmnist_frozen",
+           "rnn": "mnist_rnn"}
 
 
 def _cpu() -> float:

@@ -26,7 +26,10 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, classes: int, *, epochs: int, hidden: 
     layers = [nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes)] if hidden else \
         [nn.Linear(x.shape[1], classes)]
     model = nn.Sequential(*layers).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # fused: one kernel for every parameter's update instead of a dozen small ops each; these MLPs take thousands of
+    # steps of a fraction of a millisecond, where that is a quarter of the time (influence on MNIST: 5.9 -> 5.5 s)
+    fused = torch.device(device or "cpu").type in ("cpu", "cuda")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
     steps_per_epoch = max(1, -(-len(y) // batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
