@@ -11,7 +11,8 @@ a note where this branch's config lacks them); a CIFAR-10-sized pipeline on real
 Dataset with random crop + flip, five conv+BatchNorm layers, SGD momentum; 50k/10k variants of the 10k real
 test images: see pipelines/cifar_sized.py). Beyond the issue's four, by name: ``resnet`` (a small ResNet on
 Fashion-MNIST with crop + flip, SGD nesterov, clipping), ``transformer`` (a transformer encoder over MNIST rows,
-AdamW, label smoothing), ``frozen`` (a frozen conv backbone and a trained head on Fashion-MNIST: a cheap epoch).
+AdamW, label smoothing), ``frozen`` (a frozen conv backbone and a trained head on Fashion-MNIST: a cheap epoch),
+``rnn`` (PyTorch's examples/mnist_rnn: an LSTM over MNIST's rows, Adadelta; an epoch of 4 s).
 Each runs in a fresh process, so its peak RSS is its own.
 Printed per pipeline: suite seconds (wall and CPU), epoch seconds (torch threads = every available core, as
 torch's default gives the user's own training), the ratio suite / epoch, per-check seconds
