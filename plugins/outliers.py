@@ -31,8 +31,8 @@ CODES = (
         "samples on the shared embedding (8x8 normalized thumbnails for images, standardized features otherwise, or "
         "the model's penultimate features with embedding: {source: model}), "
         "takes the log, and standardizes it robustly (median and 1.4826 x MAD over the split). Decision rule: a "
-        "sample is an outlier when its robust z-score is at least 4. Severity: warning when the outliers outnumber what "
-        "the split's own tail predicts (a group of corrupted inputs), info otherwise (every real dataset has a "
+        "sample is an outlier when its robust z-score is at least 4. Severity: warning when the outliers outnumber "
+        "what the split's own tail predicts (a group of corrupted inputs), info otherwise (every real dataset has a "
         "tail): the z-scores between their 80% and 95% quantiles are fitted with an exponential tail, P(z > t) = "
         "0.05 exp(-(t - z_95) / s), s = (z_95 - z_80) / ln 4, extended to z = 4 for the expected count E; warning "
         "when the count exceeds E significantly (Poisson test, p < 0.001) by at least 0.5% of the split and 5 "
@@ -90,8 +90,8 @@ class Outliers(Check):
         expected *= n / len(nb.unique)
         excess = len(flagged) - expected
         p = _poisson_tail(len(flagged), expected)
-        severity = "warning" if excess >= max(settings.warn_fraction * n, settings.warn_min) and p < settings.p_value \
-            else "info"
+        group = excess >= max(settings.warn_fraction * n, settings.warn_min) and p < settings.p_value
+        severity = "warning" if group else "info"
         evidence: dict[str, Any] = {
             "outliers": len(flagged), "train_samples": n, "fraction": round(fraction, 5),
             "z_threshold": settings.z, "k": settings.k,

@@ -4,8 +4,9 @@ On a batch of 8 training samples: one forward pass, the loss, one backward pass,
 the user's ``train_step`` on a fresh model (it must run and return the loss), a validation batch through the model
 and the loss, and ``data.augment`` on one input. Each failure names its key (``model``, ``loss``, ``train_step``,
 ``data.val``, ``data.augment``). A run whose checks train nothing (``Check.trains``) leaves out the optimizer and
-``train_step`` calls: their errors are reported by a run that uses them. The random streams are restored afterwards, so the checks see the same seeds as
-without these extra calls. A model with no trainable parameters passes: overfit-batch reports it (SC304).
+``train_step`` calls: their errors are reported by a run that uses them. The random streams are restored afterwards,
+so the checks see the same seeds as without these extra calls. A model with no trainable parameters passes:
+overfit-batch reports it (SC304).
 """
 
 from __future__ import annotations
