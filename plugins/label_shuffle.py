@@ -260,7 +260,7 @@ class LabelShuffle(Check):
 
         targets = ctx.train.data_pass().targets
         if targets is None:
-            self.skip("the training targets do not share one shape, so they cannot be permuted")
+            self.skip(f"the training targets are not one array to permute ({ctx.train.data_pass().targets_note})")
         drawn = reference_draw(ctx)  # known before the step is timed: fitting keeps at least 128 of each
         if len(drawn.train_indices) < MIN_TRAIN_SAMPLES:
             self.skip(f"needs at least {MIN_TRAIN_SAMPLES} usable training samples to train on (has "

@@ -1,7 +1,8 @@
 """Inputs and outputs of several tensors, as real pipelines write them: ``forward(x, lengths)`` on batches
 ``((padded, lengths), labels)`` gets them as separate arguments, a ``forward(pair)`` its tuple whole; an
 EmbeddingBag's ``(text, offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat
-vector; a dict of named outputs is scored by its ``logits``; lazy modules get their parameters first. The suite
+vector; a dict of named outputs is scored by its ``logits``; a dict of targets (two heads) is trained, not read as
+class ids; lazy modules get their parameters first. The suite
 runs through each without a crash or a false alarm, and a planted bug is still found."""
 
 from __future__ import annotations
@@ -258,3 +259,43 @@ def test_lazy_modules_get_their_parameters_before_the_probes(run_pipeline):
                           model=lazy_cnn, loss="torch.nn:CrossEntropyLoss")
     assert all(c.status != "error" for c in report.checks), [(c.name, c.reason) for c in report.checks]
     assert "SC201" in codes(report, at_least="error")
+
+
+class TwoTargets(Dataset):
+    """Multi-task samples: the digit and an auxiliary value (its mean ink) as a dict of targets."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], {"label": self.y[i], "ink": self.x[i].mean().unsqueeze(0)}
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+        self.cls, self.ink = nn.Linear(64, 10), nn.Linear(64, 1)
+
+    def forward(self, x):
+        h = self.body(x)
+        return {"logits": self.cls(h), "ink": self.ink(h)}
+
+
+def two_task_loss(outputs, targets):
+    return nn.functional.cross_entropy(outputs["logits"], targets["label"]) + \
+        nn.functional.mse_loss(outputs["ink"], targets["ink"])
+
+
+def test_a_dict_of_targets_for_two_heads_is_run_not_misread(run_pipeline):
+    (xt, yt), (xv, yv) = casekit.digits()
+    report = run_pipeline(train=DataLoader(TwoTargets(xt, yt), batch_size=32, shuffle=True), val=TwoTargets(xv, yv),
+                          model=TwoHeads, loss=two_task_loss, batch_size=32)
+    assert not report.crashed and all(c.status != "error" for c in report.checks), \
+        [(c.name, c.reason) for c in report.checks if c.status == "error"]
+    assert not codes(report, at_least="warning"), [(f.code, f.message) for f in report.findings]  # no SC808
+    reasons = {c.name: c.reason for c in report.checks if c.status == "skipped"}
+    assert "a dict per sample" in reasons["label-shuffle"], reasons

@@ -86,7 +86,8 @@ class DataPass:
     #: 4x smaller), else float32; the values are those float32 would hold: convert rows with ``.astype(np.float32)``.
     inputs: np.ndarray | None
     inputs_note: str
-    #: Targets as an array ``(n,)`` (scalar targets) or ``(n, *shape)``; ``None`` when their shapes differ.
+    #: Targets as an array ``(n,)`` (scalar targets) or ``(n, *shape)``; ``None`` when their shapes differ or they
+    #: are not numbers (a dict per sample), ``targets_note`` says which.
     targets: np.ndarray | None
     input_shapes: list[tuple[int, ...]]
     input_dtypes: list[str]
@@ -108,6 +109,8 @@ class DataPass:
     #: ``'image'`` or ``'vector'`` (how :mod:`sanitycheck.probing.embedding` made the features).
     features_kind: str | None = None
     features_note: str = "embedded"
+    #: Why ``targets`` is None ("their shapes differ", "a dict per sample, not numbers"); "" when it is not.
+    targets_note: str = ""
 
     @property
     def nonfinite(self) -> np.ndarray:
@@ -614,6 +617,7 @@ class _Accumulator:
         self.target_shapes: list[tuple[int, ...]] = []
         self.target_dtypes: list[str] = []
         self.targets: np.ndarray | None = None
+        self.targets_note = ""
         self._target_parts: list[np.ndarray] = []
         self.inputs: np.ndarray | None = None
         self.inputs_note = "cached"
@@ -703,7 +707,14 @@ class _Accumulator:
             try:
                 self.targets = np.stack(self._target_parts)
             except (TypeError, ValueError):
-                self.targets = None
+                self.targets, self.targets_note = None, "they do not stack into one array"
+            if self.targets is not None and self.targets.dtype.kind not in "biufc":
+                # structured targets (a dict per sample for multi-task heads): no one value per sample to read
+                first = self._target_parts[0]
+                kind = type(first.item()).__name__ if first.dtype == object and first.ndim == 0 else str(first.dtype)
+                self.targets, self.targets_note = None, f"a {kind} per sample, not numbers"
+        elif self._target_parts:
+            self.targets_note = "their shapes differ"
         self._target_parts = []
 
     def finish(self, seconds: float) -> DataPass:
@@ -712,6 +723,7 @@ class _Accumulator:
             self.inputs.flags.writeable = False  # shared by every check (and maybe the user's own tensor)
         return DataPass(
             n=self.n, inputs=self.inputs, inputs_note=self.inputs_note, targets=self.targets,
+            targets_note=self.targets_note,
             input_shapes=self.input_shapes, input_dtypes=self.input_dtypes,
             target_shapes=self.target_shapes, target_dtypes=self.target_dtypes,
             numel=s["numel"].astype(np.int64), nan_count=s["nan"].astype(np.int64),

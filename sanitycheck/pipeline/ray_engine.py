@@ -182,6 +182,8 @@ class ShardResult:
     target_dtypes: list[tuple[Any, int]]
     #: ``node id:pid`` of the worker that read the shard.
     worker: str = ""
+    #: Why the shard's targets are None (``DataPass.targets_note``).
+    targets_note: str = ""
 
 
 def _result(acc: _Accumulator, lo: int) -> ShardResult:
@@ -191,6 +193,7 @@ def _result(acc: _Accumulator, lo: int) -> ShardResult:
     return ShardResult(
         lo=lo, hi=lo + acc.n, stats=stats, target_nonfinite=acc.target_nonfinite, hashes=acc.hashes,
         features=acc.features, features_kind=acc.features_kind, features_note=acc.features_note, targets=acc.targets,
+        targets_note=acc.targets_note,
         input_shapes=_runs(acc.input_shapes), input_dtypes=_runs(acc.input_dtypes),
         target_shapes=_runs(acc.target_shapes), target_dtypes=_runs(acc.target_dtypes),
     )
@@ -421,6 +424,7 @@ class _Merge:
                 runs.extend(getattr(r, name))
             setattr(acc, name, _expand(_runs_merge(runs)))
         acc.targets = None
+        acc.targets_note = next((r.targets_note for r in meta if r.targets_note), "")
         if len(set(acc.target_shapes)) == 1 and len(self.targets) == len(meta):
             try:
                 acc.targets = np.concatenate([t for _, t in sorted(self.targets, key=lambda t: t[0])])
