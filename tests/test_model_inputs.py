@@ -1,7 +1,7 @@
 """Inputs and outputs of several tensors, as real pipelines write them: ``forward(x, lengths)`` on batches
 ``((padded, lengths), labels)`` gets them as separate arguments, a ``forward(pair)`` its tuple whole; an
 EmbeddingBag's ``(text, offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat
-vector; a dict of named outputs is scored by its ``logits``; a dict of targets (two heads) is trained, not read as
+vector; a dict of named outputs is scored by its ``logits`` (torchvision's segmentation dicts by their ``out``); a dict of targets (two heads) is trained, not read as
 class ids; lazy modules get their parameters first; a ``torch.compile`` wrapper is probed as the module it wraps. The suite
 runs through each without a crash or a false alarm, and a planted bug is still found."""
 
@@ -316,3 +316,32 @@ def test_a_model_wrapped_by_torch_compile_is_probed_as_the_module_it_wraps(run_p
         [(c.name, c.status, c.reason) for c in clean.checks]
     assert "SC205" not in codes(clean) and not codes(clean, at_least="warning")
     assert "SC201" in codes(report(probekit.permuted(yt)), at_least="error")
+
+
+class SegmentationOut(nn.Module):
+    """Per-pixel scores as torchvision's segmentation models return them: a dict with the scores under "out"."""
+
+    def __init__(self, softmax: bool = False):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+        self.softmax = softmax
+
+    def forward(self, x):
+        out = self.net(x)
+        return {"out": out.softmax(1) if self.softmax else out}
+
+
+def test_a_segmentation_dict_is_scored_by_its_out(run_pipeline):
+    (xt, _), (xv, _) = casekit.digits()
+    images = lambda x: x.reshape(-1, 1, 8, 8)  # noqa: E731
+    masks = lambda x: (x.reshape(-1, 8, 8) > 0.3).long()  # noqa: E731
+
+    def report(softmax):
+        return run_pipeline(only=["init-loss", "overfit-batch"], train=TensorDataset(images(xt), masks(xt)),
+                            val=TensorDataset(images(xv), masks(xv)), model=lambda: SegmentationOut(softmax),
+                            loss=lambda out, masks: nn.functional.cross_entropy(out["out"], masks))
+
+    clean = report(False)
+    assert {c.name: c.status for c in clean.checks} == {"init-loss": "passed", "overfit-batch": "passed"}, \
+        [(c.name, c.status, c.reason) for c in clean.checks]
+    assert "SC301" in codes(report(True), at_least="error")  # a softmax before cross_entropy: the fit stalls

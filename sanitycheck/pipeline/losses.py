@@ -231,11 +231,14 @@ class ModelLoss:
 
 def logits_of(outputs: Any) -> Any:
     """The scores in a model's outputs: the ``logits`` of a dict or an object with ``.logits`` (a model returning
-    several named outputs, read by your loss as ``out["logits"]``), else the outputs as they are."""
+    several named outputs, read by your loss as ``out["logits"]``), the ``out`` of a dict (torchvision's segmentation
+    models: ``{"out": ..., "aux": ...}``), else the outputs as they are."""
     import torch
 
-    if isinstance(outputs, dict) and isinstance(outputs.get("logits"), torch.Tensor):
-        return outputs["logits"]
+    if isinstance(outputs, dict):
+        for key in ("logits", "out"):
+            if isinstance(outputs.get(key), torch.Tensor):
+                return outputs[key]
     if not isinstance(outputs, torch.Tensor) and isinstance(getattr(outputs, "logits", None), torch.Tensor):
         return outputs.logits
     return outputs
