@@ -98,7 +98,10 @@ CODES = (
     CodeDoc(
         code="SC809", title="Inputs far from a normalized scale", severity="warning",
         what="Decision rule: the median over samples of each input's largest absolute value must lie between "
-        "0.01 and 10; mean and std of the inputs are in the evidence. Token ids (integer inputs that the model "
+        "0.01 and 10; mean and std of the inputs are in the evidence. Outside that range, what the model's first "
+        "weight layer (Linear, convolution, recurrent) reads on 64 samples of a fresh model in training mode is "
+        "measured the same way: a model that scales its inputs itself (uint8 images and x / 255 in forward, a BatchNorm before the "
+        "first layer) passes when that is in range. Token ids (integer inputs that the model "
         "feeds to an nn.Embedding, or integer inputs with task: sequence) are indices, not magnitudes: they are "
         "checked against the vocabulary instead (SC810).",
         why="Networks are initialized for inputs of roughly unit scale: raw pixel values (0-255) or raw sensor "
@@ -177,7 +180,7 @@ class DataIntegrity(Check):
         if tokens:
             yield from self._vocabulary(ctx, passes)
         else:
-            yield from self._scale(passes, settings)
+            yield from self._scale(ctx, passes, settings)
         if ctx.task == "sequence":
             yield from self._padding_in_loss(ctx)  # last: the only rule that reads batches
 
@@ -356,21 +359,29 @@ class DataIntegrity(Check):
                                            "samples": {n: len(v) for n, v in outside.items()}},
             )
 
-    def _scale(self, passes: dict[str, Any], settings: Settings):
+    def _scale(self, ctx: Any, passes: dict[str, Any], settings: Settings):
         scales = {n: p.input_scale() for n, p in passes.items()}
+        within = lambda level: settings.min_abs <= level <= settings.max_abs  # noqa: E731
         for n, s in scales.items():
             level = s["median_abs_max"]
-            if not np.isfinite(level) or settings.min_abs <= level <= settings.max_abs:
+            if not np.isfinite(level) or within(level):
                 continue
+            first = first_layer_scale(ctx, ctx.train if n == "train" else ctx.val)
+            if first is not None and within(first[1]):
+                continue  # the model scales its inputs itself (x / 255 in forward, a BatchNorm first)
             p = passes[n]
             too = "large" if level > settings.max_abs else "small"
+            seen = f"; the model's first layer ({first[0]}) reads them at {first[1]:.4g}" if first is not None else ""
             yield self.finding(
                 "SC809", f"{n} inputs are far from a normalized scale: a typical sample's largest |value| is {level:.4g} "
-                f"(mean {s['mean']:.4g}, std {s['std']:.4g}, range {np.nanmin(p.minimum):.4g} to {np.nanmax(p.maximum):.4g}); "
-                f"too {too} for a network initialized for unit-scale inputs.",
+                f"(mean {s['mean']:.4g}, std {s['std']:.4g}, range {np.nanmin(p.minimum):.4g} to {np.nanmax(p.maximum):.4g})"
+                f"{seen}; too {too} for a network initialized for unit-scale inputs.",
                 evidence={"split": n, **{k: float(f"{v:.6g}") for k, v in s.items()},
                           "min": float(np.nanmin(p.minimum)), "max": float(np.nanmax(p.maximum)),
-                          "rule": f"{settings.min_abs} <= median max|x| <= {settings.max_abs}"},
+                          "first_layer": None if first is None else {"module": first[0], "median_abs_max":
+                                                                     float(f"{first[1]:.6g}")},
+                          "rule": f"{settings.min_abs} <= median max|x| <= {settings.max_abs}, of the inputs or of "
+                                  "what the model's first weight layer reads"},
             )
             break  # one finding: the fix is the same for both splits
         yield from self._split_scale(scales, settings)
@@ -396,6 +407,46 @@ class DataIntegrity(Check):
                       "rule": f"1/{settings.split_std_ratio:g} <= std ratio <= {settings.split_std_ratio:g} and "
                               f"mean shift <= {settings.split_mean_shift:g} training stds"},
         )
+
+
+#: Samples SC809's look at the model's first weight layer reads.
+FIRST_LAYER_SAMPLES = 64
+
+
+def first_layer_scale(ctx: Any, split: Any) -> tuple[str, float] | None:
+    """``(module name, median over samples of the largest |value|)`` of what the model's first weight layer (Linear,
+    convolution, recurrent) reads on up to FIRST_LAYER_SAMPLES samples of ``split`` (a fresh throwaway model in
+    training mode, as the first step sees it, without gradients): a model that scales its inputs itself (``x / 255``
+    in ``forward``, a BatchNorm first) shows it there. None when no such layer reads a floating-point tensor or the
+    forward pass fails."""
+    import torch
+    from torch import nn
+
+    weights = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase)
+    indices = ctx.usable_indices(split)[:FIRST_LAYER_SAMPLES]
+    if not len(indices):
+        return None
+    model = ctx.make_model("data-integrity:first-layer").train()  # what the first step sees: BatchNorm normalizes
+    seen: list[tuple[str, float]] = []
+
+    def look(name: str):
+        def hook(module: Any, args: tuple) -> None:
+            x = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+            if not seen and x is not None and x.numel():
+                rows = x.detach().abs().reshape(x.shape[0], -1).amax(1)
+                seen.append((name, float(rows.float().median())))
+        return hook
+
+    handles = [m.register_forward_pre_hook(look(name)) for name, m in model.named_modules() if isinstance(m, weights)]
+    try:
+        with torch.no_grad():
+            ctx.forward(model, ctx.batch(split, indices), with_loss=False)
+    except Exception:
+        return None  # a val split the model cannot read is the preflight's or another check's to report
+    finally:
+        for h in handles:
+            h.remove()
+    return seen[0] if seen else None
 
 
 #: Training samples SC812 reads, and the share of scored target positions that must be padding to report it.

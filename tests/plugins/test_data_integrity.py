@@ -144,6 +144,38 @@ def test_inputs_far_from_normalized_scale(run_pipeline, factor):
     assert finding.severity == "warning"
 
 
+class Scaled(torch.nn.Module):
+    """Raw 0-255 pixels (uint8) scaled inside the model, as many vision models do: x.float() / 255 before its first
+    layer; or (``scale=False``) only converted, the bug SC809 is for."""
+
+    def __init__(self, scale: bool):
+        super().__init__()
+        self.scale, self.mlp = scale, casekit.mlp(64, 10)
+
+    def forward(self, x):
+        x = x.float()
+        return self.mlp(x / 255 if self.scale else x)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_a_model_that_scales_its_raw_inputs_itself(run_pipeline, scale):
+    (xt, _), (xv, _) = casekit.digits()
+    raw = lambda x: (x * 255).round().to(torch.uint8)  # noqa: E731
+    report = digits_report(run_pipeline, xt=raw(xt), xv=raw(xv), model=lambda: Scaled(scale))
+    assert not report.crashed
+    if scale:
+        assert "SC809" not in codes(report), [(f.code, f.message) for f in report.findings]
+    else:
+        finding = next(f for f in report.findings if f.code == "SC809")
+        assert finding.severity == "warning" and finding.evidence["first_layer"]["median_abs_max"] > 100
+
+
+def test_a_batchnorm_before_the_first_layer_scales_raw_features(run_pipeline):
+    (xt, _), (xv, _) = casekit.digits()
+    model = lambda: torch.nn.Sequential(torch.nn.BatchNorm1d(64), casekit.mlp(64, 10))  # noqa: E731
+    assert "SC809" not in codes(digits_report(run_pipeline, xt=xt * 255, xv=xv * 255, model=model))
+
+
 @pytest.mark.parametrize("planted", ["normalize-in-train-only", "val-not-divided"])
 def test_validation_inputs_preprocessed_unlike_the_training_inputs(run_pipeline, planted):
     """Normalize in the training transform only, or a val split that skips the division by the pixel range: the
