@@ -38,7 +38,8 @@ class Settings(CheckSettings):
 CODES = (
     CodeDoc(
         code="SC701", title="Likely mislabeled training samples", severity="warning",
-        what="Every training sample gets class probabilities from a small classifier (an MLP on the shared "
+        what="Labels are class ids: one per sample, a (N, 1) column of 0/1 (binary BCEWithLogitsLoss) or one-hot "
+        "rows. Every training sample gets class probabilities from a small classifier (an MLP on the shared "
         "embedding, averaged with the vote of its 10 nearest inputs) that never saw it: 5-fold, stratified, seeded. "
         "A sample is flagged when (a) confident learning says so: some other class k reaches its own threshold t_k "
         "(the mean probability of class k over the samples labeled k) and is the most probable such class; or (b) "
@@ -88,14 +89,15 @@ class Influence(Check):
                       "influence are not defined for them")
         if ctx.task != "classification":
             self.skip("label issues need class labels (task is not classification)")
-        targets = ctx.train.data_pass().targets
-        if targets is None or targets.ndim != 1:
+        # class ids from scalar labels, (n, 1) columns (binary BCEWithLogitsLoss) and one-hot rows
+        labels = ctx.class_labels(ctx.train)
+        if labels is None or not (labels >= 0).any():
             self.skip("the training targets are not one class label per sample")
-        classes = ctx.class_limit or ctx.num_classes
-        if not classes or classes < 2:
+        classes = max(ctx.class_limit or ctx.num_classes or 0, int(labels.max()) + 1)
+        if classes < 2:
             self.skip("the number of classes is unknown")
-        yield from self._label_issues(ctx, settings, targets, classes)
-        if settings.influential:
+        yield from self._label_issues(ctx, settings, labels, classes)
+        if settings.influential and ctx.train.data_pass().targets.ndim == 1:  # TracIn's closed form reads class ids
             yield from self._influential(ctx, settings, classes)
 
     # --------------------------------------------------------------------------------- label issues
@@ -108,6 +110,7 @@ class Influence(Check):
         except EmbeddingUnavailable as exc:
             self.skip(f"the training inputs cannot be embedded: {exc}")
         usable = ctx.usable_indices(ctx.train)
+        usable = usable[(targets[usable] >= 0) & (targets[usable] < classes)]  # a fractional label is no class id
         labels = targets[usable].astype(np.int64)
         present = np.unique(labels)
         if len(usable) < 10 * settings.folds or len(present) < 2:

@@ -116,3 +116,24 @@ def test_regression_is_skipped(run_pipeline):
     report = run_pipeline(only=["influence"], task="regression", train=casekit.dataset(xt, yt),
                           val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1), loss="torch.nn:MSELoss")
     assert report.checks[0].status == "skipped"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binary_labels_as_a_float_column_for_bce(run_pipeline, seed):
+    # BCEWithLogitsLoss on (N, 1) float 0/1 targets, the usual binary setup: the labels are class ids all the same
+    (xt, yt), (xv, yv) = casekit.digits(seed=seed)
+    binary = lambda y: (y >= 5).float().unsqueeze(1)  # noqa: E731
+    flipped = np.random.default_rng(seed).choice(len(yt), int(0.15 * len(yt)), replace=False)
+    noisy = binary(yt).clone()
+    noisy[flipped] = 1 - noisy[flipped]
+
+    def report(labels):
+        return run_pipeline(only=["influence"], train=casekit.dataset(xt, labels), val=casekit.dataset(xv, binary(yv)),
+                            model=lambda: casekit.mlp(64, 1), loss="torch.nn:BCEWithLogitsLoss", seed=seed)
+
+    clean = report(binary(yt))
+    assert {c.name: c.status for c in clean.checks} == {"influence": "passed"}, [c.reason for c in clean.checks]
+    assert not loud(clean, "influence")
+    found = next(f for f in report(noisy).findings if f.code == "SC701")
+    listed = found.samples["train"]
+    assert len(set(listed) & set(flipped.tolist())) >= 0.8 * len(listed), (len(listed), found.message)
