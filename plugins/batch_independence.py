@@ -34,7 +34,8 @@ CODES = (
         code="SC1101", title="Samples mix across the batch in eval mode", severity="error",
         what="In eval mode, backpropagates the summed output of one sample (the first, middle and last of a "
         "batch of 8) to the inputs (task: sequence with token ids: to the output of the nn.Embedding applied to "
-        "them; inputs of several tensors, such as an image and its metadata: to the first floating-point one) and "
+        "them; inputs of several tensors (a tuple or a dict), such as an image and its metadata: to the first "
+        "floating-point one) and "
         "measures the gradient on the other samples' inputs. Decision rule: "
         "error when its largest magnitude exceeds 1e-6 times that of the sample's own input gradient. The "
         "first module (in execution order) whose output mixes samples is named, found with forward hooks.",
@@ -79,7 +80,7 @@ class BatchIndependence(Check):
             self.skip(f"needs at least 2 usable training samples (has {len(indices)})")
         batch = ctx.batch(ctx.train, indices)
         inputs, _ = ctx.train.unpack(batch)
-        several = isinstance(inputs, (tuple, list))  # an image and its metadata, (padded, lengths): the first float one
+        several = isinstance(inputs, (tuple, list, dict))  # an image and its metadata: the first float one
         if ctx.task != "sequence" and not several and not (isinstance(inputs, torch.Tensor)
                                                            and inputs.dtype.is_floating_point):
             self.skip(f"the inputs are {type(inputs).__name__}"

@@ -12,6 +12,8 @@ def to_numpy(value: Any) -> np.ndarray:
     """A sample's input or target as a NumPy array (tensors, arrays, PIL images, numbers, lists)."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
+    if isinstance(value, dict) and value and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value.values()):
+        value = list(value.values())  # named inputs ({"image": ..., "meta": ...}) read like a tuple, in key order
     if isinstance(value, (tuple, list)) and value and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value):
         parts = [to_numpy(v) for v in value]
         if len({p.shape for p in parts}) > 1:

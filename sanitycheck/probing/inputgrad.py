@@ -37,9 +37,9 @@ class InputGradPass:
 
 def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, several: bool = False) -> InputGradPass:
     """Run ``model`` on ``batch`` (the user's format) so that its outputs can be differentiated with respect to
-    its inputs; raises :class:`InputGradUnavailable` when they cannot be. ``several``: inputs that are a tuple or
-    list of tensors (an image and its metadata, ``(padded, lengths)``) are differentiated with respect to the first
-    floating-point one with the batch as its first dimension, the others kept as they are."""
+    its inputs; raises :class:`InputGradUnavailable` when they cannot be. ``several``: inputs that are a tuple, list
+    or dict of tensors (an image and its metadata, ``(padded, lengths)``) are differentiated with respect to the
+    first floating-point one with the batch as its first dimension, the others kept as they are."""
     import torch
 
     from sanitycheck.pipeline.adapter import is_same_tensor
@@ -50,17 +50,24 @@ def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, seve
     hooks = []
     calls: list[tuple[str, Any, Any]] = []
     holder: dict[str, Any] = {}
-    if several and isinstance(inputs, (tuple, list)):
-        size = len(first_tensor(inputs)) if first_tensor(inputs) is not None else None
-        at = next((i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point
+    if several and isinstance(inputs, (tuple, list, dict)):
+        named = isinstance(inputs, dict)  # {"image": ..., "meta": ...}: by key, in order
+        keys = list(inputs) if named else list(range(len(inputs)))
+        values = [inputs[k] for k in keys]
+        size = len(first_tensor(values)) if first_tensor(values) is not None else None
+        at = next((k for k, t in zip(keys, values) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point
                    and t.ndim and len(t) == size), None)
         if at is None:
             raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__} with no floating-point tensor")
         x = inputs[at].detach().clone().requires_grad_(True)
-        parts = list(inputs)
-        parts[at] = x
-        batch = replace_in_batch(split, batch, inputs=parts if isinstance(inputs, list) else tuple(parts))
-        holder["rep"], source = x, f"inputs[{at}]"
+        if named:
+            parts: Any = {**inputs, at: x}
+        else:
+            parts = list(inputs)
+            parts[at] = x
+            parts = parts if isinstance(inputs, list) else tuple(parts)
+        batch = replace_in_batch(split, batch, inputs=parts)
+        holder["rep"], source = x, f"inputs[{at!r}]"
     elif not isinstance(inputs, torch.Tensor):
         raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__}, not a tensor")
     elif inputs.dtype.is_floating_point:
