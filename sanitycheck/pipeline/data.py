@@ -22,7 +22,7 @@ from torch.utils.data import default_collate
 
 from sanitycheck.engine.errors import UsageError
 from sanitycheck.engine.memory import empty_huge, empty_shared
-from sanitycheck.pipeline.tensors import describe, dtype_name, to_numpy
+from sanitycheck.pipeline.tensors import describe, dtype_name, target_array, to_numpy
 
 #: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
 ITERABLE_CAP = 10_000
@@ -561,7 +561,7 @@ class _Reader:
             except Exception as exc:
                 raise UsageError(f"data.{split.name}: reading sample {i} raised {type(exc).__name__}: {exc}") from exc
             try:
-                xa, ya = to_numpy(x), to_numpy(y)
+                xa, ya = to_numpy(x), target_array(y)
             except (TypeError, ValueError) as exc:  # e.g. a nested structure NumPy cannot make one array of
                 raise UsageError(f"data.{split.name}: sample {i}'s input or target cannot be read as an array "
                                  f"(input {describe(x)}, target {describe(y)}): {exc}") from exc

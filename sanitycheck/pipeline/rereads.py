@@ -47,7 +47,7 @@ def rereads(ctx: Any, split: Any) -> Rereads:
     """Read ``ctx.sample_indices(split, ...)`` again and compare each with its data-pass read (cached)."""
 
     def compute() -> Rereads:
-        from sanitycheck.pipeline.tensors import to_numpy
+        from sanitycheck.pipeline.tensors import target_array, to_numpy
 
         data = split.data_pass()
         indices = ctx.sample_indices(split, ctx.budget(PROBE_SAMPLES, minimum=16), f"rereads:{split.name}")
@@ -55,7 +55,7 @@ def rereads(ctx: Any, split: Any) -> Rereads:
         changed_x, changed_y, second, second_y = [], [], [], []
         for i in indices:
             x, y = split.sample(int(i))
-            xa, ya = to_numpy(x).astype(np.float32, copy=False), to_numpy(y)
+            xa, ya = to_numpy(x).astype(np.float32, copy=False), target_array(y)
             if first_inputs is not None:
                 before = first_inputs[i]
             else:  # inputs too large to keep: compare two fresh reads instead

@@ -23,6 +23,12 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def target_array(value: Any) -> np.ndarray:
+    """A sample's target as a NumPy array, like :func:`to_numpy`, except that a dict of targets (multi-task heads
+    read by the user's loss) stays one object: its values are not one number per sample to read."""
+    return np.asarray(value, dtype=object) if isinstance(value, dict) else to_numpy(value)
+
+
 def dtype_name(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return str(value.dtype).replace("torch.", "")
