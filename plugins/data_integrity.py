@@ -100,8 +100,8 @@ CODES = (
         what="Decision rule: the median over samples of each input's largest absolute value must lie between "
         "0.01 and 10; mean and std of the inputs are in the evidence. Outside that range, what the model's first "
         "weight layer (Linear, convolution, recurrent) reads on 64 samples of a fresh model in training mode is "
-        "measured the same way: a model that scales its inputs itself (uint8 images and x / 255 in forward, a BatchNorm before the "
-        "first layer) passes when that is in range. Token ids (integer inputs that the model "
+        "measured the same way: a model that scales its inputs itself (uint8 images and x / 255 in forward, a "
+        "BatchNorm before the first layer) passes when that is in range. Token ids (integer inputs that the model "
         "feeds to an nn.Embedding, or integer inputs with task: sequence) are indices, not magnitudes: they are "
         "checked against the vocabulary instead (SC810).",
         why="Networks are initialized for inputs of roughly unit scale: raw pixel values (0-255) or raw sensor "
@@ -374,8 +374,8 @@ class DataIntegrity(Check):
             seen = f"; the model's first layer ({first[0]}) reads them at {first[1]:.4g}" if first is not None else ""
             yield self.finding(
                 "SC809", f"{n} inputs are far from a normalized scale: a typical sample's largest |value| is {level:.4g} "
-                f"(mean {s['mean']:.4g}, std {s['std']:.4g}, range {np.nanmin(p.minimum):.4g} to {np.nanmax(p.maximum):.4g})"
-                f"{seen}; too {too} for a network initialized for unit-scale inputs.",
+                f"(mean {s['mean']:.4g}, std {s['std']:.4g}, range {np.nanmin(p.minimum):.4g} to "
+                f"{np.nanmax(p.maximum):.4g}){seen}; too {too} for a network initialized for unit-scale inputs.",
                 evidence={"split": n, **{k: float(f"{v:.6g}") for k, v in s.items()},
                           "min": float(np.nanmin(p.minimum)), "max": float(np.nanmax(p.maximum)),
                           "first_layer": None if first is None else {"module": first[0], "median_abs_max":
