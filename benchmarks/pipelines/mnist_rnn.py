@@ -6,6 +6,7 @@ Dataset (torchvision does not import here), the example's train loop as the step
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 import torch
@@ -13,7 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import DATA, run_epoch
+from . import CASES, DATA, run_epoch
+
+sys.path.insert(0, str(CASES))
+from mnistkit import train_step  # noqa: E402  (the train loop body mnist_rnn's main.py shares with examples/mnist)
 
 BATCH = 64
 
@@ -51,18 +55,6 @@ class Net(nn.Module):
         output = self.dropout2(output)
         output = self.fc2(output)
         return F.log_softmax(output, dim=1)
-
-
-def train_step(model, batch, loss_fn, optimizer):
-    """The example's train loop body."""
-    model.train()
-    data, target = batch
-    optimizer.zero_grad()
-    output = model(data)
-    loss = F.nll_loss(output, target)
-    loss.backward()
-    optimizer.step()
-    return loss
 
 
 @functools.cache
