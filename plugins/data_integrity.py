@@ -80,10 +80,13 @@ CODES = (
     CodeDoc(
         code="SC807", title="Labels outside [0, C)", severity="error",
         what="For classification, reported when a label is negative or not below the number of classes the "
-        "model outputs (its output width for cross-entropy/NLL).",
+        "model outputs (its output width for cross-entropy/NLL). A label equal to the cross-entropy/NLL loss's "
+        "ignore_index (-100 by default; e.g. -1 for unlabeled samples with CrossEntropyLoss(ignore_index=-1)) is "
+        "skipped by the loss, not outside.",
         why="CrossEntropyLoss with an out-of-range label crashes on a GPU with a device-side assert, or on "
         "some paths silently trains the wrong class.",
-        example="Labels 1..10 (one-based) with a 10-output model; -1 used as 'unknown' label.",
+        example="Labels 1..10 (one-based) with a 10-output model; -1 used as 'unknown' label with a loss that does "
+        "not ignore it.",
         fix="Map labels to 0..C-1 (e.g. subtract 1 from one-based labels) and drop or re-label unknowns.",
     ),
     CodeDoc(
@@ -295,9 +298,11 @@ class DataIntegrity(Check):
         if ctx.task == "sequence":
             yield from self._position_labels(ctx, passes)
             return
-        width = None
-        if loss_kind(ctx.loss_fn) in ("cross_entropy", "nll") and ctx.output_shape:
-            width = ctx.output_shape[0]
+        width = ignored = None
+        if loss_kind(ctx.loss_fn) in ("cross_entropy", "nll"):
+            width = ctx.output_shape[0] if ctx.output_shape else None
+            # the loss skips this label (-100 by default; -1 for unlabeled samples in semi-supervised pipelines)
+            ignored = getattr(ctx.loss_fn, "ignore_index", -100)
         limit = width or ctx.num_classes
         not_int, outside = {}, {}
         for n, p in passes.items():
@@ -314,7 +319,7 @@ class DataIntegrity(Check):
                 continue  # one-hot, multi-label or dense targets: not class ids
             finite = np.isfinite(t)
             not_int[n] = np.flatnonzero(finite & (t != np.round(t))).tolist()
-            bad = finite & ((t < 0) | ((t >= limit) if limit else False))
+            bad = finite & ((t < 0) | ((t >= limit) if limit else False)) & (t != ignored)
             outside[n] = np.flatnonzero(bad & (t == np.round(t))).tolist()
         if any(not_int.values()):
             examples = {n: passes[n].targets[v[:3]].tolist() if passes[n].targets is not None else "unreadable"

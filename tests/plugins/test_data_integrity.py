@@ -202,3 +202,16 @@ def test_clean_multiclass_binary_and_regression_are_quiet(run_pipeline):
                               val=casekit.dataset(xv, yv), model=lambda: casekit.mlp(10, 1), loss="torch.nn:MSELoss")
     for report in (multi, binary, regression):
         assert report.checks[0].status == "passed" and not loud(report, "data-integrity"), report.findings
+
+
+def test_unlabeled_samples_the_loss_ignores_are_not_outside_the_classes(run_pipeline):
+    # semi-supervised: -1 marks an unlabeled sample and CrossEntropyLoss(ignore_index=-1) skips it
+    (xt, yt), _ = casekit.digits()
+    labels = yt.clone()
+    labels[::3] = -1
+    report = digits_report(run_pipeline, yt=labels, loss=torch.nn.CrossEntropyLoss(ignore_index=-1))
+    assert "SC807" not in codes(report), [(f.code, f.message) for f in report.findings]
+    labels[[100, 200]] = 10  # past the 10 outputs (later than the preflight's batch, which would exit 2)
+    report = digits_report(run_pipeline, yt=labels, loss=torch.nn.CrossEntropyLoss(ignore_index=-1))
+    finding = next(f for f in report.findings if f.code == "SC807")
+    assert finding.severity == "error" and finding.samples["train"] == [100, 200]
