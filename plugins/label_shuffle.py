@@ -43,8 +43,8 @@ class Settings(CheckSettings):
     memorize_steps: int = Field(600, ge=20, description="Most steps of each memorization run (scaled by the profile).")
     memorize_seconds: float = Field(5.0, gt=0, description="Time cap of each memorization run (scaled by the profile); "
                                     "a random-label run cut short gives a lower bound on the ratio.")
-    fit_accuracy: float = Field(0.95, gt=0, le=1, description="A subset counts as fit at this training accuracy "
-                                "(classification) ...")
+    fit_accuracy: float = Field(0.95, gt=0, le=1, description="A subset counts as fit at a training accuracy this "
+                                "share of the way from its most common class's share to 1 (classification) ...")
     fit_r2: float = Field(0.9, gt=0, le=1, description="... or this training R² (regression).")
     memorize_warn_ratio: float = Field(1.25, gt=0, description="Warn when random labels are fit in fewer than this "
                                        "many times the steps real labels take.")
@@ -151,7 +151,8 @@ CODES = (
         code="SC203", title="Memorization ratio: how fast random labels are fit vs real ones", severity="info",
         what="Not run for task: sequence (a text's next tokens cannot be fit to 95% accuracy: the same context has "
         "several continuations). Trains on a small subset (128 samples) with the real labels and with randomly permuted labels, "
-        "each until the subset is fit (95% training accuracy, or R² 0.9 for regression; checked every 5 steps, "
+        "each until the subset is fit (training accuracy 95% of the way from the subset's most common class share "
+        "to 1, so that always predicting that class does not count, or R² 0.9 for regression; checked every 5 steps, "
         "at most 600 steps or 5 s per run at the default profile; not run when that time affords fewer than 50 steps "
         "at your measured step cost, and random labels not tried when it affords fewer than `memorize_warn_ratio` "
         "times the steps the real labels took: the warning could not be decided; stopped at its first check for "
