@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from sanitycheck import Check, CheckSettings, CodeDoc, hookimpl
-from sanitycheck.pipeline.losses import loss_kind
+from sanitycheck.pipeline.losses import ignored_label, loss_kind
 
 
 class Settings(CheckSettings):
@@ -301,8 +301,7 @@ class DataIntegrity(Check):
         width = ignored = None
         if loss_kind(ctx.loss_fn) in ("cross_entropy", "nll"):
             width = ctx.output_shape[0] if ctx.output_shape else None
-            # the loss skips this label (-100 by default; -1 for unlabeled samples in semi-supervised pipelines)
-            ignored = getattr(ctx.loss_fn, "ignore_index", -100)
+            ignored = ignored_label(ctx.loss_fn)  # -1 for unlabeled samples in semi-supervised pipelines
         limit = width or ctx.num_classes
         not_int, outside = {}, {}
         for n, p in passes.items():
@@ -420,38 +419,22 @@ FIRST_LAYER_SAMPLES = 64
 
 def first_layer_scale(ctx: Any, split: Any) -> tuple[str, float] | None:
     """``(module name, median over samples of the largest |value|)`` of what the model's first weight layer (Linear,
-    convolution, recurrent) reads on up to FIRST_LAYER_SAMPLES samples of ``split`` (a fresh throwaway model in
-    training mode, as the first step sees it, without gradients): a model that scales its inputs itself (``x / 255``
-    in ``forward``, a BatchNorm first) shows it there. None when no such layer reads a floating-point tensor or the
-    forward pass fails."""
-    import torch
-    from torch import nn
+    convolution, recurrent) reads on up to FIRST_LAYER_SAMPLES samples of ``split``, from one traced forward pass of
+    a fresh model in training mode, as the first step sees it (:func:`~sanitycheck.probing.structure.trace_forward`):
+    a model that scales its inputs itself (``x / 255`` in ``forward``, a BatchNorm first) shows it there. None when
+    no such layer reads a floating-point tensor or the forward pass fails."""
+    from sanitycheck.probing.structure import trace_forward, weight_layer_types
 
-    weights = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase)
     indices = ctx.usable_indices(split)[:FIRST_LAYER_SAMPLES]
     if not len(indices):
         return None
-    model = ctx.make_model("data-integrity:first-layer").train()  # what the first step sees: BatchNorm normalizes
-    seen: list[tuple[str, float]] = []
-
-    def look(name: str):
-        def hook(module: Any, args: tuple) -> None:
-            x = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
-            if not seen and x is not None and x.numel():
-                rows = x.detach().abs().reshape(x.shape[0], -1).amax(1)
-                seen.append((name, float(rows.float().median())))
-        return hook
-
-    handles = [m.register_forward_pre_hook(look(name)) for name, m in model.named_modules() if isinstance(m, weights)]
     try:
-        with torch.no_grad():
-            ctx.forward(model, ctx.batch(split, indices), with_loss=False)
+        trace = trace_forward(ctx.make_model("data-integrity:first-layer"), split.unpack(ctx.batch(split, indices))[0])
     except Exception:
         return None  # a val split the model cannot read is the preflight's or another check's to report
-    finally:
-        for h in handles:
-            h.remove()
-    return seen[0] if seen else None
+    first = next((c for c in trace.calls if isinstance(c.module, weight_layer_types()) and c.input_level is not None),
+                 None)
+    return None if first is None else (first.name, first.input_level)
 
 
 #: Training samples SC812 reads, and the share of scored target positions that must be padding to report it.

@@ -27,6 +27,12 @@ REGRESSION: frozenset[str] = frozenset({"mse", "l1", "huber"})
 ELEMENTWISE: frozenset[str] = frozenset({"bce_logits", "bce", "mse", "l1", "huber"})
 
 
+def ignored_label(loss_fn: Any) -> int:
+    """The class id a cross-entropy or NLL loss skips: its ``ignore_index`` (PyTorch's default, -100, for the
+    functional forms and losses that do not say)."""
+    return getattr(loss_fn, "ignore_index", -100)
+
+
 def loss_kind(loss_fn: Any) -> LossKind:
     """The family of ``loss_fn``: a ``torch.nn`` loss module, a ``torch.nn.functional`` loss, the kind the preflight
     matched for ``loss: model`` (:class:`ModelLoss`), or ``unknown``."""

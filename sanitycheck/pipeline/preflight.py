@@ -110,14 +110,14 @@ def _targets_in_range(loss_fn: Any, outputs: Any, targets: Any) -> None:
     """A class id outside the outputs' classes fails with the loss's own words before the loss runs: on the CPU
     ``cross_entropy`` raises them itself, but on a GPU it trips a device-side assert that surfaces later, under
     another call, and leaves the CUDA context unusable."""
-    from sanitycheck.pipeline.losses import loss_kind
+    from sanitycheck.pipeline.losses import ignored_label, loss_kind
 
     if loss_kind(loss_fn) not in ("cross_entropy", "nll") or not isinstance(outputs, torch.Tensor) \
             or not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.dtype == torch.bool \
             or outputs.ndim != targets.ndim + 1 or outputs.ndim < 2:
         return
     ids = targets.detach().cpu()
-    ids = ids[ids != getattr(loss_fn, "ignore_index", -100)]
+    ids = ids[ids != ignored_label(loss_fn)]
     bad = ids[(ids < 0) | (ids >= outputs.shape[1])]
     if len(bad):
         raise UsageError(f"loss: failed on outputs {describe(outputs)} and targets {describe(targets)}: IndexError: "

@@ -37,6 +37,13 @@ def batchnorm_types() -> tuple[type, ...]:
     return (nn.modules.batchnorm._BatchNorm,)  # BatchNorm1d/2d/3d, SyncBatchNorm, the lazy variants
 
 
+def weight_layer_types() -> tuple[type, ...]:
+    """Layers whose initialization assumes inputs of roughly unit scale: Linear, convolutions, recurrent layers."""
+    from torch import nn
+
+    return (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase)
+
+
 def norm_types() -> tuple[type, ...]:
     """Normalization layers whose parameters (gain and shift) conventionally get no weight decay."""
     from torch import nn
@@ -78,6 +85,8 @@ class Call:
     output_shape: tuple[int, ...] | None
     #: The index of the call whose output this call received as its first input (``None``: not a module's).
     fed_by: int | None = None
+    #: The median over the batch of each sample's largest |value| of the first input (a floating-point one), else None.
+    input_level: float | None = None
     _output: Any = field(default=None, repr=False)
 
     @property
@@ -136,6 +145,8 @@ def trace_forward(model: nn.Module, inputs: Any) -> Trace:
                         input_shape=tuple(first.shape) if isinstance(first, torch.Tensor) else None,
                         output_shape=tuple(output.shape) if isinstance(output, torch.Tensor) else None,
                         fed_by=source, _output=output)  # the output is kept alive: its address is not reused
+            if isinstance(first, torch.Tensor) and first.is_floating_point() and first.ndim and first.numel():
+                call.input_level = float(first.detach().abs().reshape(len(first), -1).amax(1).float().median())
             calls.append(call)
             out_key = key(output)
             if out_key is not None:
