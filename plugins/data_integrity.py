@@ -306,7 +306,7 @@ class DataIntegrity(Check):
         not_int, outside = {}, {}
         for n, p in passes.items():
             t = p.targets
-            if t is None and p.targets_note.endswith("not numbers"):
+            if p.structured_targets:
                 continue  # a dict per sample (multi-task heads) and a loss of the user's that reads it: no class ids
             if t is None or not np.issubdtype(t.dtype, np.number):
                 not_int[n] = list(range(p.n))

@@ -24,6 +24,8 @@ from sanitycheck.engine.errors import UsageError
 from sanitycheck.engine.memory import empty_huge, empty_shared
 from sanitycheck.pipeline.tensors import describe, dtype_name, target_array, to_numpy
 
+#: How ``DataPass.targets_note`` ends for targets that are not numbers (``DataPass.structured_targets``).
+NOT_NUMBERS = ", not numbers"
 #: An IterableDataset has no length: read at most this many samples unless ``data.max_samples`` says otherwise.
 ITERABLE_CAP = 10_000
 #: Samples are converted and summarized in chunks of this many (vectorized statistics per chunk).
@@ -111,6 +113,11 @@ class DataPass:
     features_note: str = "embedded"
     #: Why ``targets`` is None ("their shapes differ", "a dict per sample, not numbers"); "" when it is not.
     targets_note: str = ""
+
+    @property
+    def structured_targets(self) -> bool:
+        """Targets that are not numbers (a dict per sample for multi-task heads, read by the user's loss)."""
+        return self.targets is None and self.targets_note.endswith(NOT_NUMBERS)
 
     @property
     def nonfinite(self) -> np.ndarray:
@@ -712,7 +719,7 @@ class _Accumulator:
                 # structured targets (a dict per sample for multi-task heads): no one value per sample to read
                 first = self._target_parts[0]
                 kind = type(first.item()).__name__ if first.dtype == object and first.ndim == 0 else str(first.dtype)
-                self.targets, self.targets_note = None, f"a {kind} per sample, not numbers"
+                self.targets, self.targets_note = None, f"a {kind} per sample{NOT_NUMBERS}"
         elif self._target_parts:
             self.targets_note = "their shapes differ"
         self._target_parts = []
