@@ -1,10 +1,11 @@
 """Inputs and outputs of several tensors, as real pipelines write them: ``forward(x, lengths)`` on batches
 ``((padded, lengths), labels)`` gets them as separate arguments, a ``forward(pair)`` its tuple whole, a
-``forward(inputs)`` of named inputs (``{"image": ..., "meta": ...}``) its dict; an
-EmbeddingBag's ``(text, offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat
-vector; a dict of named outputs is scored by its ``logits`` (torchvision's segmentation dicts by their ``out``); a dict of targets (two heads) is trained, not read as
-class ids; lazy modules get their parameters first; a ``torch.compile`` wrapper is probed as the module it wraps. The suite
-runs through each without a crash or a false alarm, and a planted bug is still found."""
+``forward(inputs)`` of named inputs (``{"image": ..., "meta": ...}``) its dict; an EmbeddingBag's ``(text,
+offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat vector; a dict of named
+outputs is scored by its ``logits`` (torchvision's segmentation dicts by their ``out``); a dict of targets (two
+heads) is trained, not read as class ids; lazy modules get their parameters first; a ``torch.compile`` wrapper is
+probed as the module it wraps. The suite runs through each without a crash or a false alarm, and a planted bug is
+still found."""
 
 from __future__ import annotations
 
@@ -348,42 +349,14 @@ def test_a_segmentation_dict_is_scored_by_its_out(run_pipeline):
     assert "SC301" in codes(report(True), at_least="error")  # a softmax before cross_entropy: the fit stalls
 
 
-class NamedInputs(Dataset):
-    """Samples ``({"image": ..., "meta": ...}, label)``: named inputs, read by the model's forward by key."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x.reshape(-1, 1, 8, 8), y
-        self.meta = torch.randn(len(y), 3, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"image": self.x[i], "meta": self.meta[i]}, self.y[i]
-
-
-class ImageAndMeta(nn.Module):
-    def __init__(self, centre_over_batch: bool = False):
-        super().__init__()
-        self.image = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU())
-        self.head = nn.Linear(32 + 3, 10)
-        self.centre = centre_over_batch
-
-    def forward(self, inputs):
-        h = self.image(inputs["image"])
-        if self.centre:  # BUG: every sample's features depend on the rest of its batch, in eval mode too
-            h = h - h.mean(0, keepdim=True)
-        return self.head(torch.cat([h, inputs["meta"]], 1))
-
-
 def test_a_dict_of_named_inputs_is_read_and_probed(run_pipeline):
     # the data pass stopped at "sample 0 has a non-numeric input of dtype object (dict)": exit 2
-    (xt, yt), (xv, yv) = casekit.digits()
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
 
     def report(centre):
         return run_pipeline(only=["data-integrity", "leakage", "label-shuffle", "batch-independence"],
-                            train=DataLoader(NamedInputs(xt, yt), batch_size=32, shuffle=True),
-                            val=NamedInputs(xv, yv), model=lambda: ImageAndMeta(centre),
+                            train=DataLoader(probekit.WithMetadata(xt, yt, named=True), batch_size=32, shuffle=True),
+                            val=probekit.WithMetadata(xv, yv, named=True), model=lambda: probekit.ImageAndMeta(centre),
                             loss="torch.nn:CrossEntropyLoss", batch_size=32)
 
     clean = report(False)

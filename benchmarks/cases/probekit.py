@@ -100,6 +100,40 @@ def train_mode_mixing_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 64), TrainModeCentering(), nn.ReLU(), nn.Linear(64, 10))
 
 
+class WithMetadata(Dataset):
+    """Each digit image (1 x 8 x 8) with two metadata floats: ``((image, meta), label)``, a model of several inputs;
+    ``named``: ``({"image": image, "meta": meta}, label)``, named inputs the model reads by key."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, named: bool = False):
+        self.x, self.y, self.named = x, y, named
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        image, meta = self.x[i], self.x[i].mean((1, 2)).repeat(2)
+        return ({"image": image, "meta": meta} if self.named else (image, meta)), self.y[i]
+
+
+class ImageAndMeta(nn.Module):
+    """``forward(image, meta)``, or ``forward(inputs)`` with a dict of both (WithMetadata's samples);
+    ``centre_over_batch``: the image features lose their batch mean in eval mode too, so samples mix (SC1101)."""
+
+    def __init__(self, centre_over_batch: bool = False):
+        super().__init__()
+        self.centre_over_batch = centre_over_batch
+        self.image, self.meta = nn.Sequential(nn.Flatten(), nn.Linear(64, 32)), nn.Linear(2, 8)
+        self.head = nn.Linear(40, 10)
+
+    def forward(self, image, meta=None):
+        if isinstance(image, dict):
+            image, meta = image["image"], image["meta"]
+        features = self.image(image)
+        if self.centre_over_batch:
+            features = features - features.mean(0, keepdim=True)
+        return self.head(torch.cat([torch.relu(features), torch.relu(self.meta(meta))], 1))
+
+
 class WithTrueLabels(Dataset):
     """(input, label, true label): lets a train_step read labels from outside the batch's target slot."""
 

@@ -68,38 +68,12 @@ def test_clean_pipelines_stay_quiet_over_seeds(run_pipeline, kind):
         assert "SC1101" not in codes(report)
 
 
-class WithMetadata(torch.utils.data.Dataset):
-    """Each digit as ((image, two metadata floats), label): a model of several inputs, forward(image, meta)."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return (self.x[i], self.x[i].mean((1, 2)).repeat(2)), self.y[i]
-
-
-class ImageAndMeta(nn.Module):
-    def __init__(self, centre_over_batch=False):
-        super().__init__()
-        self.centre_over_batch = centre_over_batch
-        self.image, self.meta, self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 32)), nn.Linear(2, 8), nn.Linear(40, 10)
-
-    def forward(self, image, meta):
-        features = self.image(image)
-        if self.centre_over_batch:  # the batch's mean taken out in eval mode too: samples mix
-            features = features - features.mean(0, keepdim=True)
-        return self.head(torch.cat([torch.relu(features), torch.relu(self.meta(meta))], 1))
-
-
 @pytest.mark.parametrize("mixing", [False, True])
 def test_a_model_of_several_inputs_is_probed_through_its_image(run_pipeline, mixing):
     """Inputs that are a tuple (an image and its metadata) were skipped ("not a floating-point tensor"); the
     gradient is now taken with respect to the first floating-point one."""
     (xt, yt), (xv, yv) = casekit.digits(image=True)
-    report = run_pipeline(only=CHECK, train=WithMetadata(xt, yt), val=WithMetadata(xv, yv),
-                          model=lambda: ImageAndMeta(mixing), loss=probekit.CE)
+    report = run_pipeline(only=CHECK, train=probekit.WithMetadata(xt, yt), val=probekit.WithMetadata(xv, yv),
+                          model=lambda: probekit.ImageAndMeta(mixing), loss=probekit.CE)
     assert report.checks[0].status == ("failed" if mixing else "passed"), report.checks[0].reason
     assert ("SC1101" in codes(report, at_least="error")) == mixing
