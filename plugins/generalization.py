@@ -74,7 +74,9 @@ CODES = (
         "first): steps to fit 128 training samples (95% training accuracy, or R² 0.9) with their real labels and "
         "with permuted labels. Decision rule: warning when the ratio random/real is below 1.25 "
         "(`memorize_ratio`) and the overfitting rule (SC1601) did not fire; not for regression targets that are mostly "
-        "noise to the model (the reference run's held-out R² below 0.45: a ratio near 1 is then expected). Lists the "
+        "noise to the model (the reference run's held-out R² below 0.45: a ratio near 1 is then expected), nor when "
+        "fewer than 10 of the probe's samples are outside their most common class (fitting either labels is "
+        "memorizing those few). Lists the "
         "same remedies as SC1601.",
         why="A model that fits noise as fast as signal has the capacity to memorize its training set; what it "
         "learns then depends on regularization, not on the data.",
@@ -147,7 +149,7 @@ class Generalization(Check):
                    and np.isfinite(train[best]) and np.isfinite(train_end)
                    and train_end * settings.train_fall <= train[best])
         fast = (memo.ratio is not None and not memo.ratio_is_lower_bound and memo.ratio < settings.memorize_ratio
-                and not memo.noise_either_way)
+                and not memo.noise_either_way and not memo.too_few_other_class)
 
         uses = {"augmentation": ctx.augment is not None, "dropout": has_dropout[:10], "weight_decay": decay}
         evidence = {

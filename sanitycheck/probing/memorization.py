@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 #: 20 and 45; Zhang et al. 2017), so fewer steps could only time data fit in a dozen. A CIFAR-sized conv net at
 #: 0.14 s a step afforded 33 in its 4.7 s cap and spent them fitting nothing (SC203 with no ratio, either way).
 MIN_AFFORDABLE_STEPS = 50
+#: A ratio on a subset with fewer samples than this outside its most common class says nothing about capacity:
+#: permuted labels put as many samples outside it, and fitting either is memorizing a handful of points (breast
+#: cancer cut to 3% malignant, 4 of 128 in the subset: real labels 425 steps, random ones 345 on a clean pipeline).
+MIN_OTHER_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,13 @@ class Memorization:
     cap_s: float | None = None
     #: Regression: the shared reference model's R^2 on held-out samples (how much of the targets is signal to it).
     held_out_r2: float | None = None
+    #: Classification: the subset's samples outside its most common class.
+    other_class: int | None = None
+
+    @property
+    def too_few_other_class(self) -> bool:
+        """Fewer than MIN_OTHER_CLASS subset samples outside the most common class: the ratio says nothing."""
+        return self.other_class is not None and self.other_class < MIN_OTHER_CLASS
 
     @property
     def noise_either_way(self) -> bool:
@@ -108,7 +119,8 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
 
     subset = ctx.sample_indices(ctx.train, plan.memorize_samples, "label-shuffle:memorize")
     steps = ctx.budget(plan.memorize_steps, minimum=20)
-    threshold = _fit_accuracy(ctx, subset, plan.fit_accuracy) if ctx.task == "classification" else plan.fit_r2
+    threshold, other_class = _fit_accuracy(ctx, subset, plan.fit_accuracy) if ctx.task == "classification" \
+        else (plan.fit_r2, None)
     if ctx.task == "sequence":  # a text's next tokens cannot be fit (one context has several continuations)
         return Memorization(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=None,
                             stopped_real="not-run")
@@ -122,7 +134,7 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
                   evaluate_train=False)
     real = train(ctx, ctx.train, subset, **common)
     base = dict(samples=len(subset), max_steps=steps, fit_threshold=threshold, steps_real=real.steps_to_fit,
-                stopped_real=real.stopped)
+                stopped_real=real.stopped, other_class=other_class)
     if real.steps_to_fit is None:  # no ratio to give
         return Memorization(**base)
     # random labels decide the warning within warn ratio x the real labels' steps: a cap that cannot afford those
@@ -138,20 +150,22 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
                         stopped_random=noise.stopped, held_out_r2=_held_out_r2(ctx))
 
 
-def _fit_accuracy(ctx: PipelineContext, subset: np.ndarray, share: float) -> float:
+def _fit_accuracy(ctx: PipelineContext, subset: np.ndarray, share: float) -> tuple[float, int | None]:
     """The training accuracy that counts as fitting ``subset``: ``share`` of the way from what always predicting its
     most common class scores to 1 (at least ``share``). A subset that is 94% one class is otherwise "fit" by that
     constant in a few steps, with real labels and random ones alike (a ratio of 1: SC203 and SC1602 warnings on a
-    clean imbalanced pipeline); on balanced classes it is ``share`` + 0.05 x the majority share (0.955 for 10)."""
+    clean imbalanced pipeline); on balanced classes it is ``share`` + 0.05 x the majority share (0.955 for 10).
+    Also the subset's samples outside its most common class (None without class labels)."""
     labels = ctx.class_labels(ctx.train)
     if labels is None:
-        return share
+        return share, None
     ids = labels[subset]
     ids = ids[ids >= 0]
     if not len(ids):
-        return share
-    majority = np.bincount(ids).max() / len(ids)
-    return float(majority + share * (1 - majority))
+        return share, None
+    counts = np.bincount(ids)
+    majority = counts.max() / len(ids)
+    return float(majority + share * (1 - majority)), int(len(ids) - counts.max())
 
 
 def _held_out_r2(ctx: PipelineContext) -> float | None:

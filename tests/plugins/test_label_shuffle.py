@@ -490,19 +490,45 @@ def test_image_targets_of_other_images_in_the_training_split(run_pipeline, seed)
     assert not codes(clean, at_least="warning"), [f.message for f in clean.findings]
 
 
-def test_a_clean_imbalanced_split_is_not_fit_by_its_majority_class(run_pipeline):
-    # 94% of one class: always predicting it "fit" 95% of the memorization subset in 5 steps with real and random
-    # labels alike (a ratio of 1: SC203 and SC1602 warnings on a clean pipeline)
+def rare_malignant(run_pipeline, rare: int, seed: int, train: int = 300, permute: bool = False):
+    """Breast cancer with only ``rare`` malignant tumours kept (shuffled by ``seed``), the first ``train`` samples
+    for training (their labels permuted with ``permute``), the rest held out; BCEWithLogits with the pos_weight a
+    user sets for the imbalance."""
     from sklearn.datasets import load_breast_cancer
 
     d = load_breast_cancer()
     x = (d.data - d.data.mean(0)) / d.data.std(0)
-    rng = np.random.default_rng(0)
-    rare = rng.choice(np.flatnonzero(d.target == 0), 20, replace=False)
-    keep = np.concatenate([rare, np.flatnonzero(d.target == 1)])
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(d.target == 0), rare, replace=False), np.flatnonzero(d.target == 1)])
     rng.shuffle(keep)
     x, y = torch.tensor(x[keep], dtype=torch.float32), torch.tensor((d.target[keep] == 0).astype(np.float32))[:, None]
-    report = run_pipeline(only=["label-shuffle", "generalization"], train=casekit.dataset(x[:300], y[:300]),
-                          val=casekit.dataset(x[300:], y[300:]), model=lambda: casekit.mlp(30, 1),
-                          loss=torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([17.0])))
+    train_y = y[:train][torch.from_numpy(rng.permutation(train))] if permute else y[:train]
+    weight = float((y == 0).sum() / (y == 1).sum())
+    return run_pipeline(only=["label-shuffle", "generalization"], train=casekit.dataset(x[:train], train_y),
+                        val=casekit.dataset(x[train:], y[train:]), model=lambda: casekit.mlp(30, 1),
+                        loss=torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([weight])))
+
+
+def test_a_clean_imbalanced_split_is_not_fit_by_its_majority_class(run_pipeline):
+    # 94% of one class: always predicting it "fit" 95% of the memorization subset in 5 steps with real and random
+    # labels alike (a ratio of 1: SC203 and SC1602 warnings on a clean pipeline)
+    report = rare_malignant(run_pipeline, rare=20, seed=0)
     assert not codes(report, at_least="warning"), [(f.code, f.message) for f in report.findings]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_a_held_out_split_with_one_or_two_rare_samples_is_inconclusive(run_pipeline, seed):
+    # 3% malignant: 1-3 of 68 held out. Even a model right on all but one of them is not above chance at 0.01, and a
+    # 128-sample memorization subset holds 3-5 of them: SC201 + SC204 errors and SC203 + SC1602 warnings before
+    report = rare_malignant(run_pipeline, rare=11, seed=seed)
+    assert not codes(report, at_least="warning"), [(f.code, f.message) for f in report.findings]
+    inconclusive = [f for f in report.findings if f.code == "SC205"]
+    assert inconclusive and inconclusive[0].evidence["reason"] == "powerless"
+    assert inconclusive[0].evidence["best_case_p_value"] >= 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_permuted_labels_are_still_found_on_an_imbalanced_split_that_can_show_learning(run_pipeline, seed):
+    # 10% malignant and 187 held out (about 19 malignant): a model could show learning, and permuted labels cannot
+    report = rare_malignant(run_pipeline, rare=40, seed=seed, train=210, permute=True)
+    assert "SC201" in codes(report, "label-shuffle", at_least="error"), [(f.code, f.message) for f in report.findings]
