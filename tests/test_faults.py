@@ -621,3 +621,27 @@ def test_an_interrupted_report_says_so():
     assert "INTERRUPTED" in text.summary_line(report) and "interrupted" in markdown.render(report)
     assert Report.model_validate_json(report.model_dump_json()).interrupted
     assert Report.model_validate({"findings": []}).interrupted is False  # reports written before keep validating
+
+
+def test_a_warning_of_the_users_model_is_shown_once_per_run_not_once_per_call(run_pipeline):
+    import warnings
+
+    import torch
+
+    import casekit
+
+    class Warns(torch.nn.Module):  # like dropout2d on a 2-D input: a warning on every forward call
+        def __init__(self):
+            super().__init__()
+            self.net = casekit.mlp(64, 10)
+
+        def forward(self, x):
+            warnings.warn("forward: deprecated input shape", UserWarning)
+            return self.net(x)
+
+    (xt, yt), (xv, yv) = casekit.digits()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python itself would show every call
+        run_pipeline(only=["init-loss", "overfit-batch"], train=casekit.dataset(xt, yt), val=casekit.dataset(xv, yv),
+                     model=Warns, loss=torch.nn.CrossEntropyLoss())
+    assert [str(w.message) for w in caught].count("forward: deprecated input shape") == 1

@@ -15,6 +15,9 @@
 - **Exits.** ``sys.exit`` and ``os._exit`` in a check end that check (status ``error``, the reason names the
   call); ``os._exit`` is caught by :func:`guard_process_exit` while a run is in progress (only in this process:
   forked DataLoader workers still exit for real). ``KeyboardInterrupt`` ends the run (exit 130).
+- **Warnings.** The user's code runs once per check that trains or evaluates it, so a warning it raises (dropout2d
+  on a 2-D input) would be printed once per check: :func:`each_warning_once` shows each distinct one once per run
+  (after the user's own filters: what they silence stays silent).
 - :func:`where` and :func:`exit_reason` describe where such a call came from, for one-line messages.
 """
 
@@ -189,6 +192,29 @@ def guard_process_exit() -> Iterator[None]:
         yield
     finally:
         os._exit = real
+
+
+@contextmanager
+def each_warning_once() -> Iterator[None]:
+    """Inside the block, a warning already shown (same text, category and place) is not shown again. Python's
+    own per-place registry forgets what it showed whenever a filter changes (any ``catch_warnings`` in a library),
+    so the dedup is done where warnings are shown, after the filters decided."""
+    import warnings
+
+    shown: set[tuple] = set()
+    real = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        key = (str(message), category, filename, lineno)
+        if key not in shown:
+            shown.add(key)
+            real(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = real
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from sanitycheck.engine.check import Check, CheckSettings
 from sanitycheck.engine.config import PROFILES, Config, load_config
 from sanitycheck.engine.errors import ConfigError, RunInterrupted, SkipCheck, UsageError
-from sanitycheck.engine.faults import (call_isolated, clean_argv, crash_reason, exit_reason, guard_process_exit,
-                                      memory_limit_bytes)
+from sanitycheck.engine.faults import (call_isolated, clean_argv, crash_reason, each_warning_once, exit_reason,
+                                      guard_process_exit, memory_limit_bytes)
 from sanitycheck.engine.host import ENGINE_CODES, PluginHost, load_host
 from sanitycheck.engine.models import CheckResult, Finding, Report, SplitSummary
 
@@ -92,8 +92,9 @@ def run(
     try:
         # Long scans report to the same callback; one thread policy for the whole run (engine/threads.py: no check
         # sets threads of its own); os._exit is caught; the user's code sees no command-line arguments
-        # (ours are not for it): a factory that calls parse_args() gets its defaults.
-        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")), policy():
+        # (ours are not for it): a factory that calls parse_args() gets its defaults; each of its warnings is shown once.
+        with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")), policy(), \
+                each_warning_once():
             running = [host.checks[name] for name in selected if settings[name].enabled]
             ctx = _open_pipeline(host, cfg, running)  # the pipeline layer; torch is imported here
             if checkpoint:
