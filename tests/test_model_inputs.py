@@ -4,8 +4,8 @@
 offsets)`` are token ids; a sample of two tensors of different shapes is read as one flat vector; a dict of named
 outputs is scored by its ``logits`` (torchvision's segmentation dicts by their ``out``); a dict of targets (two
 heads) is trained, not read as class ids; lazy modules get their parameters first; a ``torch.compile`` wrapper is
-probed as the module it wraps. The suite runs through each without a crash or a false alarm, and a planted bug is
-still found."""
+probed as the module it wraps; Hugging Face's ``{"pixel_values", "labels"}`` image samples need no keys. The suite
+runs through each without a crash or a false alarm, and a planted bug is still found."""
 
 from __future__ import annotations
 
@@ -365,3 +365,55 @@ def test_a_dict_of_named_inputs_is_read_and_probed(run_pipeline):
         [(c.name, c.status, c.reason) for c in clean.checks]
     assert not codes(clean, at_least="warning")
     assert "SC1101" in codes(report(True), at_least="error")
+
+
+class PixelDicts(Dataset):
+    """Hugging Face's image-classification samples: ``{"pixel_values": image, <target_key>: label}``."""
+
+    def __init__(self, x, y, target_key="labels"):
+        self.x, self.y, self.target_key = x, y, target_key
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], self.target_key: self.y[i]}
+
+
+class PixelClassifier(nn.Module):
+    """A Hugging Face-style image classifier: ``model(pixel_values=..., labels=...)`` returns its loss and logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 10))
+
+    def forward(self, pixel_values, labels=None):
+        logits = self.net(pixel_values)
+        return {"loss": None if labels is None else nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+class PixelLogits(PixelClassifier):
+    """The same model returning its logits, for a pipeline that computes the loss itself."""
+
+    def forward(self, pixel_values):
+        return self.net(pixel_values)
+
+
+def test_hugging_face_image_dicts_need_no_keys(run_pipeline):
+    # {"pixel_values", "labels"} samples: "name the input and target with data.input_key and data.target_key", exit 2
+    (xt, yt), (xv, yv) = casekit.digits(image=True)
+    checks = ["data-integrity", "init-loss", "label-shuffle"]
+
+    def report(train_labels, own_loss=True):  # the model's own loss reads "labels"; the datasets' column is "label"
+        key = "labels" if own_loss else "label"
+        return run_pipeline(only=checks, train=PixelDicts(xt, train_labels, key), val=PixelDicts(xv, yv, key),
+                            model=PixelClassifier if own_loss else PixelLogits,
+                            loss="model" if own_loss else "torch.nn:CrossEntropyLoss")
+
+    permuted = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(0))]
+    for own_loss in (True, False):
+        clean = report(yt, own_loss)
+        assert {c.name: c.status for c in clean.checks} == dict.fromkeys(checks, "passed"), \
+            [(c.name, c.status, c.reason) for c in clean.checks]
+        assert not codes(clean, at_least="warning")
+        assert "SC201" in codes(report(permuted, own_loss), at_least="error")

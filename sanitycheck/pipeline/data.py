@@ -275,20 +275,28 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
     return split
 
 
-#: Keys of dict samples read without data.input_key / data.target_key: Hugging Face's names.
-CONVENTIONAL_KEYS = ("input_ids", "labels")
+#: Keys of dict samples read without data.input_key / data.target_key: Hugging Face's names of a model's main input
+#: (text, images, audio waveforms, audio features) and of the targets (``label`` is the datasets' column before a
+#: collator renames it).
+CONVENTIONAL_INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "input_features")
+CONVENTIONAL_TARGET_KEYS = ("labels", "label")
 
 
 def _conventional_keys(dataset: Any, input_key: str | None, target_key: str | None) -> tuple[str | None, str | None]:
-    """Dict samples with Hugging Face's ``input_ids`` and ``labels`` keys need no data.input_key / target_key."""
+    """Dict samples with exactly one of Hugging Face's input names and one of its target names need no
+    data.input_key / target_key."""
     if input_key is not None and target_key is not None:
         return input_key, target_key
     try:
         first = dataset[0]
     except Exception:
         return input_key, target_key  # materialize reports it
-    if isinstance(first, dict) and all(k in first for k in CONVENTIONAL_KEYS):
-        return input_key or CONVENTIONAL_KEYS[0], target_key or CONVENTIONAL_KEYS[1]
+    if not isinstance(first, dict):
+        return input_key, target_key
+    inputs = [k for k in CONVENTIONAL_INPUT_KEYS if k in first]
+    targets = [k for k in CONVENTIONAL_TARGET_KEYS if k in first]
+    if len(inputs) == 1 and len(targets) == 1:
+        return input_key or inputs[0], target_key or targets[0]
     return input_key, target_key
 
 
