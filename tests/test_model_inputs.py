@@ -103,26 +103,6 @@ def test_a_forward_of_one_tuple_gets_it_whole():
 # ------------------------------------------------------------------ PyTorch's text classification tutorial
 
 
-def stdlib_lines(packages=("json", "email")):
-    """Real text nobody here wrote: the words of the lines of two standard-library packages' sources, each line
-    labeled by its package, every distinct line once (so that a clean split holds no copies)."""
-    import re
-    import sysconfig
-    from pathlib import Path
-
-    root, seen, lines, labels = Path(sysconfig.get_paths()["stdlib"]), set(), [], []
-    for label, package in enumerate(packages):
-        for path in sorted((root / package).rglob("*.py")):
-            for line in path.read_text(errors="ignore").splitlines():
-                words = tuple(re.findall(r"[A-Za-z_]+", line))
-                if len(words) >= 3 and words not in seen:
-                    seen.add(words)
-                    lines.append(words)
-                    labels.append(label)
-    vocab = {w: i + 1 for i, w in enumerate(sorted({w for line in lines for w in line}))}  # 0: unknown
-    return [[vocab[w] for w in line] for line in lines], labels, len(vocab) + 1
-
-
 class Lines(Dataset):
     def __init__(self, ids, labels):
         self.ids, self.labels = ids, labels
@@ -152,7 +132,7 @@ class TextClassificationModel(nn.Module):
 
 
 def run_text(run_pipeline, copies=0):
-    ids, labels, vocab = stdlib_lines()
+    ids, labels, vocab = casekit.stdlib_lines()
     order = np.random.default_rng(0).permutation(len(ids))
     train, val = order[:len(ids) * 4 // 5], order[len(ids) * 4 // 5:]
     val = np.concatenate([train[:copies], val[copies:]])  # the bug: training lines copied into validation

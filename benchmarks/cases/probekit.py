@@ -158,6 +158,50 @@ def step_reading_side_labels(model, batch, loss_fn, optimizer):
     return loss
 
 
+class TokenDicts(Dataset):
+    """Texts as Hugging Face's tokenizers give them: ``{"input_ids", "attention_mask", "labels"}``, padded with id 0
+    to ``length`` tokens (longer texts cut)."""
+
+    def __init__(self, ids: list[list[int]], labels, length: int = 24):
+        self.ids, self.labels, self.length = ids, labels, length
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        ids = self.ids[i][:self.length]
+        pad = self.length - len(ids)
+        return {"input_ids": torch.tensor(ids + [0] * pad), "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
+                "labels": torch.tensor(int(self.labels[i]))}
+
+
+class MeanPooledText(nn.Module):
+    """A text classifier computing its own loss, Hugging Face-style: ``model(input_ids, attention_mask, labels)``
+    returns ``{"loss", "logits"}``; token embeddings averaged over the unmasked positions."""
+
+    def __init__(self, vocab: int, classes: int = 2, dim: int = 32):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, classes)
+
+    def forward(self, input_ids, attention_mask, labels=None):
+        mask = attention_mask.unsqueeze(-1).float()
+        logits = self.head((self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp_min(1))
+        return {"loss": None if labels is None else nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def text_pipeline(permute: bool = False) -> dict:
+    """Keyword arguments of a text-classification pipeline on :func:`casekit.stdlib_lines` (json against email lines,
+    :class:`TokenDicts`, :class:`MeanPooledText`); ``permute``: the training labels permuted."""
+    ids, labels, vocab = casekit.stdlib_lines()
+    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0)).tolist()
+    train, val = order[:len(ids) * 4 // 5], order[len(ids) * 4 // 5:]
+    train_labels = torch.tensor([labels[i] for i in train])
+    return {"train": TokenDicts([ids[i] for i in train], permuted(train_labels) if permute else train_labels),
+            "val": TokenDicts([ids[i] for i in val], [labels[i] for i in val]),
+            "model": lambda: MeanPooledText(vocab), "loss": "model", "batch_size": 32}
+
+
+
 # ------------------------------------------------------------------------------------------ test helpers
 
 

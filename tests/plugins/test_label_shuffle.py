@@ -297,6 +297,22 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_when_the_inputs_predict
         assert not codes(report, at_least="error") and "SC201" not in codes(report)
 
 
+@pytest.mark.parametrize("permute", [True, False])
+def test_a_fitted_budget_that_fits_nothing_still_decides_on_texts(run_pipeline, monkeypatch, permute):
+    """Token ids have no meaningful distance, so the vote was not taken and permuted labels stayed SC205: their bags
+    of tokens vote instead (TF-IDF, Hugging Face-style dict samples of real text)."""
+    fits_nothing(monkeypatch)
+    fake_cost(monkeypatch, 0.001, 0.002)
+    report = run_pipeline(only=CHECK, **probekit.text_pipeline(permute),
+                          checks={"label-shuffle": {"memorize_seconds": 0.5}})
+    if permute:
+        finding = probekit.finding(report, "SC201")
+        assert finding.severity == "error" and finding.evidence["input_label_signal"]["absent"]
+    else:  # json and email lines are told apart by their words: the model needs more training, not other labels
+        finding = probekit.finding(report, "SC205")
+        assert finding.evidence["input_label_signal"]["predictable"] and not codes(report, at_least="warning")
+
+
 def masks_pipeline(permute: bool) -> dict:
     """Segmentation of the digits: each pixel's class is the digit's (plus one) where the stroke is, else 0; with
     ``permute``, every image gets the mask of another image (image and mask file lists sorted apart)."""
