@@ -87,7 +87,7 @@ CODES = (
         "per-sample correctness or losses) and by at least 0.05 (accuracy or R²), as a model memorizing labels it "
         "cannot generalize does; (b) classification: the inputs themselves do not predict "
         "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding "
-        "(token ids: on their bags of tokens, TF-IDF, up to 4000 samples: distances between id vectors mean "
+        "(token ids: on their bags of tokens, TF-IDF, the shared embedding of texts: distances between id vectors mean "
         "nothing) is not significantly above chance (sum_k p_k q_k, p the labels' and q the votes' class shares; binomial "
         "test at alpha/10, or less than 5 points above it). (b) also "
         "applies on the default budget to a model that does not pass (a): PyTorch's 60-minute-blitz CIFAR net at "
@@ -384,12 +384,10 @@ class LabelShuffle(Check):
         if not_learned and plan.fitted and undecided == "untrained":
             # a fitted budget in which the model fit nothing can still be judged when the inputs do not predict the
             # labels at all, without training: the labels belong to other inputs (SC201). Sequences: a table of
-            # target given input token; classification: the nearest-neighbour vote (on token ids, of bags of tokens:
-            # distances between id vectors mean nothing, and a vote on them is at chance for real text too)
+            # target given input token; classification: the nearest-neighbour vote (texts of token ids by their bags
+            # of tokens: the shared embedding's)
             if ctx.task == "sequence":
                 signal = token_label_signal(ctx, settings, rng)
-            elif ctx.inputs_are_token_ids():  # class ids per text: the bags' vote; other targets: no test
-                signal = train_signal()
             else:  # one class id per sample: the vote; other targets: neighbours'
                 # the training side of the split-against-split test, when it ran, is this very test
                 signal = train_signal() or (sides["train"] if sides is not None else
@@ -715,11 +713,11 @@ def _undecided(real: Any, plan: Any, trained: bool) -> str | None:
 def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | None:
     """Whether the training inputs predict their labels without any training: the leave-one-out vote of the 10
     nearest distinct inputs on the run's shared embedding (the neighbours leakage and influence use), against the
-    chance of a vote that ignores the inputs (sum_k p_k q_k: p the labels', q the votes' class shares), one-sided binomial test at ``alpha / 10`` and at least 5
-    points above chance. ``None`` for regression or when the inputs cannot be embedded."""
+    chance of a vote that ignores the inputs (sum_k p_k q_k: p the labels', q the votes' class shares), one-sided
+    binomial test at ``alpha / 10`` and at least 5 points above chance. ``None`` for regression or when the inputs cannot be embedded."""
     from scipy.stats import binom
 
-    from sanitycheck.probing.neighbors import knn, knn_device, split_neighbors, vote_counts
+    from sanitycheck.probing.neighbors import split_neighbors
 
     labels = ctx.class_labels(ctx.train)
     if labels is None:
@@ -729,20 +727,11 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
     classes = int(labels[usable].max()) + 1 if len(usable) else 0
     if len(usable) < 20 or classes < 2:
         return None
-    if ctx.inputs_are_token_ids():  # texts: neighbours by the tokens they use
-        bags = _training_bags(ctx, usable)
-        if bags is None:
-            return None
-        usable, base, _ = bags
-        _, idx = knn(base, base, 10, exclude_self=True, seed=ctx.derived_seed("label-shuffle:bags"),
-                     device=knn_device(ctx))
-        votes = vote_counts(np.where(idx >= 0, labels[usable][np.maximum(idx, 0)], -1), classes)
-    else:
-        try:
-            nb = split_neighbors(ctx, ctx.train)
-        except Exception:  # no embedding for these inputs
-            return None
-        votes = nb.label_votes(labels, usable, classes)
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+    except Exception:  # no embedding for these inputs
+        return None
+    votes = nb.label_votes(labels, usable, classes)
     voted = votes.sum(1) > 0
     said, truth = votes[voted].argmax(1), labels[usable][voted]
     hits = int((said == truth).sum())
@@ -768,7 +757,6 @@ def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: floa
 
     from sanitycheck.probing.embedding import embedding
     from sanitycheck.probing.neighbors import knn, knn_device, split_neighbors, vote_counts
-    from sanitycheck.probing.token_bags import token_bags
 
     train_labels, labels = ctx.class_labels(ctx.train), ctx.class_labels(split)
     if train_labels is None or labels is None:
@@ -777,26 +765,14 @@ def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: floa
     classes = int(max(train_labels.max(), labels[rows].max())) + 1 if len(rows) else 0
     if len(rows) < 20 or classes < 2:
         return None
-    seed = ctx.derived_seed("label-shuffle:held-out")
-    if ctx.inputs_are_token_ids():  # texts: neighbours by the tokens they use
-        usable = ctx.usable_indices(ctx.train)
-        bags = _training_bags(ctx, usable[train_labels[usable] >= 0])
-        held = split.data_pass().inputs
-        if bags is None or held is None:
-            return None
-        voters, base, idf = bags
-        _, idx = knn(token_bags(held[rows], idf)[0], base, min(10, len(base)), seed=seed, device=knn_device(ctx))
-        idx = np.where(idx >= 0, voters[np.maximum(idx, 0)], -1)
-    else:
-        try:
-            nb = split_neighbors(ctx, ctx.train)
-            queries = embedding(ctx, split)
-        except Exception:  # no embedding for these inputs
-            return None
-        _, idx = knn(queries[rows], nb.base, min(10, len(nb.unique)), seed=seed, device=knn_device(ctx),
-                     index=nb.index)
-        idx = np.where(idx >= 0, nb.unique[np.maximum(idx, 0)], -1)
-    votes = vote_counts(np.where(idx >= 0, train_labels[np.maximum(idx, 0)], -1), classes)
+    try:
+        nb = split_neighbors(ctx, ctx.train)
+        queries = embedding(ctx, split)
+    except Exception:  # no embedding for these inputs
+        return None
+    _, idx = knn(queries[rows], nb.base, min(10, len(nb.unique)), seed=ctx.derived_seed("label-shuffle:held-out"),
+                 device=knn_device(ctx), index=nb.index)
+    votes = vote_counts(np.where(idx >= 0, train_labels[nb.unique[np.maximum(idx, 0)]], -1), classes)
     voted = votes.sum(1) > 0
     predicted, truth = votes[voted].argmax(1), labels[rows][voted]
     n, hits = int(voted.sum()), int((predicted == truth).sum())
@@ -807,23 +783,6 @@ def held_out_label_signal(ctx: Any, split: Any, indices: np.ndarray, alpha: floa
     return {"knn_accuracy": rounded(accuracy), "chance": rounded(chance), "samples": n, "p_value": rounded(p),
             "summary": f"a 10-nearest-training-neighbour vote gets {accuracy:.1%} of them, chance {chance:.1%}, "
                        f"p = {p:.2g}", "absent": bool(p >= alpha)}
-
-
-#: Training samples whose bags of tokens vote (a seeded subset of the usable ones): token-id inputs.
-BAG_SAMPLES = 4000
-
-
-def _training_bags(ctx: Any, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(samples, bags, idf)``: TF-IDF bags of tokens (:mod:`sanitycheck.probing.token_bags`) of up to BAG_SAMPLES of
-    the training samples ``usable`` (seeded, in index order); None when the data pass did not keep the inputs."""
-    from sanitycheck.probing.token_bags import token_bags
-
-    ids = ctx.train.data_pass().inputs
-    if ids is None:
-        return None
-    if len(usable) > BAG_SAMPLES:
-        usable = np.sort(ctx.rng("label-shuffle:bags").choice(usable, BAG_SAMPLES, replace=False))
-    return (usable, *token_bags(ids[usable]))
 
 
 #: Training samples the neighbour-target test pairs (a seeded subset of the usable ones).

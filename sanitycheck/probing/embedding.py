@@ -27,6 +27,10 @@ different pictures land far apart. A shift or a crop of a pixel or two can move 
 features are then standardized with the training split's mean and standard deviation (each standard deviation
 floored at 0.3x the median one, so near-constant features do not dominate).
 
+**Token ids** (integer inputs the model feeds to an ``nn.Embedding``, or any with ``task: sequence``) are embedded
+as bags of tokens instead (:mod:`sanitycheck.probing.token_bags`: TF-IDF fitted on the training split, projected to
+256 dims, unit length), from the inputs the data pass kept; distances between id vectors mean nothing.
+
 **Model features** (config ``embedding: {source: model}``; :func:`source` tells which is used). Instead of the
 inputs, the model's penultimate features: a fresh model (``ctx.make_model``, seeded; a factory that loads a
 checkpoint gives the pretrained one) in eval mode and under ``torch.no_grad`` is fed batches built in the user's
@@ -48,6 +52,7 @@ import numpy as np
 
 from sanitycheck.pipeline.capture import FeatureCapture
 from sanitycheck.pipeline.features import _projection, raw_features
+from sanitycheck.probing.token_bags import bag_embedding, inverse_document_frequency
 
 #: A feature's standard deviation is floored at this fraction of the median feature's before standardizing.
 STD_FLOOR = 0.3
@@ -151,6 +156,8 @@ def embedding(ctx: Any, split: Any) -> np.ndarray:
             if split is ctx.train:
                 return _model_train(ctx)[1]
             return space(ctx).transform(_model_features(ctx, split), inplace=True)
+        if _token_ids(ctx):
+            return bag_embedding(_token_inputs(split.data_pass().inputs, split.name), _token_idf(ctx))
         features, kind = _features(split)
         sp = space(ctx)
         if kind != sp.kind or features.shape[1] != sp.dim:
@@ -179,11 +186,32 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
     if source(ctx) == "model":
         sp = space(ctx)
         return sp.transform(_featurizer(ctx).inputs_features(arr), inplace=True)
+    if _token_ids(ctx):
+        return bag_embedding(_token_inputs(arr, "inputs"), _token_idf(ctx))
     features, kind = raw_features(arr.astype(np.float32, copy=False))
     sp = space(ctx)
     if kind != sp.kind:
         raise EmbeddingUnavailable(f"inputs embed as {kind}, train as {sp.kind}")
     return sp.transform(features)
+
+
+def _token_ids(ctx: Any) -> bool:
+    """Token-id inputs embedded from their values: bags of tokens (:mod:`sanitycheck.probing.token_bags`), not id
+    vectors, whose distances mean nothing."""
+    return source(ctx) == "pixels" and bool(getattr(ctx, "inputs_are_token_ids", lambda: False)())
+
+
+def _token_inputs(ids: np.ndarray | None, name: str) -> np.ndarray:
+    if ids is None:  # texts of different lengths that a collate_fn pads or concatenates, or over the memory budget
+        raise EmbeddingUnavailable(f"{name}: the token ids were not kept by the data pass (lengths differ, or "
+                                   "data.memory_mb is exceeded)")
+    return ids
+
+
+def _token_idf(ctx: Any) -> np.ndarray:
+    """The training split's inverse document frequencies of tokens (cached)."""
+    return ctx.shared("embedding:token-idf", lambda: inverse_document_frequency(
+        _token_inputs(ctx.train.data_pass().inputs, ctx.train.name)))
 
 
 __all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable"]
