@@ -10,6 +10,7 @@ runs through each without a crash or a false alarm, and a planted bug is still f
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
@@ -397,3 +398,48 @@ def test_hugging_face_image_dicts_need_no_keys(run_pipeline):
             [(c.name, c.status, c.reason) for c in clean.checks]
         assert not codes(clean, at_least="warning")
         assert "SC201" in codes(report(permuted, own_loss), at_least="error")
+
+
+def token_tensors(rows):
+    """Padded token ids, their attention mask and labels of casekit.stdlib_lines rows, as BERT fine-tuning tutorials
+    build them: ``TensorDataset(input_ids, attention_mask, labels)``."""
+    ids, labels, _ = casekit.stdlib_lines()
+    x, mask = torch.zeros(len(rows), 24, dtype=torch.long), torch.zeros(len(rows), 24, dtype=torch.long)
+    for r, i in enumerate(rows):
+        x[r, :len(ids[i][:24])], mask[r, :len(ids[i][:24])] = torch.tensor(ids[i][:24]), 1
+    return x, mask, torch.tensor([labels[i] for i in rows])
+
+
+class MaskedMean(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(vocab, 32), nn.Linear(32, 2)
+
+    def forward(self, input_ids, attention_mask):
+        m = attention_mask.unsqueeze(-1).float()
+        return self.head((self.embed(input_ids) * m).sum(1) / m.sum(1).clamp_min(1))
+
+
+def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
+    # batch = (input_ids, attention_mask, labels) read as (input, target, ...): "forward() missing 1 required
+    # positional argument: 'attention_mask'", exit 2, and no way to say otherwise but a wrapper Dataset
+    _, _, vocab = casekit.stdlib_lines()
+    order = np.random.default_rng(0).permutation(len(casekit.stdlib_lines()[1]))
+    x, mask, y = token_tensors(order[:2000])
+    xv, maskv, yv = token_tensors(order[2000:2600])
+    checks = ["data-integrity", "init-loss", "label-shuffle"]
+
+    def report(labels, **keys):
+        return run_pipeline(only=checks, train=TensorDataset(x, mask, labels), val=TensorDataset(xv, maskv, yv),
+                            model=lambda: MaskedMean(vocab), loss="torch.nn:CrossEntropyLoss",
+                            data={"input_key": [0, 1], "target_key": 2, **keys})
+
+    clean = report(y)
+    assert {c.name: c.status for c in clean.checks} == dict.fromkeys(checks, "passed"), \
+        [(c.name, c.status, c.reason) for c in clean.checks]
+    assert not codes(clean, at_least="warning")
+    assert "SC201" in codes(report(probekit.permuted(y)), at_least="error")
+    from sanitycheck.engine.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"data\.target_key: train sample 0 has 3 elements, no position 3"):
+        report(y, target_key=3)

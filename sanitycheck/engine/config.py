@@ -43,8 +43,11 @@ class DataConfig(StrictModel):
     train: Ref = Field(description="The training split: a Dataset, a DataLoader, or a zero-arg callable returning one.")
     val: Ref | None = Field(None, description="The held-out split, same forms as `train`.")
     augment: Ref | None = Field(None, description="callable(input) -> input: the training-time augmentation of ONE input.")
-    input_key: str | None = Field(None, description="For dict samples: the key of the input.")
-    target_key: str | None = Field(None, description="For dict samples: the key of the target.")
+    input_key: str | int | list[int] | None = Field(
+        None, description="For dict samples: the key of the input. For tuple samples: its position, or a list of "
+        "positions given to the model as separate arguments (TensorDataset(input_ids, attention_mask, labels): [0, 1]).")
+    target_key: str | int | None = Field(
+        None, description="For dict samples: the key of the target. For tuple samples: its position (default 1).")
     max_samples: int | None = Field(
         None, ge=1, description="Read at most this many samples per split (an IterableDataset defaults to 10000)."
     )

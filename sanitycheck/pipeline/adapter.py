@@ -261,7 +261,8 @@ class ModelAdapter:
         inputs with ``task: sequence``. Token ids are indices, not magnitudes: no pixel scale, no Euclidean
         distance between them."""
         dtypes = {d for split in self.splits() for d in split.data_pass().input_dtypes}
-        if not dtypes or not all(d.startswith(("int", "uint")) for d in dtypes):
+        # inputs of several tensors (tuple, list): token_embedding checks that the first holds the ids
+        if not dtypes or not all(d.startswith(("int", "uint")) or d in ("tuple", "list") for d in dtypes):
             return False
         return self.task == "sequence" or self.token_embedding() is not None
 

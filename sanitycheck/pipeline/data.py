@@ -149,8 +149,10 @@ class Split:
     dataset: Any
     loader: DataLoader | None
     n: int
-    input_key: str | None
-    target_key: str | None
+    #: Dict samples: the keys of the input and the target. Tuple/list samples: their positions (an input of several
+    #: positions is read as a tuple of them); None there means (input, target, ...).
+    input_key: str | int | list[int] | None
+    target_key: str | int | None
     collate_fn: Callable[[list[Any]], Any] = default_collate
     memory_mb: int = 1024
     #: Where the data pass runs: ``None`` in this process; else ``reader(split) -> DataPass`` (the ray engine,
@@ -178,12 +180,18 @@ class Split:
                     f"data.{self.name}: {where} is a dict with keys {sorted(map(str, item))}; "
                     "name the input and target with data.input_key and data.target_key"
                 )
+            if isinstance(self.input_key, list):
+                raise UsageError(f"data.input_key: {where} is a dict; a list of positions is for tuple samples")
             missing = [k for k in (self.input_key, self.target_key) if k not in item]
             if missing:
                 raise UsageError(f"data.{self.name}: {where} has no key {missing[0]!r} (keys: {sorted(map(str, item))})")
             return item[self.input_key], item[self.target_key]
         if isinstance(item, (tuple, list)) and len(item) >= 2:
-            return item[0], item[1]
+            inputs, target = _positions(self)
+            for key, pos in [*(("input_key", p) for p in inputs), ("target_key", target)]:
+                if not -len(item) <= pos < len(item):
+                    raise UsageError(f"data.{key}: {where} has {len(item)} elements, no position {pos}")
+            return tuple(item[p] for p in inputs) if isinstance(self.input_key, list) else item[inputs[0]], item[target]
         raise UsageError(
             f"data.{self.name}: {where} is a {type(item).__name__}"
             f"{' of length ' + str(len(item)) if isinstance(item, (tuple, list)) else ''}; "
@@ -219,15 +227,29 @@ def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any 
             new[split.target_key] = targets
         return new
     items = list(batch)
+    positions, target = _positions(split)
     if inputs is not None:
-        items[0] = inputs
+        if isinstance(split.input_key, list):  # several positions: the inputs come as a tuple of them
+            for pos, value in zip(positions, inputs, strict=True):
+                items[pos] = value
+        else:
+            items[positions[0]] = inputs
     if targets is not None:
-        items[1] = targets
+        items[target] = targets
     return items if isinstance(batch, list) else tuple(items)
 
 
+def _positions(split: Split) -> tuple[list[int], int]:
+    """Where a tuple/list sample holds its input(s) and its target: ``data.input_key`` / ``data.target_key`` when
+    they are positions (e.g. ``TensorDataset(input_ids, attention_mask, labels)``: ``[0, 1]`` and ``2``), else
+    ``(input, target, ...)``."""
+    key = split.input_key
+    inputs = key if isinstance(key, list) else [key] if isinstance(key, int) else [0]
+    return inputs, split.target_key if isinstance(split.target_key, int) else 1
+
+
 def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
-                input_key: str | None, target_key: str | None) -> Split:
+                input_key: str | int | list[int] | None, target_key: str | int | None) -> Split:
     """Turn what ``data.<name>`` resolved to into a :class:`Split`, or raise a :class:`UsageError` saying why not."""
     key = f"data.{name}"
     if not isinstance(obj, (Dataset, DataLoader)) and callable(obj) and not hasattr(obj, "__getitem__"):
@@ -282,7 +304,7 @@ CONVENTIONAL_INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "input_f
 CONVENTIONAL_TARGET_KEYS = ("labels", "label")
 
 
-def _conventional_keys(dataset: Any, input_key: str | None, target_key: str | None) -> tuple[str | None, str | None]:
+def _conventional_keys(dataset: Any, input_key: Any, target_key: Any) -> tuple[Any, Any]:
     """Dict samples with exactly one of Hugging Face's input names and one of its target names need no
     data.input_key / target_key."""
     if input_key is not None and target_key is not None:
@@ -296,7 +318,7 @@ def _conventional_keys(dataset: Any, input_key: str | None, target_key: str | No
     inputs = [k for k in CONVENTIONAL_INPUT_KEYS if k in first]
     targets = [k for k in CONVENTIONAL_TARGET_KEYS if k in first]
     if len(inputs) == 1 and len(targets) == 1:
-        return input_key or inputs[0], target_key or targets[0]
+        return (input_key if input_key is not None else inputs[0]), (target_key if target_key is not None else targets[0])
     return input_key, target_key
 
 

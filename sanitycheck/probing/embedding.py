@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from sanitycheck.pipeline.capture import FeatureCapture
+from sanitycheck.pipeline.data import replace_in_batch
 from sanitycheck.pipeline.features import _projection, raw_features
 from sanitycheck.probing.token_bags import bag_embedding, inverse_document_frequency
 
@@ -157,7 +158,7 @@ def embedding(ctx: Any, split: Any) -> np.ndarray:
                 return _model_train(ctx)[1]
             return space(ctx).transform(_model_features(ctx, split), inplace=True)
         if _token_ids(ctx):
-            return bag_embedding(_token_inputs(split.data_pass().inputs, split.name), _token_idf(ctx))
+            return bag_embedding(_token_inputs(split), _token_idf(ctx))
         features, kind = _features(split)
         sp = space(ctx)
         if kind != sp.kind or features.shape[1] != sp.dim:
@@ -187,7 +188,7 @@ def embed(ctx: Any, inputs: Any) -> np.ndarray:
         sp = space(ctx)
         return sp.transform(_featurizer(ctx).inputs_features(arr), inplace=True)
     if _token_ids(ctx):
-        return bag_embedding(_token_inputs(arr, "inputs"), _token_idf(ctx))
+        return bag_embedding(arr, _token_idf(ctx))
     features, kind = raw_features(arr.astype(np.float32, copy=False))
     sp = space(ctx)
     if kind != sp.kind:
@@ -201,17 +202,24 @@ def _token_ids(ctx: Any) -> bool:
     return source(ctx) == "pixels" and bool(getattr(ctx, "inputs_are_token_ids", lambda: False)())
 
 
-def _token_inputs(ids: np.ndarray | None, name: str) -> np.ndarray:
+def _token_inputs(split: Any) -> np.ndarray:
+    """The token ids of every sample of ``split`` ``(n, ...)``, from the inputs the data pass kept: of inputs of
+    several equally shaped tensors (``(input_ids, attention_mask)``), the first, the one an ``nn.Embedding`` reads."""
+    data = split.data_pass()
+    ids = data.inputs
     if ids is None:  # texts of different lengths that a collate_fn pads or concatenates, or over the memory budget
-        raise EmbeddingUnavailable(f"{name}: the token ids were not kept by the data pass (lengths differ, or "
+        raise EmbeddingUnavailable(f"{split.name}: the token ids were not kept by the data pass (lengths differ, or "
                                    "data.memory_mb is exceeded)")
+    if {"tuple", "list"} & set(data.input_dtypes):
+        if ids.ndim < 3:  # tensors of different shapes, read as one flat vector: the ids cannot be told apart
+            raise EmbeddingUnavailable(f"{split.name}: the token ids are one of several inputs of different shapes")
+        ids = ids[:, 0]
     return ids
 
 
 def _token_idf(ctx: Any) -> np.ndarray:
     """The training split's inverse document frequencies of tokens (cached)."""
-    return ctx.shared("embedding:token-idf", lambda: inverse_document_frequency(
-        _token_inputs(ctx.train.data_pass().inputs, ctx.train.name)))
+    return ctx.shared("embedding:token-idf", lambda: inverse_document_frequency(_token_inputs(ctx.train)))
 
 
 __all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable"]
@@ -288,7 +296,7 @@ class _Featurizer:
         import torch
 
         split, item = self.ctx.train, self.template
-        original = item[split.input_key] if isinstance(item, dict) else item[0]
+        original = split.unpack(item)[0]
         value: Any = np.asarray(x)
         if isinstance(original, torch.Tensor):
             integer = not (original.dtype.is_floating_point or original.dtype.is_complex)
@@ -302,9 +310,7 @@ class _Featurizer:
             value = value.astype(original.dtype)
         else:
             value = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-        if isinstance(item, dict):
-            return {**item, split.input_key: value}
-        return (value, *item[1:]) if isinstance(item, tuple) else [value, *item[1:]]
+        return replace_in_batch(split, item, inputs=value)
 
 
 def _featurizer(ctx: Any) -> _Featurizer:
