@@ -33,7 +33,7 @@ CODES = (
     CodeDoc(
         code="SC1101", title="Samples mix across the batch in eval mode", severity="error",
         what="In eval mode, backpropagates the summed output of one sample (the first, middle and last of a "
-        "batch of 8) to the inputs (task: sequence with token ids: to the output of the nn.Embedding applied to "
+        "batch of 8) to the inputs (token ids: to the output of the nn.Embedding applied to "
         "them; inputs of several tensors (a tuple or a dict), such as an image and its metadata: to the first "
         "floating-point one) and "
         "measures the gradient on the other samples' inputs. Decision rule: "
@@ -81,12 +81,12 @@ class BatchIndependence(Check):
         batch = ctx.batch(ctx.train, indices)
         inputs, _ = ctx.train.unpack(batch)
         several = isinstance(inputs, (tuple, list, dict))  # an image and its metadata: the first float one
-        if ctx.task != "sequence" and not several and not (isinstance(inputs, torch.Tensor)
-                                                           and inputs.dtype.is_floating_point):
+        if not several and not (isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point) \
+                and ctx.token_embedding() is None:
             self.skip(f"the inputs are {type(inputs).__name__}"
                       f"{' of dtype ' + str(inputs.dtype) if isinstance(inputs, torch.Tensor) else ''}, "
-                      "not a floating-point tensor that can carry a gradient (token ids are probed through their "
-                      "nn.Embedding with task: sequence)")
+                      "not a floating-point tensor that can carry a gradient, nor token ids an nn.Embedding of the "
+                      "model reads (those are probed through its output)")
         model = ctx.make_model("batch-independence")
         try:
             with torch.no_grad():

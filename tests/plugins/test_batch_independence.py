@@ -49,14 +49,28 @@ def test_other_train_mode_mixing_is_a_warning(run_pipeline):
     assert finding.severity == "warning" and finding.evidence["module_type"] == "TrainModeCentering"
 
 
-def test_integer_inputs_are_skipped_with_a_reason(run_pipeline):
+class CastsToFloat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.net(x.float() / 16)
+
+
+def test_integer_inputs_no_embedding_reads_are_skipped_with_a_reason(run_pipeline):
     (xt, yt), (xv, yv) = casekit.digits()
     as_ids = lambda x: (x * 16).long()  # noqa: E731
-    report = run_pipeline(only=CHECK, train=casekit.dataset(as_ids(xt), yt), val=casekit.dataset(as_ids(xv), yv),
-                          model=lambda: nn.Sequential(nn.Embedding(17, 4), nn.Flatten(), nn.Linear(256, 10)),
-                          loss=probekit.CE)
-    status = report.checks[0]
+
+    def report(model):
+        return run_pipeline(only=CHECK, train=casekit.dataset(as_ids(xt), yt), val=casekit.dataset(as_ids(xv), yv),
+                            model=model, loss=probekit.CE)
+
+    status = report(CastsToFloat).checks[0]
     assert status.status == "skipped" and "floating-point" in status.reason
+    # ids an nn.Embedding reads are probed through its output
+    embedded = report(lambda: nn.Sequential(nn.Embedding(17, 4), nn.Flatten(), nn.Linear(256, 10))).checks[0]
+    assert embedded.status == "passed", embedded.reason
 
 
 @pytest.mark.parametrize("kind", probekit.KINDS)
@@ -77,3 +91,23 @@ def test_a_model_of_several_inputs_is_probed_through_its_image(run_pipeline, mix
                           model=lambda: probekit.ImageAndMeta(mixing), loss=probekit.CE)
     assert report.checks[0].status == ("failed" if mixing else "passed"), report.checks[0].reason
     assert ("SC1101" in codes(report, at_least="error")) == mixing
+
+
+class BatchStandardizedText(probekit.MeanPooledText):
+    """A text classifier that standardizes its pooled features over the batch, in eval mode too."""
+
+    def forward(self, input_ids, attention_mask, labels=None):
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp_min(1)
+        logits = self.head((pooled - pooled.mean(0)) / (pooled.std(0) + 1e-5))  # BUG: statistics of the batch
+        return {"loss": None if labels is None else nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def test_text_classifiers_are_probed_through_their_embedding(run_pipeline):
+    # token ids were probed only with task: sequence: a text classifier was skipped ("not a floating-point tensor")
+    pipeline = probekit.text_pipeline()
+    clean = run_pipeline(only=["batch-independence"], **pipeline)
+    assert [c.status for c in clean.checks] == ["passed"] and not loud(clean, "batch-independence")
+    vocab = pipeline["model"]().embed.num_embeddings
+    mixed = run_pipeline(only=["batch-independence"], **{**pipeline, "model": lambda: BatchStandardizedText(vocab)})
+    assert "SC1101" in codes(mixed, at_least="error")
