@@ -87,9 +87,9 @@ CODES = (
         "per-sample correctness or losses) and by at least 0.05 (accuracy or R²), as a model memorizing labels it "
         "cannot generalize does; (b) classification: the inputs themselves do not predict "
         "the labels: the leave-one-out vote of each training sample's 10 nearest inputs on the shared embedding "
-        "(token ids: on their bags of tokens, TF-IDF, the shared embedding of texts: distances between id vectors mean "
-        "nothing) is not significantly above chance (sum_k p_k q_k, p the labels' and q the votes' class shares; binomial "
-        "test at alpha/10, or less than 5 points above it). (b) also "
+        "(token ids: on their bags of tokens, TF-IDF, the shared embedding of texts: distances between id vectors "
+        "mean nothing) is not significantly above chance (sum_k p_k q_k, p the labels' and q the votes' class "
+        "shares; binomial test at alpha/10, or less than 5 points above it). (b) also "
         "applies on the default budget to a model that does not pass (a): PyTorch's 60-minute-blitz CIFAR net at "
         "lr 0.001 learned nothing in 300 steps (0.125 on its training samples, 0.094 held out) while the vote "
         "gets 39% against a chance of 10%, so that is SC205, not an error. On a fitted budget (a) may fail, and the "
@@ -714,7 +714,8 @@ def input_label_signal(ctx: Any, targets: np.ndarray, alpha: float) -> dict | No
     """Whether the training inputs predict their labels without any training: the leave-one-out vote of the 10
     nearest distinct inputs on the run's shared embedding (the neighbours leakage and influence use), against the
     chance of a vote that ignores the inputs (sum_k p_k q_k: p the labels', q the votes' class shares), one-sided
-    binomial test at ``alpha / 10`` and at least 5 points above chance. ``None`` for regression or when the inputs cannot be embedded."""
+    binomial test at ``alpha / 10`` and at least 5 points above chance. ``None`` for regression or when the inputs
+    cannot be embedded."""
     from scipy.stats import binom
 
     from sanitycheck.probing.neighbors import split_neighbors

@@ -45,7 +45,8 @@ class DataConfig(StrictModel):
     augment: Ref | None = Field(None, description="callable(input) -> input: the training-time augmentation of ONE input.")
     input_key: str | int | list[int] | None = Field(
         None, description="For dict samples: the key of the input. For tuple samples: its position, or a list of "
-        "positions given to the model as separate arguments (TensorDataset(input_ids, attention_mask, labels): [0, 1]).")
+        "positions given to the model as separate arguments (TensorDataset(input_ids, attention_mask, labels): "
+        "[0, 1]).")
     target_key: str | int | None = Field(
         None, description="For dict samples: the key of the target. For tuple samples: its position (default 1).")
     max_samples: int | None = Field(

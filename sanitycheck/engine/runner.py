@@ -92,7 +92,8 @@ def run(
     try:
         # Long scans report to the same callback; one thread policy for the whole run (engine/threads.py: no check
         # sets threads of its own); os._exit is caught; the user's code sees no command-line arguments
-        # (ours are not for it): a factory that calls parse_args() gets its defaults; each of its warnings is shown once.
+        # (ours are not for it): a factory that calls parse_args() gets its defaults; each of its warnings is shown
+        # once.
         with listening(progress), guard_process_exit(), clean_argv(str(cfg.source or "pipeline")), policy(), \
                 each_warning_once():
             running = [host.checks[name] for name in selected if settings[name].enabled]

@@ -318,7 +318,8 @@ def _conventional_keys(dataset: Any, input_key: Any, target_key: Any) -> tuple[A
     inputs = [k for k in CONVENTIONAL_INPUT_KEYS if k in first]
     targets = [k for k in CONVENTIONAL_TARGET_KEYS if k in first]
     if len(inputs) == 1 and len(targets) == 1:
-        return (input_key if input_key is not None else inputs[0]), (target_key if target_key is not None else targets[0])
+        return (input_key if input_key is not None else inputs[0],
+                target_key if target_key is not None else targets[0])
     return input_key, target_key
 
 

@@ -515,7 +515,8 @@ def rare_malignant(run_pipeline, rare: int, seed: int, train: int = 300, permute
     d = load_breast_cancer()
     x = (d.data - d.data.mean(0)) / d.data.std(0)
     rng = np.random.default_rng(seed)
-    keep = np.concatenate([rng.choice(np.flatnonzero(d.target == 0), rare, replace=False), np.flatnonzero(d.target == 1)])
+    keep = np.concatenate([rng.choice(np.flatnonzero(d.target == 0), rare, replace=False),
+                           np.flatnonzero(d.target == 1)])
     rng.shuffle(keep)
     x, y = torch.tensor(x[keep], dtype=torch.float32), torch.tensor((d.target[keep] == 0).astype(np.float32))[:, None]
     train_y = y[:train][torch.from_numpy(rng.permutation(train))] if permute else y[:train]
