@@ -443,3 +443,6 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
 
     with pytest.raises(UsageError, match=r"data\.target_key: train sample 0 has 3 elements, no position 3"):
         report(y, target_key=3)
+    with pytest.raises(UsageError, match=r"missing 1 required positional argument.*name their positions with "
+                                         r"data\.input_key, e\.g\. \[0, 1\], and the target's with data\.target_key"):
+        report(y, input_key=None, target_key=None)

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
 
 
+def _positions_hint(batch: Any, input_key: Any, exc: Exception) -> str:
+    """For samples of three or more elements read as ``(input, target, ...)`` and a forward that was called with the
+    wrong arguments (``TensorDataset(input_ids, attention_mask, labels)``; a siamese pair and its target): how to
+    name the positions."""
+    if not isinstance(exc, TypeError) or not isinstance(batch, (tuple, list)) or len(batch) < 3 \
+            or input_key is not None:
+        return ""
+    return (f" (the samples have {len(batch)} elements, read as (input, target, ...): if the model takes several of "
+            f"them, name their positions with data.input_key, e.g. [0, 1], and the target's with data.target_key, "
+            f"e.g. {len(batch) - 1})")
+
+
 def preflight(ctx: PipelineContext, trains: bool = True) -> None:
     """Fail early, as a usage error naming the key at fault: one forward pass, the loss, one backward, the optimizer
     (``trains``: the optimizer and the user's ``train_step``; left out when no check of the run trains)."""
@@ -53,6 +65,7 @@ def preflight(ctx: PipelineContext, trains: bool = True) -> None:
         raise UsageError(
             f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
             f"{' and targets ' + describe(targets) if model_loss else ''}: {type(exc).__name__}: {exc}"
+            + _positions_hint(batch, ctx.train.input_key, exc)
         ) from exc
     finally:
         if capture is not None:
