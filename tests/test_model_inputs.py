@@ -427,7 +427,7 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
     order = np.random.default_rng(0).permutation(len(casekit.stdlib_lines()[1]))
     x, mask, y = token_tensors(order[:2000])
     xv, maskv, yv = token_tensors(order[2000:2600])
-    checks = ["data-integrity", "init-loss", "label-shuffle"]
+    checks = ["data-integrity", "init-loss", "label-shuffle", "batch-independence"]  # the last through the embedding
 
     def report(labels, **keys):
         return run_pipeline(only=checks, train=TensorDataset(x, mask, labels), val=TensorDataset(xv, maskv, yv),

@@ -50,15 +50,20 @@ def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, seve
     hooks = []
     calls: list[tuple[str, Any, Any]] = []
     holder: dict[str, Any] = {}
-    if several and isinstance(inputs, (tuple, list, dict)):
+    ids = inputs
+    several = several and isinstance(inputs, (tuple, list, dict))
+    if several:
         named = isinstance(inputs, dict)  # {"image": ..., "meta": ...}: by key, in order
         keys = list(inputs) if named else list(range(len(inputs)))
         values = [inputs[k] for k in keys]
         size = len(first_tensor(values)) if first_tensor(values) is not None else None
         at = next((k for k, t in zip(keys, values) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point
                    and t.ndim and len(t) == size), None)
-        if at is None:
+        if at is None and not named and isinstance(values[0], torch.Tensor) and ctx.token_embedding() is not None:
+            several, ids = False, values[0]  # (input_ids, attention_mask): through the embedding of the ids
+        elif at is None:
             raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__} with no floating-point tensor")
+    if several:
         x = inputs[at].detach().clone().requires_grad_(True)
         if named:
             parts: Any = {**inputs, at: x}
@@ -68,21 +73,21 @@ def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, seve
             parts = parts if isinstance(inputs, list) else tuple(parts)
         batch = replace_in_batch(split, batch, inputs=parts)
         holder["rep"], source = x, f"inputs[{at!r}]"
-    elif not isinstance(inputs, torch.Tensor):
+    elif not isinstance(ids, torch.Tensor):
         raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__}, not a tensor")
-    elif inputs.dtype.is_floating_point:
+    elif ids.dtype.is_floating_point:
         x = inputs.detach().clone().requires_grad_(True)
         batch = replace_in_batch(split, batch, inputs=x)
         holder["rep"], source = x, "inputs"
     else:
         found = ctx.token_embedding()
         if found is None:
-            raise InputGradUnavailable(f"the inputs are {str(inputs.dtype).replace('torch.', '')} token ids and no "
+            raise InputGradUnavailable(f"the inputs are {str(ids.dtype).replace('torch.', '')} token ids and no "
                                        "nn.Embedding of the model is applied to them, so no input gradient exists")
         source = found.name
 
         def swap(module: Any, args: Any, out: Any) -> Any:
-            if "rep" not in holder and args and is_same_tensor(args[0], inputs):
+            if "rep" not in holder and args and is_same_tensor(args[0], ids):
                 holder["rep"] = out.detach().requires_grad_(True)
                 return holder["rep"]
             return None
