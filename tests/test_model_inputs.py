@@ -446,3 +446,33 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
     with pytest.raises(UsageError, match=r"missing 1 required positional argument.*name their positions with "
                                          r"data\.input_key, e\.g\. \[0, 1\], and the target's with data\.target_key"):
         report(y, input_key=None, target_key=None)
+
+
+class MaskedLogits(probekit.MeanPooledText):
+    """Hugging Face-style text classifier whose loss the pipeline computes: ``forward(input_ids, attention_mask)``."""
+
+    def forward(self, input_ids, attention_mask):
+        return super().forward(input_ids, attention_mask)["logits"]
+
+
+def test_named_inputs_of_dict_samples_go_to_forward_as_keyword_arguments(run_pipeline):
+    # {"input_ids", "attention_mask", "labels"} with the loss outside the model: only input_ids was read, and
+    # forward(input_ids, attention_mask) failed ("missing 1 required positional argument"), exit 2
+    from sanitycheck.engine.errors import UsageError
+
+    pipeline = probekit.text_pipeline()
+    vocab = pipeline["model"]().embed.num_embeddings
+    checks = ["data-integrity", "init-loss", "label-shuffle", "batch-independence"]
+
+    def report(permute=False, **keys):
+        changes = probekit.text_pipeline(permute) if permute else pipeline
+        return run_pipeline(only=checks, train=changes["train"], val=changes["val"], loss="torch.nn:CrossEntropyLoss",
+                            model=lambda: MaskedLogits(vocab), batch_size=32,
+                            data={"input_key": ["input_ids", "attention_mask"], "target_key": "labels", **keys})
+
+    clean = report()  # label-shuffle may warn that this model memorizes 128 random lines as fast (SC203): it does
+    assert all(c.status in ("passed", "failed") for c in clean.checks), [(c.name, c.reason) for c in clean.checks]
+    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    assert "SC201" in codes(report(permute=True), at_least="error")
+    with pytest.raises(UsageError, match=r"list them in data\.input_key, e\.g\. \['input_ids', 'attention_mask'\]"):
+        report(input_key=None, target_key=None)

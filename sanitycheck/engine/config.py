@@ -43,10 +43,10 @@ class DataConfig(StrictModel):
     train: Ref = Field(description="The training split: a Dataset, a DataLoader, or a zero-arg callable returning one.")
     val: Ref | None = Field(None, description="The held-out split, same forms as `train`.")
     augment: Ref | None = Field(None, description="callable(input) -> input: the training-time augmentation of ONE input.")
-    input_key: str | int | list[int] | None = Field(
-        None, description="For dict samples: the key of the input. For tuple samples: its position, or a list of "
-        "positions given to the model as separate arguments (TensorDataset(input_ids, attention_mask, labels): "
-        "[0, 1]).")
+    input_key: str | int | list[int] | list[str] | None = Field(
+        None, description="For dict samples: the key of the input, or a list of keys given to the model as keyword "
+        "arguments ([input_ids, attention_mask]). For tuple samples: its position, or a list of positions given to "
+        "the model as separate arguments (TensorDataset(input_ids, attention_mask, labels): [0, 1]).")
     target_key: str | int | None = Field(
         None, description="For dict samples: the key of the target. For tuple samples: its position (default 1).")
     max_samples: int | None = Field(

@@ -14,7 +14,7 @@ data:
   train: pipeline:train         # a torch Dataset, a DataLoader, or a zero-arg callable returning one
   val: pipeline:val             # same; the held-out split
   # augment: pipeline:augment   # optional: callable(input) -> input, the augmentation of ONE training input
-  # input_key: image            # for dict samples: the key of the input (tuple samples: its position(s), e.g. [0, 1])
+  # input_key: image            # for dict samples: the key(s) of the input (tuple samples: position(s), e.g. [0, 1])
   # target_key: label           # ... and of the target (tuple samples: its position, e.g. 2)
   # max_samples: 50000          # read at most this many samples per split
   # memory_mb: 1024             # budget (MiB) for caching inputs during the one data pass

@@ -39,8 +39,25 @@ def call_model(model: nn.Module, inputs: Any, *extra: Any) -> Any:
     the model's ``forward`` takes that many positional arguments: ``forward(x, lengths)`` on a batch
     ``((padded, lengths), labels)`` (an RNN over packed sequences, an EmbeddingBag's offsets, an image and its
     metadata), as fastai's Learner calls ``model(*xb)``. A ``forward(pair)`` that unpacks its one argument
-    itself gets the tuple whole."""
+    itself gets the tuple whole. A dict of named inputs goes in as keyword arguments when ``forward`` takes every
+    name (``forward(input_ids, attention_mask)``, as Hugging Face models are called), else whole."""
+    if isinstance(inputs, dict) and not extra and inputs and _takes_names(model, inputs):
+        return model(**inputs)
     return model(*inputs, *extra) if unpacks_inputs(model, inputs, len(extra)) else model(inputs, *extra)
+
+
+def _takes_names(model: nn.Module, inputs: dict) -> bool:
+    """Whether the model's ``forward`` accepts every key of ``inputs`` as a keyword argument."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return True
+    return all(k in params and params[k].kind in (params[k].POSITIONAL_OR_KEYWORD, params[k].KEYWORD_ONLY)
+               for k in inputs)
 
 
 def unpacks_inputs(model: nn.Module, inputs: Any, extra: int = 0) -> bool:
@@ -226,13 +243,15 @@ class ModelAdapter:
 
             batch = self.batch(self.train, range(min(4, len(self.train))))
             inputs, targets = self.train.unpack(batch)
-            several = isinstance(inputs, (tuple, list)) and len(inputs) > 0
-            ids = inputs[0] if several else inputs
+            several = isinstance(inputs, (tuple, list, dict)) and len(inputs) > 0
+            first = next(iter(inputs)) if isinstance(inputs, dict) else 0  # named inputs: the first name's
+            ids = inputs[first] if several else inputs
             if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
                 return None
             # id 0 is in every vocabulary: an id out of range is data-integrity's finding, not a failed search
             zeros = torch.zeros_like(ids)
-            zeroed = type(inputs)([zeros, *inputs[1:]]) if several else zeros
+            zeroed = ({**inputs, first: zeros} if isinstance(inputs, dict) else type(inputs)([zeros, *inputs[1:]])) \
+                if several else zeros
             batch = replace_in_batch(self.train, batch, inputs=zeroed,
                                      targets=torch.zeros_like(targets) if isinstance(targets, torch.Tensor) else None)
             model = self.make_model("token-embedding")
@@ -261,8 +280,8 @@ class ModelAdapter:
         inputs with ``task: sequence``. Token ids are indices, not magnitudes: no pixel scale, no Euclidean
         distance between them."""
         dtypes = {d for split in self.splits() for d in split.data_pass().input_dtypes}
-        # inputs of several tensors (tuple, list): token_embedding checks that the first holds the ids
-        if not dtypes or not all(d.startswith(("int", "uint")) or d in ("tuple", "list") for d in dtypes):
+        # inputs of several tensors (tuple, list, dict): token_embedding checks that the first holds the ids
+        if not dtypes or not all(d.startswith(("int", "uint")) or d in ("tuple", "list", "dict") for d in dtypes):
             return False
         return self.task == "sequence" or self.token_embedding() is not None
 

@@ -149,9 +149,10 @@ class Split:
     dataset: Any
     loader: DataLoader | None
     n: int
-    #: Dict samples: the keys of the input and the target. Tuple/list samples: their positions (an input of several
-    #: positions is read as a tuple of them); None there means (input, target, ...).
-    input_key: str | int | list[int] | None
+    #: Dict samples: the keys of the input and the target (an input of several keys is read as a dict of them).
+    #: Tuple/list samples: their positions (an input of several positions is read as a tuple of them); None there
+    #: means (input, target, ...).
+    input_key: str | int | list[int] | list[str] | None
     target_key: str | int | None
     collate_fn: Callable[[list[Any]], Any] = default_collate
     memory_mb: int = 1024
@@ -180,13 +181,16 @@ class Split:
                     f"data.{self.name}: {where} is a dict with keys {sorted(map(str, item))}; "
                     "name the input and target with data.input_key and data.target_key"
                 )
-            if isinstance(self.input_key, list):
-                raise UsageError(f"data.input_key: {where} is a dict; a list of positions is for tuple samples")
-            missing = [k for k in (self.input_key, self.target_key) if k not in item]
+            names = self.input_key if isinstance(self.input_key, list) else [self.input_key]
+            missing = [k for k in (*names, self.target_key) if k not in item]
             if missing:
                 raise UsageError(f"data.{self.name}: {where} has no key {missing[0]!r} (keys: {sorted(map(str, item))})")
-            return item[self.input_key], item[self.target_key]
+            inputs = {k: item[k] for k in names} if isinstance(self.input_key, list) else item[self.input_key]
+            return inputs, item[self.target_key]
         if isinstance(item, (tuple, list)) and len(item) >= 2:
+            if isinstance(self.input_key, list) and not all(isinstance(k, int) for k in self.input_key):
+                raise UsageError(f"data.input_key: {where} is a {type(item).__name__}; a list of keys is for dict "
+                                 "samples (give positions: [0, 1])")
             inputs, target = _positions(self)
             for key, pos in [*(("input_key", p) for p in inputs), ("target_key", target)]:
                 if not -len(item) <= pos < len(item):
@@ -221,7 +225,9 @@ def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any 
     """``batch`` (the user's format: a tuple/list or a dict) with its inputs and/or targets replaced."""
     if isinstance(batch, dict):
         new = dict(batch)
-        if inputs is not None:
+        if inputs is not None and isinstance(split.input_key, list):  # several names: a dict of them
+            new.update(inputs)
+        elif inputs is not None:
             new[split.input_key] = inputs
         if targets is not None:
             new[split.target_key] = targets
@@ -249,7 +255,7 @@ def _positions(split: Split) -> tuple[list[int], int]:
 
 
 def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
-                input_key: str | int | list[int] | None, target_key: str | int | None) -> Split:
+                input_key: str | int | list[int] | list[str] | None, target_key: str | int | None) -> Split:
     """Turn what ``data.<name>`` resolved to into a :class:`Split`, or raise a :class:`UsageError` saying why not."""
     key = f"data.{name}"
     if not isinstance(obj, (Dataset, DataLoader)) and callable(obj) and not hasattr(obj, "__getitem__"):

@@ -210,7 +210,7 @@ def _token_inputs(split: Any) -> np.ndarray:
     if ids is None:  # texts of different lengths that a collate_fn pads or concatenates, or over the memory budget
         raise EmbeddingUnavailable(f"{split.name}: the token ids were not kept by the data pass (lengths differ, or "
                                    "data.memory_mb is exceeded)")
-    if {"tuple", "list"} & set(data.input_dtypes):
+    if {"tuple", "list", "dict"} & set(data.input_dtypes):
         if ids.ndim < 3:  # tensors of different shapes, read as one flat vector: the ids cannot be told apart
             raise EmbeddingUnavailable(f"{split.name}: the token ids are one of several inputs of different shapes")
         ids = ids[:, 0]

@@ -59,7 +59,7 @@ def input_grad_pass(ctx: Any, model: Any, batch: Any, record: bool = False, seve
         size = len(first_tensor(values)) if first_tensor(values) is not None else None
         at = next((k for k, t in zip(keys, values) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point
                    and t.ndim and len(t) == size), None)
-        if at is None and not named and isinstance(values[0], torch.Tensor) and ctx.token_embedding() is not None:
+        if at is None and isinstance(values[0], torch.Tensor) and ctx.token_embedding() is not None:
             several, ids = False, values[0]  # (input_ids, attention_mask): through the embedding of the ids
         elif at is None:
             raise InputGradUnavailable(f"the inputs are a {type(inputs).__name__} with no floating-point tensor")
