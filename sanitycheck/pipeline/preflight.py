@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
 
 
-def _positions_hint(batch: Any, input_key: Any, target_key: Any, exc: Exception) -> str:
+def _positions_hint(batch: Any, input_key: Any, target_key: Any, exc: Exception, whole: bool) -> str:
     """For a forward called with the wrong arguments on samples holding more than one input and a target (a tuple
     read as ``(input, target, ...)``: ``TensorDataset(input_ids, attention_mask, labels)``, a siamese pair and its
     target; a dict of which one key is read: ``{"input_ids", "attention_mask", "labels"}``): how to name them."""
@@ -35,7 +35,8 @@ def _positions_hint(batch: Any, input_key: Any, target_key: Any, exc: Exception)
         return (f" (the samples have {len(batch)} elements, read as (input, target, ...): if the model takes several "
                 f"of them, name their positions with data.input_key, e.g. [0, 1], and the target's with "
                 f"data.target_key, e.g. {len(batch) - 1})")
-    others = [k for k in batch if k not in (input_key, target_key)] if isinstance(batch, dict) else []
+    # a model computing its own loss gets the whole dict (model(**batch)): nothing is left out there
+    others = [k for k in batch if k not in (input_key, target_key)] if isinstance(batch, dict) and not whole else []
     if others:
         return (f" (of the samples' keys only {input_key!r} is read as the input: if the model takes more of them, "
                 f"list them in data.input_key, e.g. {[input_key, *others]}, given to it as keyword arguments)")
@@ -70,7 +71,7 @@ def preflight(ctx: PipelineContext, trains: bool = True) -> None:
         raise UsageError(
             f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
             f"{' and targets ' + describe(targets) if model_loss else ''}: {type(exc).__name__}: {exc}"
-            + _positions_hint(batch, ctx.train.input_key, ctx.train.target_key, exc)
+            + _positions_hint(batch, ctx.train.input_key, ctx.train.target_key, exc, model_loss)
         ) from exc
     finally:
         if capture is not None:
