@@ -404,20 +404,16 @@ def token_tensors(rows):
     """Padded token ids, their attention mask and labels of casekit.stdlib_lines rows, as BERT fine-tuning tutorials
     build them: ``TensorDataset(input_ids, attention_mask, labels)``."""
     ids, labels, _ = casekit.stdlib_lines()
-    x, mask = torch.zeros(len(rows), 24, dtype=torch.long), torch.zeros(len(rows), 24, dtype=torch.long)
-    for r, i in enumerate(rows):
-        x[r, :len(ids[i][:24])], mask[r, :len(ids[i][:24])] = torch.tensor(ids[i][:24]), 1
-    return x, mask, torch.tensor([labels[i] for i in rows])
+    texts = probekit.TokenDicts([ids[i] for i in rows], [labels[i] for i in rows])
+    items = [texts[i] for i in range(len(texts))]
+    return tuple(torch.stack([item[key] for item in items]) for key in ("input_ids", "attention_mask", "labels"))
 
 
-class MaskedMean(nn.Module):
-    def __init__(self, vocab):
-        super().__init__()
-        self.embed, self.head = nn.Embedding(vocab, 32), nn.Linear(32, 2)
+class MaskedLogits(probekit.MeanPooledText):
+    """Hugging Face-style text classifier whose loss the pipeline computes: ``forward(input_ids, attention_mask)``."""
 
     def forward(self, input_ids, attention_mask):
-        m = attention_mask.unsqueeze(-1).float()
-        return self.head((self.embed(input_ids) * m).sum(1) / m.sum(1).clamp_min(1))
+        return super().forward(input_ids, attention_mask)["logits"]
 
 
 def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
@@ -431,7 +427,7 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
 
     def report(labels, **keys):
         return run_pipeline(only=checks, train=TensorDataset(x, mask, labels), val=TensorDataset(xv, maskv, yv),
-                            model=lambda: MaskedMean(vocab), loss="torch.nn:CrossEntropyLoss",
+                            model=lambda: MaskedLogits(vocab), loss="torch.nn:CrossEntropyLoss",
                             data={"input_key": [0, 1], "target_key": 2, **keys})
 
     clean = report(y)
@@ -446,13 +442,6 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
     with pytest.raises(UsageError, match=r"missing 1 required positional argument.*name their positions with "
                                          r"data\.input_key, e\.g\. \[0, 1\], and the target's with data\.target_key"):
         report(y, input_key=None, target_key=None)
-
-
-class MaskedLogits(probekit.MeanPooledText):
-    """Hugging Face-style text classifier whose loss the pipeline computes: ``forward(input_ids, attention_mask)``."""
-
-    def forward(self, input_ids, attention_mask):
-        return super().forward(input_ids, attention_mask)["logits"]
 
 
 def test_named_inputs_of_dict_samples_go_to_forward_as_keyword_arguments(run_pipeline):

@@ -7,6 +7,8 @@ exactly one bug on top of a clean pipeline.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -75,9 +77,11 @@ def cifar10(path=None, train: int = 8000, val: int = 2000):
     return (x[:train], y[:train]), (x[len(y) - val:], y[len(y) - val:])
 
 
+@functools.cache
 def stdlib_lines(packages=("json", "email")):
     """Real text nobody here wrote: the words of the lines of two standard-library packages' sources, each line
-    labeled by its package, every distinct line once (so that a clean split holds no copies)."""
+    labeled by its package, every distinct line once (so that a clean split holds no copies). Read once per process:
+    callers must not change the lists."""
     import re
     import sysconfig
     from pathlib import Path

@@ -12,26 +12,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from . import CASES, DATA, run_epoch
 
 sys.path.insert(0, str(CASES))
-from mnistkit import train_step  # noqa: E402  (the train loop body mnist_rnn's main.py shares with examples/mnist)
+# the dataset and train loop body mnist_rnn's main.py shares with examples/mnist
+from mnistkit import MNISTDataset as MNIST, train_step  # noqa: E402
 
 BATCH = 64
-
-
-class MNIST(Dataset):
-    def __init__(self, images, labels):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        x = torch.from_numpy(self.images[i]).float().div(255).unsqueeze(0)  # ToTensor: (1, 28, 28) in [0, 1]
-        return (x - 0.1307) / 0.3081, int(self.labels[i])
 
 
 class Net(nn.Module):

@@ -48,12 +48,7 @@ def call_model(model: nn.Module, inputs: Any, *extra: Any) -> Any:
 
 def _takes_names(model: nn.Module, inputs: dict) -> bool:
     """Whether the model's ``forward`` accepts every key of ``inputs`` as a keyword argument."""
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    params = _parameters(model)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return True
     return all(k in params and params[k].kind in (params[k].POSITIONAL_OR_KEYWORD, params[k].KEYWORD_ONLY)
@@ -65,27 +60,33 @@ def unpacks_inputs(model: nn.Module, inputs: Any, extra: int = 0) -> bool:
     return isinstance(inputs, (tuple, list)) and len(inputs) > 1 and _positional(model) >= len(inputs) + extra
 
 
-_POSITIONAL: dict[type, float] = {}
+_PARAMETERS: dict[type, Any] = {}
 
 
-def _positional(model: nn.Module) -> float:
-    """How many positional arguments the model's ``forward`` takes (inf with ``*args``), per model class."""
+def _parameters(model: nn.Module) -> Any:
+    """The parameters of the model's ``forward`` (name -> ``inspect.Parameter``), read once per model class (every
+    forward of the probes goes through :func:`call_model`); empty when there is no signature to read (a C
+    extension: the inputs then go in whole)."""
     kind = type(model)
-    if kind not in _POSITIONAL:
+    if kind not in _PARAMETERS:
         import inspect
 
         try:
-            params = inspect.signature(model.forward).parameters.values()
-        except (TypeError, ValueError):  # no signature to read (a C extension): the inputs go in whole
-            params = []
-        count = 0.0
-        for p in params:
-            if p.kind is p.VAR_POSITIONAL:
-                count = math.inf
-            elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                count += 1
-        _POSITIONAL[kind] = count
-    return _POSITIONAL[kind]
+            _PARAMETERS[kind] = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            _PARAMETERS[kind] = {}
+    return _PARAMETERS[kind]
+
+
+def _positional(model: nn.Module) -> float:
+    """How many positional arguments the model's ``forward`` takes (inf with ``*args``)."""
+    count = 0.0
+    for p in _parameters(model).values():
+        if p.kind is p.VAR_POSITIONAL:
+            return math.inf
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
 
 
 @dataclass(frozen=True)
