@@ -444,6 +444,70 @@ def test_inputs_and_target_at_positions_of_a_tuple(run_pipeline):
         report(y, input_key=None, target_key=None)
 
 
+def test_texts_of_different_lengths_that_a_collator_pads_and_whose_label_it_renames(run_pipeline):
+    # Hugging Face's way: a dataset tokenized without padding ({"input_ids", "attention_mask", "label"} of lists)
+    # batched by DataCollatorWithPadding, which pads and renames "label" to "labels". That was exit 2 ("a train batch
+    # has no key 'label'"); then every probe kept only the texts of the most common length (1063 of 4712), and with
+    # no ids kept by the data pass the neighbours' vote could not run: SC201 on this clean pipeline
+    from sanitycheck.engine.config import load_config
+    from sanitycheck.pipeline.context import PipelineContext
+    from sanitycheck.probing.embedding import embedding
+
+    ids, labels, vocab = casekit.stdlib_lines()
+    order = np.random.default_rng(0).permutation(len(labels))
+    train, val = order[:len(order) * 4 // 5], order[len(order) * 4 // 5:]
+
+    def loader(rows, targets):
+        return DataLoader(probekit.TokenLists([ids[i] for i in rows], targets), batch_size=32,
+                          collate_fn=probekit.pad_texts)
+
+    def config(targets):
+        return {"train": loader(train, targets), "val": loader(val, [labels[i] for i in val]),
+                "model": lambda: probekit.MeanPooledText(vocab), "loss": "model"}
+
+    real = [labels[i] for i in train]
+    pipeline = config(real)
+    ctx = PipelineContext.open(load_config({"data": {"train": pipeline.pop("train"), "val": pipeline.pop("val")},
+                                            **pipeline}))
+    assert len(ctx.usable_indices(ctx.train)) == len(train)  # the collator pads every length
+    assert embedding(ctx, ctx.train).shape == (len(train), 256)  # bags of the ids, read once more
+    clean = run_pipeline(only=["label-shuffle"], **config(real))
+    # this model may memorize 128 random lines as fast as real ones (SC203 warning): it does
+    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    assert "SC201" in codes(run_pipeline(only=["label-shuffle"], **config(probekit.permuted(torch.tensor(real)))),
+                            at_least="error")
+
+
+def test_a_collate_fn_that_builds_the_inputs_is_named_in_the_error(run_pipeline):
+    # PyTorch's text classification tutorial: (label, text) samples, and a collate_fn that tokenizes them into
+    # (labels, token ids, offsets) for an nn.EmbeddingBag. The error said "the samples have 3 elements" (the batch's)
+    from sanitycheck.engine.errors import UsageError
+
+    rows = [(i % 2, f"line {i} of {'json' if i % 2 else 'email'}") for i in range(64)]
+
+    def collate_batch(batch):
+        texts = [torch.tensor([ord(c) for c in text]) for _, text in batch]
+        offsets = torch.tensor([0] + [len(t) for t in texts[:-1]]).cumsum(0)
+        return torch.tensor([label for label, _ in batch]), torch.cat(texts), offsets
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.fc = nn.EmbeddingBag(128, 8), nn.Linear(8, 2)
+
+        def forward(self, text, offsets):
+            return self.fc(self.embedding(text, offsets))
+
+    def report(**keys):
+        return run_pipeline(only=["init-loss"], train=DataLoader(rows, batch_size=8, collate_fn=collate_batch),
+                            model=Bag, loss="torch.nn:CrossEntropyLoss", data=keys)
+
+    with pytest.raises(UsageError, match=r"collate_fn turns samples of 2 elements \(int, str\) into batches of 3"):
+        report()
+    with pytest.raises(UsageError, match=r"no position 2 \(positions index a sample as the dataset returns it"):
+        report(input_key=[1, 2], target_key=0)
+
+
 def test_named_inputs_of_dict_samples_go_to_forward_as_keyword_arguments(run_pipeline):
     # {"input_ids", "attention_mask", "labels"} with the loss outside the model: only input_ids was read, and
     # forward(input_ids, attention_mask) failed ("missing 1 required positional argument"), exit 2

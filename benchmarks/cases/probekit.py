@@ -175,6 +175,30 @@ class TokenDicts(Dataset):
                 "labels": torch.tensor(int(self.labels[i]))}
 
 
+class TokenLists(Dataset):
+    """Texts as a Hugging Face dataset tokenized without padding gives them: ``{"input_ids", "attention_mask",
+    "label"}`` of Python lists, one length per text; :func:`pad_texts` batches them."""
+
+    def __init__(self, ids: list[list[int]], labels):
+        self.ids, self.labels = ids, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"input_ids": list(self.ids[i]), "attention_mask": [1] * len(self.ids[i]), "label": int(self.labels[i])}
+
+
+def pad_texts(features: list[dict]) -> dict:
+    """Hugging Face's DataCollatorWithPadding for :class:`TokenLists`: pads with id 0 to the longest text of the
+    batch and renames ``label`` to ``labels``."""
+    longest = max(len(f["input_ids"]) for f in features)
+    pad = [longest - len(f["input_ids"]) for f in features]
+    return {"input_ids": torch.tensor([f["input_ids"] + [0] * p for f, p in zip(features, pad)]),
+            "attention_mask": torch.tensor([f["attention_mask"] + [0] * p for f, p in zip(features, pad)]),
+            "labels": torch.tensor([f["label"] for f in features])}
+
+
 class MeanPooledText(nn.Module):
     """A text classifier computing its own loss, Hugging Face-style: ``model(input_ids, attention_mask, labels)``
     returns ``{"loss", "logits"}``; token embeddings averaged over the unmasked positions."""

@@ -90,7 +90,9 @@ class DataAccess:
         bad = np.zeros(len(split), dtype=bool)
         bad[data.nonfinite] = True
         usual_shape = Counter(data.input_shapes).most_common(1)[0][0]
-        bad |= np.array([shape != usual_shape for shape in data.input_shapes])  # would not collate with the rest
+        odd = np.array([shape != usual_shape for shape in data.input_shapes], dtype=bool)
+        if odd.any() and not self._collates_mixed_shapes(split, int(np.argmin(odd)), int(np.argmax(odd))):
+            bad |= odd  # would not collate with the rest
         vocabulary = self.token_embedding() if any(d.startswith(("int", "uint")) for d in data.input_dtypes[:1]) else None
         if vocabulary is not None:  # token ids the embedding has no row for would crash every forward pass
             bad |= (data.minimum < 0) | (data.maximum >= vocabulary.num_embeddings)
@@ -102,6 +104,20 @@ class DataAccess:
                 and np.issubdtype(data.targets.dtype, np.number):  # negative targets are ignored positions
             bad |= (data.targets.reshape(len(data.targets), -1) >= limit).any(1)
         return np.flatnonzero(~bad)
+
+    def _collates_mixed_shapes(self, split: Split, usual: int, odd: int) -> bool:
+        """Whether the split's collate_fn batches a sample of the usual input shape with one of another (texts of
+        different lengths that it pads: Hugging Face's DataCollatorWithPadding, ``pad_sequence``); PyTorch's
+        default collate does not. Tried once per split."""
+
+        def compute() -> bool:
+            try:
+                split.collate([usual, odd])
+            except Exception:
+                return False
+            return True
+
+        return self.shared(f"collates-mixed-shapes:{split.name}", compute)
 
     def sample_indices(self, split: Split, n: int, tag: str, usable_only: bool = True) -> np.ndarray:
         """A seeded random subset of ``n`` indices (all of them when the split is smaller)."""

@@ -182,11 +182,12 @@ class Split:
                     "name the input and target with data.input_key and data.target_key"
                 )
             names = self.input_key if isinstance(self.input_key, list) else [self.input_key]
-            missing = [k for k in (*names, self.target_key) if k not in item]
+            target = target_name(item, self.target_key)
+            missing = [k for k in (*names, target) if k not in item]
             if missing:
                 raise UsageError(f"data.{self.name}: {where} has no key {missing[0]!r} (keys: {sorted(map(str, item))})")
             inputs = {k: item[k] for k in names} if isinstance(self.input_key, list) else item[self.input_key]
-            return inputs, item[self.target_key]
+            return inputs, item[target]
         if isinstance(item, (tuple, list)) and len(item) >= 2:
             if isinstance(self.input_key, list) and not all(isinstance(k, int) for k in self.input_key):
                 raise UsageError(f"data.input_key: {where} is a {type(item).__name__}; a list of keys is for dict "
@@ -194,7 +195,9 @@ class Split:
             inputs, target = _positions(self)
             for key, pos in [*(("input_key", p) for p in inputs), ("target_key", target)]:
                 if not -len(item) <= pos < len(item):
-                    raise UsageError(f"data.{key}: {where} has {len(item)} elements, no position {pos}")
+                    raise UsageError(f"data.{key}: {where} has {len(item)} elements, no position {pos}"
+                                     + (" (positions index a sample as the dataset returns it, before any "
+                                        "collate_fn)" if index is not None else ""))
             return tuple(item[p] for p in inputs) if isinstance(self.input_key, list) else item[inputs[0]], item[target]
         raise UsageError(
             f"data.{self.name}: {where} is a {type(item).__name__}"
@@ -230,7 +233,7 @@ def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any 
         elif inputs is not None:
             new[split.input_key] = inputs
         if targets is not None:
-            new[split.target_key] = targets
+            new[target_name(batch, split.target_key)] = targets
         return new
     items = list(batch)
     positions, target = _positions(split)
@@ -243,6 +246,15 @@ def replace_in_batch(split: Split, batch: Any, inputs: Any = None, targets: Any 
     if targets is not None:
         items[target] = targets
     return items if isinstance(batch, list) else tuple(items)
+
+
+def target_name(item: dict, key: Any) -> Any:
+    """The key under which dict ``item`` (a sample or a collated batch) holds the target named ``key``: Hugging
+    Face's collators (DataCollatorWithPadding, default_data_collator) rename a sample's ``label`` or ``label_ids``
+    to the batch's ``labels``, so these names stand for one another."""
+    if key in item or key not in CONVENTIONAL_TARGET_KEYS:
+        return key
+    return next((alias for alias in CONVENTIONAL_TARGET_KEYS if alias in item), key)
 
 
 def _positions(split: Split) -> tuple[list[int], int]:
@@ -307,7 +319,7 @@ def materialize(obj: Any, name: str, *, max_samples: int | None, memory_mb: int,
 #: (text, images, audio waveforms, audio features) and of the targets (``label`` is the datasets' column before a
 #: collator renames it).
 CONVENTIONAL_INPUT_KEYS = ("input_ids", "pixel_values", "input_values", "input_features")
-CONVENTIONAL_TARGET_KEYS = ("labels", "label")
+CONVENTIONAL_TARGET_KEYS = ("labels", "label", "label_ids")
 
 
 def _conventional_keys(dataset: Any, input_key: Any, target_key: Any) -> tuple[Any, Any]:

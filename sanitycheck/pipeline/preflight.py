@@ -25,11 +25,23 @@ if TYPE_CHECKING:
     from sanitycheck.pipeline.context import PipelineContext
 
 
-def _positions_hint(batch: Any, input_key: Any, target_key: Any, exc: Exception, whole: bool) -> str:
+def _positions_hint(batch: Any, sample: Any, input_key: Any, target_key: Any, exc: Exception, whole: bool) -> str:
     """For a forward called with the wrong arguments on samples holding more than one input and a target (a tuple
     read as ``(input, target, ...)``: ``TensorDataset(input_ids, attention_mask, labels)``, a siamese pair and its
-    target; a dict of which one key is read: ``{"input_ids", "attention_mask", "labels"}``): how to name them."""
-    if not isinstance(exc, TypeError) or isinstance(input_key, list):
+    target; a dict of which one key is read: ``{"input_ids", "attention_mask", "labels"}``): how to name them.
+    Batches shaped otherwise than their samples (``sample``: the first, as the dataset returns it) come from a
+    collate_fn that builds the inputs (PyTorch's text classification tutorial: ``(label, text)`` samples, batches
+    ``(labels, token ids, offsets)``): the samples must hold them."""
+    if not isinstance(exc, TypeError):
+        return ""
+    if isinstance(batch, (tuple, list)) and isinstance(sample, (tuple, list)) and len(batch) != len(sample):
+        kinds = ", ".join(type(x).__name__ for x in sample)
+        return (f" (the DataLoader's collate_fn turns samples of {len(sample)} elements ({kinds}) into batches of "
+                f"{len(batch)}: sanitycheck reads each sample's input and target from the dataset and batches them "
+                "with the collate_fn, so a sample must hold the model's inputs, e.g. its token ids as a tensor, "
+                "which the collate_fn may pad; an nn.EmbeddingBag takes padded ids (B, L) without offsets, with "
+                "padding_idx)")
+    if isinstance(input_key, list):
         return ""
     if isinstance(batch, (tuple, list)) and len(batch) >= 3 and input_key is None:
         return (f" (the samples have {len(batch)} elements, read as (input, target, ...): if the model takes several "
@@ -71,7 +83,8 @@ def preflight(ctx: PipelineContext, trains: bool = True) -> None:
         raise UsageError(
             f"model: forward pass {call} failed on a train batch of inputs {describe(inputs)}"
             f"{' and targets ' + describe(targets) if model_loss else ''}: {type(exc).__name__}: {exc}"
-            + _positions_hint(batch, ctx.train.input_key, ctx.train.target_key, exc, model_loss)
+            + _positions_hint(batch, ctx.train.raw(indices[0]) if indices else None, ctx.train.input_key,
+                              ctx.train.target_key, exc, model_loss)
         ) from exc
     finally:
         if capture is not None:

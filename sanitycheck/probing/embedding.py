@@ -158,7 +158,7 @@ def embedding(ctx: Any, split: Any) -> np.ndarray:
                 return _model_train(ctx)[1]
             return space(ctx).transform(_model_features(ctx, split), inplace=True)
         if _token_ids(ctx):
-            return bag_embedding(_token_inputs(split), _token_idf(ctx))
+            return bag_embedding(_token_inputs(ctx, split), _token_idf(ctx))
         features, kind = _features(split)
         sp = space(ctx)
         if kind != sp.kind or features.shape[1] != sp.dim:
@@ -202,14 +202,15 @@ def _token_ids(ctx: Any) -> bool:
     return source(ctx) == "pixels" and bool(getattr(ctx, "inputs_are_token_ids", lambda: False)())
 
 
-def _token_inputs(split: Any) -> np.ndarray:
+def _token_inputs(ctx: Any, split: Any) -> np.ndarray:
     """The token ids of every sample of ``split`` ``(n, ...)``, from the inputs the data pass kept: of inputs of
-    several equally shaped tensors (``(input_ids, attention_mask)``), the first, the one an ``nn.Embedding`` reads."""
+    several equally shaped tensors (``(input_ids, attention_mask)``), the first, the one an ``nn.Embedding`` reads.
+    Texts of different lengths (a collate_fn pads them: Hugging Face's DataCollatorWithPadding) are not kept by
+    the pass; they are read once more here, padded with -1 (which a bag of tokens leaves out)."""
     data = split.data_pass()
     ids = data.inputs
-    if ids is None:  # texts of different lengths that a collate_fn pads or concatenates, or over the memory budget
-        raise EmbeddingUnavailable(f"{split.name}: the token ids were not kept by the data pass (lengths differ, or "
-                                   "data.memory_mb is exceeded)")
+    if ids is None:
+        return ctx.shared(f"embedding:token-ids:{split.name}", lambda: _padded_token_ids(split))
     if {"tuple", "list", "dict"} & set(data.input_dtypes):
         if ids.ndim < 3:  # tensors of different shapes, read as one flat vector: the ids cannot be told apart
             raise EmbeddingUnavailable(f"{split.name}: the token ids are one of several inputs of different shapes")
@@ -217,9 +218,32 @@ def _token_inputs(split: Any) -> np.ndarray:
     return ids
 
 
+def _padded_token_ids(split: Any) -> np.ndarray:
+    """Every sample's token ids (of several inputs, the first) as one ``(n, longest)`` int64 array padded with -1;
+    :class:`EmbeddingUnavailable` when it would exceed ``data.memory_mb``."""
+    from sanitycheck.pipeline.tensors import to_numpy
+
+    texts = []
+    for i in range(len(split)):
+        x = split.sample(i)[0]
+        if isinstance(x, dict):
+            x = next(iter(x.values()))
+        elif isinstance(x, (tuple, list)) and x and not isinstance(x[0], (int, np.integer)):
+            x = x[0]
+        texts.append(to_numpy(x).reshape(-1))
+    longest = max((len(t) for t in texts), default=0)
+    if len(texts) * longest * 8 > split.memory_mb * 2**20:
+        raise EmbeddingUnavailable(f"{split.name}: the token ids of {len(texts)} texts of up to {longest} tokens "
+                                   f"exceed data.memory_mb={split.memory_mb}")
+    ids = np.full((len(texts), longest), -1, dtype=np.int64)
+    for row, text in zip(ids, texts):
+        row[:len(text)] = text
+    return ids
+
+
 def _token_idf(ctx: Any) -> np.ndarray:
     """The training split's inverse document frequencies of tokens (cached)."""
-    return ctx.shared("embedding:token-idf", lambda: inverse_document_frequency(_token_inputs(ctx.train)))
+    return ctx.shared("embedding:token-idf", lambda: inverse_document_frequency(_token_inputs(ctx, ctx.train)))
 
 
 __all__ = ["hashes", "embedding", "embed", "space", "source", "EmbeddingSpace", "EmbeddingUnavailable"]
