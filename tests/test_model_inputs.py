@@ -229,6 +229,26 @@ def test_a_dict_of_named_outputs_is_scored_by_its_logits(run_pipeline):
     assert not codes(report, at_least="warning")
 
 
+def squeezed_nll(outputs, targets):
+    return nn.functional.nll_loss(outputs.squeeze(), targets)
+
+
+@pytest.mark.parametrize("permute", [False, True])
+def test_scores_of_shape_n_1_c_that_the_loss_squeezes_are_scored_as_classes(run_pipeline, permute):
+    # PyTorch's audio classification tutorial: M5 returns log_softmax of shape (N, 1, C) and its loss is
+    # nll_loss(output.squeeze(), target). No accuracy was read: SC203 "these targets have neither (multi-hot, ...)"
+    # and label-shuffle compared losses only
+    (xt, yt), (xv, yv) = casekit.digits()
+    model = lambda: casekit.mlp(64, 10, last=nn.Sequential(nn.Unflatten(1, (1, 10)), nn.LogSoftmax(2)))  # noqa: E731
+    report = run_pipeline(only=["label-shuffle"], train=casekit.dataset(xt, probekit.permuted(yt) if permute else yt),
+                          val=casekit.dataset(xv, yv), model=model, loss=squeezed_nll)
+    if permute:
+        assert probekit.finding(report, "SC201").evidence["metric"] == "accuracy"
+    else:
+        assert probekit.finding(report, "SC203").evidence["steps_real"] is not None
+        assert not codes(report, at_least="warning")
+
+
 def lazy_cnn():
     return nn.Sequential(nn.LazyConv2d(16, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(64), nn.ReLU(), nn.LazyLinear(10))
 

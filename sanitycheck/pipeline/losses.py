@@ -56,6 +56,19 @@ def reduction(loss_fn: Any) -> str:
 # ------------------------------------------------------------------------------------ per-position classes
 
 
+def squeezed_scores(outputs: Any, targets: Any) -> Any:
+    """``outputs`` ``(N, 1, C)`` (or with other singleton dimensions beside the batch's) seen as ``(N, C)`` when the
+    targets are one class id per sample ``(N,)``: PyTorch's audio classification tutorial's M5 returns
+    ``log_softmax`` of shape ``(N, 1, C)`` and its loss squeezes it."""
+    import torch
+
+    if isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor) and outputs.ndim > 2 \
+            and targets.ndim == 1 and outputs.shape[0] == targets.shape[0] \
+            and sum(size != 1 for size in outputs.shape[1:]) == 1:
+        return outputs.reshape(outputs.shape[0], -1)
+    return outputs
+
+
 def class_scores(outputs: Any, targets: Any) -> tuple[Any, Any] | None:
     """``(scores (M, C), class ids (M,))``: every position's class scores and target, rows aligned.
 
@@ -65,6 +78,7 @@ def class_scores(outputs: Any, targets: Any) -> tuple[Any, Any] | None:
     """
     import torch
 
+    outputs = squeezed_scores(outputs, targets)
     if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim < 2:
         return None
     if targets.dtype.is_floating_point or targets.ndim != outputs.ndim - 1:

@@ -251,9 +251,9 @@ def classify(outputs: Any, targets: Any, loss_fn: Any) -> tuple[Any, Any, Any] |
     """
     import torch
 
-    from sanitycheck.pipeline.losses import logits_of, loss_kind
+    from sanitycheck.pipeline.losses import logits_of, loss_kind, squeezed_scores
 
-    outputs = logits_of(outputs)
+    outputs = squeezed_scores(logits_of(outputs), targets)
     if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim == 0:
         return None
     out = outputs.detach().float()
