@@ -209,6 +209,8 @@ def _token_inputs(ctx: Any, split: Any) -> np.ndarray:
     the pass; they are read once more here, padded with -1 (which a bag of tokens leaves out)."""
     data = split.data_pass()
     ids = data.inputs
+    if ids is None and len(set(data.input_shapes)) <= 1:
+        raise EmbeddingUnavailable(f"{split.name}: the token ids were not kept by the data pass ({data.inputs_note})")
     if ids is None:
         return ctx.shared(f"embedding:token-ids:{split.name}", lambda: _padded_token_ids(split))
     if {"tuple", "list", "dict"} & set(data.input_dtypes):
