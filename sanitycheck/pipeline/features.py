@@ -79,15 +79,16 @@ def _finite_float32(x: np.ndarray) -> np.ndarray:
     return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def as_chw(images: np.ndarray) -> Any:
+def as_chw(images: np.ndarray, finite: bool = False) -> Any:
     """A float32 ``(m, c, h, w)`` tensor of images (the first 3 channels: alpha carries no content; NaN and Inf
-    as 0) from ``(m, *shape)`` in any image :func:`layout`."""
+    as 0) from ``(m, *shape)`` in any image :func:`layout`. ``finite``: the caller knows there is no NaN or Inf
+    (the data pass counted them), and the images are not searched for any."""
     import torch
 
     kind = layout(tuple(images.shape[1:]))
     if kind == "vector":
         raise ValueError(f"inputs of shape {tuple(images.shape[1:])} are not images")
-    t = torch.from_numpy(np.ascontiguousarray(_finite_float32(images)))
+    t = torch.from_numpy(np.ascontiguousarray(np.asarray(images, dtype=np.float32) if finite else _finite_float32(images)))
     if kind == "hw":
         t = t.unsqueeze(1)
     elif kind == "hwc":

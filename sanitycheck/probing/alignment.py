@@ -16,6 +16,7 @@ aligned and colour looks) is the user.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -43,14 +44,16 @@ def window_thumbnails(images: Any, windows: list[tuple[float, float, float, floa
     cols = sorted({(zx, dx) for _, zx, _, dx in windows})
     r = _weights(h, rows)
     cw = _weights(w, cols)
-    # two large products instead of m * c small ones: columns first, then rows over every (image, channel, column)
-    by_cols = (images.reshape(m * c * h, w) @ cw.T).reshape(m * c, h, -1).transpose(0, 1).reshape(h, -1)
-    pooled = (r @ by_cols).reshape(len(rows) * GRID, m, c, len(cols) * GRID).permute(1, 2, 0, 3)
-    pooled = pooled.reshape(m, c, len(rows), GRID, len(cols), GRID)
-    ri = torch.tensor([rows.index((zy, dy)) for zy, _, dy, _ in windows])
-    ci = torch.tensor([cols.index((zx, dx)) for _, zx, _, dx in windows])
-    out = pooled[:, :, ri, :, ci, :]  # advanced indices first: (len(windows), m, c, GRID, GRID)
-    return _unit(out.permute(1, 0, 2, 3, 4).reshape(m, len(windows), -1))
+    # columns first as one large product, then rows: every (row window, column window) pair, laid out per channel
+    by_cols = (images.reshape(m * c * h, w) @ cw.T).reshape(m, c, h, -1)
+    pooled = torch.matmul(r, by_cols).reshape(m, c, len(rows), GRID, len(cols), GRID)
+    ri = [rows.index((zy, dy)) for zy, _, dy, _ in windows]
+    ci = [cols.index((zx, dx)) for _, zx, _, dx in windows]
+    if ri == [i for i in range(len(rows)) for _ in cols] and ci == list(range(len(cols))) * len(rows):
+        out = pooled.permute(0, 2, 4, 1, 3, 5)  # every pair, row-major (the shifts): no gather, half the time
+    else:  # advanced indices first: (len(windows), m, c, GRID, GRID)
+        out = pooled[:, :, torch.tensor(ri), :, torch.tensor(ci), :].permute(1, 0, 2, 3, 4)
+    return _unit(out.reshape(m, len(windows), -1))
 
 
 def closest_window(windows: Any, targets: Any, targets_sq: Any = None) -> Any:
@@ -70,7 +73,13 @@ def closest_window(windows: Any, targets: Any, targets_sq: Any = None) -> Any:
 
 
 def _weights(size: int, windows: list[tuple[float, float]]) -> Any:
-    """Stacked ``(len(windows) * GRID, size)`` pooling weights of 1-D windows ``(zoom, offset)``."""
+    """Stacked ``(len(windows) * GRID, size)`` pooling weights of 1-D windows ``(zoom, offset)`` (built once per
+    size and family: the aligned look asks for the same few thousands of times)."""
+    return _stacked_weights(size, tuple(windows))
+
+
+@lru_cache(maxsize=64)
+def _stacked_weights(size: int, windows: tuple[tuple[float, float], ...]) -> Any:
     import torch
 
     return torch.from_numpy(np.concatenate([pooling_weights(size, z, d) for z, d in windows]).astype(np.float32))
@@ -131,21 +140,27 @@ def crop_distance(images: Any, targets: Any) -> Any:
     A crop is separable, so the window is found one axis at a time: the image's row profile (its mean over
     columns) is pooled through every 1-D window (ZOOMS x OFFSETS) once, and compared with each target's row
     profile, and the same for columns; then the one window made of the two best is pooled in full and compared.
+    Profiles are compared as unit thumbnails are: centred and scaled to unit length, the nearest being the one of
+    largest cosine with the (unit) target profile, computed from the window profiles' dot products and spreads
+    without normalizing each of them (a third faster, the same windows).
     """
     import torch
 
     n, c, h, w = images.shape
     p = targets.shape[1]
     t = targets.reshape(n, p, c, GRID, GRID)
-    windows = [(z, d) for z in ZOOMS for d in OFFSETS]
+    windows = tuple((z, d) for z in ZOOMS for d in OFFSETS)
+    k, d = len(windows), c * GRID
     best = []
     for axis, size in ((3, h), (4, w)):
-        weights = _weights(size, windows)  # (len(windows) * GRID, size)
+        weights = _weights(size, windows)  # (k * GRID, size)
         profile = images.mean(6 - axis).reshape(n * c, size) @ weights.T  # the other axis averaged out
-        profile = _unit(profile.reshape(n, c, len(windows), GRID).transpose(1, 2).reshape(n, len(windows), -1))
-        wanted = _unit(t.mean(7 - axis).reshape(n, p, -1))  # (n, p, c * GRID)
-        choice = torch.cdist(wanted, profile).argmin(2)  # (n, p): the best window for each target
-        best.append(weights.reshape(len(windows), GRID, size)[choice])  # (n, p, GRID, size)
+        profile = profile.reshape(n, c, k * GRID).transpose(1, 2).reshape(n, k, d)  # (n, windows, GRID x c)
+        wanted = _unit(t.mean(7 - axis).transpose(2, 3).reshape(n, p, d))  # the same (GRID, c) order, centred
+        # |profile - its mean|, with the centred target's dot product unchanged by the profile's mean
+        spread = (profile.square().sum(-1) - profile.sum(-1).square() / d).clamp_min_(1e-12).sqrt_()
+        choice = (torch.bmm(wanted, profile.transpose(1, 2)) / spread[:, None]).argmax(2)  # (n, p)
+        best.append(weights.reshape(k, GRID, size)[choice])  # (n, p, GRID, size)
     rows, cols = best
     if p == 1:  # one target per image (the candidates' side): the products broadcast over channels, no copies
         pooled = rows @ images @ cols.transpose(2, 3)  # (n, c, GRID, GRID)

@@ -100,11 +100,14 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     base = _Base(thumbs, thumbs.square().sum(1), coarse_thumbnails(thumbs), central_cells(thumbs), colour,
                  None if colour is None else colour.square().sum(1))
 
+    # inputs the data pass found no NaN or Inf in are not searched for them again, block after block
+    finite = all(not (s.data_pass().nan_count.any() or s.data_pass().inf_count.any()) for s in (split, base_split))
+
     def block(lo: int) -> dict[str, tuple]:
         hi = min(len(indices), lo + ALIGN_BLOCK)
         own = None if self_ids is None else torch.from_numpy(self_ids[lo:hi])
         return _aligned_block(split, base_split, indices[lo:hi], torch.from_numpy(_compact(cand[lo:hi])), own, base,
-                              nb.unique, k, group)
+                              nb.unique, k, group, finite)
 
     starts = range(0, len(indices), ALIGN_BLOCK)
     # blocks side by side on the run's cores, but only over cached inputs: the user's dataset, read again from
@@ -184,7 +187,8 @@ class _Base(NamedTuple):
 
 
 def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, own: Any, base: _Base,
-                   unique: np.ndarray, k: int, group: np.ndarray | None = None) -> dict[str, tuple]:
+                   unique: np.ndarray, k: int, group: np.ndarray | None = None,
+                   finite: bool = False) -> dict[str, tuple]:
     """One block of :func:`aligned_scores`: per look, (best distance, its candidate, the k-th best distance)."""
     import torch
 
@@ -193,7 +197,7 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     from sanitycheck.pipeline.features import as_chw
 
     windows = shift_windows()
-    q = as_chw(split.inputs(indices))
+    q = as_chw(split.inputs(indices), finite)
     m = q.shape[0]
     valid = cand >= 0
     c = cand.clamp_min(0)
@@ -220,7 +224,7 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     flat = top.reshape(-1).numpy()
     row = np.repeat(np.arange(m), pick.shape[1])
     _, first, again = np.unique(row * len(unique) + flat, return_index=True, return_inverse=True)
-    dc = crop_distance(as_chw(base_split.inputs(unique[flat[first]])), plain[row[first]][:, None])
+    dc = crop_distance(as_chw(base_split.inputs(unique[flat[first]]), finite), plain[row[first]][:, None])
     dc = dc.reshape(-1)[torch.from_numpy(again.reshape(-1))].reshape(m, -1)
     dq = crop_distance(q, base.thumbs[top])
     refined = torch.minimum(dc, dq)
