@@ -32,8 +32,6 @@ def _positions_hint(batch: Any, sample: Any, input_key: Any, target_key: Any, ex
     Batches shaped otherwise than their samples (``sample``: the first, as the dataset returns it) come from a
     collate_fn that builds the inputs (PyTorch's text classification tutorial: ``(label, text)`` samples, batches
     ``(labels, token ids, offsets)``): the samples must hold them."""
-    if not isinstance(exc, TypeError):
-        return ""
     if isinstance(batch, (tuple, list)) and isinstance(sample, (tuple, list)) and len(batch) != len(sample):
         kinds = ", ".join(type(x).__name__ for x in sample)
         return (f" (the DataLoader's collate_fn turns samples of {len(sample)} elements ({kinds}) into batches of "
@@ -41,7 +39,7 @@ def _positions_hint(batch: Any, sample: Any, input_key: Any, target_key: Any, ex
                 "with the collate_fn, so a sample must hold the model's inputs, e.g. its token ids as a tensor, "
                 "which the collate_fn may pad; an nn.EmbeddingBag takes padded ids (B, L) without offsets, with "
                 "padding_idx)")
-    if isinstance(input_key, list):
+    if not isinstance(exc, TypeError) or isinstance(input_key, list):
         return ""
     if isinstance(batch, (tuple, list)) and len(batch) >= 3 and input_key is None:
         return (f" (the samples have {len(batch)} elements, read as (input, target, ...): if the model takes several "
