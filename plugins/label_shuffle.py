@@ -187,7 +187,9 @@ CODES = (
         "the sign-flip test and the minimum gain against each sequence's loss under the per-position frequencies "
         "of the held-out targets themselves. When the real model does not beat it, or the outputs differ (masks or "
         "other inputs in the batch, dropout at evaluation), or the loss is another one, the zeroed model is trained "
-        "and compared as above.",
+        "and compared as above. Targets scored by a loss with no chance level (multi-hot rows) hold the real-label "
+        "model to the shuffled run only; when it beats that one (two random-label models' losses often differ "
+        "significantly) but not the zeroed model, the message names labels shuffled apart from their samples too.",
         why="If the model does as well without its inputs, it learns only the label prior (or reads labels "
         "from somewhere else): the inputs reach the model empty, constant or disconnected.",
         example="A transform that returns a blank tensor; a forward() that uses a buffer instead of its input; "
@@ -475,7 +477,11 @@ class LabelShuffle(Check):
                     "SC204", f"With every input zeroed the model scores {what} {zeroed.eval.score:.3g} on the "
                     f"held-out samples, against {r.score:.3g} with the real inputs: not significantly worse "
                     f"(p = {p_zero:.2g}, {ztest}, alpha {settings.alpha:g}). The model does not get usable "
-                    f"information from its inputs.{fitted_note}",
+                    f"information from its inputs.{fitted_note}"
+                    # no chance level (losses of multi-hot targets): SC201 had only the shuffled run to go by
+                    + (" These targets have no chance level to hold the real-label model to, so targets that do not "
+                       "belong to their inputs (a label list shuffled apart from its samples) look the same: check "
+                       "both." if math.isnan(p_real) and p_shuffled < settings.alpha else ""),
                     evidence={**base, "p_value": rounded(p_zero), "test": ztest},
                 )
         yield from self._memorization(ctx, settings, targets)

@@ -549,3 +549,28 @@ def test_permuted_labels_are_still_found_on_an_imbalanced_split_that_can_show_le
     # 10% malignant and 187 held out (about 19 malignant): a model could show learning, and permuted labels cannot
     report = rare_malignant(run_pipeline, rare=40, seed=seed, train=210, permute=True)
     assert "SC201" in codes(report, "label-shuffle", at_least="error"), [(f.code, f.message) for f in report.findings]
+
+
+def test_multi_hot_targets_shuffled_apart_are_named_when_the_shuffled_run_is_beaten(run_pipeline, monkeypatch):
+    # Multi-label targets (BCE on multi-hot rows) have no chance level, so "not learned" rests on the shuffled run
+    # alone; two random-label models' losses differ "significantly" often enough (clustered mistakes) that SC201 may
+    # not fire, leaving SC204 "no usable information from its inputs" to say it: it now names the targets too
+    from sanitycheck_plugins import label_shuffle
+
+    (xt, yt), (xv, yv) = casekit.digits()
+
+    def attributes(y):
+        return torch.stack([y % 2 == 0, y > 4, (y == 0) | (y >= 6)], 1).float()
+
+    def first_only(name, planted):  # the first call compares the real run with the shuffled one
+        calls, original = [], getattr(label_shuffle, name)
+        monkeypatch.setattr(label_shuffle, name, lambda *args: planted if not calls.append(1) and len(calls) == 1
+                            else original(*args))
+
+    first_only("better", (0.0, "planted: the real run beats the shuffled one"))
+    first_only("_loss_gain", 1.0)
+    report = run_pipeline(only=CHECK, train=casekit.dataset(xt, attributes(probekit.permuted(yt))),
+                          val=casekit.dataset(xv, attributes(yv)), model=lambda: casekit.mlp(64, 3),
+                          loss="torch.nn:BCEWithLogitsLoss", task="classification")
+    finding = probekit.finding(report, "SC204")
+    assert finding.severity == "error" and "no chance level" in finding.message
