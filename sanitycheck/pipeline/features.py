@@ -88,7 +88,8 @@ def as_chw(images: np.ndarray, finite: bool = False) -> Any:
     kind = layout(tuple(images.shape[1:]))
     if kind == "vector":
         raise ValueError(f"inputs of shape {tuple(images.shape[1:])} are not images")
-    t = torch.from_numpy(np.ascontiguousarray(np.asarray(images, dtype=np.float32) if finite else _finite_float32(images)))
+    images = np.asarray(images, dtype=np.float32) if finite else _finite_float32(images)
+    t = torch.from_numpy(np.ascontiguousarray(images))
     if kind == "hw":
         t = t.unsqueeze(1)
     elif kind == "hwc":

@@ -142,7 +142,7 @@ def crop_distance(images: Any, targets: Any) -> Any:
     profile, and the same for columns; then the one window made of the two best is pooled in full and compared.
     Profiles are compared as unit thumbnails are: centred and scaled to unit length, the nearest being the one of
     largest cosine with the (unit) target profile, computed from the window profiles' dot products and spreads
-    without normalizing each of them (a third faster, the same windows).
+    without a normalized copy of each (the same windows, a seventh of the time saved).
     """
     import torch
 

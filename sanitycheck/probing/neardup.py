@@ -100,8 +100,12 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
     base = _Base(thumbs, thumbs.square().sum(1), coarse_thumbnails(thumbs), central_cells(thumbs), colour,
                  None if colour is None else colour.square().sum(1))
 
-    # inputs the data pass found no NaN or Inf in are not searched for them again, block after block
-    finite = all(not (s.data_pass().nan_count.any() or s.data_pass().inf_count.any()) for s in (split, base_split))
+    # blocks side by side on the run's cores, but only over cached inputs: the user's dataset, read again from
+    # several threads at once, need not be thread-safe
+    cached = split.data_pass().inputs is not None and base_split.data_pass().inputs is not None
+    # cached inputs the data pass found no NaN or Inf in are not searched for them again, block after block
+    finite = cached and all(not (s.data_pass().nan_count.any() or s.data_pass().inf_count.any())
+                            for s in (split, base_split))
 
     def block(lo: int) -> dict[str, tuple]:
         hi = min(len(indices), lo + ALIGN_BLOCK)
@@ -110,9 +114,6 @@ def aligned_scores(ctx: Any, split: Any, indices: np.ndarray, nb: Any, k: int, b
                               nb.unique, k, group, finite)
 
     starts = range(0, len(indices), ALIGN_BLOCK)
-    # blocks side by side on the run's cores, but only over cached inputs: the user's dataset, read again from
-    # several threads at once, need not be thread-safe
-    cached = split.data_pass().inputs is not None and base_split.data_pass().inputs is not None
     out: dict[str, list] = {}
     with torch.no_grad(), scan_progress(f"leakage: aligned look ({split.name})", len(indices)) as tick:
         # strict: zip asks the pool's generator for one more result, so it runs to its end (threads given back) here
