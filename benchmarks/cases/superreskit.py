@@ -8,7 +8,6 @@ One copy for the superres-* cases.
 """
 
 import numpy as np
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.init as init
