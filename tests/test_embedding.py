@@ -244,3 +244,22 @@ def test_the_gpu_search_path_finds_what_faiss_finds(monkeypatch):
     monkeypatch.setattr(neighbors, "_gpu", lambda device: device is not None)
     d_gpu, i_gpu = knn(q, b, 4, device=torch.device("cpu"))  # the CUDA path, taken here for the test's device
     assert np.array_equal(i_gpu, i) and np.allclose(d_gpu, d, atol=1e-4)
+
+
+def test_spawned_workers_need_a_longer_read_than_forked_ones(monkeypatch):
+    # a spawned worker imports torch again before it reads anything (seconds, not the 0.15 s of a fork)
+    from torch.utils.data import DataLoader
+
+    from sanitycheck.pipeline import data as data_module
+
+    monkeypatch.setenv("SANITYCHECK_THREADS", "2")
+    x, y = images(64)
+
+    def workers(context, estimate):
+        split = materialize(DataLoader(PerSample(x, y), num_workers=1, multiprocessing_context=context), "train",
+                            max_samples=None, memory_mb=1024, input_key=None, target_key=None)
+        return data_module.pass_workers(split, estimate)
+
+    between = (data_module.WORKERS_AFTER + data_module.WORKERS_AFTER_SPAWN) / 2
+    assert workers("fork", between) == 2 and workers("spawn", between) == 0
+    assert workers("spawn", data_module.WORKERS_AFTER_SPAWN) == 2

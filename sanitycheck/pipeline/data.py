@@ -405,15 +405,19 @@ def scan(split: Split, acc: _Accumulator, tick: Callable[[int], None], workers: 
 #: validation images behind a per-sample Dataset (estimated 0.85 s) took 0.61-0.95 s on the main thread and
 #: 0.49-0.59 s with two workers (2 cores, 2 runs each); at 1.0 s they were read on the main thread.
 WORKERS_AFTER = 0.5
+#: ... and when workers are spawned, not forked (macOS's and Windows' default): each imports torch again first,
+#: seconds rather than 0.15 s (the threshold before the one above; not measured here, where workers fork).
+WORKERS_AFTER_SPAWN = 1.0
 
 
 def pass_workers(split: Split, estimate: float) -> int:
     """How many worker processes read the rest of ``split`` (0: the main thread does), given the estimated
     main-thread seconds: the run's available cores when there are at least 2 and the estimate exceeds
-    :data:`WORKERS_AFTER`."""
+    :data:`WORKERS_AFTER` (:data:`WORKERS_AFTER_SPAWN` for workers that are not forked)."""
     from sanitycheck.engine.threads import current_threads
 
-    if estimate < WORKERS_AFTER or isinstance(split.dataset, _ListDataset):
+    threshold = WORKERS_AFTER if _forks(split) else WORKERS_AFTER_SPAWN
+    if estimate < threshold or isinstance(split.dataset, _ListDataset):
         return 0
     workers = current_threads()
     return workers if workers >= 2 else 0
