@@ -137,9 +137,10 @@ CODES = (
         "permutation test (7 or more classes) or a one-sided exact binomial test; for regression the per-sample squared error of the training-label mean, with a paired "
         "sign-flip permutation test. Decision rule: warning when p < 0.001 and the score beats chance by at "
         "least 0.05 (accuracy or R²). Not judged for regression targets shaped like their inputs (an "
-        "autoencoder's, a denoiser's): a model predicts those from its inputs without aligned training (a "
+        "autoencoder's, a denoiser's) or like them resized (the same channels, the other dimensions scaled by one "
+        "factor: super-resolution): a model predicts those from its inputs without aligned training (a "
         "convolutional autoencoder on MNIST trained on permuted targets still scored R² 0.12, its layers passing "
-        "some of the input through).",
+        "some of the input through; PyTorch's super-resolution example on CIFAR-10 images got SC202 in some runs).",
         why="With shuffled training labels nothing about the real labels can be learned, so any held-out "
         "score above chance comes from label information that reaches the model another way: a train_step that "
         "reads labels from somewhere else than the batch, labels encoded in the validation inputs, or "
@@ -328,8 +329,8 @@ class LabelShuffle(Check):
         leaks = p_leak < settings.leak_alpha and s.score - chance >= settings.leak_margin
         if leaks and s.metric == "r2" and _targets_like_inputs(ctx):
             leaks = False
-            base["leak_not_judged"] = ("the targets are shaped like the inputs: a model predicts them from its "
-                                       "inputs without aligned training")
+            base["leak_not_judged"] = ("the targets are shaped like the inputs (or resized): a model predicts them "
+                                       "from its inputs without aligned training")
         if zeroed is not None:
             p_zero, ztest = _practical(*better(r, zeroed.eval, rng, settings.permutations), r, zeroed.eval, "inputs",
                                        settings)
@@ -999,11 +1000,20 @@ def sign_flip(diff: np.ndarray, rng: np.random.Generator, permutations: int) -> 
 
 def _targets_like_inputs(ctx: Any) -> bool:
     """Whether every training target has the shape of its input, more than one value (an autoencoder's targets, a
-    denoiser's): a model trained on permuted targets still predicts them from its inputs (the identity its layers
-    start near), so beating the mean with them is no sign of a leak."""
+    denoiser's), or that shape resized (the same channels, every other dimension scaled by one factor: a
+    super-resolution model's targets): a model trained on permuted targets still predicts them from its inputs (the
+    identity, or an upsampling, its layers start near), so beating the mean with them is no sign of a leak (PyTorch's
+    super-resolution example on CIFAR-10 images, clean: SC202 in some runs)."""
     data = ctx.train.data_pass()
     inputs, targets = set(data.input_shapes), set(data.target_shapes)
-    return len(inputs) == 1 and inputs == targets and math.prod(next(iter(inputs))) > 1
+    if len(inputs) != 1 or len(targets) != 1 or math.prod(next(iter(inputs))) <= 1:
+        return False
+    a, b = next(iter(inputs)), next(iter(targets))
+    if a == b:
+        return True
+    # resized: channels first and kept, the other dimensions all scaled by the same factor
+    return len(a) == len(b) >= 2 and a[0] == b[0] and min(a[1:]) > 0 \
+        and len({round(y / x, 6) for x, y in zip(a[1:], b[1:])}) == 1
 
 
 def _class_count(e: Any) -> int:

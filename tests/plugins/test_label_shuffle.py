@@ -574,3 +574,23 @@ def test_multi_hot_targets_shuffled_apart_are_named_when_the_shuffled_run_is_bea
                           loss="torch.nn:BCEWithLogitsLoss", task="classification")
     finding = probekit.finding(report, "SC204")
     assert finding.severity == "error" and "no chance level" in finding.message
+
+
+@pytest.mark.parametrize("inputs, targets, alike", [
+    ((1, 28, 28), (1, 28, 28), True),    # an autoencoder's, a denoiser's
+    ((1, 16, 16), (1, 32, 32), True),    # super-resolution: the same channels, resized by one factor
+    ((1, 4000), (1, 8000), True),        # a 1-D signal upsampled
+    ((3, 16, 16), (1, 32, 32), False),   # other channels: colour from luminance is not the input
+    ((1, 16, 16), (1, 32, 16), False),   # scaled unevenly
+    ((10,), (1,), False),                # a value per sample
+])
+def test_targets_shaped_like_their_inputs_or_resized_are_not_judged_for_a_leak(inputs, targets, alike):
+    # a model trained on permuted targets still predicts an upsampled input: PyTorch's super-resolution example on
+    # CIFAR-10 images got SC202 ("label information reaches the model") on a clean pipeline in some runs
+    from types import SimpleNamespace
+
+    from sanitycheck_plugins.label_shuffle import _targets_like_inputs
+
+    data = SimpleNamespace(input_shapes=[inputs] * 4, target_shapes=[targets] * 4)
+    ctx = SimpleNamespace(train=SimpleNamespace(data_pass=lambda: data))
+    assert _targets_like_inputs(ctx) is alike
