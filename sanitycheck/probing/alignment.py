@@ -40,8 +40,8 @@ def window_thumbnails(images: Any, windows: list[tuple[float, float, float, floa
     import torch
 
     m, c, h, w = images.shape
-    rows = sorted({(zy, dy) for zy, _, dy, _ in windows})
-    cols = sorted({(zx, dx) for _, zx, _, dx in windows})
+    rows = tuple(sorted({(zy, dy) for zy, _, dy, _ in windows}))
+    cols = tuple(sorted({(zx, dx) for _, zx, _, dx in windows}))
     r = _weights(h, rows)
     cw = _weights(w, cols)
     # columns first as one large product, then rows: every (row window, column window) pair, laid out per channel
@@ -72,14 +72,10 @@ def closest_window(windows: Any, targets: Any, targets_sq: Any = None) -> Any:
     return d2.add_(targets_sq[:, None]).amin(1).clamp_min_(0).sqrt_()
 
 
-def _weights(size: int, windows: list[tuple[float, float]]) -> Any:
+@lru_cache(maxsize=64)
+def _weights(size: int, windows: tuple[tuple[float, float], ...]) -> Any:
     """Stacked ``(len(windows) * GRID, size)`` pooling weights of 1-D windows ``(zoom, offset)`` (built once per
     size and family: the aligned look asks for the same few thousands of times)."""
-    return _stacked_weights(size, tuple(windows))
-
-
-@lru_cache(maxsize=64)
-def _stacked_weights(size: int, windows: tuple[tuple[float, float], ...]) -> Any:
     import torch
 
     return torch.from_numpy(np.concatenate([pooling_weights(size, z, d) for z, d in windows]).astype(np.float32))

@@ -225,13 +225,12 @@ def _padded_token_ids(split: Any) -> np.ndarray:
     :class:`EmbeddingUnavailable` when it would exceed ``data.memory_mb``."""
     from sanitycheck.pipeline.tensors import to_numpy
 
+    several = isinstance(split.input_key, list)  # data.input_key names several inputs: the first holds the ids
     texts = []
     for i in range(len(split)):
         x = split.sample(i)[0]
-        if isinstance(x, dict):
-            x = next(iter(x.values()))
-        elif isinstance(x, (tuple, list)) and x and not isinstance(x[0], (int, np.integer)):
-            x = x[0]
+        if several:
+            x = x[split.input_key[0]] if isinstance(x, dict) else x[0]
         texts.append(to_numpy(x).reshape(-1))
     longest = max((len(t) for t in texts), default=0)
     if len(texts) * longest * 8 > split.memory_mb * 2**20:
