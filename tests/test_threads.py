@@ -73,3 +73,45 @@ def test_no_torch_work_of_the_run_happens_on_the_calling_thread():
                               "batch_size": 16}, only=["overfit-batch", "data-integrity"])
     assert not report.crashed and seen
     assert threading.get_ident() not in seen
+
+
+def test_faiss_kernels_follow_the_cpus_own_flags(tmp_path):
+    from sanitycheck.engine import faiss_loader
+
+    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx2", "fma"}
+    assert faiss_loader.core_type(avx512) == "SkylakeX"
+    assert faiss_loader.core_type({"avx2", "fma", "avx512f"}) == "Haswell"  # AVX-512 only in part
+    assert faiss_loader.core_type({"sse3", "avx"}) is None  # OpenBLAS chooses
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse3 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert faiss_loader.cpu_flags(str(info)) == {"fpu", "sse3", "avx2", "fma"}
+    assert faiss_loader.cpu_flags(str(tmp_path / "absent")) == set()
+
+
+def test_faiss_is_loaded_with_the_kernels_of_this_cpu_and_the_environment_is_left_alone():
+    """In a fresh interpreter (OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded): the bundled OpenBLAS
+    runs the core type the flags call for, and the variable is gone again after the import; a user's own value
+    is kept and obeyed."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import ctypes, glob, os, pathlib, sys\n"
+        "from sanitycheck.engine.faiss_loader import load_faiss, core_type, cpu_flags\n"
+        "faiss = load_faiss()\n"
+        "libs = glob.glob(str(pathlib.Path(faiss.__file__).parents[1] / 'faiss_cpu.libs' / 'libopenblas*'))\n"
+        "core = None\n"
+        "if libs:\n"
+        "    lib = ctypes.CDLL(libs[0]); lib.openblas_get_corename.restype = ctypes.c_char_p\n"
+        "    core = lib.openblas_get_corename().decode()\n"
+        "print(os.environ.get('OPENBLAS_CORETYPE'), core, core_type(cpu_flags()))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    left, core, expected = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                                          check=True).stdout.split()
+    assert left == "None"
+    if core != "None" and expected != "None":  # a Linux wheel with its own OpenBLAS on an AVX2 / AVX-512 CPU
+        assert core.lower() == expected.lower()
+    kept = subprocess.run([sys.executable, "-c", probe], env={**env, "OPENBLAS_CORETYPE": "Prescott"},
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert kept[0] == "Prescott" and kept[1] in ("Prescott", "None")

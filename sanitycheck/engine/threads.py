@@ -155,11 +155,9 @@ class Policy:
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        try:
-            import faiss
-        except ImportError:  # pragma: no cover - faiss-cpu is a dependency
-            return self.threads
-        faiss.omp_set_num_threads(self.threads)
+        from sanitycheck.engine.faiss_loader import load_faiss
+
+        load_faiss().omp_set_num_threads(self.threads)
         return self.threads
 
 

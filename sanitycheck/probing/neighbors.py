@@ -47,10 +47,10 @@ GPU_BLOCK = 2**27
 
 
 def _faiss() -> Any:
-    import faiss
-
+    from sanitycheck.engine.faiss_loader import load_faiss
     from sanitycheck.engine.threads import current_threads
 
+    faiss = load_faiss()
     faiss.omp_set_num_threads(current_threads())
     return faiss
 
