@@ -71,6 +71,34 @@ def test_yaml_path_with_object_override(nan_digits):
     assert report.config == str(path)
 
 
+def test_data_keys_beside_data_objects_are_kept(digits):
+    """``sanitycheck.run(train=..., data={"input_key": ...})``: the data section was replaced by the objects alone,
+    so the keys were dropped without a word (a model of two named inputs then failed on one)."""
+    from sanitycheck.faces.api import build_config
+
+    class Named(torch.utils.data.Dataset):
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            x, y = self.ds[i]
+            return {"pixels": x, "digit": y, "row": i}
+
+    train, val = Named(digits[0]), Named(digits[1])
+    keys = {"input_key": "pixels", "target_key": "digit"}
+    cfg = build_config(model=make_model, train=train, val=val, loss=torch.nn.CrossEntropyLoss(), data=keys)
+    assert (cfg.data.input_key, cfg.data.target_key, cfg.data.train) == ("pixels", "digit", train)
+    report = sanitycheck.run(model=make_model, train=train, val=val, loss=torch.nn.CrossEntropyLoss(), data=keys,
+                             only=FAST)
+    assert report.ok and report.splits["train"].samples == len(train)
+    path = ROOT / "examples" / "digits" / "clean" / "sanitycheck.yaml"
+    from_file = build_config(path, train=train, data=keys)
+    assert (from_file.data.input_key, from_file.data.train) == ("pixels", train) and from_file.data.val is not None
+
+
 def test_missing_objects_is_a_config_error(digits):
     with pytest.raises(ConfigError, match="loss="):
         sanitycheck.run(model=make_model, train=digits[0])

@@ -68,7 +68,8 @@ def run(
 def build_config(config: str | Path | dict[str, Any] | Config | None = None, **overrides: Any) -> Config:
     """The validated :class:`Config` for a source plus keyword overrides (objects for data, model, loss ...)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    data = {k: overrides.pop(k) for k in DATA_KEYS if k in overrides}
+    # data=... (input_key, target_key ...) beside train=/val= objects: one data section, the objects added to it
+    data = {**dict(overrides.pop("data", None) or {}), **{k: overrides.pop(k) for k in DATA_KEYS if k in overrides}}
     optimizer = overrides.get("optimizer")
     if optimizer is not None and not isinstance(optimizer, (dict, BaseModel)):
         overrides["optimizer"] = {"target": optimizer}  # an optimizer class, e.g. torch.optim.SGD
