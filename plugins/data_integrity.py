@@ -64,7 +64,8 @@ CODES = (
         code="SC805", title="Inconsistent input shapes", severity="warning",
         what="Reported when inputs within a split, or between train and validation, have different shapes. "
         "Info, not a warning, when only their lengths differ and that is expected: task: sequence, or a training "
-        "DataLoader with its own collate_fn (which pads them) and shapes that differ in the first dimension only.",
+        "DataLoader with its own collate_fn (which pads them) and shapes that differ along one dimension only (a "
+        "sequence's length; the length of named inputs read side by side, such as input_ids and attention_mask).",
         why="Batches cannot be stacked without padding or resizing; a validation set of another shape means the "
         "model is evaluated on differently prepared data.",
         example="A few grayscale images (1 x H x W) among RGB ones (3 x H x W); validation resized to 224, train to 256.",
@@ -279,11 +280,11 @@ class DataIntegrity(Check):
             kinds = {n: {str(k): v for k, v in c.items()} for n, c in per_split.items()}
             what = "shapes" if code == "SC805" else "dtypes"
             # sequences of different lengths are the norm (a collate_fn pads them): only the rank must agree; so are
-            # inputs of different lengths (only the first dimension differs) that the training loader's own
-            # collate_fn batches (an RNN over padded, packed sequences)
+            # inputs of different lengths (one dimension differs: a sequence's, or the length of named inputs read
+            # side by side, Hugging Face's input_ids and attention_mask) that the training loader's own collate_fn
+            # batches (an RNN over padded, packed sequences; DataCollatorWithPadding)
             lengths = sequences and code == "SC805" and len({len(k) for k in overall}) == 1
-            collated = padded and code == "SC805" and len({tuple(k[1:]) for k in overall if len(k)}) == 1 \
-                and all(len(k) for k in overall)
+            collated = padded and code == "SC805" and _one_axis_varies(list(overall))
             yield self.finding(
                 code, f"Inputs have {len(overall)} different {what}; the most common is {usual}. "
                 + "; ".join(f"{n}: {_most_common(c)}" for n, c in per_split.items())
@@ -468,6 +469,13 @@ def _pads(ctx: Any) -> bool:
 
     collate = getattr(ctx.train.loader, "collate_fn", None)
     return collate is not None and collate is not default_collate
+
+
+def _one_axis_varies(shapes: list[tuple]) -> bool:
+    """Whether shapes of one rank (at least 1) differ along a single axis only (lengths that a collate_fn pads)."""
+    if not shapes or len({len(s) for s in shapes}) != 1 or not shapes[0]:
+        return False
+    return sum(len({s[axis] for s in shapes}) > 1 for axis in range(len(shapes[0]))) <= 1
 
 
 @hookimpl

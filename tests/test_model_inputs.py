@@ -498,6 +498,32 @@ def test_texts_of_different_lengths_that_a_collator_pads_and_whose_label_it_rena
                             at_least="error")
 
 
+def test_several_named_inputs_of_different_lengths_that_a_collator_pads(run_pipeline):
+    # the same texts with the loss outside the model, forward(input_ids, attention_mask): data.input_key names both.
+    # Their Python lists were exit 2 in the data pass ("sample 0 has a non-numeric input of dtype object (dict)");
+    # then read side by side, (2, length), the lengths were an SC805 warning although the collator pads them
+    ids, labels, vocab = casekit.stdlib_lines()
+    order = np.random.default_rng(0).permutation(len(labels))
+    train, val = order[:len(order) * 4 // 5], order[len(order) * 4 // 5:]
+    real = [labels[i] for i in train]
+
+    def report(targets):
+        def loader(rows, y):
+            return DataLoader(probekit.TokenLists([ids[i] for i in rows], y), batch_size=32,
+                              collate_fn=probekit.pad_texts)
+
+        return run_pipeline(only=["data-integrity", "label-shuffle"], train=loader(train, targets),
+                            val=loader(val, [labels[i] for i in val]), model=lambda: MaskedLogits(vocab),
+                            loss="torch.nn:CrossEntropyLoss",
+                            data={"input_key": ["input_ids", "attention_mask"], "target_key": "labels"})
+
+    clean = report(real)
+    assert all(c.status in ("passed", "failed") for c in clean.checks), [(c.name, c.reason) for c in clean.checks]
+    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    assert "SC805" in codes(clean)  # the lengths are reported, as information
+    assert "SC201" in codes(report(probekit.permuted(torch.tensor(real)).tolist()), at_least="error")
+
+
 def test_a_collate_fn_that_builds_the_inputs_is_named_in_the_error(run_pipeline):
     # PyTorch's text classification tutorial: (label, text) samples, and a collate_fn that tokenizes them into
     # (labels, token ids, offsets) for an nn.EmbeddingBag. The error said "the samples have 3 elements" (the batch's)

@@ -12,8 +12,12 @@ def to_numpy(value: Any) -> np.ndarray:
     """A sample's input or target as a NumPy array (tensors, arrays, PIL images, numbers, lists)."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
-    if isinstance(value, dict) and value and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value.values()):
-        value = list(value.values())  # named inputs ({"image": ..., "meta": ...}) read like a tuple, in key order
+    if isinstance(value, dict) and value:
+        # named inputs ({"image": ..., "meta": ...}) read like a tuple, in key order; Python lists of numbers too
+        # (a Hugging Face dataset tokenized without padding: {"input_ids": [...], "attention_mask": [...]})
+        parts = [v if isinstance(v, (torch.Tensor, np.ndarray)) else _numeric(v) for v in value.values()]
+        if all(p is not None for p in parts):
+            value = parts
     if isinstance(value, (tuple, list)) and value and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value):
         parts = [to_numpy(v) for v in value]
         if len({p.shape for p in parts}) > 1:
@@ -21,6 +25,15 @@ def to_numpy(value: Any) -> np.ndarray:
             # its metadata): one flat vector of all their values, for statistics, hashes and features
             return np.concatenate([p.ravel() for p in parts])
     return np.asarray(value)
+
+
+def _numeric(value: Any) -> np.ndarray | None:
+    """``value`` as an array of numbers, or None (strings, nested lists of different lengths, other objects)."""
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        return None
+    return array if array.dtype.kind in "biufc" else None
 
 
 def target_array(value: Any) -> np.ndarray:
