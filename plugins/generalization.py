@@ -73,8 +73,10 @@ CODES = (
         what="Reads label-shuffle's memorization probe (shared: trained once per run by whichever check asks "
         "first): steps to fit 128 training samples (95% training accuracy, or R² 0.9) with their real labels and "
         "with permuted labels. Decision rule: warning when the ratio random/real is below 1.25 "
-        "(`memorize_ratio`) and the overfitting rule (SC1601) did not fire; not for regression targets that are mostly "
-        "noise to the model (the reference run's held-out R² below 0.45: a ratio near 1 is then expected), nor when "
+        "(`memorize_ratio`) and the overfitting rule (SC1601) did not fire; not for targets that are mostly "
+        "noise to the model, where a ratio near 1 is expected (regression: the reference run's held-out R² below "
+        "0.45; classification: its held-out accuracy less than 10% of the way from always predicting the most "
+        "common class to 1, as with permuted labels, which label-shuffle reports as SC201), nor when "
         "fewer than 10 of the probe's samples are outside their most common class (fitting either labels is "
         "memorizing those few). Lists the "
         "same remedies as SC1601.",

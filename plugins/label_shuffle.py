@@ -164,8 +164,10 @@ CODES = (
         "1.25x the steps real ones "
         "take, except when fewer than 10 subset samples are outside its most common class (as many with random "
         "labels: fitting either is memorizing those few; breast cancer cut to 3% malignant: ratio 0.81, clean) and "
-        "for regression targets that are mostly noise to the model (the shared reference run's held-out "
-        "R² below half the R² 0.9 fitted here: fitting the real ones is memorization too).",
+        "for targets that are mostly noise to the model, where fitting the real ones is memorization too: "
+        "regression with the shared reference run's held-out R² below half the R² 0.9 fitted here, classification "
+        "with its held-out accuracy less than 10% of the way from always predicting the most common class to 1 "
+        "(labels permuted: SC201 says so; or a model that learned nothing general in that run).",
         why="A model that memorizes noise as fast as signal has the capacity to fit your training set "
         "without learning anything general; its validation score will depend on regularization. A ratio near "
         "1 with real labels also means the real labels look like noise to the model.",
@@ -595,12 +597,17 @@ class LabelShuffle(Check):
                     "max_steps": m.max_steps, "random_steps_done": m.random_steps_done, "stopped_by": m.stopped_random,
                     "ratio": rounded(ratio), "ratio_is_lower_bound": not fitted,
                     "fit_threshold": m.fit_threshold, "warn_ratio": settings.memorize_warn_ratio,
-                    "held_out_r2": rounded(m.held_out_r2), "other_class": m.other_class}
+                    "held_out_r2": rounded(m.held_out_r2), "held_out_accuracy": rounded(m.held_out_accuracy),
+                    "constant_accuracy": rounded(m.constant_accuracy), "other_class": m.other_class}
         fast = fitted and ratio < settings.memorize_warn_ratio and not m.noise_either_way \
             and not m.too_few_other_class
-        noise = (f" The targets are mostly noise to this model (the reference run's held-out R² is "
-                 f"{m.held_out_r2:.2g}, the probe fits R² {m.fit_threshold:g}), so fitting the real ones is "
-                 "memorization too and the ratio says nothing about capacity." if m.noise_either_way else
+        signal = (f"the reference run's held-out R² is {m.held_out_r2:.2g}, the probe fits R² {m.fit_threshold:g}"
+                  if m.held_out_r2 is not None else
+                  f"the reference run's held-out accuracy is {m.held_out_accuracy:.3g}, always predicting the most "
+                  f"common class scores {m.constant_accuracy:.3g}" if m.held_out_accuracy is not None else "")
+        noise = (f" The targets are mostly noise to this model ({signal}), so fitting the real ones is "
+                 "memorization too and the ratio says nothing about capacity (if SC201 is reported, the labels are "
+                 "the cause)." if m.noise_either_way else
                  f" Only {m.other_class} of the {m.samples} samples are outside their most common class, as many with "
                  "random labels: fitting either is memorizing those few, and the ratio says nothing about capacity."
                  if m.too_few_other_class else "")

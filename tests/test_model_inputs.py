@@ -500,8 +500,9 @@ def test_texts_of_different_lengths_that_a_collator_pads_and_whose_label_it_rena
     assert len(ctx.usable_indices(ctx.train)) == len(train)  # the collator pads every length
     assert embedding(ctx, ctx.train).shape == (len(train), 256)  # bags of the ids, read once more
     clean = run_pipeline(only=["label-shuffle"], **config(real))
-    # this model may memorize 128 random lines as fast as real ones (SC203 warning): it does
-    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    # it fits 128 random lines as fast as real ones, but learns nothing general from them in the reference run
+    # (held-out accuracy at the majority class's 0.89): the ratio is information, not a memorization warning
+    assert not codes(clean, at_least="warning"), [f.message for f in clean.findings if f.severity != "info"]
     assert "SC201" in codes(run_pipeline(only=["label-shuffle"], **config(probekit.permuted(torch.tensor(real)))),
                             at_least="error")
 
@@ -527,7 +528,7 @@ def test_several_named_inputs_of_different_lengths_that_a_collator_pads(run_pipe
 
     clean = report(real)
     assert all(c.status in ("passed", "failed") for c in clean.checks), [(c.name, c.reason) for c in clean.checks]
-    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    assert not codes(clean, at_least="warning"), [f.message for f in clean.findings if f.severity != "info"]
     assert "SC805" in codes(clean)  # the lengths are reported, as information
     assert "SC201" in codes(report(probekit.permuted(torch.tensor(real)).tolist()), at_least="error")
 
@@ -577,9 +578,9 @@ def test_named_inputs_of_dict_samples_go_to_forward_as_keyword_arguments(run_pip
                             model=lambda: MaskedLogits(vocab), batch_size=32,
                             data={"input_key": ["input_ids", "attention_mask"], "target_key": "labels", **keys})
 
-    clean = report()  # label-shuffle may warn that this model memorizes 128 random lines as fast (SC203): it does
+    clean = report()
     assert all(c.status in ("passed", "failed") for c in clean.checks), [(c.name, c.reason) for c in clean.checks]
-    assert not codes(clean, at_least="error") and codes(clean, at_least="warning") <= {"SC203"}
+    assert not codes(clean, at_least="warning"), [f.message for f in clean.findings if f.severity != "info"]
     assert "SC201" in codes(report(permute=True), at_least="error")
     with pytest.raises(UsageError, match=r"list them in data\.input_key, e\.g\. \['input_ids', 'attention_mask'\]"):
         report(input_key=None, target_key=None)

@@ -30,6 +30,12 @@ MIN_AFFORDABLE_STEPS = 50
 #: permuted labels put as many samples outside it, and fitting either is memorizing a handful of points (breast
 #: cancer cut to 3% malignant, 4 of 128 in the subset: real labels 425 steps, random ones 345 on a clean pipeline).
 MIN_OTHER_CLASS = 10
+#: Classification: the real labels are noise to the model when the shared reference run's held-out accuracy is
+#: less than this share of the way from the best constant's (always its most common class) to 1. Fitting the
+#: subset is then memorization with real labels too and the ratio says nothing about capacity (a mean-pooled
+#: text classifier on 89%-majority real text lines: held-out 0.891 against the constant's 0.891, ratio 0.97-1.19,
+#: which read as a memorization warning on a clean pipeline).
+MIN_HELD_OUT_SKILL = 0.1
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,10 @@ class Memorization:
     held_out_r2: float | None = None
     #: Classification: the subset's samples outside its most common class.
     other_class: int | None = None
+    #: Classification: the shared reference model's held-out accuracy, and that of always predicting the held-out
+    #: samples' most common class.
+    held_out_accuracy: float | None = None
+    constant_accuracy: float | None = None
 
     @property
     def too_few_other_class(self) -> bool:
@@ -86,10 +96,23 @@ class Memorization:
 
     @property
     def noise_either_way(self) -> bool:
-        """Regression targets the reference model explains less than half as well, held out, as the probe fits them
-        (R^2 0.9): fitting them is then mostly memorization with the real targets too, and a ratio near 1 says
-        nothing about capacity (a 2-hidden-layer MLP on diabetes, held-out R^2 about 0.45: ratio 1.1-1.2)."""
-        return self.held_out_r2 is not None and self.held_out_r2 < self.fit_threshold / 2
+        """The real targets are mostly noise to the model, so fitting them is memorization too and a ratio near 1
+        says nothing about capacity. Regression: the reference model explains them less than half as well, held
+        out, as the probe fits them (R^2 0.9; a 2-hidden-layer MLP on diabetes, held-out R^2 about 0.45: ratio
+        1.1-1.2). Classification: its held-out accuracy is less than MIN_HELD_OUT_SKILL of the way from the best
+        constant's to 1 (labels permuted, or a model that learns nothing general from them in its run)."""
+        if self.held_out_r2 is not None:
+            return self.held_out_r2 < self.fit_threshold / 2
+        if self.held_out_accuracy is None or self.constant_accuracy is None or self.constant_accuracy >= 1:
+            return False
+        return self.held_out_skill < MIN_HELD_OUT_SKILL
+
+    @property
+    def held_out_skill(self) -> float | None:
+        """Classification: the held-out accuracy's share of the way from the best constant's to 1."""
+        if self.held_out_accuracy is None or self.constant_accuracy is None or self.constant_accuracy >= 1:
+            return None
+        return (self.held_out_accuracy - self.constant_accuracy) / (1 - self.constant_accuracy)
 
     @property
     def ratio(self) -> float | None:
@@ -147,7 +170,7 @@ def _measure(ctx: PipelineContext, plan: MemorizationPlan) -> Memorization:
     noise = train(ctx, ctx.train, subset, labels=ctx.rng("label-shuffle:noise").permutation(targets[subset]),
                   **common)
     return Memorization(**base, steps_random=noise.steps_to_fit, random_steps_done=noise.steps,
-                        stopped_random=noise.stopped, held_out_r2=_held_out_r2(ctx))
+                        stopped_random=noise.stopped, **_held_out(ctx))
 
 
 def _fit_accuracy(ctx: PipelineContext, subset: np.ndarray, share: float) -> tuple[float, int | None]:
@@ -168,12 +191,21 @@ def _fit_accuracy(ctx: PipelineContext, subset: np.ndarray, share: float) -> tup
     return float(majority + share * (1 - majority)), int(len(ids) - counts.max())
 
 
-def _held_out_r2(ctx: PipelineContext) -> float | None:
-    """Regression: the shared reference model's held-out R^2 (trained once per run; both readers of this probe
-    train it anyway); None for other tasks."""
-    if ctx.task != "regression":
-        return None
+def _held_out(ctx: PipelineContext) -> dict[str, float]:
+    """How much of the real targets is signal to the model: the shared reference model's held-out R^2
+    (regression), or its held-out accuracy and the best constant's (classification); empty for other targets.
+    Read only when a ratio near 1 is to be judged; both readers of this probe train the reference model anyway."""
+    if ctx.task not in ("regression", "classification"):
+        return {}
     from sanitycheck.probing.trainer import reference_model
 
     evaluation = reference_model(ctx).eval
-    return float(evaluation.score) if evaluation is not None and evaluation.metric == "r2" else None
+    if evaluation is None:
+        return {}
+    if ctx.task == "regression":
+        return {"held_out_r2": float(evaluation.score)} if evaluation.metric == "r2" else {}
+    targets = None if evaluation.targets is None else np.asarray(evaluation.targets)
+    if evaluation.correct is None or targets is None or targets.ndim != 1 or not len(targets):
+        return {}  # one class per sample only (not per pixel or token)
+    _, counts = np.unique(targets, return_counts=True)
+    return {"held_out_accuracy": float(evaluation.accuracy), "constant_accuracy": float(counts.max() / counts.sum())}
