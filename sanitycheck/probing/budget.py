@@ -6,8 +6,9 @@ they share) size their work to a share of one budget instead of fixed step count
 
 - :func:`step_cost` ``(ctx, batch_size) -> StepCost``: the user's training step timed once per run and batch size
   (:func:`measure_step_cost`: a fresh model, the user's ``train_step`` on batches in the user's format on the
-  configured device, collation included, one warm-up step then two timed, and one evaluation batch): the one
-  measurement the reference plan (:mod:`sanitycheck.probing.trainer`) and every budget here use.
+  configured device, collation included, one warm-up step then the fastest of 2 to MAX_TIMED timed ones, and one
+  evaluation batch): the one measurement the reference plan (:mod:`sanitycheck.probing.trainer`) and every budget
+  here use.
 - :func:`epoch_seconds` ``(ctx) -> float``: one epoch over the training split at the config's batch size.
 - :func:`budget_seconds` ``(ctx) -> float``: the seconds the expensive probes share: 30% of an estimated epoch,
   at least :data:`FLOOR_S` and at most :data:`CEILING_S`, times the profile's scale (fast 0.25, thorough 4).
