@@ -227,6 +227,36 @@ def test_dead_relus_after_a_diverging_learning_rate(run_pipeline):
     report = run_kind(run_pipeline, optimizer={"target": "torch.optim:SGD", "lr": 10.0})
     finding = probekit.finding(report, "SC1006")
     assert "1" in finding.evidence["dead_units"]  # the module name of the ReLU in the Sequential
+    assert finding.evidence["dead_units"]["1"]["samples"] > 64  # confirmed on more samples than the batch
+
+
+def rare_units(seed):
+    """A ReLU layer of 16 units, each on for one kind of input only: 15 kinds are rare (0.4% of samples each),
+    so most units are off on a batch of 64 samples, yet none is dead (each is on for its own inputs)."""
+    rng = np.random.default_rng(seed)
+    kinds = np.where(rng.random(2000) < 0.06, rng.integers(0, 15, 2000), 15)
+    x = torch.nn.functional.one_hot(torch.as_tensor(kinds), 16).float()
+    y = torch.as_tensor(kinds % 2)
+
+    def model():
+        layer = nn.Linear(16, 16)
+        with torch.no_grad():  # unit j's input is x_j - 0.5: above 0 for inputs of kind j only
+            layer.weight.copy_(torch.eye(16))
+            layer.bias.fill_(-0.5)
+        layer.requires_grad_(False)  # training leaves the units as they are
+        return nn.Sequential(layer, nn.ReLU(), nn.Linear(16, 2))
+
+    return {"train": casekit.dataset(x, y), "model": model, "loss": "torch.nn:CrossEntropyLoss"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_units_off_on_the_batch_but_on_for_other_samples_are_not_dead(run_pipeline, monkeypatch, seed):
+    from sanitycheck_plugins import gradients
+
+    quiet = run_pipeline(only=CHECK, seed=seed, **rare_units(seed))
+    assert "SC1006" not in codes(quiet), [f.message for f in quiet.findings if f.code == "SC1006"]
+    monkeypatch.setattr(gradients, "CONFIRM_SAMPLES", 0)  # the batch alone: most units are off on it
+    assert "SC1006" in codes(run_pipeline(only=CHECK, seed=seed, **rare_units(seed)))
 
 
 @pytest.mark.parametrize("kind", probekit.KINDS)
