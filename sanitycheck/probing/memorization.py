@@ -193,25 +193,24 @@ def _fit_accuracy(ctx: PipelineContext, subset: np.ndarray, share: float) -> tup
 
 def _held_out(ctx: PipelineContext) -> dict[str, float]:
     """How much of the real targets is signal to the model: the shared reference model's held-out R^2
-    (regression), or its held-out accuracy and the best constant's (classification); empty for other targets.
-    Both readers of this probe train the reference model anyway."""
+    (regression), or its held-out accuracy and the best constant's (classification: the held-out samples' most
+    common class id, from :meth:`class_labels`); empty for other targets. Both readers of this probe train the
+    reference model anyway."""
     if ctx.task not in ("regression", "classification"):
         return {}
-    from sanitycheck.probing.trainer import reference_model
+    from sanitycheck.probing.trainer import eval_split_of, reference_model, reference_plan
 
     evaluation = reference_model(ctx).eval
     if evaluation is None:
         return {}
     if ctx.task == "regression":
         return {"held_out_r2": float(evaluation.score)} if evaluation.metric == "r2" else {}
-    targets = None if evaluation.targets is None else np.asarray(evaluation.targets)
-    if evaluation.correct is None or targets is None or not len(targets):
+    labels = ctx.class_labels(eval_split_of(ctx, reference_plan(ctx)))
+    if evaluation.correct is None or labels is None:
+        return {}  # not one class per sample (per pixel or token, multi-label)
+    ids = labels[evaluation.indices]
+    ids = ids[ids >= 0]
+    if not len(ids):
         return {}
-    if targets.ndim == 2 and targets.shape[1] == 1:  # a column of 0/1 (BCEWithLogitsLoss)
-        targets = targets[:, 0]
-    elif targets.ndim == 2 and np.isin(targets, (0, 1)).all() and (targets.sum(1) == 1).all():  # one-hot rows
-        targets = targets.argmax(1)
-    if targets.ndim != 1:
-        return {}  # one class per sample only (not per pixel or token)
-    _, counts = np.unique(targets, return_counts=True)
-    return {"held_out_accuracy": float(evaluation.accuracy), "constant_accuracy": float(counts.max() / counts.sum())}
+    return {"held_out_accuracy": float(evaluation.accuracy),
+            "constant_accuracy": float(np.bincount(ids).max() / len(ids))}
