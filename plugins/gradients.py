@@ -485,6 +485,8 @@ def _dead_units(ctx: Any, settings: Settings, model: Any, diagnosis: _Diagnosis,
     passes in the same mode, batches of the probe's size; a unit active on any of them is not dead)."""
     import torch
 
+    from sanitycheck.pipeline.seeds import same_random_streams
+
     dead = {k: int((~a).sum()) for k, a in diagnosis.relus.items()}
     seen = len(indices)
     if not any(a.numel() and dead[k] / a.numel() >= settings.dead_fraction for k, a in diagnosis.relus.items()):
@@ -494,16 +496,19 @@ def _dead_units(ctx: Any, settings: Settings, model: Any, diagnosis: _Diagnosis,
     more = ctx.rng("gradients:dead-units").permutation(pool)[:min(CONFIRM_SAMPLES, len(pool)) // size * size]
     store = {k: a.clone() for k, a in diagnosis.relus.items()}
     model.train()  # the diagnostic passes' mode
-    for lo in range(0, len(more), size):
-        hooks = _hooked_relus(ctx, model, store)  # per forward pass: a module's calls are counted within one
-        try:
-            with torch.no_grad():
-                ctx.compute_loss(model, ctx.batch(ctx.train, np.sort(more[lo:lo + size])))
-        except Exception:  # the diagnostic batch ran, a batch drawn here did not: judge on the batch alone
-            return dead, seen
-        finally:
-            for h in hooks:
-                h.remove()
+    # the random streams as they were: the training steps after the first confirmation draw the same dropout masks
+    # and augmentations as without it
+    with same_random_streams():
+        for lo in range(0, len(more), size):
+            hooks = _hooked_relus(ctx, model, store)  # per forward pass: a module's calls are counted within one
+            try:
+                with torch.no_grad():
+                    ctx.compute_loss(model, ctx.batch(ctx.train, np.sort(more[lo:lo + size])))
+            except Exception:  # the diagnostic batch ran, a batch drawn here did not: judge on the batch alone
+                return dead, seen
+            finally:
+                for h in hooks:
+                    h.remove()
     return {k: int((~a).sum()) for k, a in store.items()}, seen + len(more)
 
 
