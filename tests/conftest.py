@@ -57,3 +57,14 @@ def measured_step(monkeypatch, seconds: float) -> None:
     measured = budget.step_cost
     monkeypatch.setattr(budget, "step_cost", lambda ctx, size: dataclasses.replace(
         measured(ctx, size), base=seconds, per_sample=0.0))
+
+
+def pinned_step_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: float = 0.0005) -> None:
+    """Make the one timing of the user's step (:func:`sanitycheck.probing.budget.measure_step_cost`) report each
+    step as ``base + per_sample * batch`` seconds and each evaluated sample as ``eval_per_sample``: the budgets are
+    planned from that cost (a quiet machine's, or a slow model's) whatever the machine's load."""
+    from sanitycheck.probing import budget, trainer
+
+    pinned = lambda *a, **k: budget.StepCost(base, per_sample, eval_per_sample)  # noqa: E731
+    monkeypatch.setattr(trainer, "measure_step_cost", pinned)
+    monkeypatch.setattr(budget, "measure_step_cost", pinned)

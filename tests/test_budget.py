@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import casekit
+from conftest import pinned_step_cost
 
 from sanitycheck.probing.budget import FLOOR_S, MIN_CAP_S, budget_seconds, epoch_seconds, fit_budget, mlp_step_seconds, \
     time_cap
@@ -136,11 +137,9 @@ def test_a_fitted_plan_makes_room_for_the_held_out_loss_it_tracks(monkeypatch):
     2 s of a 5 s cap and stopped the run early. A fitted plan counts it and tracks fewer samples (at least 64)."""
     from sanitycheck.engine.config import load_config
     from sanitycheck.pipeline.context import PipelineContext
-    from sanitycheck.probing import budget, trainer
+    from sanitycheck.probing import trainer
 
-    fake = lambda *a, **k: budget.StepCost(0.002, 0.0005, 0.0005)  # noqa: E731  (18 ms a step of 32, 0.5 ms an eval)
-    monkeypatch.setattr(trainer, "measure_step_cost", fake)
-    monkeypatch.setattr(budget, "measure_step_cost", fake)
+    pinned_step_cost(monkeypatch, 0.002, 0.0005, 0.0005)  # 18 ms a step of 32, 0.5 ms an eval
     x, y = torch.randn(3000, 8), torch.randint(0, 3, (3000,))
     ctx = PipelineContext.open(load_config({"data": {"train": TensorDataset(x[:2000], y[:2000]),
                                                      "val": TensorDataset(x[2000:], y[2000:])},

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import casekit
 import probekit
-from conftest import codes
+from conftest import codes, pinned_step_cost
 
 
 class DigitRows(Dataset):
@@ -335,14 +335,10 @@ class SegmentationOut(nn.Module):
 
 
 def test_a_segmentation_dict_is_scored_by_its_out(run_pipeline, monkeypatch):
-    from sanitycheck.probing import budget, trainer
-
     # a step cost of a quiet machine: on a slow one the measured cost put the 200-step one-batch fit under a 2 s cap
     # (this pipeline's epoch is about a second), the softmax's fit was cut at 76-100 steps, before its plateau, and
     # SC301 was "no verdict" (info) in some runs; the budget is not what this test is about
-    quiet = lambda *a, **k: budget.StepCost(0.001, 0.0001, 0.0001)  # noqa: E731
-    monkeypatch.setattr(trainer, "measure_step_cost", quiet)
-    monkeypatch.setattr(budget, "measure_step_cost", quiet)
+    pinned_step_cost(monkeypatch, 0.001, 0.0001, 0.0001)
     (xt, _), (xv, _) = casekit.digits()
     images = lambda x: x.reshape(-1, 1, 8, 8)  # noqa: E731
     masks = lambda x: (x.reshape(-1, 8, 8) > 0.3).long()  # noqa: E731

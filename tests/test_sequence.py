@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import casekit
 import charlm
-from conftest import CASES, codes, loud
+from conftest import CASES, codes, loud, pinned_step_cost
 
 GPT_CASE = CASES / "sequence-gpt-clean" / "sanitycheck.yaml"
 HF_CASE = CASES / "sequence-hf-clean" / "sanitycheck.yaml"
@@ -308,12 +308,9 @@ def test_targets_of_other_windows_are_an_error_even_where_the_budget_fits_nothin
     """A fitted budget in which the model does not even fit its training samples leaves "not learned" undecided,
     unless the input tokens do not predict the targets at all: then the targets belong to other windows (SC201).
     Real windows in the same budget are never an error."""
-    from sanitycheck.probing import budget, trainer
     from sanitycheck_plugins import label_shuffle
 
-    fake = lambda *a, **k: budget.StepCost(0.001, 0.002, 0.0005)  # noqa: E731  # the default budget: far over the cap
-    monkeypatch.setattr(trainer, "measure_step_cost", fake)
-    monkeypatch.setattr(budget, "measure_step_cost", fake)
+    pinned_step_cost(monkeypatch, 0.001, 0.002, 0.0005)  # the default budget: far over the cap
     fits = label_shuffle.fits_training_samples
     monkeypatch.setattr(label_shuffle, "fits_training_samples", lambda *a: (False, fits(*a)[1]))
     train, val = (TRAIN, VAL) if aligned else (Misaligned(TRAIN), Misaligned(VAL))
@@ -330,13 +327,11 @@ def test_targets_of_other_windows_are_an_error_even_where_the_budget_fits_nothin
 def test_clean_gpt_is_compared_with_the_best_input_free_predictor_untrained(run_pipeline, monkeypatch):
     """Zeroed token ids leave only the position: the per-position frequencies of the held-out targets are the best
     such a model can do, so it is not trained, and the clean GPT beats them."""
-    from sanitycheck.probing import budget, trainer
+    from sanitycheck.probing import trainer
 
     # the step cost this GPT measures on a quiet 2-core machine: under load the measured cost grows, the fitted
     # budget shrinks (fewer steps, fewer held-out samples), and the comparison loses the power it is tested for
-    quiet = lambda *a, **k: budget.StepCost(0.0055, 0.0004, 0.00019)  # noqa: E731
-    monkeypatch.setattr(trainer, "measure_step_cost", quiet)
-    monkeypatch.setattr(budget, "measure_step_cost", quiet)
+    pinned_step_cost(monkeypatch, 0.0055, 0.0004, 0.00019)
     zeroed, train = [], trainer.train
     monkeypatch.setattr(trainer, "train", lambda *a, **k: (zeroed.append(k.get("tag")) if k.get("inputs_transform")
                                                             else None) or train(*a, **k))

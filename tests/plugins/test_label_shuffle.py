@@ -8,7 +8,7 @@ import torch
 
 import casekit
 import probekit
-from conftest import codes, loud, measured_step
+from conftest import codes, loud, measured_step, pinned_step_cost
 
 CHECK = ["label-shuffle"]
 
@@ -238,19 +238,10 @@ def test_beating_chance_also_needs_beating_every_constant_predictor():
     assert beats_constants(ctx, _evaluation(truth, learned, losses), 1e-4, "relabeling", rng, Settings())[0] < 0.01
 
 
-def fake_cost(monkeypatch, base: float, per_sample: float, eval_per_sample: float = 0.0005):
-    """Make the trainer believe each step costs ``base + per_sample * batch`` seconds (the plan is fitted to it)."""
-    from sanitycheck.probing import budget, trainer
-
-    fake = lambda *a, **k: budget.StepCost(base, per_sample, eval_per_sample)  # noqa: E731
-    monkeypatch.setattr(trainer, "measure_step_cost", fake)
-    monkeypatch.setattr(budget, "measure_step_cost", fake)
-
-
 def run_slow(run_pipeline, monkeypatch, permute: bool, kind: str = "mlp"):
     """A clean pipeline (or its permuted targets) with a step cost that forces a fitted budget: a probekit kind, or
     ``masks`` (:func:`masks_pipeline`)."""
-    fake_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
+    pinned_step_cost(monkeypatch, 0.001, 0.002)  # 300 steps of 32 would take 19.5 s: far over the cap
     settings = {"checks": {"label-shuffle": {"memorize_seconds": 0.5}}}
     if kind == "masks":
         return run_pipeline(only=CHECK, **masks_pipeline(permute), **settings)
@@ -302,7 +293,7 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_on_texts(run_pipeline, 
     """Token ids have no meaningful distance, so the vote was not taken and permuted labels stayed SC205: their bags
     of tokens vote instead (TF-IDF, Hugging Face-style dict samples of real text)."""
     fits_nothing(monkeypatch)
-    fake_cost(monkeypatch, 0.001, 0.002)
+    pinned_step_cost(monkeypatch, 0.001, 0.002)
     report = run_pipeline(only=CHECK, **probekit.text_pipeline(permute),
                           checks={"label-shuffle": {"memorize_seconds": 0.5}})
     if permute:
@@ -343,7 +334,7 @@ def test_a_fitted_budget_that_fits_nothing_still_decides_for_targets_that_are_no
 
 @pytest.mark.parametrize("per_sample,hint", [(0.02, "--profile thorough"), (0.2, "device: cuda")])
 def test_no_budget_can_decide_says_what_it_needs(run_pipeline, monkeypatch, per_sample, hint):
-    fake_cost(monkeypatch, 0.001, per_sample)  # 50 steps of 8 do not fit in 60% of the 10 s cap
+    pinned_step_cost(monkeypatch, 0.001, per_sample)  # 50 steps of 8 do not fit in 60% of the 10 s cap
     spec = probekit.clean("mlp")
     x, y = spec["train"].tensors
     report = run_kind(run_pipeline, "mlp", train=casekit.dataset(x, probekit.permuted(y)),
