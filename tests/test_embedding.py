@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
@@ -116,6 +117,40 @@ def test_knn_index_agrees_with_brute_force_on_near_neighbours():
         d_self, i_self = knn(base[:3000], base[:3000], 3, exclude_self=True, exact=exact)
         assert not (i_self == np.arange(3000)[:, None]).any()
         assert np.isfinite(d_self).all()
+
+
+@pytest.mark.parametrize("latent", [24, None])
+def test_knn_index_of_wide_rows_finds_what_the_full_rows_find(latent, monkeypatch):
+    """Rows wider than PCA_DIMS: indexed on their principal components when those hold the rows' variance (here
+    24 latent directions), on the full rows when it is spread over all of them (Gaussian noise); either way the
+    near copy is found, the neighbours beyond it as often as through an index of the full rows, and re-ranked by
+    their exact distances in full."""
+    from sanitycheck.probing import neighbors
+
+    rng = np.random.default_rng(1)
+    d = 3 * neighbors.PCA_DIMS
+    if latent:
+        codes = rng.standard_normal((8000, latent)) * np.linspace(2.0, 0.5, latent)
+        base = (codes @ rng.standard_normal((latent, d)) + 0.05 * rng.standard_normal((8000, d))).astype(np.float32)
+    else:
+        centers = rng.standard_normal((200, d))
+        base = (centers[rng.integers(0, 200, 8000)] + 0.4 * rng.standard_normal((8000, d))).astype(np.float32)
+    queries = base[:1500] + 0.01 * rng.standard_normal((1500, d)).astype(np.float32)
+    _, i_bf = knn(queries, base, 5, exact=True)
+
+    def found(index):
+        dist, idx = knn(queries, None, 5, index=index)
+        assert (idx[:, 0] == np.arange(1500)).mean() >= 0.99
+        assert np.allclose(dist, np.linalg.norm(queries[:, None] - base[idx], axis=2), atol=1e-3)
+        assert np.all(np.diff(dist, axis=1) >= -1e-6)
+        return np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, i_bf)])
+
+    index = neighbors.Index(base, seed=0)
+    assert (index.overfetch > 1) == bool(latent)
+    projected = found(index)
+    monkeypatch.setattr(neighbors, "PCA_VARIANCE", 2.0)  # never projected
+    assert neighbors.Index(base, seed=0).overfetch == 1
+    assert projected >= found(neighbors.Index(base, seed=0)) - 0.02
 
 
 def test_unique_inputs_groups_equal_hashes_in_dataset_order():
