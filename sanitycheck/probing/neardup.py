@@ -48,7 +48,10 @@ def tail_cutoff(scores: np.ndarray, alpha: float) -> tuple[float, float | None, 
 ALIGN_CANDIDATES = 10
 #: ... and searches 3 x this many of them for a crop resized back: the best after shifting the sample, and as many
 #: nearest by a 4x4 thumbnail and by the central 4x4 cells of the 8x8 one (both barely moved by a 1-2 pixel crop).
-ZOOM_CANDIDATES = 3
+#: 2 rather than 3: the crop search is most of the aligned look's time, and with 2 the same ciFAIR pairs are found
+#: (35 of 39 across splits, 33 of 39 inside one) and the same planted copies (benchmarks/leakage_scale.py cifar,
+#: seeds 0 and 1: 297 and 299 of 300) for a tenth less of the look's time (docs/benchmarks-speed.md).
+ZOOM_CANDIDATES = 2
 #: Random training samples scored by the aligned and colour looks to calibrate their cutoffs (the tail fit uses the
 #: 5%-20% quantiles: a few hundred scores).
 ALIGN_CALIBRATION = 2000
@@ -220,7 +223,7 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
                       d_inner.topk(z, dim=1, largest=False).indices], 1)
     top = c.gather(1, pick)  # (m, 3z)
     # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
-    # the three ways often pick the same candidate (a quarter of the picks on the 60k CIFAR-sized images): each
+    # the three ways often pick the same candidate: each
     # (sample, candidate) pair's candidate image is read and searched once
     flat = top.reshape(-1).numpy()
     row = np.repeat(np.arange(m), pick.shape[1])
@@ -262,9 +265,12 @@ def group_kth(dist: np.ndarray, idx: np.ndarray, k: int, group: np.ndarray | Non
     g = np.where(valid, (idx if group is None else group[np.clip(idx, 0, None)]), -1)
     for ex in exclude:
         valid &= g != np.asarray(ex)[:, None]
-    if group is not None:
-        for j in range(1, width):  # count a group at its nearest member only
-            valid[:, j] &= ~(g[:, :j] == g[:, j:j + 1]).any(1)
+    if group is not None and width > 1:  # count a group at its nearest member only (its first column of the row)
+        order = np.argsort(g, axis=1, kind="stable")
+        ranked = np.take_along_axis(g, order, 1)
+        again = np.zeros_like(valid)
+        np.put_along_axis(again, order, np.concatenate([np.zeros((m, 1), bool), ranked[:, 1:] == ranked[:, :-1]], 1), 1)
+        valid &= ~again
     count = np.cumsum(valid, 1)
     found = count[:, -1] >= k if width else np.zeros(m, dtype=bool)
     pos = np.where(found, np.argmax(count >= k, 1), np.argmax(count == count[:, -1:], 1))
