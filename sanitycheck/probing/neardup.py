@@ -233,9 +233,9 @@ def _aligned_block(split: Any, base_split: Any, indices: np.ndarray, cand: Any, 
     pick = torch.cat([aligned.topk(z, dim=1, largest=False).indices, d4.topk(z, dim=1, largest=False).indices,
                       d_inner.topk(z, dim=1, largest=False).indices], 1)
     top = c.gather(1, pick)  # (m, 3z)
-    # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample
-    # the three ways often pick the same candidate: each
-    # (sample, candidate) pair's candidate image is read and searched once
+    # a copy cropped from the candidate (its window against the sample), or the candidate cropped from the sample;
+    # the three ways often pick the same candidate: each (sample, candidate) pair's candidate image is read and
+    # searched once
     flat = top.reshape(-1).numpy()
     row = np.repeat(np.arange(m), pick.shape[1])
     _, first, again = np.unique(row * len(unique) + flat, return_index=True, return_inverse=True)
