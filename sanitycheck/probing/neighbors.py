@@ -3,9 +3,10 @@
 ``knn(queries, base, k)`` returns the Euclidean distances and indices of each query's ``k`` nearest rows of
 ``base``. How it searches:
 
-- **CPU, small problems** (up to :data:`BRUTE_PAIRS` query-base pairs): exact search, ``faiss.knn`` (BLAS-blocked
-  brute force: one matrix product and a top-k per block; FAISS keeps the blocks bounded, the base is not copied).
-- **CPU, large problems**: an inverted-file index (FAISS ``IndexIVFScalarQuantizer``, 8 bits per value): the base
+- **CPU, small problems** (up to :data:`BRUTE_PAIRS` query-base pairs, and no index of the base built yet): exact
+  search, ``faiss.knn`` (BLAS-blocked brute force: one matrix product and a top-k per block; FAISS keeps the
+  blocks bounded, the base is not copied).
+- **CPU, large problems**, and any query set against a base whose index is built: an inverted-file index (FAISS ``IndexIVFScalarQuantizer``, 8 bits per value): the base
   is clustered by k-means into about :data:`CELLS_PER_SQRT` ``sqrt(n)`` cells, and each query is compared only
   with the members of its :data:`NPROBE` nearest cells, on 8-bit codes (a quarter of the memory of float32 and
   of the bytes scanned); the neighbours found are then re-ranked by their exact distances, which is what is
