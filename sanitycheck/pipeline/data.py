@@ -537,6 +537,8 @@ class _Chunk:
     target_dtypes: list[str] = field(default_factory=list)
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)
     target_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    #: The targets in blocks of rows, in order: one block of the whole chunk when they stack (one array travels
+    #: back from a worker, not one per sample), else one block per sample.
     targets: list[np.ndarray] = field(default_factory=list)
     target_nonfinite: np.ndarray | None = None
     #: A reading error: ``UsageError``'s message (raised by the main process).
@@ -615,6 +617,7 @@ class _Reader:
         split = self.split
         out = _Chunk(idx=idx, target_nonfinite=np.zeros(len(idx), dtype=bool))
         xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
         for pos, i in enumerate(idx.tolist()):
             try:
                 x, y = split.sample(i)
@@ -636,8 +639,9 @@ class _Reader:
                                  f"({type(x).__name__})")
             if ya.dtype.kind in "fc":  # integer and bool targets are always finite
                 out.target_nonfinite[pos] = not np.isfinite(ya).all()
-            out.targets.append(ya)
+            ys.append(ya)
             xs.append(xa)
+        out.targets = _blocks(ys, out.target_shapes)
         if len(set(out.input_shapes)) == 1:
             out.groups.append(self._summarize(np.arange(len(idx)), np.stack(xs)))
         else:  # mixed shapes: one sample at a time (rare, and reported by data-integrity)
@@ -653,11 +657,22 @@ class _Reader:
         flat32 = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion: statistics, hash and features
         flat = flat32.reshape(len(pos), -1) if size else None
         stats = _chunk_stats(flat, size, len(pos))
-        hashes = content_hashes(flat32)
+        finite = "nan" not in stats  # the statistics counted NaN and Inf only where there are some
+        hashes = content_hashes(flat32, finite)
         feats = kind = None
         if size:
-            feats, kind = raw_features(flat32)
+            feats, kind = raw_features(flat32, finite)
         return _Group(pos=pos, stats=stats, hashes=hashes, features=feats, kind=kind, inputs=raw)
+
+
+def _blocks(values: list[np.ndarray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Per-sample arrays as blocks of rows: one stacked block when they have one shape, else one block each."""
+    if len(set(shapes)) == 1:
+        try:
+            return [np.stack(values)]
+        except (TypeError, ValueError):
+            pass
+    return [v[None] for v in values]
 
 
 class _Accumulator:
@@ -680,7 +695,7 @@ class _Accumulator:
         self.target_dtypes: list[str] = []
         self.targets: np.ndarray | None = None
         self.targets_note = ""
-        self._target_parts: list[np.ndarray] = []
+        self._target_parts: list[np.ndarray] = []  # blocks of rows (see _Chunk.targets)
         self.inputs: np.ndarray | None = None
         self.inputs_note = "cached"
         self.inputs_view = False  # the cache is the user's own tensor (nothing to copy)
@@ -767,13 +782,14 @@ class _Accumulator:
         """The general path's targets, one array when they stack (its per-chunk parts are dropped)."""
         if self._target_parts and len(set(self.target_shapes)) == 1:
             try:
-                self.targets = np.stack(self._target_parts)
+                self.targets = np.concatenate(self._target_parts)
             except (TypeError, ValueError):
                 self.targets, self.targets_note = None, "they do not stack into one array"
             if self.targets is not None and self.targets.dtype.kind not in "biufc":
                 # structured targets (a dict per sample for multi-task heads): no one value per sample to read
-                first = self._target_parts[0]
-                kind = type(first.item()).__name__ if first.dtype == object and first.ndim == 0 else str(first.dtype)
+                first = self._target_parts[0][0]
+                kind = type(first).__name__ if self.targets.dtype == object and self.targets.ndim == 1 \
+                    else str(first.dtype)
                 self.targets, self.targets_note = None, f"a {kind} per sample{NOT_NUMBERS}"
         elif self._target_parts:
             self.targets_note = "their shapes differ"

@@ -32,13 +32,14 @@ def layout(shape: tuple[int, ...]) -> str:
     return "vector"
 
 
-def content_hashes(chunk: np.ndarray) -> np.ndarray:
-    """Exact content hash (uint64) of each row of ``chunk`` (samples of one shape), independent of dtype/strides."""
+def content_hashes(chunk: np.ndarray, finite: bool = False) -> np.ndarray:
+    """Exact content hash (uint64) of each row of ``chunk`` (samples of one shape), independent of dtype/strides.
+    ``finite``: the caller knows there is no NaN (the data pass counted them), and no pass looks for one."""
     import xxhash
 
     m = chunk.shape[0]
     x = np.ascontiguousarray(chunk, dtype=np.float32).reshape(m, -1) + np.float32(0.0)  # -0.0 -> 0.0
-    if np.isnan(x).any():
+    if not finite and np.isnan(x).any():
         x = np.where(np.isnan(x), np.float32(np.nan), x)  # one NaN bit pattern
     prefix = repr(tuple(chunk.shape[1:])).encode()
     out = np.empty(m, dtype=np.uint64)
@@ -52,21 +53,22 @@ def content_hashes(chunk: np.ndarray) -> np.ndarray:
     return out
 
 
-def raw_features(chunk: np.ndarray) -> tuple[np.ndarray, str]:
+def raw_features(chunk: np.ndarray, finite: bool = False) -> tuple[np.ndarray, str]:
     """Per-sample features of a chunk of equally shaped inputs ``(m, *shape)``: ``(features (m, d), kind)``.
 
     ``kind`` is ``'image'`` (unit-length thumbnails, final) or ``'vector'`` (to be standardized by
-    :class:`EmbeddingSpace` with training statistics).
+    :class:`EmbeddingSpace` with training statistics). ``finite``: the caller knows there is no NaN or Inf (NaN
+    and Inf are read as 0 otherwise).
     """
     import torch
 
     m = chunk.shape[0]
     if layout(tuple(chunk.shape[1:])) == "vector":
-        flat = _finite_float32(chunk).reshape(m, -1)
+        flat = (np.asarray(chunk, dtype=np.float32) if finite else _finite_float32(chunk)).reshape(m, -1)
         if flat.shape[1] > MAX_VECTOR_DIM:
             flat = flat @ _projection(flat.shape[1])
         return np.ascontiguousarray(flat, dtype=np.float32), "vector"
-    t = as_chw(chunk)
+    t = as_chw(chunk, finite)
     h, w = t.shape[2:]
     if h % GRID == 0 and w % GRID == 0:  # whole-pixel cells: plain average pooling is the same, and faster
         pooled = torch.nn.functional.avg_pool2d(t, (h // GRID, w // GRID)).reshape(m, -1).numpy()
