@@ -15,7 +15,7 @@ What checks use (everything is cached per run through ``ctx.shared``)::
     source(ctx)              -> 'pixels' | 'model'            what the embedding is made from
 
 **Hash.** Every input is converted to contiguous float32 (``-0.0`` becomes ``0.0``, every NaN the same NaN)
-and hashed with BLAKE2b together with its shape, so a ``uint8`` image and the same image as ``float32``,
+and hashed with XXH3-64 together with its shape, so a ``uint8`` image and the same image as ``float32``,
 or a strided view and its contiguous copy, hash the same.
 
 **Embedding.** Images (``(C, H, W)``, ``(H, W)`` or ``(H, W, C)`` with C in 1, 3, 4) are area-averaged down to an
