@@ -78,6 +78,22 @@ def test_tensor_fast_path_matches_the_sample_loop():
     assert fast.target_dtypes == slow.target_dtypes and fast.features_kind == "image"
 
 
+def test_targets_of_one_shape_are_one_array_and_of_several_shapes_none():
+    """Per-sample targets come back from each chunk as one block when they share a shape; the pass joins the blocks
+    (more than two chunks here). Shapes that differ, inside a chunk or between chunks, leave no targets array and
+    say why."""
+    x, y = images(2100)
+    same = materialize(PerSample(x, y), "train", max_samples=None, memory_mb=1024, input_key=None,
+                       target_key=None).data_pass()
+    assert same.targets.shape == (2100,) and np.array_equal(same.targets, y.numpy())
+    for odd in (5, 2050):  # in the first chunk, in the last
+        ys = [torch.tensor([1.0, 2.0]) if i == odd else torch.tensor(float(v)) for i, v in enumerate(y.tolist())]
+        mixed = materialize(PerSample(x, ys), "train", max_samples=None, memory_mb=1024, input_key=None,
+                            target_key=None).data_pass()
+        assert mixed.targets is None and mixed.targets_note == "their shapes differ"
+        assert mixed.target_shapes[odd] == (2,) and mixed.target_shapes[0] == ()
+
+
 def test_hashes_and_embeddings_do_not_need_the_inputs_cached():
     x, y = images(400)
     data = materialize(TensorDataset(x, y), "train", max_samples=None, memory_mb=1, input_key=None,

@@ -657,7 +657,7 @@ class _Reader:
         flat32 = np.ascontiguousarray(xs, dtype=np.float32)  # one conversion: statistics, hash and features
         flat = flat32.reshape(len(pos), -1) if size else None
         stats = _chunk_stats(flat, size, len(pos))
-        finite = "nan" not in stats  # the statistics counted NaN and Inf only where there are some
+        finite = "nan" not in stats  # counted only where there are some (_chunk_stats)
         hashes = content_hashes(flat32, finite)
         feats = kind = None
         if size:
@@ -813,7 +813,8 @@ class _Accumulator:
 
 
 def _chunk_stats(flat: np.ndarray | None, numel: int, m: int) -> dict[str, np.ndarray]:
-    """Per-sample statistics of ``m`` equally shaped samples (rows of ``flat``), over finite values."""
+    """Per-sample statistics of ``m`` equally shaped samples (rows of ``flat``), over finite values. The NaN and
+    Inf counts (``nan``, ``inf``) are only there when some value is not finite (the pass starts them at 0)."""
     stats = {"numel": np.full(m, numel, dtype=np.float64)}
     if flat is None:  # empty inputs
         return {**stats, **{k: np.full(m, math.nan) for k in ("min", "max", "mean", "std")}}

@@ -64,7 +64,7 @@ def raw_features(chunk: np.ndarray, finite: bool = False) -> tuple[np.ndarray, s
 
     m = chunk.shape[0]
     if layout(tuple(chunk.shape[1:])) == "vector":
-        flat = (np.asarray(chunk, dtype=np.float32) if finite else _finite_float32(chunk)).reshape(m, -1)
+        flat = _finite_float32(chunk, finite).reshape(m, -1)
         if flat.shape[1] > MAX_VECTOR_DIM:
             flat = flat @ _projection(flat.shape[1])
         return np.ascontiguousarray(flat, dtype=np.float32), "vector"
@@ -79,10 +79,11 @@ def raw_features(chunk: np.ndarray, finite: bool = False) -> tuple[np.ndarray, s
     return _unit_thumbnails(pooled), "image"
 
 
-def _finite_float32(x: np.ndarray) -> np.ndarray:
-    """``x`` as float32 with NaN and Inf as 0 (copied only when needed)."""
+def _finite_float32(x: np.ndarray, finite: bool = False) -> np.ndarray:
+    """``x`` as float32 with NaN and Inf as 0 (copied only when needed; ``finite``: the caller knows there are
+    none, and they are not searched for)."""
     x = np.asarray(x, dtype=np.float32)
-    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return x if finite or np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def as_chw(images: np.ndarray, finite: bool = False) -> Any:
@@ -94,7 +95,7 @@ def as_chw(images: np.ndarray, finite: bool = False) -> Any:
     kind = layout(tuple(images.shape[1:]))
     if kind == "vector":
         raise ValueError(f"inputs of shape {tuple(images.shape[1:])} are not images")
-    images = np.asarray(images, dtype=np.float32) if finite else _finite_float32(images)
+    images = _finite_float32(images, finite)
     t = torch.from_numpy(np.ascontiguousarray(images))
     if kind == "hw":
         t = t.unsqueeze(1)
